@@ -1,0 +1,204 @@
+//! The command line: tini's options with tini's meaning, plus bundle mode.
+//!
+//! Options stop at the program: `bundle-init -g app -v` passes `-v` to `app`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::config::parse_duration;
+use crate::signal::{Sig, parse_signal};
+
+pub const USAGE: &str = "\
+Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
+       bundle-init [OPTIONS] --bundle PATH               supervise the daemons of a bundle file
+       bundle-init --check --bundle PATH                 validate a bundle file and print its plan
+
+Options:
+  -s                   require becoming a child subreaper (done automatically when not PID 1)
+  -g                   send signals to the child's process group
+  -e CODE              report exit code CODE as 0 (repeatable)
+  -p SIGNAL            have SIGNAL delivered to bundle-init when its parent dies
+  -v                   more log output (repeatable)
+  -w                   warn about reaped zombies that were not the child
+  --stop-others GRACE  when the child exits, TERM the remaining processes and KILL them
+                       after GRACE (e.g. 2s) instead of leaving them
+  --bundle PATH        run the bundle file PATH (or set BUNDLE_INIT_BUNDLE)
+  --check              with --bundle: validate and print the plan, start nothing
+  -l                   show the license
+  -h, --help           show this help
+  --version            show the version
+
+Environment:
+  BUNDLE_INIT_SUBREAPER, TINI_SUBREAPER                  like -s when set
+  BUNDLE_INIT_KILL_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP  like -g when set
+  BUNDLE_INIT_VERBOSITY, TINI_VERBOSITY                  log level (0-3, default 1)
+  BUNDLE_INIT_BUNDLE                                     like --bundle
+  BUNDLE_INIT_DAEMONS                                    comma-separated daemons to run
+
+Exit codes: the child's code (128+N if signal N killed it); 2 bad usage or bundle file;
+126 program not executable; 127 program not found; 1 bundle-init could not set itself up.
+";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    License,
+    Run(Options),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub require_subreaper: bool,
+    pub signal_group: bool,
+    pub success_codes: Vec<u8>,
+    pub parent_death_signal: Option<Sig>,
+    pub verbosity: u8,
+    pub warn_orphans: bool,
+    pub stop_others: Option<Duration>,
+    pub bundle: Option<String>,
+    pub check: bool,
+    pub program: Vec<OsString>,
+}
+
+/// Parses arguments (without argv[0]); `env` looks up environment variables.
+pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let set = |names: [&str; 2]| names.iter().any(|n| env(n).is_some());
+    let mut options = Options {
+        require_subreaper: set(["BUNDLE_INIT_SUBREAPER", "TINI_SUBREAPER"]),
+        signal_group: set(["BUNDLE_INIT_KILL_PROCESS_GROUP", "TINI_KILL_PROCESS_GROUP"]),
+        verbosity: 1,
+        ..Options::default()
+    };
+    for name in ["TINI_VERBOSITY", "BUNDLE_INIT_VERBOSITY"] {
+        if let Some(value) = env(name) {
+            let text = value.to_string_lossy();
+            options.verbosity = text
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| format!("{name}=\"{text}\" is not a verbosity level (0-3)"))?
+                .min(9);
+        }
+    }
+    if let Some(path) = env("BUNDLE_INIT_BUNDLE").filter(|p| !p.is_empty()) {
+        options.bundle = Some(path.to_string_lossy().into_owned());
+    }
+    let mut parser = lexopt::Parser::from_args(args);
+    let describe = |e: lexopt::Error| e.to_string();
+    while let Some(arg) = parser.next().map_err(describe)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("version") => return Ok(Command::Version),
+            Short('l') => return Ok(Command::License),
+            Short('s') => options.require_subreaper = true,
+            Short('g') => options.signal_group = true,
+            Short('v') => options.verbosity = options.verbosity.saturating_add(1).min(9),
+            Short('w') => options.warn_orphans = true,
+            Short('e') => {
+                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
+                let code = text.parse::<u8>().map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
+                options.success_codes.push(code);
+            }
+            Short('p') => {
+                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
+                options.parent_death_signal = Some(parse_signal(&text).map_err(|m| format!("-p: {m}"))?);
+            }
+            Long("stop-others") => {
+                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
+                options.stop_others = Some(parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?);
+            }
+            Long("bundle") => {
+                let path = parser.value().map_err(describe)?;
+                options.bundle = Some(path.to_string_lossy().into_owned());
+            }
+            Long("check") => options.check = true,
+            Value(program) => {
+                options.program.push(program);
+                options.program.extend(parser.raw_args().map_err(describe)?);
+            }
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    match (&options.bundle, options.program.is_empty()) {
+        (Some(_), false) => Err("give either a program or --bundle, not both".to_string()),
+        (None, true) if options.check => Err("--check needs --bundle PATH".to_string()),
+        (None, true) => Err("no program given (see --help)".to_string()),
+        _ => Ok(Command::Run(options)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    fn run(list: &[&str]) -> Result<Options, String> {
+        match parse(args(list), &|_| None)? {
+            Command::Run(o) => Ok(o),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tini_options_keep_tini_meanings() {
+        let o = run(&["-g", "-e", "143", "-e", "1", "-p", "SIGKILL", "-vv", "-w", "-s", "--", "app", "x"]).unwrap();
+        assert!(o.signal_group && o.warn_orphans && o.require_subreaper);
+        assert_eq!(o.success_codes, vec![143, 1]);
+        assert_eq!(o.parent_death_signal, Some(Sig(9)));
+        assert_eq!(o.verbosity, 3);
+        assert_eq!(o.program, args(&["app", "x"]));
+    }
+
+    #[test]
+    fn options_after_the_program_belong_to_the_program() {
+        let o = run(&["-g", "app", "-v", "--help"]).unwrap();
+        assert_eq!(o.program, args(&["app", "-v", "--help"]));
+        assert_eq!(o.verbosity, 1);
+    }
+
+    #[test]
+    fn environment_variables_set_defaults() {
+        let env = |name: &str| match name {
+            "TINI_SUBREAPER" | "BUNDLE_INIT_KILL_PROCESS_GROUP" => Some(OsString::from("")),
+            "TINI_VERBOSITY" => Some(OsString::from("3")),
+            _ => None,
+        };
+        let Command::Run(o) = parse(args(&["app"]), &env).unwrap() else { panic!() };
+        assert!(o.require_subreaper && o.signal_group);
+        assert_eq!(o.verbosity, 3);
+        let bad = |name: &str| (name == "BUNDLE_INIT_VERBOSITY").then(|| OsString::from("loud"));
+        assert!(parse(args(&["app"]), &bad).unwrap_err().contains("BUNDLE_INIT_VERBOSITY"));
+    }
+
+    #[test]
+    fn bad_usage_is_an_error_with_a_reason() {
+        assert!(run(&[]).unwrap_err().contains("no program"));
+        assert!(run(&["-e", "256", "app"]).unwrap_err().contains("0-255"));
+        assert!(run(&["-p", "SIGNOPE", "app"]).unwrap_err().contains("SIGNOPE"));
+        assert!(run(&["-x", "app"]).unwrap_err().contains("-x"));
+        assert!(run(&["--bundle", "b", "app"]).unwrap_err().contains("not both"));
+        assert!(run(&["--check"]).unwrap_err().contains("--bundle"));
+        assert!(run(&["--stop-others", "soon", "app"]).unwrap_err().contains("duration"));
+        assert!(run(&["-e"]).is_err());
+    }
+
+    #[test]
+    fn help_version_and_license_win() {
+        assert_eq!(parse(args(&["-h"]), &|_| None), Ok(Command::Help));
+        assert_eq!(parse(args(&["--version"]), &|_| None), Ok(Command::Version));
+        assert_eq!(parse(args(&["-l"]), &|_| None), Ok(Command::License));
+    }
+
+    #[test]
+    fn bundle_path_from_flag_or_environment() {
+        assert_eq!(run(&["--bundle", "/b"]).unwrap().bundle.as_deref(), Some("/b"));
+        let env = |name: &str| (name == "BUNDLE_INIT_BUNDLE").then(|| OsString::from("/e"));
+        let Command::Run(o) = parse(args(&["--check"]), &env).unwrap() else { panic!() };
+        assert!(o.check);
+        assert_eq!(o.bundle.as_deref(), Some("/e"));
+    }
+}

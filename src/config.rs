@@ -1,0 +1,523 @@
+//! The bundle file: a small line-based format, parsed by hand.
+//!
+//! ```text
+//! # comment
+//! shutdown-grace = 8s            # keys before the first section apply to the bundle
+//! on SIGUSR1 = restart pipelock
+//! [egress]
+//! run = /bin/egress --routes "/etc/egress/routes file.yaml"
+//! ```
+//!
+//! Every error names the file and line: `PATH:LINE: what is wrong`. The format is
+//! documented in README.md; keep the two in step.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
+use crate::signal::{Sig, parse_signal};
+use crate::sys::libc_sig;
+
+/// Limits that keep hostile input from costing more than a clear error.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+pub const MAX_DAEMONS: usize = 256;
+pub const MAX_NAME_LEN: usize = 32;
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A bundle file, parsed and checked; selection has not been applied yet.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub daemons: Vec<DaemonSpec>,
+    pub routes: Vec<(Sig, RouteSpec)>,
+    pub shutdown_grace: Duration,
+}
+
+/// A route as written: daemon names, resolved to indices when a selection is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteSpec {
+    Shutdown,
+    Ignore,
+    ForwardAll,
+    Forward(Vec<String>),
+    Restart(Vec<String>),
+}
+
+/// `PATH:LINE: message` (LINE omitted for whole-file problems).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path, line, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
+/// reading it whole.
+pub fn load(path: &str) -> Result<Bundle, ConfigError> {
+    use std::io::Read;
+    let whole = |message: String| ConfigError { path: path.to_string(), line: None, message };
+    let file = std::fs::File::open(path).map_err(|e| whole(format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| whole(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(whole(format!("file is larger than {} KiB", MAX_FILE_BYTES / 1024)));
+    }
+    parse(path, &bytes)
+}
+
+/// Parses bundle-file bytes. `path` is only used in error messages.
+pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
+    let mut parser = Parser {
+        path,
+        bundle: Bundle { daemons: Vec::new(), routes: Vec::new(), shutdown_grace: Duration::from_secs(8) },
+        section_lines: Vec::new(),
+        route_lines: Vec::new(),
+        seen_keys: Vec::new(),
+        line: 0,
+    };
+    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        parser.line = index + 1;
+        parser.parse_line(raw)?;
+    }
+    parser.finish()
+}
+
+struct Parser<'a> {
+    path: &'a str,
+    bundle: Bundle,
+    /// Line of each daemon's `[name]` header, for errors found at the end.
+    section_lines: Vec<usize>,
+    /// Line of each route, for errors found at the end.
+    route_lines: Vec<usize>,
+    /// Single-valued keys already set in the current section.
+    seen_keys: Vec<String>,
+    line: usize,
+}
+
+impl Parser<'_> {
+    fn error(&self, message: String) -> ConfigError {
+        ConfigError { path: self.path.to_string(), line: Some(self.line), message }
+    }
+
+    fn parse_line(&mut self, raw: &[u8]) -> Result<(), ConfigError> {
+        if raw.len() > MAX_LINE_BYTES {
+            return Err(self.error(format!("line is longer than {MAX_LINE_BYTES} bytes")));
+        }
+        if raw.contains(&0) {
+            return Err(self.error("line contains a NUL byte".to_string()));
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| self.error("line is not valid UTF-8".to_string()))?;
+        let text = text.strip_suffix('\r').unwrap_or(text).trim();
+        if text.is_empty() || text.starts_with('#') {
+            return Ok(());
+        }
+        if let Some(rest) = text.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| self.error(format!("section header \"{text}\" has no closing ]")))?
+                .trim();
+            return self.start_section(name);
+        }
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| self.error(format!("expected \"key = value\", found \"{text}\"")))?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(self.error("missing key before =".to_string()));
+        }
+        if self.bundle.daemons.is_empty() {
+            self.bundle_key(key, value)
+        } else {
+            self.daemon_key(key, value)
+        }
+    }
+
+    fn start_section(&mut self, name: &str) -> Result<(), ConfigError> {
+        check_name(name).map_err(|m| self.error(m))?;
+        if self.bundle.daemons.iter().any(|d| d.name == name) {
+            return Err(self.error(format!("daemon \"{name}\" is defined twice")));
+        }
+        if self.bundle.daemons.len() >= MAX_DAEMONS {
+            return Err(self.error(format!("more than {MAX_DAEMONS} daemons")));
+        }
+        self.bundle.daemons.push(DaemonSpec::new(name, Vec::new()));
+        self.section_lines.push(self.line);
+        self.seen_keys.clear();
+        Ok(())
+    }
+
+    fn once(&mut self, key: &str) -> Result<(), ConfigError> {
+        if self.seen_keys.iter().any(|k| k == key) {
+            return Err(self.error(format!("\"{key}\" is set twice")));
+        }
+        self.seen_keys.push(key.to_string());
+        Ok(())
+    }
+
+    fn bundle_key(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(signal) = key.strip_prefix("on ").or_else(|| key.strip_prefix("on\t")) {
+            let sig = parse_signal(signal).map_err(|m| self.error(m))?;
+            let route = self.route(sig, value)?;
+            if self.bundle.routes.iter().any(|(s, _)| *s == sig) {
+                return Err(self.error(format!("{sig} is routed twice")));
+            }
+            self.bundle.routes.push((sig, route));
+            self.route_lines.push(self.line);
+            return Ok(());
+        }
+        match key {
+            "shutdown-grace" => {
+                self.once(key)?;
+                self.bundle.shutdown_grace = parse_duration(value).map_err(|m| self.error(m))?;
+            }
+            _ if DAEMON_KEYS.contains(&key) => {
+                return Err(self.error(format!("\"{key}\" belongs in a [daemon] section")));
+            }
+            _ => return Err(self.error(format!("unknown bundle key \"{key}\""))),
+        }
+        Ok(())
+    }
+
+    fn route(&self, sig: Sig, value: &str) -> Result<RouteSpec, ConfigError> {
+        if matches!(sig.0, libc_sig::KILL | libc_sig::STOP) {
+            return Err(self.error(format!("{sig} cannot be caught, so it cannot be routed")));
+        }
+        if sig.0 == libc_sig::CHLD {
+            return Err(self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string()));
+        }
+        let mut words = value.split_whitespace();
+        let action = words.next().ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
+        let names: Vec<String> = words.map(str::to_string).collect();
+        let needs_names = |route: fn(Vec<String>) -> RouteSpec| {
+            if names.is_empty() {
+                Err(self.error(format!("\"{action}\" needs at least one daemon name")))
+            } else {
+                Ok(route(names.clone()))
+            }
+        };
+        let no_names = |route: RouteSpec| {
+            if names.is_empty() {
+                Ok(route)
+            } else {
+                Err(self.error(format!("\"{action}\" takes no daemon names")))
+            }
+        };
+        match action {
+            "restart" => needs_names(RouteSpec::Restart),
+            "forward" => needs_names(RouteSpec::Forward),
+            "forward-all" => no_names(RouteSpec::ForwardAll),
+            "shutdown" => no_names(RouteSpec::Shutdown),
+            "ignore" => no_names(RouteSpec::Ignore),
+            other => Err(self.error(format!(
+                "unknown route action \"{other}\" (expected restart, forward, forward-all, shutdown or ignore)"
+            ))),
+        }
+    }
+
+    fn daemon_key(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let repeatable = matches!(key, "env" | "unset" | "unset-prefix");
+        if !repeatable && DAEMON_KEYS.contains(&key) {
+            self.once(key)?;
+        }
+        let line = self.line;
+        let path = self.path;
+        let err = |message: String| ConfigError { path: path.to_string(), line: Some(line), message };
+        let Some(daemon) = self.bundle.daemons.last_mut() else {
+            return Err(err("internal: no section".to_string()));
+        };
+        match key {
+            "run" => {
+                let words = split_words(value).map_err(err)?;
+                if words.is_empty() {
+                    return Err(err("\"run\" needs a program".to_string()));
+                }
+                daemon.argv = words.into_iter().map(OsString::from).collect();
+            }
+            "cwd" => {
+                if !value.starts_with('/') {
+                    return Err(err(format!("cwd \"{value}\" must be an absolute path")));
+                }
+                daemon.cwd = Some(PathBuf::from(value));
+            }
+            "env" => {
+                let (name, val) = value
+                    .split_once('=')
+                    .ok_or_else(|| err(format!("env needs NAME=VALUE, found \"{value}\"")))?;
+                let name = name.trim();
+                check_env_name(name).map_err(err)?;
+                daemon.env.set.push((name.into(), val.trim().into()));
+            }
+            "unset" | "unset-prefix" => {
+                let names: Vec<&str> = value.split_whitespace().collect();
+                if names.is_empty() {
+                    return Err(err(format!("\"{key}\" needs at least one name")));
+                }
+                for name in names {
+                    check_env_name(name).map_err(err)?;
+                    let list = if key == "unset" { &mut daemon.env.unset } else { &mut daemon.env.unset_prefixes };
+                    list.push(name.into());
+                }
+            }
+            "user" => daemon.user = Some(parse_user(value).map_err(err)?),
+            "stop-signal" => {
+                let sig = parse_signal(value).map_err(err)?;
+                if sig.0 == libc_sig::STOP {
+                    return Err(err("SIGSTOP does not end a process; choose another stop-signal".to_string()));
+                }
+                daemon.stop_signal = sig;
+            }
+            "grace" => daemon.grace = parse_duration(value).map_err(err)?,
+            "on-exit" => {
+                daemon.on_exit = match value {
+                    "keep-running" => ExitPolicy::KeepRunning,
+                    "restart" => ExitPolicy::Restart,
+                    "stop-bundle" => ExitPolicy::StopBundle,
+                    other => {
+                        return Err(err(format!(
+                            "unknown on-exit \"{other}\" (expected keep-running, restart or stop-bundle)"
+                        )));
+                    }
+                }
+            }
+            "restart-delay" => daemon.backoff.initial = parse_duration(value).map_err(err)?,
+            "restart-delay-max" => daemon.backoff.max = parse_duration(value).map_err(err)?,
+            "stable-after" => daemon.backoff.stable_after = parse_duration(value).map_err(err)?,
+            "prefix-output" => daemon.prefix_output = parse_bool(value).map_err(err)?,
+            "signal-group" => daemon.signal_group = parse_bool(value).map_err(err)?,
+            "no-new-privs" => daemon.no_new_privs = parse_bool(value).map_err(err)?,
+            _ if key == "shutdown-grace" || key.starts_with("on ") => {
+                return Err(err(format!("\"{key}\" is a bundle key: put it before the first [daemon]")));
+            }
+            _ => return Err(err(format!("unknown key \"{key}\" in [{}]", daemon.name))),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Bundle, ConfigError> {
+        let at = |line: usize, message: String| ConfigError { path: self.path.to_string(), line: Some(line), message };
+        if self.bundle.daemons.is_empty() {
+            return Err(ConfigError { path: self.path.to_string(), line: None, message: "defines no daemon".to_string() });
+        }
+        for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_lines) {
+            if daemon.argv.is_empty() {
+                return Err(at(line, format!("[{}] has no \"run\" line", daemon.name)));
+            }
+            if daemon.backoff.initial > daemon.backoff.max {
+                return Err(at(line, format!("[{}] restart-delay is longer than restart-delay-max", daemon.name)));
+            }
+        }
+        for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
+            if let RouteSpec::Forward(names) | RouteSpec::Restart(names) = route {
+                for name in names {
+                    if !self.bundle.daemons.iter().any(|d| &d.name == name) {
+                        return Err(at(line, format!("route for {sig} names unknown daemon \"{name}\"")));
+                    }
+                }
+            }
+        }
+        Ok(self.bundle)
+    }
+}
+
+const DAEMON_KEYS: [&str; 15] = [
+    "run",
+    "cwd",
+    "env",
+    "unset",
+    "unset-prefix",
+    "user",
+    "stop-signal",
+    "grace",
+    "on-exit",
+    "restart-delay",
+    "restart-delay-max",
+    "stable-after",
+    "prefix-output",
+    "signal-group",
+    "no-new-privs",
+];
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() {
+        Err("empty daemon name".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Err(format!("daemon name is longer than {MAX_NAME_LEN} characters"))
+    } else if !name.chars().all(ok_char) {
+        Err(format!("daemon name \"{name}\" may only use letters, digits, '-', '_' and '.'"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(['=', ' ', '\t']) {
+        Err(format!("bad environment variable name \"{name}\""))
+    } else {
+        Ok(())
+    }
+}
+
+/// `8s`, `500ms`, `2m`, `1h`, `1.5s`. A unit is required: a bare number is ambiguous.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration \"{text}\" (examples: 500ms, 8s, 2m)");
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if number.is_empty() || number.starts_with('.') || number.matches('.').count() > 1 || number.len() > 12 {
+        return Err(bad());
+    }
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = value * scale;
+    if !(seconds.is_finite()) || seconds > MAX_DURATION.as_secs_f64() {
+        return Err(format!("duration \"{text}\" is longer than 24h"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("expected yes or no, found \"{text}\"")),
+    }
+}
+
+/// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
+fn parse_user(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("user \"{text}\" must be numeric UID:GID, e.g. 65534:65534");
+    let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
+    let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
+    let gid: u32 = gid.trim().parse().map_err(|_| bad())?;
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(bad());
+    }
+    Ok((uid, gid))
+}
+
+/// Splits a command line into words. Whitespace separates words; "double quotes" keep
+/// spaces and understand \" and \\; 'single quotes' are literal; a backslash outside
+/// quotes escapes the next character. No variables, no globs: nothing runs a shell.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated ' quote".to_string()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated \" quote".to_string()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated \" quote".to_string()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("trailing backslash".to_string()),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Selection failures: an unknown name in the selection variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectionError(pub String);
+
+/// Applies a selection (`BUNDLE_INIT_DAEMONS=a,b`; None runs all) and resolves routes.
+/// Selected daemons keep bundle order; routes to unselected daemons become no-ops.
+pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, SelectionError> {
+    let chosen: Vec<&DaemonSpec> = match selection {
+        None => bundle.daemons.iter().collect(),
+        Some(list) => {
+            let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+            if let Some(unknown) = names.iter().find(|n| !bundle.daemons.iter().any(|d| d.name == **n)) {
+                let known: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
+                return Err(SelectionError(format!(
+                    "unknown daemon \"{unknown}\" in the selection (known: {})",
+                    known.join(", ")
+                )));
+            }
+            bundle.daemons.iter().filter(|d| names.contains(&d.name.as_str())).collect()
+        }
+    };
+    let index_of = |names: &[String]| -> Vec<usize> {
+        names.iter().filter_map(|n| chosen.iter().position(|d| &d.name == n)).collect()
+    };
+    let mut routes = Routes::bundle_defaults();
+    for (sig, spec) in &bundle.routes {
+        let route = match spec {
+            RouteSpec::Shutdown => Route::Shutdown,
+            RouteSpec::Ignore => Route::Ignore,
+            RouteSpec::ForwardAll => Route::ForwardAll,
+            RouteSpec::Forward(names) => Route::Forward(index_of(names)),
+            RouteSpec::Restart(names) => Route::Restart(index_of(names)),
+        };
+        routes.set(*sig, route);
+    }
+    Ok(Plan {
+        daemons: chosen.into_iter().cloned().collect(),
+        routes,
+        shutdown_grace: bundle.shutdown_grace,
+        stop_leftovers: true,
+        success_codes: Vec::new(),
+        single_child: false,
+    })
+}

@@ -1,0 +1,297 @@
+//! bundle-init: a tiny static PID 1 that reaps, forwards signals and supervises a bundle
+//! of named daemons. `main.rs` only collects argv; everything starts in [`run`].
+
+pub mod cli;
+pub mod config;
+pub mod output;
+pub mod plan;
+pub mod runtime;
+pub mod signal;
+pub mod spawn;
+pub mod supervisor;
+pub mod sys;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use cli::{Command, Options};
+use plan::{DaemonSpec, ExitPolicy, Plan, Routes};
+use spawn::ChildSetup;
+use supervisor::Supervisor;
+use sys::{FAULT_SIGNALS, SigSet, libc_sig};
+
+/// Documented exit codes of bundle-init's own failures.
+pub const EXIT_SETUP_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+pub const VERSION_LINE: &str =
+    concat!("bundle-init ", env!("CARGO_PKG_VERSION"), " (", env!("BUNDLE_INIT_COMMIT"), ")");
+
+const LICENSE: &str = "\
+bundle-init is released under the MIT License.
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this
+software and associated documentation files (the \"Software\"), to deal in the Software
+without restriction, including without limitation the rights to use, copy, modify, merge,
+publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons
+to whom the Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED,
+INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR
+PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE
+FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR
+OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
+DEALINGS IN THE SOFTWARE.
+";
+
+/// One line on stderr, ignoring any failure to write it (a closed stderr must not matter).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "bundle-init: {line}");
+}
+
+fn print(text: &str) -> u8 {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    0
+}
+
+/// The whole program, from argv (without argv[0]) to an exit code.
+pub fn run(args: Vec<OsString>) -> u8 {
+    ensure_stdio_open();
+    // Block first, so a signal that arrives while we set up waits for the loop.
+    let mut blocked = SigSet::full();
+    for sig in FAULT_SIGNALS {
+        blocked.remove(sig);
+    }
+    let inherited_mask = match sys::block_signals(&blocked) {
+        Ok(mask) => mask,
+        Err(e) => {
+            say(format_args!("cannot block signals: {e}"));
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let command = match cli::parse(args, &|name| std::env::var_os(name)) {
+        Ok(command) => command,
+        Err(message) => {
+            say(format_args!("{message}"));
+            say(format_args!("usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...] | --bundle PATH (see --help)"));
+            return EXIT_USAGE;
+        }
+    };
+    let options = match command {
+        Command::Help => return print(cli::USAGE),
+        Command::Version => return print(&format!("{VERSION_LINE}\n")),
+        Command::License => return print(LICENSE),
+        Command::Run(options) => options,
+    };
+    let plan = match &options.bundle {
+        Some(path) => match bundle_plan(path, options.check) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return 0,
+            Err(code) => return code,
+        },
+        None => single_child_plan(&options),
+    };
+    let setup = ChildSetup {
+        inherited_mask,
+        sigpipe_ignored: sys::signal_is_ignored(libc_sig::PIPE),
+        give_terminal: plan.single_child && owns_terminal(),
+    };
+    if !plan.single_child {
+        // Descriptors bundle-init inherited are its own business, not every daemon's.
+        close_inherited_on_exec();
+    }
+    start(plan, options, setup, &blocked)
+}
+
+fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u8 {
+    if let Some(sig) = options.parent_death_signal {
+        let signal = rustix::process::Signal::from_named_raw(sig.0);
+        let result = match signal {
+            Some(s) => rustix::process::set_parent_process_death_signal(Some(s)),
+            None => Err(rustix::io::Errno::INVAL),
+        };
+        if let Err(e) = result {
+            say(format_args!("cannot set parent-death signal {sig}: {e}"));
+            return EXIT_SETUP_FAILED;
+        }
+    }
+    let pid1 = rustix::process::getpid().is_init();
+    if !pid1 {
+        // Orphans of our children must come to us, not to the host's init.
+        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+            if options.require_subreaper {
+                say(format_args!("cannot become a child subreaper: {e}"));
+                return EXIT_SETUP_FAILED;
+            }
+            say(format_args!("warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"));
+        }
+    }
+    let signals = match sys::open_signalfd(blocked) {
+        Ok(fd) => fd,
+        Err(e) => {
+            say(format_args!("cannot open a signalfd: {e}"));
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let settings = runtime::Settings {
+        setup,
+        verbosity: options.verbosity,
+        warn_orphans: options.warn_orphans,
+        pid1,
+    };
+    match runtime::Runtime::new(Supervisor::new(plan), signals, settings) {
+        Ok(runtime) => runtime.run(),
+        Err(e) => {
+            say(format_args!("cannot create output pipes: {e}"));
+            EXIT_SETUP_FAILED
+        }
+    }
+}
+
+/// Loads and selects a bundle. Ok(None): `--check` printed the plan and nothing runs.
+fn bundle_plan(path: &str, check: bool) -> Result<Option<Plan>, u8> {
+    let bundle = config::load(path).map_err(|e| {
+        say(format_args!("{e}"));
+        EXIT_USAGE
+    })?;
+    let selection = std::env::var("BUNDLE_INIT_DAEMONS").ok();
+    let plan = config::select(&bundle, selection.as_deref()).map_err(|e| {
+        say(format_args!("BUNDLE_INIT_DAEMONS: {}", e.0));
+        EXIT_USAGE
+    })?;
+    if check {
+        print(&describe_plan(path, &plan));
+        return Ok(None);
+    }
+    Ok(Some(plan))
+}
+
+fn single_child_plan(options: &Options) -> Plan {
+    let program = &options.program;
+    let name = Path::new(&program[0])
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "child".to_string());
+    let mut child = DaemonSpec::new(&name, program.clone());
+    child.on_exit = ExitPolicy::StopBundle;
+    child.prefix_output = false;
+    child.signal_group = options.signal_group;
+    Plan {
+        daemons: vec![child],
+        routes: Routes::forward_everything(),
+        shutdown_grace: options.stop_others.unwrap_or(Duration::ZERO),
+        stop_leftovers: options.stop_others.is_some(),
+        success_codes: options.success_codes.clone(),
+        single_child: true,
+    }
+}
+
+/// The plan in words, for `--check`.
+pub fn describe_plan(path: &str, plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let names = |indices: &[usize]| -> String {
+        let list: Vec<&str> = indices.iter().map(|&i| plan.daemons[i].name.as_str()).collect();
+        if list.is_empty() { "(no selected daemon)".to_string() } else { list.join(" ") }
+    };
+    let _ = writeln!(text, "{path}: OK, {} daemon(s) in start order", plan.daemons.len());
+    let _ = writeln!(text, "shutdown-grace = {}", supervisor::human(plan.shutdown_grace));
+    for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
+        let action = match route {
+            plan::Route::Shutdown => "shutdown".to_string(),
+            plan::Route::Ignore => "ignore".to_string(),
+            plan::Route::ForwardAll => "forward-all".to_string(),
+            plan::Route::Forward(list) => format!("forward {}", names(list)),
+            plan::Route::Restart(list) => format!("restart {}", names(list)),
+        };
+        let _ = writeln!(text, "on {sig} = {action}");
+    }
+    let _ = writeln!(text, "any other signal = forward-all");
+    for d in &plan.daemons {
+        let argv: Vec<String> = d.argv.iter().map(|a| format!("{:?}", a.to_string_lossy())).collect();
+        let _ = writeln!(text, "[{}]", d.name);
+        let _ = writeln!(text, "  run = {}", argv.join(" "));
+        if let Some(cwd) = &d.cwd {
+            let _ = writeln!(text, "  cwd = {}", cwd.display());
+        }
+        for (k, v) in &d.env.set {
+            let _ = writeln!(text, "  env = {}={}", k.to_string_lossy(), v.to_string_lossy());
+        }
+        for (key, list) in [("unset", &d.env.unset), ("unset-prefix", &d.env.unset_prefixes)] {
+            if !list.is_empty() {
+                let words: Vec<_> = list.iter().map(|n| n.to_string_lossy()).collect();
+                let _ = writeln!(text, "  {key} = {}", words.join(" "));
+            }
+        }
+        if let Some((uid, gid)) = d.user {
+            let _ = writeln!(text, "  user = {uid}:{gid}");
+        }
+        let _ = writeln!(
+            text,
+            "  stop-signal = {}, grace = {}, on-exit = {}",
+            d.stop_signal,
+            supervisor::human(d.grace),
+            d.on_exit.name()
+        );
+        if d.on_exit == ExitPolicy::Restart {
+            let b = d.backoff;
+            let _ = writeln!(
+                text,
+                "  restart-delay = {}, restart-delay-max = {}, stable-after = {}",
+                supervisor::human(b.initial),
+                supervisor::human(b.max),
+                supervisor::human(b.stable_after)
+            );
+        }
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let _ = writeln!(
+            text,
+            "  prefix-output = {}, signal-group = {}, no-new-privs = {}",
+            yes(d.prefix_output),
+            yes(d.signal_group),
+            yes(d.no_new_privs)
+        );
+    }
+    text
+}
+
+/// Opens /dev/null on any of 0, 1, 2 that is closed, so that no descriptor bundle-init
+/// opens later lands there by accident (and gets handed to a child as its stdout).
+fn ensure_stdio_open() {
+    for fd in 0..3 {
+        if rustix::io::fcntl_getfd(output::borrow_stdio(fd)).is_err() {
+            let opened = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty());
+            if let Ok(null) = opened {
+                // open() returns the lowest free number, which is `fd` itself; keep it open.
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+            }
+        }
+    }
+}
+
+/// Marks every inherited descriptor above 2 close-on-exec.
+fn close_inherited_on_exec() {
+    let mut fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    fds.retain(|&fd| fd > 2);
+    for fd in fds {
+        let borrowed = output::borrow_stdio(fd);
+        if let Ok(flags) = rustix::io::fcntl_getfd(borrowed) {
+            let _ = rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC);
+        }
+    }
+}
+
+/// Whether stdin is a terminal whose foreground process group is ours.
+fn owns_terminal() -> bool {
+    let stdin = output::borrow_stdio(0);
+    rustix::termios::isatty(stdin)
+        && rustix::termios::tcgetpgrp(stdin).is_ok_and(|pgrp| pgrp == rustix::process::getpgrp())
+}

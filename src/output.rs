@@ -1,0 +1,235 @@
+//! Prefixed output: daemons' lines become `[name] line` records, queued to bundle-init's
+//! stdout or stderr and written only when the descriptor can take them, so a slow log
+//! reader never stalls the loop.
+//!
+//! Records are at most PIPE_BUF bytes (a line of up to MAX_LINE bytes plus the prefix),
+//! so one record is one atomic write to a pipe: lines are never interleaved.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// The kernel's atomic pipe write size on Linux.
+pub const PIPE_BUF: usize = 4096;
+/// Longest line content in one record; longer lines are split into several records.
+pub const MAX_LINE: usize = PIPE_BUF - 64;
+/// A sink holding more than this stops reading daemons' pipes until it drains, so a stuck
+/// reader makes the daemons wait (as a plain pipe would) instead of growing memory.
+pub const HIGH_WATER: usize = 64 * 1024;
+/// Bytes one write tries to move when the descriptor is non-blocking.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Cuts a byte stream into prefixed, newline-terminated records.
+#[derive(Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Appends a record to `out` for each complete line in `data`; keeps the rest.
+    pub fn feed(&mut self, prefix: &[u8], mut data: &[u8], out: &mut Vec<u8>) {
+        while !data.is_empty() {
+            let room = MAX_LINE - self.partial.len();
+            let window = &data[..data.len().min(room + 1)];
+            if let Some(newline) = window.iter().position(|&b| b == b'\n') {
+                self.emit(prefix, &data[..newline], out);
+                data = &data[newline + 1..];
+            } else if data.len() <= room {
+                self.partial.extend_from_slice(data);
+                return;
+            } else {
+                self.emit(prefix, &data[..room], out);
+                data = &data[room..];
+            }
+        }
+    }
+
+    /// Ends a final line that had no newline (the daemon exited mid-line).
+    pub fn finish(&mut self, prefix: &[u8], out: &mut Vec<u8>) {
+        if !self.partial.is_empty() {
+            self.emit(prefix, &[], out);
+        }
+    }
+
+    fn emit(&mut self, prefix: &[u8], tail: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&self.partial);
+        out.extend_from_slice(tail);
+        out.push(b'\n');
+        self.partial.clear();
+    }
+}
+
+/// One of bundle-init's own outputs (stdout or stderr) with a queue in front of it.
+pub struct Sink {
+    /// A private non-blocking file description of the same pipe, when one could be opened.
+    private: Option<OwnedFd>,
+    raw: RawFd,
+    pending: Vec<u8>,
+    broken: bool,
+    /// Bundle-init's own log lines dropped because the queue was full or the output broken.
+    pub dropped: u64,
+}
+
+impl Sink {
+    /// Wraps descriptor `raw` (1 or 2). For a pipe or FIFO, opens `/proc/self/fd/N` again
+    /// with O_NONBLOCK: a new file description, so the shared one that unprefixed children
+    /// also write to keeps its blocking mode. Otherwise writes stay blocking and are sized
+    /// to what poll said fits.
+    pub fn new(raw: RawFd) -> Sink {
+        let fd = borrow_stdio(raw);
+        let is_fifo = rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
+        let private = match is_fifo {
+            Ok(true) => rustix::fs::open(
+                format!("/proc/self/fd/{raw}").as_str(),
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok(),
+            _ => None,
+        };
+        Sink { private, raw, pending: Vec::new(), broken: false, dropped: 0 }
+    }
+
+    /// Whether `raw` and this sink write to the same file (stdout and stderr often do).
+    pub fn same_file_as(&self, raw: RawFd) -> bool {
+        let a = rustix::fs::fstat(borrow_stdio(self.raw));
+        let b = rustix::fs::fstat(borrow_stdio(raw));
+        matches!((a, b), (Ok(a), Ok(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.private.as_ref().map_or(self.raw, |fd| fd.as_raw_fd())
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.pending.len() < HIGH_WATER
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.pending.is_empty() && !self.broken
+    }
+
+    /// Queues records; once the output is broken, they are discarded.
+    pub fn queue(&mut self) -> Option<&mut Vec<u8>> {
+        if self.broken { None } else { Some(&mut self.pending) }
+    }
+
+    /// Queues one of bundle-init's own lines, or drops it when the queue is full.
+    pub fn log_line(&mut self, line: &[u8]) {
+        if self.broken || self.pending.len() + line.len() > HIGH_WATER * 2 {
+            self.dropped += 1;
+        } else {
+            self.pending.extend_from_slice(line);
+        }
+    }
+
+    /// Writes what it can without blocking. Call when poll reports the descriptor writable.
+    pub fn flush(&mut self) {
+        while self.wants_write() {
+            let limit = if self.private.is_some() { WRITE_CHUNK } else { PIPE_BUF };
+            let chunk = whole_records(&self.pending, limit);
+            let fd = match &self.private {
+                Some(fd) => fd.as_fd(),
+                None => borrow_stdio(self.raw),
+            };
+            match rustix::io::write(fd, &self.pending[..chunk]) {
+                Ok(written) => {
+                    self.pending.drain(..written);
+                    if self.private.is_none() {
+                        return; // one write per poll: a blocking descriptor must not block
+                    }
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return,
+                Err(_) => {
+                    // EPIPE, EBADF, EIO...: the reader is gone. Drop output, keep supervising.
+                    self.broken = true;
+                    self.pending = Vec::new();
+                }
+            }
+        }
+    }
+}
+
+/// The longest prefix of `pending` of at most `limit` bytes that ends at a record boundary
+/// (or `limit` bytes when a single record is longer, which only happens mid-record).
+fn whole_records(pending: &[u8], limit: usize) -> usize {
+    if pending.len() <= limit {
+        return pending.len();
+    }
+    match pending[..limit].iter().rposition(|&b| b == b'\n') {
+        Some(end) => end + 1,
+        None => limit,
+    }
+}
+
+/// Borrows one of the standard descriptors, which live as long as the process.
+pub fn borrow_stdio(raw: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: bundle-init makes sure 0, 1 and 2 are open at startup and never closes them.
+    unsafe { BorrowedFd::borrow_raw(raw) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.feed(b"[d] ", chunk, &mut out);
+        }
+        splitter.finish(b"[d] ", &mut out);
+        out
+    }
+
+    #[test]
+    fn lines_are_prefixed_and_kept_whole_across_reads() {
+        assert_eq!(split(&[b"hel", b"lo\nwor", b"ld\n"]), b"[d] hello\n[d] world\n");
+    }
+
+    #[test]
+    fn a_final_partial_line_is_flushed() {
+        assert_eq!(split(&[b"a\nno newline"]), b"[d] a\n[d] no newline\n");
+    }
+
+    #[test]
+    fn empty_lines_survive() {
+        assert_eq!(split(&[b"\n\n"]), b"[d] \n[d] \n");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_pass_through() {
+        assert_eq!(split(&[b"\xff\xfe\n"]), b"[d] \xff\xfe\n");
+    }
+
+    #[test]
+    fn long_lines_are_split_at_max_line_without_loss() {
+        let line = vec![b'x'; MAX_LINE * 2 + 10];
+        let mut input = line.clone();
+        input.push(b'\n');
+        let out = split(&[&input[..100], &input[100..]]);
+        let records: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|r| !r.is_empty()).collect();
+        assert_eq!(records.len(), 3);
+        assert!(records.iter().all(|r| r.len() <= MAX_LINE + 4 && r.starts_with(b"[d] ")));
+        let joined: Vec<u8> = records.iter().flat_map(|r| r[4..].iter().copied()).collect();
+        assert_eq!(joined, line);
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_line_is_one_record() {
+        let mut input = vec![b'y'; MAX_LINE];
+        input.push(b'\n');
+        let out = split(&[&input]);
+        assert_eq!(out.len(), 4 + MAX_LINE + 1);
+    }
+
+    #[test]
+    fn writes_end_at_record_boundaries() {
+        assert_eq!(whole_records(b"ab\ncd\nef", 7), 6);
+        assert_eq!(whole_records(b"abcdefgh", 4), 4);
+        assert_eq!(whole_records(b"ab\n", 10), 3);
+    }
+}

@@ -1,0 +1,168 @@
+//! What bundle-init is asked to run: built from the command line (single-child mode) or from
+//! a bundle file, then handed to the supervisor. Plain data, no I/O.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::signal::Sig;
+use crate::sys::{MAX_SIGNAL, libc_sig};
+
+/// What happens when a daemon exits without having been asked to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitPolicy {
+    /// Log it; the siblings carry on; nothing restarts it.
+    KeepRunning,
+    /// Start it again after a backoff that doubles up to a cap.
+    Restart,
+    /// Shut the whole bundle down and exit with this daemon's code.
+    StopBundle,
+}
+
+impl ExitPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitPolicy::KeepRunning => "keep-running",
+            ExitPolicy::Restart => "restart",
+            ExitPolicy::StopBundle => "stop-bundle",
+        }
+    }
+}
+
+/// Delays between automatic restarts: `initial`, doubling up to `max`; a run that lasted
+/// at least `stable_after` counts as healthy and brings the delay back to `initial`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub stable_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The environment a daemon starts with: bundle-init's own, minus `unset` names and
+/// `unset_prefixes`, plus `set` (applied last, so a set variable survives a prefix unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvPlan {
+    pub set: Vec<(OsString, OsString)>,
+    pub unset: Vec<OsString>,
+    pub unset_prefixes: Vec<OsString>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSpec {
+    pub name: String,
+    pub argv: Vec<OsString>,
+    pub cwd: Option<PathBuf>,
+    pub env: EnvPlan,
+    /// Numeric uid and gid; supplementary groups are cleared when set.
+    pub user: Option<(u32, u32)>,
+    pub stop_signal: Sig,
+    /// How long a stop signal may take before SIGKILL, on restart and at shutdown.
+    pub grace: Duration,
+    pub on_exit: ExitPolicy,
+    pub backoff: Backoff,
+    /// Route stdout/stderr through bundle-init as `[name] line`.
+    pub prefix_output: bool,
+    /// Signals go to the daemon's whole process group instead of its pid.
+    pub signal_group: bool,
+    pub no_new_privs: bool,
+}
+
+impl DaemonSpec {
+    pub fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
+        DaemonSpec {
+            name: name.to_string(),
+            argv,
+            cwd: None,
+            env: EnvPlan::default(),
+            user: None,
+            stop_signal: Sig(libc_sig::TERM),
+            grace: Duration::from_secs(8),
+            on_exit: ExitPolicy::KeepRunning,
+            backoff: Backoff::default(),
+            prefix_output: true,
+            signal_group: false,
+            no_new_privs: false,
+        }
+    }
+}
+
+/// What a signal sent to bundle-init does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Stop every daemon and exit.
+    Shutdown,
+    /// Drop it.
+    Ignore,
+    /// Send it to every running daemon.
+    ForwardAll,
+    /// Send it to these daemons (indices into `Plan::daemons`).
+    Forward(Vec<usize>),
+    /// Restart these daemons in place; the signal itself is never passed on.
+    Restart(Vec<usize>),
+}
+
+/// A route per signal number (index 0 unused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routes {
+    table: Vec<Route>,
+}
+
+impl Routes {
+    /// Bundle defaults: TERM, INT and QUIT shut down; everything else goes to every daemon.
+    pub fn bundle_defaults() -> Routes {
+        let mut routes = Routes::forward_everything();
+        for sig in [libc_sig::TERM, libc_sig::INT, libc_sig::QUIT] {
+            routes.set(Sig(sig), Route::Shutdown);
+        }
+        routes
+    }
+
+    /// tini's behaviour: every signal goes to the child, TERM included.
+    pub fn forward_everything() -> Routes {
+        Routes { table: vec![Route::ForwardAll; MAX_SIGNAL as usize + 1] }
+    }
+
+    pub fn set(&mut self, sig: Sig, route: Route) {
+        if let Some(slot) = self.table.get_mut(sig.0 as usize) {
+            *slot = route;
+        }
+    }
+
+    pub fn get(&self, sig: Sig) -> &Route {
+        self.table.get(sig.0 as usize).unwrap_or(&Route::Ignore)
+    }
+
+    /// Routes that differ from `base`, for printing a plan.
+    pub fn changed_from<'a>(&'a self, base: &'a Routes) -> impl Iterator<Item = (Sig, &'a Route)> {
+        (1..self.table.len())
+            .filter(move |&n| self.table[n] != base.table[n])
+            .map(move |n| (Sig(n as i32), &self.table[n]))
+    }
+}
+
+/// Everything the supervisor needs to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub daemons: Vec<DaemonSpec>,
+    pub routes: Routes,
+    /// Bundle mode: the one shared deadline for shutdown. Single-child mode: how long
+    /// leftover processes get after the child exits (only if `stop_leftovers`).
+    pub shutdown_grace: Duration,
+    /// After the daemons are gone, TERM (then KILL at the deadline) any other process
+    /// still around instead of exiting at once.
+    pub stop_leftovers: bool,
+    /// Exit codes reported as 0 (tini's `-e`).
+    pub success_codes: Vec<u8>,
+    /// Single-child mode: the bundle's exit code is the child's, not the highest failure.
+    pub single_child: bool,
+}

@@ -1,0 +1,388 @@
+//! The one loop: poll the signalfd, the daemons' output pipes and bundle-init's own outputs;
+//! turn what happened into supervisor events; carry out the supervisor's actions.
+//! Nothing here decides policy: that is the supervisor's job.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+use rustix::process::{WaitOptions, WaitStatus};
+
+use crate::output::{LineSplitter, Sink};
+use crate::signal::Sig;
+use crate::spawn::{self, ChildOutput, ChildSetup};
+use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor, Time};
+use crate::sys::{self, POLLERR, POLLHUP, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig};
+
+/// How long bundle-init keeps trying to write queued output after deciding to exit.
+const FINAL_FLUSH: Duration = Duration::from_millis(500);
+/// si_code of a signal sent with kill(2).
+const SI_USER: i32 = 0;
+
+pub struct Settings {
+    pub setup: ChildSetup,
+    pub verbosity: u8,
+    pub warn_orphans: bool,
+    pub pid1: bool,
+}
+
+/// One daemon output stream: a pipe kept for bundle-init's whole life, so restarts reuse
+/// it and the descriptor count never grows.
+struct Stream {
+    read: OwnedFd,
+    write: OwnedFd,
+    splitter: LineSplitter,
+    sink: usize,
+}
+
+struct DaemonPipes {
+    prefix: Vec<u8>,
+    streams: [Stream; 2],
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Pipe { daemon: usize, stream: usize },
+    Sink(usize),
+}
+
+pub struct Runtime {
+    sup: Supervisor,
+    signals: OwnedFd,
+    settings: Settings,
+    my_pid: i32,
+    pipes: Vec<Option<DaemonPipes>>,
+    sinks: Vec<Sink>,
+    /// Index into `sinks` for stderr (0, stdout's, when both are one file).
+    err_sink: usize,
+    poll_fds: Vec<PollFd>,
+    poll_sources: Vec<Source>,
+    read_buf: Vec<u8>,
+}
+
+pub fn now() -> Time {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+impl Runtime {
+    pub fn new(sup: Supervisor, signals: OwnedFd, settings: Settings) -> io::Result<Runtime> {
+        let stdout = Sink::new(1);
+        let shared = stdout.same_file_as(2);
+        let mut sinks = vec![stdout];
+        if !shared {
+            sinks.push(Sink::new(2));
+        }
+        let (out_sink, err_sink) = (0, sinks.len() - 1);
+        let mut pipes = Vec::new();
+        for daemon in sup.daemons() {
+            pipes.push(if daemon.spec.prefix_output {
+                let stream = |sink| -> io::Result<Stream> {
+                    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+                    rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
+                    Ok(Stream { read, write, splitter: LineSplitter::default(), sink })
+                };
+                Some(DaemonPipes {
+                    prefix: format!("[{}] ", daemon.spec.name).into_bytes(),
+                    streams: [stream(out_sink)?, stream(err_sink)?],
+                })
+            } else {
+                None
+            });
+        }
+        let read_buf = if pipes.iter().any(Option::is_some) { vec![0; 32 * 1024] } else { Vec::new() };
+        Ok(Runtime {
+            sup,
+            signals,
+            settings,
+            my_pid: rustix::process::getpid().as_raw_nonzero().get(),
+            pipes,
+            sinks,
+            err_sink,
+            poll_fds: Vec::new(),
+            poll_sources: Vec::new(),
+            read_buf,
+        })
+    }
+
+    /// Runs until the supervisor says exit; returns the exit code.
+    pub fn run(mut self) -> u8 {
+        let mut actions = Actions::new();
+        self.sup.start(&mut actions);
+        if let Some(code) = self.execute(&mut actions) {
+            return self.exit(code);
+        }
+        loop {
+            let timeout = match self.sup.next_deadline() {
+                None => -1,
+                Some(deadline) => {
+                    let wait = deadline.saturating_sub(now());
+                    // Round up: waking a hair early would only mean a second poll.
+                    wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                }
+            };
+            self.build_poll_set();
+            if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
+                self.log(Level::Error, &format!("poll failed: {e}"));
+            }
+            let now = now();
+            let mut reap = false;
+            for i in 0..self.poll_fds.len() {
+                let revents = self.poll_fds[i].revents;
+                if revents == 0 {
+                    continue;
+                }
+                match self.poll_sources[i] {
+                    Source::Signals => reap |= self.read_signals(now, &mut actions),
+                    Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
+                    Source::Sink(sink) => {
+                        if revents & (POLLERR | POLLHUP) != 0 && revents & POLLOUT == 0 {
+                            self.sinks[sink].flush(); // marks it broken
+                        }
+                        self.sinks[sink].flush();
+                    }
+                }
+            }
+            if reap {
+                self.reap(now, &mut actions);
+            }
+            self.sup.on_tick(now, &mut actions);
+            if let Some(code) = self.execute(&mut actions) {
+                return self.exit(code);
+            }
+        }
+    }
+
+    fn build_poll_set(&mut self) {
+        self.poll_fds.clear();
+        self.poll_sources.clear();
+        let mut add = |fd: i32, events: i16, source: Source| {
+            self.poll_fds.push(PollFd { fd, events, revents: 0 });
+            self.poll_sources.push(source);
+        };
+        add(self.signals.as_raw_fd(), POLLIN, Source::Signals);
+        for (daemon, pipes) in self.pipes.iter().enumerate() {
+            let Some(pipes) = pipes else { continue };
+            for (stream, s) in pipes.streams.iter().enumerate() {
+                // A full sink means a slow reader: stop reading so the daemon waits.
+                if self.sinks[s.sink].has_room() {
+                    add(s.read.as_raw_fd(), POLLIN, Source::Pipe { daemon, stream });
+                }
+            }
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if sink.wants_write() {
+                add(sink.fd(), POLLOUT, Source::Sink(i));
+            }
+        }
+    }
+
+    /// Reads every queued signal. Returns whether SIGCHLD was among them.
+    fn read_signals(&mut self, now: Time, actions: &mut Actions) -> bool {
+        let mut buf = [0u8; SIGINFO_SIZE * 16];
+        let mut saw_child = false;
+        loop {
+            let n = match rustix::io::read(&self.signals, &mut buf) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => break,
+                Err(e) => {
+                    self.log(Level::Error, &format!("reading signals failed: {e}"));
+                    break;
+                }
+            };
+            for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
+                let Some(info) = SignalInfo::parse(record) else { continue };
+                if info.signo == libc_sig::CHLD {
+                    saw_child = true;
+                } else if info.code == SI_USER && info.sender == self.my_pid as u32 {
+                    // Sent by bundle-init to itself: SIGPIPE from writing to a log reader
+                    // that went away. Not a request from anyone.
+                } else {
+                    self.sup.on_signal(Sig(info.signo), now, actions);
+                }
+            }
+            if n < buf.len() {
+                break;
+            }
+        }
+        saw_child
+    }
+
+    /// Reaps every child that has exited, tracked or not, so none stays a zombie.
+    fn reap(&mut self, now: Time, actions: &mut Actions) {
+        let children_remain = loop {
+            match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) => {
+                    let pid = pid.as_raw_nonzero().get();
+                    let Some(status) = exit_status(status) else { continue };
+                    match self.sup.daemon_of(pid) {
+                        Some(daemon) => {
+                            // Its last lines belong before the line that says it exited.
+                            self.drain_daemon(daemon);
+                            self.sup.on_exit(pid, status, now, actions);
+                        }
+                        None => {
+                            let level = if self.settings.warn_orphans { Level::Notice } else { Level::Debug };
+                            self.log(level, &format!("reaped zombie pid {pid} ({status})"));
+                        }
+                    }
+                }
+                Ok(None) => break true,
+                Err(Errno::INTR) => continue,
+                Err(Errno::CHILD) => break false,
+                Err(e) => {
+                    self.log(Level::Error, &format!("wait failed: {e}"));
+                    break true;
+                }
+            }
+        };
+        self.sup.after_reaping(children_remain, actions);
+    }
+
+    fn read_pipe(&mut self, daemon: usize, stream: usize) {
+        let Some(pipes) = self.pipes[daemon].as_mut() else { return };
+        let s = &mut pipes.streams[stream];
+        let n = match rustix::io::read(&s.read, &mut self.read_buf) {
+            Ok(n) => n,
+            Err(_) => return, // EAGAIN or EINTR: poll again
+        };
+        if let Some(queue) = self.sinks[s.sink].queue() {
+            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], queue);
+        }
+        self.sinks[s.sink].flush();
+    }
+
+    /// Reads whatever a daemon left in its pipes and ends its last partial line.
+    fn drain_daemon(&mut self, daemon: usize) {
+        let Some(pipes) = self.pipes[daemon].as_mut() else { return };
+        for s in &mut pipes.streams {
+            // Bounded: at most a pipe's worth of reads, so a writer that keeps writing
+            // (an orphan holding the pipe) cannot keep us here.
+            for _ in 0..64 {
+                match rustix::io::read(&s.read, &mut self.read_buf) {
+                    Ok(n) if n > 0 => {
+                        if let Some(queue) = self.sinks[s.sink].queue() {
+                            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], queue);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if let Some(queue) = self.sinks[s.sink].queue() {
+                s.splitter.finish(&pipes.prefix, queue);
+            }
+        }
+    }
+
+    /// Carries out actions until none are left. Returns the exit code once asked to exit.
+    fn execute(&mut self, actions: &mut Actions) -> Option<u8> {
+        let mut exit = None;
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Spawn(index) => {
+                    let result = self.spawn(index);
+                    self.sup.on_spawned(index, result, now(), actions);
+                }
+                Action::Signal { pid, sig, group } => {
+                    let target = if group { -pid } else { pid };
+                    if let Err(e) = sys::send_signal(target, sig.0) {
+                        self.log(Level::Debug, &format!("sending {sig} to {target} failed: {e}"));
+                    }
+                }
+                Action::SignalLeftovers(sig) => {
+                    self.signal_leftovers(sig);
+                    // They may be gone already: look now rather than wait for a SIGCHLD.
+                    self.reap(now(), actions);
+                }
+                Action::Log(level, line) => self.log(level, &line),
+                Action::Exit(code) => exit = exit.or(Some(code)),
+            }
+        }
+        for sink in &mut self.sinks {
+            sink.flush();
+        }
+        exit
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
+        let dup = |fd: &OwnedFd| fd.as_fd().try_clone_to_owned().ok();
+        let output = match &self.pipes[index] {
+            Some(p) => ChildOutput { stdout: dup(&p.streams[0].write), stderr: dup(&p.streams[1].write) },
+            None => ChildOutput { stdout: None, stderr: None },
+        };
+        spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
+    }
+
+    /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only
+    /// bundle-init's own children that are not daemons: never processes it does not own.
+    fn signal_leftovers(&mut self, sig: Sig) {
+        if self.settings.pid1 {
+            let _ = sys::send_signal(-1, sig.0);
+            return;
+        }
+        for pid in own_children(self.my_pid) {
+            if self.sup.daemon_of(pid).is_none() {
+                let _ = sys::send_signal(pid, sig.0);
+            }
+        }
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        if level as u8 > self.settings.verbosity {
+            return;
+        }
+        let tag = if level == Level::Error { "error: " } else { "" };
+        let text = format!("[bundle-init] {tag}{line}\n");
+        let sink = self.err_sink;
+        self.sinks[sink].log_line(text.as_bytes());
+    }
+
+    /// Drains the daemons' last output and gives the sinks a short while to take it.
+    fn exit(mut self, code: u8) -> u8 {
+        for daemon in 0..self.pipes.len() {
+            self.drain_daemon(daemon);
+        }
+        let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
+        if dropped > 0 {
+            self.log(Level::Notice, &format!("{dropped} of bundle-init's own log lines were dropped"));
+        }
+        let give_up = now() + FINAL_FLUSH;
+        loop {
+            for sink in &mut self.sinks {
+                sink.flush();
+            }
+            let mut fds: Vec<PollFd> = self
+                .sinks
+                .iter()
+                .filter(|s| s.wants_write())
+                .map(|s| PollFd { fd: s.fd(), events: POLLOUT, revents: 0 })
+                .collect();
+            let left = give_up.saturating_sub(now());
+            if fds.is_empty() || left.is_zero() {
+                break;
+            }
+            let _ = sys::wait_for(&mut fds, left.as_millis().max(1) as i32);
+        }
+        code
+    }
+}
+
+fn exit_status(status: WaitStatus) -> Option<ExitStatus> {
+    if let Some(code) = status.exit_status() {
+        Some(ExitStatus::Code((code & 0xff) as u8))
+    } else {
+        status.terminating_signal().map(ExitStatus::Signal)
+    }
+}
+
+/// Children of this process, from /proc/self/task/*/children (empty without /proc).
+fn own_children(my_pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{my_pid}/task/{my_pid}/children");
+    std::fs::read_to_string(path)
+        .map(|text| text.split_whitespace().filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,96 @@
+//! Signal names, both ways. Accepts `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN+2`, `RTMAX-1`.
+
+use std::fmt;
+
+use crate::sys::MAX_SIGNAL;
+
+const NAMES: [&str; 31] = [
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+];
+
+/// The first and last real-time signals as the kernel and glibc number them.
+const RTMIN: i32 = 34;
+const RTMAX: i32 = MAX_SIGNAL;
+
+/// A signal number known to be in 1..=64; prints as `SIGTERM`, `SIGRTMIN+2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sig(pub i32);
+
+impl fmt::Display for Sig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n @ 1..=31 => write!(f, "SIG{}", NAMES[n as usize - 1]),
+            n if n == RTMIN => f.write_str("SIGRTMIN"),
+            n if n == RTMAX => f.write_str("SIGRTMAX"),
+            n if n > RTMIN && n < RTMAX => write!(f, "SIGRTMIN+{}", n - RTMIN),
+            n => write!(f, "SIG{n}"),
+        }
+    }
+}
+
+/// Parses a signal name or number; the error says what was wrong.
+pub fn parse_signal(text: &str) -> Result<Sig, String> {
+    let bad = || format!("unknown signal \"{text}\"");
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Ok(n) = name.parse::<i64>() {
+        return if (1..=i64::from(MAX_SIGNAL)).contains(&n) {
+            Ok(Sig(n as i32))
+        } else {
+            Err(format!("signal number {n} is out of range 1-{MAX_SIGNAL}"))
+        };
+    }
+    if let Some(i) = NAMES.iter().position(|n| *n == name) {
+        return Ok(Sig(i as i32 + 1));
+    }
+    let offset = |rest: &str| rest.parse::<i32>().ok().filter(|n| (0..=RTMAX - RTMIN).contains(n));
+    let number = match name {
+        "RTMIN" => Some(RTMIN),
+        "RTMAX" => Some(RTMAX),
+        _ => {
+            if let Some(rest) = name.strip_prefix("RTMIN+") {
+                offset(rest).map(|n| RTMIN + n)
+            } else if let Some(rest) = name.strip_prefix("RTMAX-") {
+                offset(rest).map(|n| RTMAX - n)
+            } else {
+                None
+            }
+        }
+    };
+    number.map(Sig).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_numbers_and_prefixes_parse() {
+        assert_eq!(parse_signal("TERM"), Ok(Sig(15)));
+        assert_eq!(parse_signal("SIGUSR1"), Ok(Sig(10)));
+        assert_eq!(parse_signal("sighup"), Ok(Sig(1)));
+        assert_eq!(parse_signal("9"), Ok(Sig(9)));
+        assert_eq!(parse_signal("RTMIN+2"), Ok(Sig(36)));
+        assert_eq!(parse_signal("SIGRTMAX-1"), Ok(Sig(63)));
+    }
+
+    #[test]
+    fn nonsense_is_rejected_with_a_reason() {
+        assert!(parse_signal("USR3").unwrap_err().contains("USR3"));
+        assert!(parse_signal("0").unwrap_err().contains("out of range"));
+        assert!(parse_signal("99999999999999999999").is_err());
+        assert!(parse_signal("RTMIN+99").is_err());
+        assert!(parse_signal("").is_err());
+    }
+
+    #[test]
+    fn every_signal_round_trips_through_its_name() {
+        for n in 1..=MAX_SIGNAL {
+            let name = Sig(n).to_string();
+            assert_eq!(parse_signal(&name), Ok(Sig(n)), "{name}");
+        }
+    }
+}
