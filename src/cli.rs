@@ -62,7 +62,10 @@ pub struct Options {
 }
 
 /// Parses arguments (without argv[0]); `env` looks up environment variables.
-pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command, String> {
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Command, String> {
     use lexopt::prelude::*;
     let set = |names: [&str; 2]| names.iter().any(|n| env(n).is_some());
     let mut options = Options {
@@ -96,17 +99,33 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Short('v') => options.verbosity = options.verbosity.saturating_add(1).min(9),
             Short('w') => options.warn_orphans = true,
             Short('e') => {
-                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
-                let code = text.parse::<u8>().map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
+                let text = parser
+                    .value()
+                    .map_err(describe)?
+                    .to_string_lossy()
+                    .into_owned();
+                let code = text
+                    .parse::<u8>()
+                    .map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
                 options.success_codes.push(code);
             }
             Short('p') => {
-                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
-                options.parent_death_signal = Some(parse_signal(&text).map_err(|m| format!("-p: {m}"))?);
+                let text = parser
+                    .value()
+                    .map_err(describe)?
+                    .to_string_lossy()
+                    .into_owned();
+                options.parent_death_signal =
+                    Some(parse_signal(&text).map_err(|m| format!("-p: {m}"))?);
             }
             Long("stop-others") => {
-                let text = parser.value().map_err(describe)?.to_string_lossy().into_owned();
-                options.stop_others = Some(parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?);
+                let text = parser
+                    .value()
+                    .map_err(describe)?
+                    .to_string_lossy()
+                    .into_owned();
+                options.stop_others =
+                    Some(parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?);
             }
             Long("bundle") => {
                 let path = parser.value().map_err(describe)?;
@@ -145,7 +164,10 @@ mod tests {
 
     #[test]
     fn tini_options_keep_tini_meanings() {
-        let o = run(&["-g", "-e", "143", "-e", "1", "-p", "SIGKILL", "-vv", "-w", "-s", "--", "app", "x"]).unwrap();
+        let o = run(&[
+            "-g", "-e", "143", "-e", "1", "-p", "SIGKILL", "-vv", "-w", "-s", "--", "app", "x",
+        ])
+        .unwrap();
         assert!(o.signal_group && o.warn_orphans && o.require_subreaper);
         assert_eq!(o.success_codes, vec![143, 1]);
         assert_eq!(o.parent_death_signal, Some(Sig(9)));
@@ -167,22 +189,40 @@ mod tests {
             "TINI_VERBOSITY" => Some(OsString::from("3")),
             _ => None,
         };
-        let Command::Run(o) = parse(args(&["app"]), &env).unwrap() else { panic!() };
+        let Command::Run(o) = parse(args(&["app"]), &env).unwrap() else {
+            panic!()
+        };
         assert!(o.require_subreaper && o.signal_group);
         assert_eq!(o.verbosity, 3);
         let bad = |name: &str| (name == "BUNDLE_INIT_VERBOSITY").then(|| OsString::from("loud"));
-        assert!(parse(args(&["app"]), &bad).unwrap_err().contains("BUNDLE_INIT_VERBOSITY"));
+        assert!(
+            parse(args(&["app"]), &bad)
+                .unwrap_err()
+                .contains("BUNDLE_INIT_VERBOSITY")
+        );
     }
 
     #[test]
     fn bad_usage_is_an_error_with_a_reason() {
         assert!(run(&[]).unwrap_err().contains("no program"));
         assert!(run(&["-e", "256", "app"]).unwrap_err().contains("0-255"));
-        assert!(run(&["-p", "SIGNOPE", "app"]).unwrap_err().contains("SIGNOPE"));
+        assert!(
+            run(&["-p", "SIGNOPE", "app"])
+                .unwrap_err()
+                .contains("SIGNOPE")
+        );
         assert!(run(&["-x", "app"]).unwrap_err().contains("-x"));
-        assert!(run(&["--bundle", "b", "app"]).unwrap_err().contains("not both"));
+        assert!(
+            run(&["--bundle", "b", "app"])
+                .unwrap_err()
+                .contains("not both")
+        );
         assert!(run(&["--check"]).unwrap_err().contains("--bundle"));
-        assert!(run(&["--stop-others", "soon", "app"]).unwrap_err().contains("duration"));
+        assert!(
+            run(&["--stop-others", "soon", "app"])
+                .unwrap_err()
+                .contains("duration")
+        );
         assert!(run(&["-e"]).is_err());
     }
 
@@ -195,9 +235,14 @@ mod tests {
 
     #[test]
     fn bundle_path_from_flag_or_environment() {
-        assert_eq!(run(&["--bundle", "/b"]).unwrap().bundle.as_deref(), Some("/b"));
+        assert_eq!(
+            run(&["--bundle", "/b"]).unwrap().bundle.as_deref(),
+            Some("/b")
+        );
         let env = |name: &str| (name == "BUNDLE_INIT_BUNDLE").then(|| OsString::from("/e"));
-        let Command::Run(o) = parse(args(&["--check"]), &env).unwrap() else { panic!() };
+        let Command::Run(o) = parse(args(&["--check"]), &env).unwrap() else {
+            panic!()
+        };
         assert!(o.check);
         assert_eq!(o.bundle.as_deref(), Some("/e"));
     }

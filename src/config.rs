@@ -1,8 +1,8 @@
 //! The bundle file: a small line-based format, parsed by hand.
 //!
 //! ```text
-//! # comment
-//! shutdown-grace = 8s            # keys before the first section apply to the bundle
+//! # a comment line; keys before the first section apply to the whole bundle
+//! shutdown-grace = 8s
 //! on SIGUSR1 = restart pipelock
 //! [egress]
 //! run = /bin/egress --routes "/etc/egress/routes file.yaml"
@@ -66,14 +66,21 @@ impl fmt::Display for ConfigError {
 /// reading it whole.
 pub fn load(path: &str) -> Result<Bundle, ConfigError> {
     use std::io::Read;
-    let whole = |message: String| ConfigError { path: path.to_string(), line: None, message };
+    let whole = |message: String| ConfigError {
+        path: path.to_string(),
+        line: None,
+        message,
+    };
     let file = std::fs::File::open(path).map_err(|e| whole(format!("cannot open: {e}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| whole(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(whole(format!("file is larger than {} KiB", MAX_FILE_BYTES / 1024)));
+        return Err(whole(format!(
+            "file is larger than {} KiB",
+            MAX_FILE_BYTES / 1024
+        )));
     }
     parse(path, &bytes)
 }
@@ -82,7 +89,11 @@ pub fn load(path: &str) -> Result<Bundle, ConfigError> {
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
     let mut parser = Parser {
         path,
-        bundle: Bundle { daemons: Vec::new(), routes: Vec::new(), shutdown_grace: Duration::from_secs(8) },
+        bundle: Bundle {
+            daemons: Vec::new(),
+            routes: Vec::new(),
+            shutdown_grace: Duration::from_secs(8),
+        },
         section_lines: Vec::new(),
         route_lines: Vec::new(),
         seen_keys: Vec::new(),
@@ -109,7 +120,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, message: String) -> ConfigError {
-        ConfigError { path: self.path.to_string(), line: Some(self.line), message }
+        ConfigError {
+            path: self.path.to_string(),
+            line: Some(self.line),
+            message,
+        }
     }
 
     fn parse_line(&mut self, raw: &[u8]) -> Result<(), ConfigError> {
@@ -119,7 +134,8 @@ impl Parser<'_> {
         if raw.contains(&0) {
             return Err(self.error("line contains a NUL byte".to_string()));
         }
-        let text = std::str::from_utf8(raw).map_err(|_| self.error("line is not valid UTF-8".to_string()))?;
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| self.error("line is not valid UTF-8".to_string()))?;
         let text = text.strip_suffix('\r').unwrap_or(text).trim();
         if text.is_empty() || text.starts_with('#') {
             return Ok(());
@@ -196,10 +212,14 @@ impl Parser<'_> {
             return Err(self.error(format!("{sig} cannot be caught, so it cannot be routed")));
         }
         if sig.0 == libc_sig::CHLD {
-            return Err(self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string()));
+            return Err(
+                self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string())
+            );
         }
         let mut words = value.split_whitespace();
-        let action = words.next().ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
+        let action = words
+            .next()
+            .ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
         let names: Vec<String> = words.map(str::to_string).collect();
         let needs_names = |route: fn(Vec<String>) -> RouteSpec| {
             if names.is_empty() {
@@ -234,7 +254,11 @@ impl Parser<'_> {
         }
         let line = self.line;
         let path = self.path;
-        let err = |message: String| ConfigError { path: path.to_string(), line: Some(line), message };
+        let err = |message: String| ConfigError {
+            path: path.to_string(),
+            line: Some(line),
+            message,
+        };
         let Some(daemon) = self.bundle.daemons.last_mut() else {
             return Err(err("internal: no section".to_string()));
         };
@@ -267,7 +291,11 @@ impl Parser<'_> {
                 }
                 for name in names {
                     check_env_name(name).map_err(err)?;
-                    let list = if key == "unset" { &mut daemon.env.unset } else { &mut daemon.env.unset_prefixes };
+                    let list = if key == "unset" {
+                        &mut daemon.env.unset
+                    } else {
+                        &mut daemon.env.unset_prefixes
+                    };
                     list.push(name.into());
                 }
             }
@@ -275,7 +303,9 @@ impl Parser<'_> {
             "stop-signal" => {
                 let sig = parse_signal(value).map_err(err)?;
                 if sig.0 == libc_sig::STOP {
-                    return Err(err("SIGSTOP does not end a process; choose another stop-signal".to_string()));
+                    return Err(err(
+                        "SIGSTOP does not end a process; choose another stop-signal".to_string(),
+                    ));
                 }
                 daemon.stop_signal = sig;
             }
@@ -299,7 +329,9 @@ impl Parser<'_> {
             "signal-group" => daemon.signal_group = parse_bool(value).map_err(err)?,
             "no-new-privs" => daemon.no_new_privs = parse_bool(value).map_err(err)?,
             _ if key == "shutdown-grace" || key.starts_with("on ") => {
-                return Err(err(format!("\"{key}\" is a bundle key: put it before the first [daemon]")));
+                return Err(err(format!(
+                    "\"{key}\" is a bundle key: put it before the first [daemon]"
+                )));
             }
             _ => return Err(err(format!("unknown key \"{key}\" in [{}]", daemon.name))),
         }
@@ -307,23 +339,40 @@ impl Parser<'_> {
     }
 
     fn finish(self) -> Result<Bundle, ConfigError> {
-        let at = |line: usize, message: String| ConfigError { path: self.path.to_string(), line: Some(line), message };
+        let at = |line: usize, message: String| ConfigError {
+            path: self.path.to_string(),
+            line: Some(line),
+            message,
+        };
         if self.bundle.daemons.is_empty() {
-            return Err(ConfigError { path: self.path.to_string(), line: None, message: "defines no daemon".to_string() });
+            return Err(ConfigError {
+                path: self.path.to_string(),
+                line: None,
+                message: "defines no daemon".to_string(),
+            });
         }
         for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_lines) {
             if daemon.argv.is_empty() {
                 return Err(at(line, format!("[{}] has no \"run\" line", daemon.name)));
             }
             if daemon.backoff.initial > daemon.backoff.max {
-                return Err(at(line, format!("[{}] restart-delay is longer than restart-delay-max", daemon.name)));
+                return Err(at(
+                    line,
+                    format!(
+                        "[{}] restart-delay is longer than restart-delay-max",
+                        daemon.name
+                    ),
+                ));
             }
         }
         for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
             if let RouteSpec::Forward(names) | RouteSpec::Restart(names) = route {
                 for name in names {
                     if !self.bundle.daemons.iter().any(|d| &d.name == name) {
-                        return Err(at(line, format!("route for {sig} names unknown daemon \"{name}\"")));
+                        return Err(at(
+                            line,
+                            format!("route for {sig} names unknown daemon \"{name}\""),
+                        ));
                     }
                 }
             }
@@ -355,9 +404,13 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         Err("empty daemon name".to_string())
     } else if name.len() > MAX_NAME_LEN {
-        Err(format!("daemon name is longer than {MAX_NAME_LEN} characters"))
+        Err(format!(
+            "daemon name is longer than {MAX_NAME_LEN} characters"
+        ))
     } else if !name.chars().all(ok_char) {
-        Err(format!("daemon name \"{name}\" may only use letters, digits, '-', '_' and '.'"))
+        Err(format!(
+            "daemon name \"{name}\" may only use letters, digits, '-', '_' and '.'"
+        ))
     } else {
         Ok(())
     }
@@ -374,7 +427,9 @@ fn check_env_name(name: &str) -> Result<(), String> {
 /// `8s`, `500ms`, `2m`, `1h`, `1.5s`. A unit is required: a bare number is ambiguous.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration \"{text}\" (examples: 500ms, 8s, 2m)");
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let scale = match unit {
         "ms" => 0.001,
@@ -383,7 +438,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3600.0,
         _ => return Err(bad()),
     };
-    if number.is_empty() || number.starts_with('.') || number.matches('.').count() > 1 || number.len() > 12 {
+    if number.is_empty()
+        || number.starts_with('.')
+        || number.matches('.').count() > 1
+        || number.len() > 12
+    {
         return Err(bad());
     }
     let value: f64 = number.parse().map_err(|_| bad())?;
@@ -487,19 +546,33 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
     let chosen: Vec<&DaemonSpec> = match selection {
         None => bundle.daemons.iter().collect(),
         Some(list) => {
-            let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
-            if let Some(unknown) = names.iter().find(|n| !bundle.daemons.iter().any(|d| d.name == **n)) {
+            let names: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            if let Some(unknown) = names
+                .iter()
+                .find(|n| !bundle.daemons.iter().any(|d| d.name == **n))
+            {
                 let known: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
                 return Err(SelectionError(format!(
                     "unknown daemon \"{unknown}\" in the selection (known: {})",
                     known.join(", ")
                 )));
             }
-            bundle.daemons.iter().filter(|d| names.contains(&d.name.as_str())).collect()
+            bundle
+                .daemons
+                .iter()
+                .filter(|d| names.contains(&d.name.as_str()))
+                .collect()
         }
     };
     let index_of = |names: &[String]| -> Vec<usize> {
-        names.iter().filter_map(|n| chosen.iter().position(|d| &d.name == n)).collect()
+        names
+            .iter()
+            .filter_map(|n| chosen.iter().position(|d| &d.name == n))
+            .collect()
     };
     let mut routes = Routes::bundle_defaults();
     for (sig, spec) in &bundle.routes {
@@ -520,4 +593,212 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         success_codes: Vec::new(),
         single_child: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Bundle, ConfigError> {
+        parse("b.conf", text.as_bytes())
+    }
+
+    fn error(text: &str) -> String {
+        parse_str(text).unwrap_err().to_string()
+    }
+
+    const SEED: &str = include_str!("../tests/bundles/seed.bundle");
+
+    #[test]
+    fn the_seed_bundle_parses_to_its_contract() {
+        let bundle = parse("seed.bundle", SEED.as_bytes()).unwrap();
+        let names: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["egress", "pipelock", "git-gate", "supervise"]);
+        assert_eq!(bundle.shutdown_grace, Duration::from_secs(8));
+        assert!(bundle.routes.contains(&(
+            Sig(libc_sig::HUP),
+            RouteSpec::Forward(vec!["egress".into()])
+        )));
+        assert!(bundle.routes.contains(&(
+            Sig(libc_sig::USR1),
+            RouteSpec::Restart(vec!["pipelock".into()])
+        )));
+        assert!(
+            bundle.daemons[0].env.unset_prefixes.is_empty(),
+            "egress keeps the credentials"
+        );
+        for d in &bundle.daemons[1..] {
+            assert_eq!(
+                d.env.unset_prefixes,
+                vec![OsString::from("CRED_")],
+                "{}",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_is_understood() {
+        let b = parse_str(
+            "shutdown-grace = 5s\non SIGHUP = forward a\non USR2 = ignore\non 3 = forward-all\non INT = shutdown\n\
+             [a]\nrun = /bin/a -x \"two words\" 'lit $X' back\\ slash\ncwd = /srv\nenv = A=1\nenv = B = two words\n\
+             unset = X Y\nunset-prefix = CRED_\nuser = 1000:100\nstop-signal = INT\ngrace = 1.5s\non-exit = restart\n\
+             restart-delay = 100ms\nrestart-delay-max = 2m\nstable-after = 1h\nprefix-output = no\nsignal-group = yes\n\
+             no-new-privs = yes\n",
+        )
+        .unwrap();
+        let a = &b.daemons[0];
+        let argv: Vec<&str> = a.argv.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(argv, ["/bin/a", "-x", "two words", "lit $X", "back slash"]);
+        assert_eq!(
+            a.env.set,
+            vec![("A".into(), "1".into()), ("B".into(), "two words".into())]
+        );
+        assert_eq!(a.env.unset, vec![OsString::from("X"), OsString::from("Y")]);
+        assert_eq!(a.user, Some((1000, 100)));
+        assert_eq!(a.stop_signal, Sig(libc_sig::INT));
+        assert_eq!(a.grace, Duration::from_millis(1500));
+        assert_eq!(a.on_exit, ExitPolicy::Restart);
+        assert_eq!(a.backoff.initial, Duration::from_millis(100));
+        assert_eq!(a.backoff.max, Duration::from_secs(120));
+        assert_eq!(a.backoff.stable_after, Duration::from_secs(3600));
+        assert!(!a.prefix_output && a.signal_group && a.no_new_privs);
+        assert_eq!(b.routes.len(), 4);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        assert_eq!(
+            error("[a]\nrun = x\nfoo = 1\n"),
+            "b.conf:3: unknown key \"foo\" in [a]"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\n[a]\nrun = y\n"),
+            "b.conf:3: daemon \"a\" is defined twice"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nstop-signal = SIGFOO\n"),
+            "b.conf:3: unknown signal \"SIGFOO\""
+        );
+        assert!(error("[a]\nrun = x\ngrace = 8\n").starts_with("b.conf:3: bad duration \"8\""));
+        assert_eq!(
+            error("[a]\nrun = x \"open\n"),
+            "b.conf:2: unterminated \" quote"
+        );
+        assert_eq!(error("# c\n\n[a]\n"), "b.conf:3: [a] has no \"run\" line");
+        assert_eq!(
+            error("on USR1 = restart nobody\n[a]\nrun = x\n"),
+            "b.conf:1: route for SIGUSR1 names unknown daemon \"nobody\""
+        );
+        assert_eq!(
+            error("on KILL = shutdown\n"),
+            "b.conf:1: SIGKILL cannot be caught, so it cannot be routed"
+        );
+        assert_eq!(error("on CHLD = ignore\n").split(':').nth(1), Some("1"));
+        assert!(error("on HUP = reload\n").contains("unknown route action \"reload\""));
+        assert!(error("on HUP = restart\n").contains("needs at least one daemon name"));
+        assert!(error("on HUP = shutdown now\n").contains("takes no daemon names"));
+        assert!(
+            error("on HUP = ignore\non SIGHUP = shutdown\n")
+                .starts_with("b.conf:2: SIGHUP is routed twice")
+        );
+        assert!(error("run = x\n").contains("belongs in a [daemon] section"));
+        assert!(error("[a]\nrun = x\nshutdown-grace = 1s\n").contains("bundle key"));
+        assert!(error("[a b]\n").contains("may only use"));
+        assert!(error("[a\n").contains("no closing ]"));
+        assert!(error("[a]\nrun = x\nuser = root\n").contains("numeric UID:GID"));
+        assert!(error("[a]\nrun = x\non-exit = sometimes\n").contains("unknown on-exit"));
+        assert!(
+            error("[a]\nrun = x\ngrace = 1s\ngrace = 2s\n")
+                .starts_with("b.conf:4: \"grace\" is set twice")
+        );
+        assert!(error("[a]\nrun = x\nprefix-output = maybe\n").contains("expected yes or no"));
+        assert!(error("[a]\nrun = x\ncwd = srv\n").contains("absolute"));
+        assert!(error("[a]\nrun = x\nenv = NOVALUE\n").contains("NAME=VALUE"));
+        assert!(
+            error("[a]\nrun = x\nrestart-delay = 1m\nrestart-delay-max = 1s\n")
+                .starts_with("b.conf:1:")
+        );
+        assert!(error("just words\n").contains("expected \"key = value\""));
+        assert_eq!(error(""), "b.conf: defines no daemon");
+    }
+
+    #[test]
+    fn hostile_input_gets_a_clear_error() {
+        assert!(error("[a]\nrun = x\0y\n").starts_with("b.conf:2: line contains a NUL byte"));
+        assert!(
+            parse("b.conf", b"[a]\nrun = \xff\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("b.conf:2: line is not valid UTF-8")
+        );
+        let long = format!("[a]\nrun = {}\n", "x".repeat(MAX_LINE_BYTES + 1));
+        assert!(error(&long).starts_with("b.conf:2: line is longer than"));
+        let many: String = (0..=MAX_DAEMONS)
+            .map(|i| format!("[d{i}]\nrun = x\n"))
+            .collect();
+        assert!(error(&many).contains(&format!("more than {MAX_DAEMONS} daemons")));
+        assert!(error("[a]\nrun = x\ngrace = 99999999h\n").contains("longer than 24h"));
+        assert!(error("[a]\nrun = x\ngrace = 1e300s\n").contains("bad duration"));
+        assert!(error("[a]\nrun = x\nstop-signal = 65\n").contains("out of range"));
+        assert!(error("[a]\nrun = x\nstop-signal = -1\n").contains("out of range"));
+        assert!(error(&format!("[{}]\n", "n".repeat(MAX_NAME_LEN + 1))).contains("longer than"));
+    }
+
+    #[test]
+    fn crlf_line_endings_and_comments_are_fine() {
+        let b = parse_str("# top\r\n[a]\r\n  # indented comment\r\nrun = /bin/a\r\n").unwrap();
+        assert_eq!(b.daemons[0].argv, vec![OsString::from("/bin/a")]);
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "s", "5", "5 s", "-1s", ".5s", "1.2.3s", "5sec", "1e3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selection_keeps_bundle_order_and_rejects_typos() {
+        let bundle = parse("seed.bundle", SEED.as_bytes()).unwrap();
+        let plan = select(&bundle, Some(" supervise , pipelock ")).unwrap();
+        let names: Vec<&str> = plan.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["pipelock", "supervise"]);
+        assert_eq!(
+            plan.routes.get(Sig(libc_sig::USR1)),
+            &Route::Restart(vec![0])
+        );
+        assert_eq!(
+            plan.routes.get(Sig(libc_sig::HUP)),
+            &Route::Forward(vec![]),
+            "egress is not selected"
+        );
+        assert_eq!(plan.routes.get(Sig(libc_sig::TERM)), &Route::Shutdown);
+        assert_eq!(plan.routes.get(Sig(libc_sig::USR2)), &Route::ForwardAll);
+        assert!(
+            select(&bundle, Some("pipelok"))
+                .unwrap_err()
+                .0
+                .contains("unknown daemon \"pipelok\"")
+        );
+        assert!(
+            select(&bundle, Some("")).unwrap().daemons.is_empty(),
+            "zero selected is valid"
+        );
+        assert_eq!(select(&bundle, None).unwrap().daemons.len(), 4);
+    }
+
+    #[test]
+    fn words_split_like_a_careful_shell() {
+        assert_eq!(split_words("a  b\tc").unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            split_words(r#""a \"q\" \\ \n" ''"#).unwrap(),
+            [r#"a "q" \ \n"#, ""]
+        );
+        assert!(split_words("'open").is_err());
+        assert!(split_words("end\\").is_err());
+    }
 }

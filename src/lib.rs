@@ -26,8 +26,13 @@ use sys::{FAULT_SIGNALS, SigSet, libc_sig};
 pub const EXIT_SETUP_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
-pub const VERSION_LINE: &str =
-    concat!("bundle-init ", env!("CARGO_PKG_VERSION"), " (", env!("BUNDLE_INIT_COMMIT"), ")");
+pub const VERSION_LINE: &str = concat!(
+    "bundle-init ",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BUNDLE_INIT_COMMIT"),
+    ")"
+);
 
 const LICENSE: &str = "\
 bundle-init is released under the MIT License.
@@ -78,7 +83,9 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Ok(command) => command,
         Err(message) => {
             say(format_args!("{message}"));
-            say(format_args!("usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...] | --bundle PATH (see --help)"));
+            say(format_args!(
+                "usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...] | --bundle PATH (see --help)"
+            ));
             return EXIT_USAGE;
         }
     };
@@ -128,7 +135,9 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
                 say(format_args!("cannot become a child subreaper: {e}"));
                 return EXIT_SETUP_FAILED;
             }
-            say(format_args!("warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"));
+            say(format_args!(
+                "warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
+            ));
         }
     }
     let signals = match sys::open_signalfd(blocked) {
@@ -196,11 +205,26 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
     let names = |indices: &[usize]| -> String {
-        let list: Vec<&str> = indices.iter().map(|&i| plan.daemons[i].name.as_str()).collect();
-        if list.is_empty() { "(no selected daemon)".to_string() } else { list.join(" ") }
+        let list: Vec<&str> = indices
+            .iter()
+            .map(|&i| plan.daemons[i].name.as_str())
+            .collect();
+        if list.is_empty() {
+            "(no selected daemon)".to_string()
+        } else {
+            list.join(" ")
+        }
     };
-    let _ = writeln!(text, "{path}: OK, {} daemon(s) in start order", plan.daemons.len());
-    let _ = writeln!(text, "shutdown-grace = {}", supervisor::human(plan.shutdown_grace));
+    let _ = writeln!(
+        text,
+        "{path}: OK, {} daemon(s) in start order",
+        plan.daemons.len()
+    );
+    let _ = writeln!(
+        text,
+        "shutdown-grace = {}",
+        supervisor::human(plan.shutdown_grace)
+    );
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let action = match route {
             plan::Route::Shutdown => "shutdown".to_string(),
@@ -213,16 +237,28 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     }
     let _ = writeln!(text, "any other signal = forward-all");
     for d in &plan.daemons {
-        let argv: Vec<String> = d.argv.iter().map(|a| format!("{:?}", a.to_string_lossy())).collect();
+        let argv: Vec<String> = d
+            .argv
+            .iter()
+            .map(|a| format!("{:?}", a.to_string_lossy()))
+            .collect();
         let _ = writeln!(text, "[{}]", d.name);
         let _ = writeln!(text, "  run = {}", argv.join(" "));
         if let Some(cwd) = &d.cwd {
             let _ = writeln!(text, "  cwd = {}", cwd.display());
         }
         for (k, v) in &d.env.set {
-            let _ = writeln!(text, "  env = {}={}", k.to_string_lossy(), v.to_string_lossy());
+            let _ = writeln!(
+                text,
+                "  env = {}={}",
+                k.to_string_lossy(),
+                v.to_string_lossy()
+            );
         }
-        for (key, list) in [("unset", &d.env.unset), ("unset-prefix", &d.env.unset_prefixes)] {
+        for (key, list) in [
+            ("unset", &d.env.unset),
+            ("unset-prefix", &d.env.unset_prefixes),
+        ] {
             if !list.is_empty() {
                 let words: Vec<_> = list.iter().map(|n| n.to_string_lossy()).collect();
                 let _ = writeln!(text, "  {key} = {}", words.join(" "));
@@ -265,7 +301,11 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
 fn ensure_stdio_open() {
     for fd in 0..3 {
         if rustix::io::fcntl_getfd(output::borrow_stdio(fd)).is_err() {
-            let opened = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty());
+            let opened = rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDWR,
+                rustix::fs::Mode::empty(),
+            );
             if let Ok(null) = opened {
                 // open() returns the lowest free number, which is `fd` itself; keep it open.
                 let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
@@ -277,7 +317,9 @@ fn ensure_stdio_open() {
 /// Marks every inherited descriptor above 2 close-on-exec.
 fn close_inherited_on_exec() {
     let mut fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
         Err(_) => (3..1024).collect(),
     };
     fds.retain(|&fd| fd > 2);

@@ -7,7 +7,7 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
 
 #[unsafe(no_mangle)]
-pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     let mut args = Vec::new();
     for i in 1..argc.max(0) as usize {
         // SAFETY: the C runtime passes argc valid, NUL-terminated strings in argv.

@@ -79,7 +79,8 @@ impl Sink {
     /// to what poll said fits.
     pub fn new(raw: RawFd) -> Sink {
         let fd = borrow_stdio(raw);
-        let is_fifo = rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
+        let is_fifo =
+            rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
         let private = match is_fifo {
             Ok(true) => rustix::fs::open(
                 format!("/proc/self/fd/{raw}").as_str(),
@@ -89,7 +90,13 @@ impl Sink {
             .ok(),
             _ => None,
         };
-        Sink { private, raw, pending: Vec::new(), broken: false, dropped: 0 }
+        Sink {
+            private,
+            raw,
+            pending: Vec::new(),
+            broken: false,
+            dropped: 0,
+        }
     }
 
     /// Whether `raw` and this sink write to the same file (stdout and stderr often do).
@@ -113,7 +120,11 @@ impl Sink {
 
     /// Queues records; once the output is broken, they are discarded.
     pub fn queue(&mut self) -> Option<&mut Vec<u8>> {
-        if self.broken { None } else { Some(&mut self.pending) }
+        if self.broken {
+            None
+        } else {
+            Some(&mut self.pending)
+        }
     }
 
     /// Queues one of bundle-init's own lines, or drops it when the queue is full.
@@ -128,7 +139,11 @@ impl Sink {
     /// Writes what it can without blocking. Call when poll reports the descriptor writable.
     pub fn flush(&mut self) {
         while self.wants_write() {
-            let limit = if self.private.is_some() { WRITE_CHUNK } else { PIPE_BUF };
+            let limit = if self.private.is_some() {
+                WRITE_CHUNK
+            } else {
+                PIPE_BUF
+            };
             let chunk = whole_records(&self.pending, limit);
             let fd = match &self.private {
                 Some(fd) => fd.as_fd(),
@@ -187,7 +202,10 @@ mod tests {
 
     #[test]
     fn lines_are_prefixed_and_kept_whole_across_reads() {
-        assert_eq!(split(&[b"hel", b"lo\nwor", b"ld\n"]), b"[d] hello\n[d] world\n");
+        assert_eq!(
+            split(&[b"hel", b"lo\nwor", b"ld\n"]),
+            b"[d] hello\n[d] world\n"
+        );
     }
 
     #[test]
@@ -211,10 +229,20 @@ mod tests {
         let mut input = line.clone();
         input.push(b'\n');
         let out = split(&[&input[..100], &input[100..]]);
-        let records: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|r| !r.is_empty()).collect();
+        let records: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|r| !r.is_empty())
+            .collect();
         assert_eq!(records.len(), 3);
-        assert!(records.iter().all(|r| r.len() <= MAX_LINE + 4 && r.starts_with(b"[d] ")));
-        let joined: Vec<u8> = records.iter().flat_map(|r| r[4..].iter().copied()).collect();
+        assert!(
+            records
+                .iter()
+                .all(|r| r.len() <= MAX_LINE + 4 && r.starts_with(b"[d] "))
+        );
+        let joined: Vec<u8> = records
+            .iter()
+            .flat_map(|r| r[4..].iter().copied())
+            .collect();
         assert_eq!(joined, line);
     }
 

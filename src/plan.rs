@@ -129,7 +129,9 @@ impl Routes {
 
     /// tini's behaviour: every signal goes to the child, TERM included.
     pub fn forward_everything() -> Routes {
-        Routes { table: vec![Route::ForwardAll; MAX_SIGNAL as usize + 1] }
+        Routes {
+            table: vec![Route::ForwardAll; MAX_SIGNAL as usize + 1],
+        }
     }
 
     pub fn set(&mut self, sig: Sig, route: Route) {

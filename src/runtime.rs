@@ -14,7 +14,9 @@ use crate::output::{LineSplitter, Sink};
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
 use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor, Time};
-use crate::sys::{self, POLLERR, POLLHUP, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig};
+use crate::sys::{
+    self, POLLERR, POLLHUP, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig,
+};
 
 /// How long bundle-init keeps trying to write queued output after deciding to exit.
 const FINAL_FLUSH: Duration = Duration::from_millis(500);
@@ -65,7 +67,10 @@ pub struct Runtime {
 
 pub fn now() -> Time {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl Runtime {
@@ -83,7 +88,12 @@ impl Runtime {
                 let stream = |sink| -> io::Result<Stream> {
                     let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
                     rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
-                    Ok(Stream { read, write, splitter: LineSplitter::default(), sink })
+                    Ok(Stream {
+                        read,
+                        write,
+                        splitter: LineSplitter::default(),
+                        sink,
+                    })
                 };
                 Some(DaemonPipes {
                     prefix: format!("[{}] ", daemon.spec.name).into_bytes(),
@@ -93,7 +103,11 @@ impl Runtime {
                 None
             });
         }
-        let read_buf = if pipes.iter().any(Option::is_some) { vec![0; 32 * 1024] } else { Vec::new() };
+        let read_buf = if pipes.iter().any(Option::is_some) {
+            vec![0; 32 * 1024]
+        } else {
+            Vec::new()
+        };
         Ok(Runtime {
             sup,
             signals,
@@ -160,7 +174,11 @@ impl Runtime {
         self.poll_fds.clear();
         self.poll_sources.clear();
         let mut add = |fd: i32, events: i16, source: Source| {
-            self.poll_fds.push(PollFd { fd, events, revents: 0 });
+            self.poll_fds.push(PollFd {
+                fd,
+                events,
+                revents: 0,
+            });
             self.poll_sources.push(source);
         };
         add(self.signals.as_raw_fd(), POLLIN, Source::Signals);
@@ -195,7 +213,9 @@ impl Runtime {
                 }
             };
             for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
-                let Some(info) = SignalInfo::parse(record) else { continue };
+                let Some(info) = SignalInfo::parse(record) else {
+                    continue;
+                };
                 if info.signo == libc_sig::CHLD {
                     saw_child = true;
                 } else if info.code == SI_USER && info.sender == self.my_pid as u32 {
@@ -218,7 +238,9 @@ impl Runtime {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let pid = pid.as_raw_nonzero().get();
-                    let Some(status) = exit_status(status) else { continue };
+                    let Some(status) = exit_status(status) else {
+                        continue;
+                    };
                     match self.sup.daemon_of(pid) {
                         Some(daemon) => {
                             // Its last lines belong before the line that says it exited.
@@ -226,7 +248,11 @@ impl Runtime {
                             self.sup.on_exit(pid, status, now, actions);
                         }
                         None => {
-                            let level = if self.settings.warn_orphans { Level::Notice } else { Level::Debug };
+                            let level = if self.settings.warn_orphans {
+                                Level::Notice
+                            } else {
+                                Level::Debug
+                            };
                             self.log(level, &format!("reaped zombie pid {pid} ({status})"));
                         }
                     }
@@ -244,7 +270,9 @@ impl Runtime {
     }
 
     fn read_pipe(&mut self, daemon: usize, stream: usize) {
-        let Some(pipes) = self.pipes[daemon].as_mut() else { return };
+        let Some(pipes) = self.pipes[daemon].as_mut() else {
+            return;
+        };
         let s = &mut pipes.streams[stream];
         let n = match rustix::io::read(&s.read, &mut self.read_buf) {
             Ok(n) => n,
@@ -258,7 +286,9 @@ impl Runtime {
 
     /// Reads whatever a daemon left in its pipes and ends its last partial line.
     fn drain_daemon(&mut self, daemon: usize) {
-        let Some(pipes) = self.pipes[daemon].as_mut() else { return };
+        let Some(pipes) = self.pipes[daemon].as_mut() else {
+            return;
+        };
         for s in &mut pipes.streams {
             // Bounded: at most a pipe's worth of reads, so a writer that keeps writing
             // (an orphan holding the pipe) cannot keep us here.
@@ -290,7 +320,10 @@ impl Runtime {
                 Action::Signal { pid, sig, group } => {
                     let target = if group { -pid } else { pid };
                     if let Err(e) = sys::send_signal(target, sig.0) {
-                        self.log(Level::Debug, &format!("sending {sig} to {target} failed: {e}"));
+                        self.log(
+                            Level::Debug,
+                            &format!("sending {sig} to {target} failed: {e}"),
+                        );
                     }
                 }
                 Action::SignalLeftovers(sig) => {
@@ -311,8 +344,14 @@ impl Runtime {
     fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
         let dup = |fd: &OwnedFd| fd.as_fd().try_clone_to_owned().ok();
         let output = match &self.pipes[index] {
-            Some(p) => ChildOutput { stdout: dup(&p.streams[0].write), stderr: dup(&p.streams[1].write) },
-            None => ChildOutput { stdout: None, stderr: None },
+            Some(p) => ChildOutput {
+                stdout: dup(&p.streams[0].write),
+                stderr: dup(&p.streams[1].write),
+            },
+            None => ChildOutput {
+                stdout: None,
+                stderr: None,
+            },
         };
         spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
     }
@@ -348,7 +387,10 @@ impl Runtime {
         }
         let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
         if dropped > 0 {
-            self.log(Level::Notice, &format!("{dropped} of bundle-init's own log lines were dropped"));
+            self.log(
+                Level::Notice,
+                &format!("{dropped} of bundle-init's own log lines were dropped"),
+            );
         }
         let give_up = now() + FINAL_FLUSH;
         loop {
@@ -359,7 +401,11 @@ impl Runtime {
                 .sinks
                 .iter()
                 .filter(|s| s.wants_write())
-                .map(|s| PollFd { fd: s.fd(), events: POLLOUT, revents: 0 })
+                .map(|s| PollFd {
+                    fd: s.fd(),
+                    events: POLLOUT,
+                    revents: 0,
+                })
                 .collect();
             let left = give_up.saturating_sub(now());
             if fds.is_empty() || left.is_zero() {
@@ -383,6 +429,10 @@ fn exit_status(status: WaitStatus) -> Option<ExitStatus> {
 fn own_children(my_pid: i32) -> Vec<i32> {
     let path = format!("/proc/{my_pid}/task/{my_pid}/children");
     std::fs::read_to_string(path)
-        .map(|text| text.split_whitespace().filter_map(|w| w.parse().ok()).collect())
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

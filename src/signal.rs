@@ -46,7 +46,11 @@ pub fn parse_signal(text: &str) -> Result<Sig, String> {
     if let Some(i) = NAMES.iter().position(|n| *n == name) {
         return Ok(Sig(i as i32 + 1));
     }
-    let offset = |rest: &str| rest.parse::<i32>().ok().filter(|n| (0..=RTMAX - RTMIN).contains(n));
+    let offset = |rest: &str| {
+        rest.parse::<i32>()
+            .ok()
+            .filter(|n| (0..=RTMAX - RTMIN).contains(n))
+    };
     let number = match name {
         "RTMIN" => Some(RTMIN),
         "RTMAX" => Some(RTMAX),

@@ -29,9 +29,17 @@ pub struct ChildOutput {
 }
 
 /// Spawns `spec` and returns its pid.
-pub fn spawn(spec: &DaemonSpec, setup: ChildSetup, output: ChildOutput) -> Result<i32, SpawnFailure> {
+pub fn spawn(
+    spec: &DaemonSpec,
+    setup: ChildSetup,
+    output: ChildOutput,
+) -> Result<i32, SpawnFailure> {
     let Some((program, args)) = spec.argv.split_first() else {
-        return Err(SpawnFailure { transient: false, code: 127, message: "empty command".to_string() });
+        return Err(SpawnFailure {
+            transient: false,
+            code: 127,
+            message: "empty command".to_string(),
+        });
     };
     let mut command = Command::new(program);
     command.args(args).process_group(0);
@@ -58,7 +66,10 @@ pub fn spawn(spec: &DaemonSpec, setup: ChildSetup, output: ChildOutput) -> Resul
         command.pre_exec(move || {
             if setup.give_terminal {
                 // Still fully blocked here, so SIGTTOU cannot stop us for asking.
-                let _ = rustix::termios::tcsetpgrp(crate::output::borrow_stdio(0), rustix::process::getpid());
+                let _ = rustix::termios::tcsetpgrp(
+                    crate::output::borrow_stdio(0),
+                    rustix::process::getpid(),
+                );
             }
             if no_new_privs {
                 rustix::thread::set_no_new_privs(true)?;
@@ -91,8 +102,16 @@ fn classify(program: &OsString, name: &str, error: &io::Error) -> SpawnFailure {
         _ => strip_os_error(error),
     };
     let program = program.to_string_lossy();
-    let message = if program == name { text } else { format!("{program}: {text}") };
-    SpawnFailure { transient, code, message }
+    let message = if program == name {
+        text
+    } else {
+        format!("{program}: {text}")
+    };
+    SpawnFailure {
+        transient,
+        code,
+        message,
+    }
 }
 
 /// `No such file or directory (os error 2)` -> `No such file or directory`.
@@ -118,11 +137,17 @@ pub fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
 }
 
 /// Pure part of `child_environment`: removes by name and by prefix, then sets.
-pub fn apply_env_plan(base: impl Iterator<Item = (OsString, OsString)>, plan: &EnvPlan) -> Vec<(OsString, OsString)> {
+pub fn apply_env_plan(
+    base: impl Iterator<Item = (OsString, OsString)>,
+    plan: &EnvPlan,
+) -> Vec<(OsString, OsString)> {
     use std::os::unix::ffi::OsStrExt;
     let removed = |name: &OsString| {
         plan.unset.contains(name)
-            || plan.unset_prefixes.iter().any(|p| name.as_bytes().starts_with(p.as_bytes()))
+            || plan
+                .unset_prefixes
+                .iter()
+                .any(|p| name.as_bytes().starts_with(p.as_bytes()))
             || plan.set.iter().any(|(n, _)| n == name)
     };
     let mut env: Vec<(OsString, OsString)> = base.filter(|(name, _)| !removed(name)).collect();
@@ -135,19 +160,30 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        list.iter().map(|(a, b)| (OsString::from(a), OsString::from(b))).collect()
+        list.iter()
+            .map(|(a, b)| (OsString::from(a), OsString::from(b)))
+            .collect()
     }
 
     #[test]
     fn env_plan_unsets_by_name_and_prefix_then_sets() {
-        let base = pairs(&[("PATH", "/bin"), ("CRED_TOKEN", "s3cret"), ("CRED_KEY", "k"), ("DEBUG", "1"), ("HOME", "/")]);
+        let base = pairs(&[
+            ("PATH", "/bin"),
+            ("CRED_TOKEN", "s3cret"),
+            ("CRED_KEY", "k"),
+            ("DEBUG", "1"),
+            ("HOME", "/"),
+        ]);
         let plan = EnvPlan {
             set: pairs(&[("MODE", "strict"), ("HOME", "/home/d")]),
             unset: vec!["DEBUG".into()],
             unset_prefixes: vec!["CRED_".into()],
         };
         let env = apply_env_plan(base.into_iter(), &plan);
-        assert_eq!(env, pairs(&[("PATH", "/bin"), ("MODE", "strict"), ("HOME", "/home/d")]));
+        assert_eq!(
+            env,
+            pairs(&[("PATH", "/bin"), ("MODE", "strict"), ("HOME", "/home/d")])
+        );
     }
 
     #[test]

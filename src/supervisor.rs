@@ -65,7 +65,11 @@ pub enum Action {
     /// Start daemon `index`; answer with `Supervisor::on_spawned`.
     Spawn(usize),
     /// Send `sig` to `pid`, or to its process group when `group`.
-    Signal { pid: i32, sig: Sig, group: bool },
+    Signal {
+        pid: i32,
+        sig: Sig,
+        group: bool,
+    },
     /// Send `sig` to every process that is not a daemon (kill(-1) as PID 1).
     SignalLeftovers(Sig),
     Log(Level, String),
@@ -84,12 +88,22 @@ pub struct RestartRequest {
 pub enum State {
     /// Not running and not scheduled: before the first start, or while a spawn is under way.
     Idle,
-    Running { pid: i32, since: Time },
+    Running {
+        pid: i32,
+        since: Time,
+    },
     /// Sent its stop signal; SIGKILL at `kill_at` (None once sent). `restart` says whether
     /// a replacement starts when it is reaped.
-    Stopping { pid: i32, since: Time, kill_at: Option<Time>, restart: Option<RestartRequest> },
+    Stopping {
+        pid: i32,
+        since: Time,
+        kill_at: Option<Time>,
+        restart: Option<RestartRequest>,
+    },
     /// Waiting to be started again after a crash.
-    Backoff { until: Time },
+    Backoff {
+        until: Time,
+    },
     /// Ended and stays down.
     Exited,
 }
@@ -122,7 +136,11 @@ impl Daemon {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Running,
-    ShuttingDown { deadline: Time, killed: bool, leftovers_termed: bool },
+    ShuttingDown {
+        deadline: Time,
+        killed: bool,
+        leftovers_termed: bool,
+    },
     Done,
 }
 
@@ -145,7 +163,11 @@ pub type Actions = VecDeque<Action>;
 
 impl Supervisor {
     pub fn new(plan: Plan) -> Supervisor {
-        let lifecycle = if plan.single_child { Level::Info } else { Level::Notice };
+        let lifecycle = if plan.single_child {
+            Level::Info
+        } else {
+            Level::Notice
+        };
         Supervisor {
             daemons: plan
                 .daemons
@@ -186,22 +208,38 @@ impl Supervisor {
     /// Starts every daemon, in order.
     pub fn start(&mut self, out: &mut Actions) {
         if self.daemons.is_empty() {
-            self.log(out, Level::Notice, "no daemon selected; nothing to do".to_string());
+            self.log(
+                out,
+                Level::Notice,
+                "no daemon selected; nothing to do".to_string(),
+            );
             self.finish(out);
             return;
         }
         out.extend((0..self.daemons.len()).map(Action::Spawn));
     }
 
-    pub fn on_spawned(&mut self, index: usize, result: Result<i32, SpawnFailure>, now: Time, out: &mut Actions) {
-        let Some(daemon) = self.daemons.get_mut(index) else { return };
+    pub fn on_spawned(
+        &mut self,
+        index: usize,
+        result: Result<i32, SpawnFailure>,
+        now: Time,
+        out: &mut Actions,
+    ) {
+        let Some(daemon) = self.daemons.get_mut(index) else {
+            return;
+        };
         let request = daemon.pending_restart.take();
         match result {
             Ok(pid) => {
                 daemon.state = State::Running { pid, since: now };
                 let name = &daemon.spec.name;
                 let line = match request {
-                    Some(RestartRequest { asked_at, by, old_pid: Some(old) }) => {
+                    Some(RestartRequest {
+                        asked_at,
+                        by,
+                        old_pid: Some(old),
+                    }) => {
                         daemon.restarts += 1;
                         let micros = now.saturating_sub(asked_at).as_micros();
                         format!(
@@ -210,7 +248,9 @@ impl Supervisor {
                             micros % 1000
                         )
                     }
-                    Some(RestartRequest { by, old_pid: None, .. }) => {
+                    Some(RestartRequest {
+                        by, old_pid: None, ..
+                    }) => {
                         daemon.restarts += 1;
                         format!("{name} started on request ({by}): pid {pid}")
                     }
@@ -238,14 +278,22 @@ impl Supervisor {
             Err(failure) => {
                 let line = format!("cannot start {}: {}", daemon.spec.name, failure.message);
                 self.log(out, Level::Error, line);
-                self.ended_on_its_own(index, ExitStatus::Code(failure.code), Duration::ZERO, now, out);
+                self.ended_on_its_own(
+                    index,
+                    ExitStatus::Code(failure.code),
+                    Duration::ZERO,
+                    now,
+                    out,
+                );
             }
         }
     }
 
     /// A child was reaped. Returns false when it was not one of the daemons (an orphan).
     pub fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) -> bool {
-        let Some(index) = self.daemon_of(pid) else { return false };
+        let Some(index) = self.daemon_of(pid) else {
+            return false;
+        };
         let shutting_down = self.is_shutting_down();
         let daemon = &mut self.daemons[index];
         daemon.last_exit = Some(status);
@@ -254,7 +302,10 @@ impl Supervisor {
                 let ran_for = now.saturating_sub(since);
                 self.ended_on_its_own(index, status, ran_for, now, out);
             }
-            State::Stopping { restart: Some(request), .. } if !shutting_down => {
+            State::Stopping {
+                restart: Some(request),
+                ..
+            } if !shutting_down => {
                 daemon.state = State::Idle;
                 daemon.pending_restart = Some(request);
                 out.push_back(Action::Spawn(index));
@@ -283,13 +334,21 @@ impl Supervisor {
         match self.routes.get(sig).clone() {
             Route::Shutdown => {
                 if self.is_shutting_down() {
-                    self.log(out, Level::Notice, format!("received {sig} again: already shutting down, ignored"));
+                    self.log(
+                        out,
+                        Level::Notice,
+                        format!("received {sig} again: already shutting down, ignored"),
+                    );
                 } else {
                     self.log(out, Level::Notice, format!("received {sig}: shutting down"));
                     self.begin_shutdown(now, out);
                 }
             }
-            Route::Ignore => self.log(out, Level::Info, format!("received {sig}: ignored by route")),
+            Route::Ignore => self.log(
+                out,
+                Level::Info,
+                format!("received {sig}: ignored by route"),
+            ),
             Route::ForwardAll => {
                 let all: Vec<usize> = (0..self.daemons.len()).collect();
                 self.forward(sig, &all, out);
@@ -305,26 +364,57 @@ impl Supervisor {
 
     /// Restart one daemon in place; the same rules whoever asks.
     pub fn request_restart(&mut self, index: usize, by: Sig, now: Time, out: &mut Actions) {
-        let Some(daemon) = self.daemons.get_mut(index) else { return };
+        let Some(daemon) = self.daemons.get_mut(index) else {
+            return;
+        };
         let name = daemon.spec.name.clone();
         if !matches!(self.phase, Phase::Running) {
-            self.log(out, Level::Notice, format!("restart of {name} ({by}) ignored: shutting down"));
+            self.log(
+                out,
+                Level::Notice,
+                format!("restart of {name} ({by}) ignored: shutting down"),
+            );
             return;
         }
         match daemon.state {
             State::Running { pid, since } => {
-                let request = RestartRequest { asked_at: now, by, old_pid: Some(pid) };
+                let request = RestartRequest {
+                    asked_at: now,
+                    by,
+                    old_pid: Some(pid),
+                };
                 let stop = daemon.spec.stop_signal;
-                daemon.state = State::Stopping { pid, since, kill_at: Some(now + daemon.spec.grace), restart: Some(request) };
-                out.push_back(Action::Signal { pid, sig: stop, group: daemon.spec.signal_group });
-                self.log(out, Level::Info, format!("restarting {name} ({by}): sent {stop} to pid {pid}"));
+                daemon.state = State::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(now + daemon.spec.grace),
+                    restart: Some(request),
+                };
+                out.push_back(Action::Signal {
+                    pid,
+                    sig: stop,
+                    group: daemon.spec.signal_group,
+                });
+                self.log(
+                    out,
+                    Level::Info,
+                    format!("restarting {name} ({by}): sent {stop} to pid {pid}"),
+                );
             }
             State::Stopping { .. } => {
-                self.log(out, Level::Info, format!("restart of {name} ({by}) already under way: coalesced"));
+                self.log(
+                    out,
+                    Level::Info,
+                    format!("restart of {name} ({by}) already under way: coalesced"),
+                );
             }
             State::Backoff { .. } | State::Exited => {
                 daemon.state = State::Idle;
-                daemon.pending_restart = Some(RestartRequest { asked_at: now, by, old_pid: None });
+                daemon.pending_restart = Some(RestartRequest {
+                    asked_at: now,
+                    by,
+                    old_pid: None,
+                });
                 out.push_back(Action::Spawn(index));
             }
             State::Idle => {}
@@ -338,10 +428,27 @@ impl Supervisor {
         for index in 0..self.daemons.len() {
             let daemon = &mut self.daemons[index];
             match daemon.state {
-                State::Stopping { pid, since, kill_at: Some(at), restart } if now >= at => {
-                    daemon.state = State::Stopping { pid, since, kill_at: None, restart };
-                    let line = format!("{} (pid {pid}) did not stop within its grace: sending SIGKILL", daemon.spec.name);
-                    out.push_back(Action::Signal { pid, sig: Sig(libc_sig::KILL), group: true });
+                State::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(at),
+                    restart,
+                } if now >= at => {
+                    daemon.state = State::Stopping {
+                        pid,
+                        since,
+                        kill_at: None,
+                        restart,
+                    };
+                    let line = format!(
+                        "{} (pid {pid}) did not stop within its grace: sending SIGKILL",
+                        daemon.spec.name
+                    );
+                    out.push_back(Action::Signal {
+                        pid,
+                        sig: Sig(libc_sig::KILL),
+                        group: true,
+                    });
                     self.log(out, Level::Notice, line);
                 }
                 State::Backoff { until } if running && now >= until => {
@@ -351,22 +458,48 @@ impl Supervisor {
                 _ => {}
             }
         }
-        if let Phase::ShuttingDown { deadline, killed: false, leftovers_termed } = self.phase {
-            if now >= deadline {
-                self.phase = Phase::ShuttingDown { deadline, killed: true, leftovers_termed };
-                for daemon in &mut self.daemons {
-                    if let State::Stopping { pid, since, kill_at: Some(_), restart } = daemon.state {
-                        daemon.state = State::Stopping { pid, since, kill_at: None, restart };
-                        out.push_back(Action::Signal { pid, sig: Sig(libc_sig::KILL), group: true });
-                    }
+        if let Phase::ShuttingDown {
+            deadline,
+            killed: false,
+            leftovers_termed,
+        } = self.phase
+            && now >= deadline
+        {
+            self.phase = Phase::ShuttingDown {
+                deadline,
+                killed: true,
+                leftovers_termed,
+            };
+            for daemon in &mut self.daemons {
+                if let State::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(_),
+                    restart,
+                } = daemon.state
+                {
+                    daemon.state = State::Stopping {
+                        pid,
+                        since,
+                        kill_at: None,
+                        restart,
+                    };
+                    out.push_back(Action::Signal {
+                        pid,
+                        sig: Sig(libc_sig::KILL),
+                        group: true,
+                    });
                 }
-                if self.stop_leftovers {
-                    out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
-                }
-                let line = format!("shutdown budget of {} is over: sending SIGKILL to what is left", human(self.shutdown_grace));
-                self.log(out, Level::Notice, line);
-                self.check_shutdown_done(out);
             }
+            if self.stop_leftovers {
+                out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
+            }
+            let line = format!(
+                "shutdown budget of {} is over: sending SIGKILL to what is left",
+                human(self.shutdown_grace)
+            );
+            self.log(out, Level::Notice, line);
+            self.check_shutdown_done(out);
         }
     }
 
@@ -380,7 +513,11 @@ impl Supervisor {
             _ => None,
         });
         let shutdown = match self.phase {
-            Phase::ShuttingDown { deadline, killed: false, .. } => Some(deadline),
+            Phase::ShuttingDown {
+                deadline,
+                killed: false,
+                ..
+            } => Some(deadline),
             _ => None,
         };
         daemons.chain(shutdown).min()
@@ -388,16 +525,29 @@ impl Supervisor {
 
     fn forward(&mut self, sig: Sig, targets: &[usize], out: &mut Actions) {
         for &index in targets {
-            let Some(daemon) = self.daemons.get(index) else { continue };
+            let Some(daemon) = self.daemons.get(index) else {
+                continue;
+            };
             if let Some(pid) = daemon.pid() {
-                out.push_back(Action::Signal { pid, sig, group: daemon.spec.signal_group });
+                out.push_back(Action::Signal {
+                    pid,
+                    sig,
+                    group: daemon.spec.signal_group,
+                });
                 let line = format!("forwarded {sig} to {} (pid {pid})", daemon.spec.name);
                 self.log(out, Level::Info, line);
             }
         }
     }
 
-    fn ended_on_its_own(&mut self, index: usize, status: ExitStatus, ran_for: Duration, now: Time, out: &mut Actions) {
+    fn ended_on_its_own(
+        &mut self,
+        index: usize,
+        status: ExitStatus,
+        ran_for: Duration,
+        now: Time,
+        out: &mut Actions,
+    ) {
         let daemon = &mut self.daemons[index];
         daemon.last_exit = Some(status);
         let name = daemon.spec.name.clone();
@@ -405,7 +555,11 @@ impl Supervisor {
             ExitPolicy::KeepRunning => {
                 daemon.state = State::Exited;
                 self.exit_code = self.exit_code.max(status.code());
-                self.log(out, Level::Notice, format!("{name} {status}; not restarted (keep-running)"));
+                self.log(
+                    out,
+                    Level::Notice,
+                    format!("{name} {status}; not restarted (keep-running)"),
+                );
                 if self.daemons.iter().all(|d| d.state == State::Exited) {
                     self.log(out, Level::Notice, "every daemon has exited".to_string());
                     self.begin_shutdown(now, out);
@@ -414,13 +568,21 @@ impl Supervisor {
             ExitPolicy::Restart => {
                 let delay = self.next_backoff(index, ran_for);
                 self.daemons[index].state = State::Backoff { until: now + delay };
-                self.log(out, Level::Notice, format!("{name} {status}; restarting in {}", human(delay)));
+                self.log(
+                    out,
+                    Level::Notice,
+                    format!("{name} {status}; restarting in {}", human(delay)),
+                );
             }
             ExitPolicy::StopBundle => {
                 daemon.state = State::Exited;
                 self.exit_code = self.exit_code.max(status.code());
                 let level = self.lifecycle;
-                self.log(out, level, format!("{name} {status}; stopping the bundle (stop-bundle)"));
+                self.log(
+                    out,
+                    level,
+                    format!("{name} {status}; stopping the bundle (stop-bundle)"),
+                );
                 self.begin_shutdown(now, out);
             }
         }
@@ -435,7 +597,10 @@ impl Supervisor {
         }
         daemon.crashes_in_a_row = daemon.crashes_in_a_row.saturating_add(1);
         let doublings = (daemon.crashes_in_a_row - 1).min(32);
-        backoff.initial.saturating_mul(1u32 << doublings.min(31)).min(backoff.max)
+        backoff
+            .initial
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(backoff.max)
     }
 
     fn begin_shutdown(&mut self, now: Time, out: &mut Actions) {
@@ -443,19 +608,42 @@ impl Supervisor {
             return;
         }
         let deadline = now + self.shutdown_grace;
-        self.phase = Phase::ShuttingDown { deadline, killed: false, leftovers_termed: false };
+        self.phase = Phase::ShuttingDown {
+            deadline,
+            killed: false,
+            leftovers_termed: false,
+        };
         for daemon in &mut self.daemons {
             match daemon.state {
                 State::Running { pid, since } => {
                     let kill_at = Some((now + daemon.spec.grace).min(deadline));
-                    daemon.state = State::Stopping { pid, since, kill_at, restart: None };
+                    daemon.state = State::Stopping {
+                        pid,
+                        since,
+                        kill_at,
+                        restart: None,
+                    };
                     let stop = daemon.spec.stop_signal;
-                    out.push_back(Action::Signal { pid, sig: stop, group: daemon.spec.signal_group });
+                    out.push_back(Action::Signal {
+                        pid,
+                        sig: stop,
+                        group: daemon.spec.signal_group,
+                    });
                 }
-                State::Stopping { pid, since, kill_at, .. } => {
+                State::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    ..
+                } => {
                     // A restart under way is dropped: the daemon is stopping anyway.
                     let kill_at = kill_at.map(|at| at.min(deadline));
-                    daemon.state = State::Stopping { pid, since, kill_at, restart: None };
+                    daemon.state = State::Stopping {
+                        pid,
+                        since,
+                        kill_at,
+                        restart: None,
+                    };
                 }
                 State::Backoff { .. } | State::Idle => daemon.state = State::Exited,
                 State::Exited => {}
@@ -466,13 +654,24 @@ impl Supervisor {
     }
 
     fn check_shutdown_done(&mut self, out: &mut Actions) {
-        let Phase::ShuttingDown { deadline, killed, leftovers_termed } = self.phase else { return };
+        let Phase::ShuttingDown {
+            deadline,
+            killed,
+            leftovers_termed,
+        } = self.phase
+        else {
+            return;
+        };
         if self.daemons.iter().any(Daemon::is_live) {
             return;
         }
         if self.stop_leftovers && self.leftovers && !killed {
             if !leftovers_termed {
-                self.phase = Phase::ShuttingDown { deadline, killed, leftovers_termed: true };
+                self.phase = Phase::ShuttingDown {
+                    deadline,
+                    killed,
+                    leftovers_termed: true,
+                };
                 out.push_back(Action::SignalLeftovers(Sig(libc_sig::TERM)));
             }
             return;
@@ -482,7 +681,11 @@ impl Supervisor {
 
     fn finish(&mut self, out: &mut Actions) {
         self.phase = Phase::Done;
-        let code = if self.success_codes.contains(&self.exit_code) { 0 } else { self.exit_code };
+        let code = if self.success_codes.contains(&self.exit_code) {
+            0
+        } else {
+            self.exit_code
+        };
         out.push_back(Action::Exit(code));
     }
 
@@ -506,9 +709,483 @@ pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Backoff;
+
+    const USR1: Sig = Sig(libc_sig::USR1);
+    const HUP: Sig = Sig(libc_sig::HUP);
+    const TERM: Sig = Sig(libc_sig::TERM);
+    const KILL: Sig = Sig(libc_sig::KILL);
+
+    fn secs(s: f64) -> Time {
+        Duration::from_secs_f64(s)
+    }
+
+    fn daemon(name: &str, on_exit: ExitPolicy) -> DaemonSpec {
+        let mut spec = DaemonSpec::new(name, vec![name.into()]);
+        spec.on_exit = on_exit;
+        spec.grace = secs(2.0);
+        spec.backoff = Backoff {
+            initial: secs(1.0),
+            max: secs(8.0),
+            stable_after: secs(10.0),
+        };
+        spec
+    }
+
+    /// egress(0) and pipelock(1) and supervise(2); USR1 restarts pipelock, HUP goes to egress.
+    fn seed_plan(policy: ExitPolicy) -> Plan {
+        let mut routes = Routes::bundle_defaults();
+        routes.set(USR1, Route::Restart(vec![1]));
+        routes.set(HUP, Route::Forward(vec![0]));
+        Plan {
+            daemons: vec![
+                daemon("egress", policy),
+                daemon("pipelock", policy),
+                daemon("supervise", policy),
+            ],
+            routes,
+            shutdown_grace: secs(8.0),
+            stop_leftovers: true,
+            success_codes: vec![],
+            single_child: false,
+        }
+    }
+
+    /// A supervisor whose daemons were started as pids 100, 101, 102 at time 0.
+    fn started(plan: Plan) -> Supervisor {
+        let mut sup = Supervisor::new(plan);
+        let mut out = Actions::new();
+        sup.start(&mut out);
+        let spawns: Vec<usize> = out
+            .iter()
+            .filter_map(|a| {
+                if let Action::Spawn(i) = a {
+                    Some(*i)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            spawns,
+            (0..sup.daemons().len()).collect::<Vec<_>>(),
+            "daemons start in file order"
+        );
+        for i in spawns {
+            sup.on_spawned(i, Ok(100 + i as i32), secs(0.0), &mut out);
+        }
+        sup
+    }
+
+    fn signals(out: &Actions) -> Vec<(i32, Sig)> {
+        out.iter()
+            .filter_map(|a| {
+                if let Action::Signal { pid, sig, .. } = a {
+                    Some((*pid, *sig))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn spawns(out: &Actions) -> Vec<usize> {
+        out.iter()
+            .filter_map(|a| {
+                if let Action::Spawn(i) = a {
+                    Some(*i)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn exit_code(out: &Actions) -> Option<u8> {
+        out.iter().find_map(|a| {
+            if let Action::Exit(c) = a {
+                Some(*c)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn logs(out: &Actions) -> String {
+        out.iter()
+            .filter_map(|a| {
+                if let Action::Log(_, l) = a {
+                    Some(l.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn pid_of(sup: &Supervisor, i: usize) -> Option<i32> {
+        sup.daemons()[i].pid()
+    }
+
+    #[test]
+    fn restart_replaces_in_place_and_leaves_siblings_alone() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        assert_eq!(
+            signals(&out),
+            vec![(101, TERM)],
+            "only pipelock gets its stop signal, never USR1"
+        );
+        out.clear();
+        sup.on_exit(
+            101,
+            ExitStatus::Signal(libc_sig::TERM),
+            secs(1.001),
+            &mut out,
+        );
+        assert_eq!(
+            spawns(&out),
+            vec![1],
+            "replacement starts as soon as the old one is reaped"
+        );
+        sup.on_spawned(1, Ok(200), secs(1.002), &mut out);
+        assert_eq!(pid_of(&sup, 1), Some(200));
+        assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
+        assert!(
+            logs(&out).contains("pipelock restarted (SIGUSR1): pid 101 -> 200 in 2.000 ms"),
+            "{}",
+            logs(&out)
+        );
+        assert_eq!(sup.daemons()[1].restarts, 1);
+        assert_eq!(exit_code(&out), None, "a restart is not a crash");
+    }
+
+    #[test]
+    fn restart_of_a_daemon_that_ignores_its_stop_signal_kills_it_at_the_grace() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        assert_eq!(sup.next_deadline(), Some(secs(3.0)));
+        out.clear();
+        sup.on_tick(secs(2.9), &mut out);
+        assert!(signals(&out).is_empty());
+        sup.on_tick(secs(3.0), &mut out);
+        assert_eq!(signals(&out), vec![(101, KILL)]);
+        assert!(
+            out.contains(&Action::Signal {
+                pid: 101,
+                sig: KILL,
+                group: true
+            }),
+            "SIGKILL takes its helpers too"
+        );
+        out.clear();
+        sup.on_exit(
+            101,
+            ExitStatus::Signal(libc_sig::KILL),
+            secs(3.01),
+            &mut out,
+        );
+        assert_eq!(spawns(&out), vec![1]);
+    }
+
+    #[test]
+    fn restart_requests_during_a_restart_coalesce() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        for _ in 0..5 {
+            sup.on_signal(USR1, secs(1.0), &mut out);
+        }
+        assert_eq!(
+            signals(&out),
+            vec![(101, TERM)],
+            "one stop signal for five requests"
+        );
+        sup.on_exit(101, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        assert_eq!(spawns(&out), vec![1], "exactly one replacement");
+    }
+
+    #[test]
+    fn a_route_to_an_unknown_or_unselected_daemon_is_a_no_op() {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        plan.routes.set(USR1, Route::Restart(vec![]));
+        plan.routes
+            .set(Sig(libc_sig::USR2), Route::Restart(vec![7]));
+        let mut sup = started(plan);
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        sup.on_signal(Sig(libc_sig::USR2), secs(1.0), &mut out);
+        assert!(signals(&out).is_empty() && spawns(&out).is_empty());
+    }
+
+    #[test]
+    fn restart_during_shutdown_is_a_no_op_and_pending_restarts_are_dropped() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out); // pipelock is restarting
+        sup.on_signal(TERM, secs(1.5), &mut out);
+        out.clear();
+        sup.on_signal(USR1, secs(1.6), &mut out);
+        assert!(signals(&out).is_empty());
+        assert!(logs(&out).contains("ignored: shutting down"));
+        sup.on_exit(101, ExitStatus::Signal(libc_sig::TERM), secs(1.7), &mut out);
+        assert!(spawns(&out).is_empty(), "the pending restart was dropped");
+    }
+
+    #[test]
+    fn hup_is_forwarded_to_egress_only() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(HUP, secs(1.0), &mut out);
+        assert_eq!(signals(&out), vec![(100, HUP)]);
+    }
+
+    #[test]
+    fn unrouted_signals_go_to_every_daemon() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(Sig(libc_sig::USR2), secs(1.0), &mut out);
+        assert_eq!(
+            signals(&out),
+            vec![(100, Sig(12)), (101, Sig(12)), (102, Sig(12))]
+        );
+    }
+
+    #[test]
+    fn shutdown_stops_everyone_then_kills_at_the_deadline_and_ignores_a_second_request() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        for d in &mut sup.daemons {
+            d.spec.grace = secs(30.0); // longer than the budget: the budget wins
+        }
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        assert_eq!(signals(&out), vec![(100, TERM), (101, TERM), (102, TERM)]);
+        out.clear();
+        sup.on_signal(Sig(libc_sig::INT), secs(2.0), &mut out);
+        assert!(signals(&out).is_empty());
+        assert!(logs(&out).contains("already shutting down"));
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(2.0), &mut out);
+        sup.on_exit(102, ExitStatus::Code(0), secs(2.0), &mut out);
+        sup.after_reaping(true, &mut out);
+        assert_eq!(exit_code(&out), None);
+        assert_eq!(sup.next_deadline(), Some(secs(9.0)));
+        out.clear();
+        sup.on_tick(secs(9.0), &mut out);
+        assert_eq!(signals(&out), vec![(101, KILL)]);
+        assert!(out.contains(&Action::SignalLeftovers(KILL)));
+        sup.on_exit(
+            101,
+            ExitStatus::Signal(libc_sig::KILL),
+            secs(9.01),
+            &mut out,
+        );
+        sup.after_reaping(false, &mut out);
+        assert_eq!(
+            exit_code(&out),
+            Some(137),
+            "a daemon that had to be killed is not a clean stop"
+        );
+    }
+
+    #[test]
+    fn a_clean_shutdown_exits_zero_after_terming_leftovers() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        sup.on_exit(101, ExitStatus::Code(143), secs(1.1), &mut out);
+        sup.on_exit(102, ExitStatus::Code(0), secs(1.1), &mut out);
+        sup.after_reaping(true, &mut out);
+        assert!(
+            out.contains(&Action::SignalLeftovers(TERM)),
+            "orphans get TERM once the daemons are gone"
+        );
+        assert_eq!(exit_code(&out), None);
+        sup.after_reaping(false, &mut out);
+        assert_eq!(exit_code(&out), Some(0));
+    }
+
+    #[test]
+    fn exit_code_is_the_highest_failure_before_shutdown() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_exit(100, ExitStatus::Code(3), secs(1.0), &mut out);
+        sup.on_exit(102, ExitStatus::Signal(libc_sig::SEGV), secs(1.0), &mut out);
+        assert!(
+            logs(&out).contains("supervise was killed by SIGSEGV; not restarted (keep-running)")
+        );
+        assert_eq!(pid_of(&sup, 1), Some(101), "siblings keep running");
+        sup.on_signal(TERM, secs(2.0), &mut out);
+        sup.on_exit(101, ExitStatus::Signal(libc_sig::TERM), secs(2.1), &mut out);
+        sup.after_reaping(false, &mut out);
+        assert_eq!(exit_code(&out), Some(128 + 11));
+    }
+
+    #[test]
+    fn when_every_keep_running_daemon_has_died_the_bundle_exits() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
+        sup.on_exit(101, ExitStatus::Code(2), secs(1.0), &mut out);
+        sup.on_exit(102, ExitStatus::Code(0), secs(1.0), &mut out);
+        sup.after_reaping(false, &mut out);
+        assert_eq!(exit_code(&out), Some(2));
+    }
+
+    #[test]
+    fn stop_bundle_ends_everything_with_its_code() {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        plan.daemons[1].on_exit = ExitPolicy::StopBundle;
+        let mut sup = started(plan);
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(4), secs(1.0), &mut out);
+        assert_eq!(signals(&out), vec![(100, TERM), (102, TERM)]);
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        sup.on_exit(102, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        sup.after_reaping(false, &mut out);
+        assert_eq!(exit_code(&out), Some(4));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets_after_a_stable_run() {
+        let mut sup = started(seed_plan(ExitPolicy::Restart));
+        let mut out = Actions::new();
+        let mut now = 0.5;
+        let mut pid = 101;
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            sup.on_exit(pid, ExitStatus::Code(1), secs(now), &mut out);
+            let State::Backoff { until } = sup.daemons()[1].state else {
+                panic!("not in backoff")
+            };
+            delays.push((until - secs(now)).as_secs_f64());
+            assert_eq!(sup.next_deadline(), Some(until));
+            out.clear();
+            sup.on_tick(until, &mut out);
+            assert_eq!(spawns(&out), vec![1]);
+            pid += 1000;
+            now = until.as_secs_f64() + 0.5;
+            sup.on_spawned(1, Ok(pid), until, &mut out);
+        }
+        assert_eq!(delays, vec![1.0, 2.0, 4.0, 8.0, 8.0, 8.0]);
+        // A run longer than stable-after brings the delay back to the start.
+        let since = now;
+        sup.on_exit(pid, ExitStatus::Code(1), secs(since + 20.0), &mut out);
+        let State::Backoff { until } = sup.daemons()[1].state else {
+            panic!()
+        };
+        assert_eq!((until - secs(since + 20.0)).as_secs_f64(), 1.0);
+    }
+
+    #[test]
+    fn a_restart_request_during_backoff_starts_it_at_once() {
+        let mut sup = started(seed_plan(ExitPolicy::Restart));
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(1), secs(1.0), &mut out);
+        out.clear();
+        sup.on_signal(USR1, secs(1.1), &mut out);
+        assert_eq!(spawns(&out), vec![1]);
+        sup.on_spawned(1, Ok(300), secs(1.1), &mut out);
+        assert!(logs(&out).contains("pipelock started on request (SIGUSR1): pid 300"));
+        assert_eq!(sup.next_deadline(), None, "the backoff timer is gone");
+    }
+
+    #[test]
+    fn an_exec_failure_follows_the_exit_policy_and_a_fork_failure_retries() {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        plan.daemons[2].on_exit = ExitPolicy::StopBundle;
+        let mut sup = Supervisor::new(plan);
+        let mut out = Actions::new();
+        sup.start(&mut out);
+        let not_found = SpawnFailure {
+            transient: false,
+            code: 127,
+            message: "/x: No such file".into(),
+        };
+        let fork = SpawnFailure {
+            transient: true,
+            code: 1,
+            message: "fork failed".into(),
+        };
+        sup.on_spawned(0, Err(not_found.clone()), secs(0.0), &mut out);
+        assert_eq!(sup.daemons()[0].state, State::Exited);
+        sup.on_spawned(1, Err(fork), secs(0.0), &mut out);
+        assert_eq!(
+            sup.daemons()[1].state,
+            State::Backoff { until: secs(1.0) },
+            "keep-running, but a fork failure retries"
+        );
+        sup.on_spawned(2, Err(not_found), secs(0.0), &mut out);
+        assert!(logs(&out).contains("cannot start supervise: /x: No such file"));
+        sup.after_reaping(false, &mut out);
+        assert_eq!(exit_code(&out), Some(127));
+    }
+
+    #[test]
+    fn zero_daemons_exit_zero_at_once() {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        plan.daemons.clear();
+        let mut sup = Supervisor::new(plan);
+        let mut out = Actions::new();
+        sup.start(&mut out);
+        assert_eq!(exit_code(&out), Some(0));
+        assert!(logs(&out).contains("no daemon selected"));
+    }
+
+    #[test]
+    fn single_child_exits_with_the_childs_code_and_remaps_success_codes() {
+        let plan = |codes: Vec<u8>| Plan {
+            daemons: vec![daemon("app", ExitPolicy::StopBundle)],
+            routes: Routes::forward_everything(),
+            shutdown_grace: Duration::ZERO,
+            stop_leftovers: false,
+            success_codes: codes,
+            single_child: true,
+        };
+        let mut sup = started(plan(vec![]));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        assert_eq!(
+            signals(&out),
+            vec![(100, TERM)],
+            "TERM is forwarded, not a shutdown"
+        );
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        assert_eq!(
+            exit_code(&out),
+            Some(143),
+            "no waiting for leftovers without --stop-others"
+        );
+
+        let mut sup = started(plan(vec![143]));
+        let mut out = Actions::new();
+        sup.on_exit(100, ExitStatus::Code(143), secs(1.0), &mut out);
+        assert_eq!(exit_code(&out), Some(0));
+    }
+
+    #[test]
+    fn no_deadline_means_the_loop_may_sleep_for_ever() {
+        let sup = started(seed_plan(ExitPolicy::Restart));
+        assert_eq!(sup.next_deadline(), None);
+    }
+
+    #[test]
+    fn orphans_are_not_mistaken_for_daemons() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        assert!(!sup.on_exit(4242, ExitStatus::Code(0), secs(1.0), &mut out));
+        assert!(out.is_empty());
     }
 }

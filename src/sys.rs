@@ -127,7 +127,11 @@ pub fn wait_for(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) };
     if n < 0 {
         let err = io::Error::last_os_error();
-        return if err.raw_os_error() == Some(4) { Ok(0) } else { Err(err) };
+        return if err.raw_os_error() == Some(4) {
+            Ok(0)
+        } else {
+            Err(err)
+        };
     }
     Ok(n as usize)
 }
@@ -173,7 +177,12 @@ pub fn send_signal(target: i32, sig: i32) -> io::Result<()> {
 
 /// Whether `sig` is ignored (SIG_IGN) in this process right now. Read-only.
 pub fn signal_is_ignored(sig: i32) -> bool {
-    let mut old = SigAction { handler: 0, mask: SigSet::empty(), flags: 0, restorer: 0 };
+    let mut old = SigAction {
+        handler: 0,
+        mask: SigSet::empty(),
+        flags: 0,
+        restorer: 0,
+    };
     // SAFETY: a null `act` only queries; `old` is a valid, writable sigaction.
     let ok = unsafe { sigaction(sig, std::ptr::null(), &mut old) } == 0;
     ok && old.handler == SIG_IGN
@@ -182,7 +191,12 @@ pub fn signal_is_ignored(sig: i32) -> bool {
 /// Sets `sig` to be ignored. Async-signal-safe: used between fork and exec to give a child
 /// back a SIG_IGN it would otherwise lose (std resets SIGPIPE to default in children).
 pub fn ignore_signal(sig: i32) -> io::Result<()> {
-    let act = SigAction { handler: SIG_IGN, mask: SigSet::empty(), flags: 0, restorer: 0 };
+    let act = SigAction {
+        handler: SIG_IGN,
+        mask: SigSet::empty(),
+        flags: 0,
+        restorer: 0,
+    };
     // SAFETY: `act` is a valid sigaction; a null `old` is allowed.
     if unsafe { sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -243,7 +257,14 @@ mod tests {
         raw[8..12].copy_from_slice(&0i32.to_ne_bytes());
         raw[12..16].copy_from_slice(&4242u32.to_ne_bytes());
         let info = SignalInfo::parse(&raw).unwrap();
-        assert_eq!(info, SignalInfo { signo: 10, code: 0, sender: 4242 });
+        assert_eq!(
+            info,
+            SignalInfo {
+                signo: 10,
+                code: 0,
+                sender: 4242
+            }
+        );
         assert_eq!(SignalInfo::parse(&raw[..100]), None);
     }
 }

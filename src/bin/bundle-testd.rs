@@ -1,0 +1,342 @@
+//! bundle-testd: a small daemon for bundle-init's tests and demo. It does what a test needs
+//! a daemon to do and writes down what happened to it, from the inside.
+//!
+//! ```text
+//! bundle-testd [--name NAME] [--log FILE] [--ignore SIG]... [--die-on SIG]...
+//!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
+//!              [--flood BYTES] [--report] [--ready-file PATH]
+//! ```
+//! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
+//! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
+//!   `--die-on` adds more (the seed's firewall dies on USR1); other signals are only noted;
+//! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
+//! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
+//! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
+//! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
+//!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
+//!
+//! `no_main` for the same reason as bundle-init: Rust's start-up code would ignore SIGPIPE
+//! and spoil the report of what the process inherited.
+#![no_main]
+
+use std::ffi::{CStr, OsStr, OsString, c_char, c_int};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use bundle_init::signal::{Sig, parse_signal};
+use bundle_init::sys::{self, POLLIN, PollFd, SIGINFO_SIZE, SigSet, SignalInfo, libc_sig};
+
+unsafe extern "C" {
+    fn fork() -> i32;
+    fn _exit(code: i32) -> !;
+    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+}
+
+struct Options {
+    name: String,
+    log: Option<String>,
+    ignore: Vec<i32>,
+    die_on: Vec<i32>,
+    exit_after: Option<(Duration, i32)>,
+    listen: Option<String>,
+    orphans: u32,
+    flood: u64,
+    report: bool,
+    ready_file: Option<String>,
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+    let mut args = Vec::new();
+    for i in 1..argc.max(0) as usize {
+        // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
+        let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
+        args.push(OsStr::from_bytes(arg.to_bytes()).to_os_string());
+    }
+    let options = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "bundle-testd: {e}");
+            std::process::exit(2);
+        }
+    };
+    run(options)
+}
+
+fn parse(args: Vec<OsString>) -> Result<Options, String> {
+    use lexopt::prelude::*;
+    let mut o = Options {
+        name: "testd".into(),
+        log: None,
+        ignore: vec![],
+        die_on: vec![libc_sig::TERM, libc_sig::INT, libc_sig::QUIT],
+        exit_after: None,
+        listen: None,
+        orphans: 0,
+        flood: 0,
+        report: false,
+        ready_file: None,
+    };
+    let mut p = lexopt::Parser::from_args(args);
+    let text = |p: &mut lexopt::Parser| -> Result<String, String> {
+        p.value()
+            .map_err(|e| e.to_string())
+            .map(|v| v.to_string_lossy().into_owned())
+    };
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("name") => o.name = text(&mut p)?,
+            Long("log") => o.log = Some(text(&mut p)?),
+            Long("ignore") => o.ignore.push(parse_signal(&text(&mut p)?)?.0),
+            Long("die-on") => o.die_on.push(parse_signal(&text(&mut p)?)?.0),
+            Long("exit-after") => {
+                let d = bundle_init::config::parse_duration(&text(&mut p)?)?;
+                let code = text(&mut p)?.parse().map_err(|_| "bad exit code")?;
+                o.exit_after = Some((d, code));
+            }
+            Long("listen") => o.listen = Some(text(&mut p)?),
+            Long("orphans") => o.orphans = text(&mut p)?.parse().map_err(|_| "bad count")?,
+            Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
+            Long("report") => o.report = true,
+            Long("ready-file") => o.ready_file = Some(text(&mut p)?),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    Ok(o)
+}
+
+fn note(options: &Options, what: &str) {
+    let line = format!("{} {} {what}\n", options.name, std::process::id());
+    let _ = std::io::stdout().write_all(line.as_bytes());
+    if let Some(path) = &options.log {
+        // One write with O_APPEND: lines from several daemons never mix.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+fn run(options: Options) -> i32 {
+    // Read /proc before touching our own signal state, so the report shows what we got.
+    if options.report {
+        report();
+    }
+    let _ = sys::block_signals(&SigSet::full());
+    let signals = match sys::open_signalfd(&SigSet::full()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "bundle-testd: signalfd: {e}");
+            return 1;
+        }
+    };
+    note(&options, "started");
+    let listener = match &options.listen {
+        Some(addr) => match TcpListener::bind(addr.as_str()) {
+            Ok(l) => {
+                let _ = l.set_nonblocking(true);
+                Some(l)
+            }
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "bundle-testd: listen {addr}: {e}");
+                return 1;
+            }
+        },
+        None => None,
+    };
+    if options.orphans > 0 {
+        make_orphans(options.orphans);
+        note(&options, &format!("made {} orphans", options.orphans));
+    }
+    if options.flood > 0 {
+        flood(options.flood);
+    }
+    if let Some(path) = &options.ready_file {
+        let _ = std::fs::write(path, format!("{}\n", std::process::id()));
+    }
+    let started = Instant::now();
+    let mut clients: Vec<(TcpStream, Vec<u8>)> = Vec::new();
+    loop {
+        let mut fds = vec![PollFd {
+            fd: signals.as_raw_fd(),
+            events: POLLIN,
+            revents: 0,
+        }];
+        if let Some(l) = &listener {
+            fds.push(PollFd {
+                fd: l.as_raw_fd(),
+                events: POLLIN,
+                revents: 0,
+            });
+        }
+        for (c, _) in &clients {
+            fds.push(PollFd {
+                fd: c.as_raw_fd(),
+                events: POLLIN,
+                revents: 0,
+            });
+        }
+        let timeout = match options.exit_after {
+            Some((after, code)) => {
+                let left = after.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    note(&options, &format!("exiting with code {code}"));
+                    return code;
+                }
+                left.as_millis().max(1) as i32
+            }
+            None => -1,
+        };
+        let _ = sys::wait_for(&mut fds, timeout);
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; SIGINFO_SIZE * 8];
+            while let Ok(n) = rustix::io::read(&signals, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
+                    let Some(info) = SignalInfo::parse(record) else {
+                        continue;
+                    };
+                    if info.signo == libc_sig::CHLD {
+                        reap_children();
+                        continue;
+                    }
+                    note(&options, &format!("got {}", Sig(info.signo)));
+                    if options.die_on.contains(&info.signo) && !options.ignore.contains(&info.signo)
+                    {
+                        die_by(info.signo);
+                    }
+                }
+            }
+        }
+        if let Some(l) = &listener {
+            while let Ok((stream, _)) = l.accept() {
+                let _ = stream.set_nonblocking(true);
+                clients.push((stream, Vec::new()));
+            }
+        }
+        clients.retain_mut(|(stream, pending)| serve(&options, stream, pending));
+    }
+}
+
+/// Answers complete lines; false when the client has gone.
+fn serve(options: &Options, stream: &mut TcpStream, pending: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) => return false,
+        Ok(n) => pending.extend_from_slice(&buf[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+        Err(_) => return false,
+    }
+    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let reply = format!(
+            "{} {}: {}",
+            options.name,
+            std::process::id(),
+            String::from_utf8_lossy(&line)
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn die_by(sig: i32) -> ! {
+    // Default disposition, nothing blocked, then the signal itself: the parent sees a
+    // death by signal, as with a daemon that does not catch it.
+    let _ = sys::set_signal_mask(&SigSet::empty());
+    let _ = sys::send_signal(std::process::id() as i32, sig);
+    // Still here: the signal was ignored by inheritance. Report it the shell's way.
+    std::process::exit(128 + sig);
+}
+
+fn reap_children() {
+    let mut status = 0;
+    // SAFETY: plain waitpid with a valid status pointer.
+    while unsafe { waitpid(-1, &mut status, 1) } > 0 {}
+}
+
+/// Each round forks a child that forks a grandchild and exits at once: the grandchild is
+/// re-parented to the nearest subreaper (bundle-init) and exits, a zombie it must reap.
+fn make_orphans(count: u32) {
+    for _ in 0..count {
+        // SAFETY: the child only calls fork and _exit, both async-signal-safe.
+        let child = unsafe { fork() };
+        if child == 0 {
+            unsafe {
+                fork();
+                _exit(0);
+            }
+        }
+        if child > 0 {
+            let mut status = 0;
+            // SAFETY: waits for the child we just made.
+            unsafe { waitpid(child, &mut status, 0) };
+        }
+    }
+}
+
+fn flood(bytes: u64) {
+    let mut out = std::io::stdout().lock();
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while written < bytes {
+        let line = format!(
+            "flood line {n:010} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+        );
+        if out.write_all(line.as_bytes()).is_err() {
+            return;
+        }
+        written += line.len() as u64;
+        n += 1;
+    }
+    let _ = out.flush();
+}
+
+fn report() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mut lines = Vec::new();
+    for key in ["SigBlk", "SigIgn", "Uid", "Gid", "Groups", "NoNewPrivs"] {
+        let value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        lines.push(format!("report {key}={value}"));
+    }
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    // The directory handle read_dir used is gone by now; drop numbers that no longer exist.
+    fds.retain(|&fd| {
+        rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).is_ok()
+    });
+    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    lines.push(format!("report fds={}", fds.join(",")));
+    let pid = rustix::process::getpid();
+    let pgid = rustix::process::getpgrp();
+    lines.push(format!("report own-process-group={}", pid == pgid));
+    let mut env: Vec<String> = std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    env.sort();
+    lines.push(format!("report env={}", env.join(",")));
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
