@@ -155,7 +155,7 @@ pub struct Supervisor {
     lifecycle: Level,
     phase: Phase,
     exit_code: u8,
-    /// Whether the last reaping pass saw children other than those it reaped.
+    /// Whether the last reaping pass saw children still alive (true until one says not).
     leftovers: bool,
 }
 
@@ -188,7 +188,7 @@ impl Supervisor {
             lifecycle,
             phase: Phase::Running,
             exit_code: 0,
-            leftovers: false,
+            leftovers: true,
         }
     }
 
@@ -665,16 +665,20 @@ impl Supervisor {
         if self.daemons.iter().any(Daemon::is_live) {
             return;
         }
-        if self.stop_leftovers && self.leftovers && !killed {
+        if self.stop_leftovers && !killed {
             if !leftovers_termed {
+                // The driver reaps right after signalling and tells us what is left.
                 self.phase = Phase::ShuttingDown {
                     deadline,
                     killed,
                     leftovers_termed: true,
                 };
                 out.push_back(Action::SignalLeftovers(Sig(libc_sig::TERM)));
+                return;
             }
-            return;
+            if self.leftovers {
+                return;
+            }
         }
         self.finish(out);
     }
@@ -834,6 +838,15 @@ mod tests {
             .join("\n")
     }
 
+    /// What the driver does once every child is reaped: report it, and report again after
+    /// carrying out a SignalLeftovers (it reaps right after signalling).
+    fn nothing_left(sup: &mut Supervisor, out: &mut Actions) {
+        sup.after_reaping(false, out);
+        if matches!(out.back(), Some(Action::SignalLeftovers(_))) {
+            sup.after_reaping(false, out);
+        }
+    }
+
     fn pid_of(sup: &Supervisor, i: usize) -> Option<i32> {
         sup.daemons()[i].pid()
     }
@@ -991,7 +1004,7 @@ mod tests {
             secs(9.01),
             &mut out,
         );
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(
             exit_code(&out),
             Some(137),
@@ -1013,7 +1026,7 @@ mod tests {
             "orphans get TERM once the daemons are gone"
         );
         assert_eq!(exit_code(&out), None);
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(exit_code(&out), Some(0));
     }
 
@@ -1029,7 +1042,7 @@ mod tests {
         assert_eq!(pid_of(&sup, 1), Some(101), "siblings keep running");
         sup.on_signal(TERM, secs(2.0), &mut out);
         sup.on_exit(101, ExitStatus::Signal(libc_sig::TERM), secs(2.1), &mut out);
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(exit_code(&out), Some(128 + 11));
     }
 
@@ -1040,7 +1053,7 @@ mod tests {
         sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
         sup.on_exit(101, ExitStatus::Code(2), secs(1.0), &mut out);
         sup.on_exit(102, ExitStatus::Code(0), secs(1.0), &mut out);
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(exit_code(&out), Some(2));
     }
 
@@ -1054,7 +1067,7 @@ mod tests {
         assert_eq!(signals(&out), vec![(100, TERM), (102, TERM)]);
         sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
         sup.on_exit(102, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(exit_code(&out), Some(4));
     }
 
@@ -1129,7 +1142,7 @@ mod tests {
         );
         sup.on_spawned(2, Err(not_found), secs(0.0), &mut out);
         assert!(logs(&out).contains("cannot start supervise: /x: No such file"));
-        sup.after_reaping(false, &mut out);
+        nothing_left(&mut sup, &mut out);
         assert_eq!(exit_code(&out), Some(127));
     }
 

@@ -1,0 +1,393 @@
+//! Helpers for running the built bundle-init as a real PID 1 (`unshare --pid --fork
+//! --mount-proc`) or as a plain child (then it is a subreaper), and for waiting on what it
+//! and its daemons print: tests wait for lines, never for time.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BUNDLE_INIT: &str = env!("CARGO_BIN_EXE_bundle-init");
+pub const TESTD: &str = env!("CARGO_BIN_EXE_bundle-testd");
+
+pub const HUP: i32 = 1;
+pub const INT: i32 = 2;
+pub const KILL: i32 = 9;
+pub const USR1: i32 = 10;
+pub const USR2: i32 = 12;
+pub const TERM: i32 = 15;
+
+/// Generous: CI machines are slow; a test that passes waits far less.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The lines so far, and whether the writer has closed its end.
+type Shared = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;
+
+/// Lines a process printed, shared with the thread that reads them.
+#[derive(Clone, Default)]
+pub struct Lines {
+    inner: Shared,
+}
+
+impl Lines {
+    pub fn from_reader(source: impl Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(source);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches('\n')
+                            .to_string();
+                        let (lock, cvar) = &*writer.inner;
+                        lock.lock().unwrap().0.push(line);
+                        cvar.notify_all();
+                    }
+                }
+            }
+            let (lock, cvar) = &*writer.inner;
+            lock.lock().unwrap().1 = true;
+            cvar.notify_all();
+        });
+        lines
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().0.clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.all().iter().filter(|l| pred(l)).count()
+    }
+
+    /// Waits until `count` lines match `pred`; returns the matching lines.
+    pub fn wait_for_n(&self, count: usize, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let (lock, cvar) = &*self.inner;
+        let deadline = Instant::now() + PATIENCE;
+        let mut guard = lock.lock().unwrap();
+        loop {
+            let found: Vec<String> = guard.0.iter().filter(|l| pred(l)).cloned().collect();
+            if found.len() >= count {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline || guard.1 {
+                let all = guard.0.join("\n");
+                panic!(
+                    "never saw {count} line(s) {what}; got {} matching. Output:\n{all}",
+                    found.len()
+                );
+            }
+            guard = cvar.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_for_n(1, what, pred).remove(0)
+    }
+
+    pub fn wait_for_text(&self, text: &str) -> String {
+        self.wait_for(&format!("containing {text:?}"), |l| l.contains(text))
+    }
+
+    /// Waits until the writer closed its end (the process and its children are gone).
+    pub fn wait_closed(&self) {
+        let (lock, cvar) = &*self.inner;
+        let deadline = Instant::now() + PATIENCE;
+        let mut guard = lock.lock().unwrap();
+        while !guard.1 {
+            let now = Instant::now();
+            assert!(now < deadline, "output never closed");
+            guard = cvar.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// A started bundle-init (possibly inside unshare). Killed on drop, so a failing test
+/// leaves nothing behind.
+pub struct Init {
+    pub child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    pub as_pid1: bool,
+    exited: Option<i32>,
+}
+
+pub struct Launch {
+    pub as_pid1: bool,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub prepare: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
+}
+
+impl Launch {
+    pub fn pid1(args: &[&str]) -> Launch {
+        Launch {
+            as_pid1: true,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            prepare: None,
+        }
+    }
+
+    pub fn subreaper(args: &[&str]) -> Launch {
+        Launch {
+            as_pid1: false,
+            ..Launch::pid1(args)
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs `f` in the forked child before exec (signal masks, descriptors...).
+    pub fn prepare(
+        mut self,
+        f: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Launch {
+        self.prepare = Some(Box::new(f));
+        self
+    }
+
+    pub fn start(self) -> Init {
+        let mut command = if self.as_pid1 {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", BUNDLE_INIT]);
+            c
+        } else {
+            Command::new(BUNDLE_INIT)
+        };
+        command
+            .args(&self.args)
+            .env("PATH", test_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut prepare = self.prepare;
+        // SAFETY: runs between fork and exec; the closures used by the tests only make
+        // system calls.
+        unsafe {
+            command.pre_exec(move || {
+                only_standard_descriptors();
+                if let Some(f) = prepare.as_mut() {
+                    f()?;
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .expect("cannot start bundle-init (is unshare installed, are we root?)");
+        let stdout = Lines::from_reader(child.stdout.take().unwrap());
+        let stderr = Lines::from_reader(child.stderr.take().unwrap());
+        Init {
+            child,
+            stdout,
+            stderr,
+            as_pid1: self.as_pid1,
+            exited: None,
+        }
+    }
+}
+
+/// PATH for the child: where bundle-testd was built, then the system.
+pub fn test_path() -> String {
+    let dir = Path::new(TESTD).parent().unwrap();
+    format!("{}:/usr/local/bin:/usr/bin:/bin", dir.display())
+}
+
+/// Marks every descriptor above 2 close-on-exec, so bundle-init starts with 0, 1, 2 only
+/// whatever the test runner left open.
+pub fn only_standard_descriptors() {
+    for fd in 3..1024 {
+        // SAFETY: fcntl on a number that may not be open just fails with EBADF.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = rustix::io::fcntl_getfd(fd) {
+            let _ = rustix::io::fcntl_setfd(fd, flags | rustix::io::FdFlags::CLOEXEC);
+        }
+    }
+}
+
+impl Init {
+    /// Host pid of bundle-init itself (inside unshare it is unshare's only child).
+    pub fn pid(&self) -> i32 {
+        let outer = self.child.id() as i32;
+        if !self.as_pid1 {
+            return outer;
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                return pid.parse().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "unshare never forked bundle-init"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        rustix_kill(self.pid(), sig);
+    }
+
+    /// Waits for bundle-init to exit; returns its code (128+N for a signal, as a shell would).
+    pub fn wait_exit(&mut self) -> i32 {
+        if let Some(code) = self.exited {
+            return code;
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let code = status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                self.exited = Some(code);
+                self.stdout.wait_closed();
+                self.stderr.wait_closed();
+                return code;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "bundle-init did not exit.\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout.text(),
+                    self.stderr.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for the exit and returns the time it took from `since`.
+    pub fn wait_exit_timed(&mut self, since: Instant) -> (i32, Duration) {
+        let code = self.wait_exit();
+        (code, since.elapsed())
+    }
+}
+
+impl Drop for Init {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            if self.as_pid1 {
+                // Killing PID 1 of the namespace takes everything in it along.
+                let outer = self.child.id() as i32;
+                if let Ok(children) =
+                    std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                {
+                    for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                        rustix_kill(pid, KILL);
+                    }
+                }
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn rustix_kill(pid: i32, sig: i32) {
+    bundle_init::sys::send_signal(pid, sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
+}
+
+/// `NAME PID` from a bundle-testd `started` line, e.g. `[egress] egress 7 started`.
+pub fn started_pid(line: &str) -> i32 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "started")
+        .expect("a started line");
+    words[at - 1].parse().expect("a pid before 'started'")
+}
+
+/// Field `key=` of a bundle-testd `report` line.
+pub fn report_value(lines: &Lines, key: &str) -> String {
+    let prefix = format!("report {key}=");
+    let line = lines.wait_for(&format!("reporting {key}"), |l| l.contains(&prefix));
+    line.split_once(&prefix).unwrap().1.to_string()
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("bundle-init-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Voluntary plus involuntary context switches of a process so far.
+pub fn context_switches(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches"))
+        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Waits until `pid` sits in poll(2) (syscall 7 on x86_64): bundle-init's idle state.
+pub fn wait_until_polling(pid: i32) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if syscall.starts_with("7 ") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never reached poll: {syscall}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Pids of the zombies among `pid`'s children.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // State is the first field after the parenthesised command name.
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -1,0 +1,293 @@
+//! Core behaviour of the built binary, as a real PID 1 and as a subreaper: exit codes,
+//! signal forwarding, reaping, what children inherit, idle wakeups, the terminal.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn exit_code_of(launch: Launch) -> (i32, Init) {
+    let mut init = launch.start();
+    let code = init.wait_exit();
+    (code, init)
+}
+
+#[test]
+fn exit_codes_0_to_255_pass_through_as_pid1_and_as_subreaper() {
+    for code in 0..=255 {
+        let c = code.to_string();
+        let args = [TESTD, "--exit-after", "0s", &c];
+        let as_pid1 = if code % 2 == 0 {
+            Launch::pid1(&args)
+        } else {
+            Launch::subreaper(&args)
+        };
+        let (got, init) = exit_code_of(as_pid1);
+        assert_eq!(got, code, "stderr: {}", init.stderr.text());
+    }
+}
+
+#[test]
+fn dash_e_remaps_listed_codes_to_zero_only() {
+    let (code, _) = exit_code_of(Launch::pid1(&[
+        "-e",
+        "143",
+        "-e",
+        "3",
+        "--",
+        TESTD,
+        "--exit-after",
+        "0s",
+        "143",
+    ]));
+    assert_eq!(code, 0);
+    let (code, _) = exit_code_of(Launch::pid1(&[
+        "-e",
+        "143",
+        "--",
+        TESTD,
+        "--exit-after",
+        "0s",
+        "4",
+    ]));
+    assert_eq!(code, 4);
+}
+
+#[test]
+fn signals_sent_to_pid1_reach_the_child_and_its_death_is_128_plus_n() {
+    for sig in [TERM, USR1, USR2] {
+        let mut init = Launch::pid1(&["--", TESTD, "--die-on", "USR1", "--die-on", "USR2"]).start();
+        init.stdout.wait_for_text("started");
+        init.signal(sig);
+        assert_eq!(init.wait_exit(), 128 + sig);
+        assert!(
+            init.stdout.text().contains("got SIG"),
+            "the child itself saw the signal"
+        );
+    }
+}
+
+#[test]
+fn usage_and_exec_errors_have_their_own_documented_codes() {
+    let (code, init) = exit_code_of(Launch::subreaper(&["--no-such-flag"]));
+    assert_eq!(code, 2);
+    assert!(init.stderr.text().contains("--no-such-flag"));
+    let (code, init) = exit_code_of(Launch::pid1(&["/does/not/exist"]));
+    assert_eq!(code, 127);
+    assert!(
+        init.stderr.text().contains("No such file or directory"),
+        "{}",
+        init.stderr.text()
+    );
+    let (code, init) = exit_code_of(Launch::pid1(&["/etc"]));
+    assert_eq!(code, 126);
+    assert!(
+        init.stderr.text().contains("/etc: Permission denied"),
+        "{}",
+        init.stderr.text()
+    );
+}
+
+#[test]
+fn a_flood_of_orphans_leaves_no_zombie_as_pid1() {
+    orphan_flood(Launch::pid1(&["-w", "--", TESTD, "--orphans", "500"]));
+}
+
+#[test]
+fn a_flood_of_orphans_leaves_no_zombie_as_subreaper() {
+    orphan_flood(Launch::subreaper(&["-w", "--", TESTD, "--orphans", "500"]));
+}
+
+fn orphan_flood(launch: Launch) {
+    let init = launch.start();
+    init.stdout.wait_for_text("made 500 orphans");
+    // -w logs one line per reaped orphan: wait for all 500, then look for zombies.
+    init.stderr.wait_for_n(500, "about reaped zombies", |l| {
+        l.contains("reaped zombie pid")
+    });
+    assert_eq!(zombie_children(init.pid()), Vec::<i32>::new());
+}
+
+#[test]
+fn dash_g_signals_reach_a_grandchild_in_the_childs_group() {
+    // sh dies of USR1 (default action); bundle-testd, its child in the same group, notes it.
+    let script = format!("{TESTD} --name grandchild & wait");
+    let mut init = Launch::pid1(&["-g", "--", "sh", "-c", &script]).start();
+    init.stdout.wait_for_text("grandchild");
+    init.signal(USR1);
+    init.stdout.wait_for_text("got SIGUSR1");
+    assert_eq!(init.wait_exit(), 128 + USR1);
+
+    // Without -g only sh is signalled: the grandchild hears nothing.
+    let mut init = Launch::pid1(&["--", "sh", "-c", &script]).start();
+    init.stdout.wait_for_text("grandchild");
+    init.signal(USR1);
+    assert_eq!(init.wait_exit(), 128 + USR1);
+    assert!(!init.stdout.text().contains("got SIGUSR1"));
+}
+
+/// The child gets the mask and ignored set bundle-init inherited, not its own all-blocked
+/// mask. Read by the child from /proc/self/status, with no shell in between.
+#[test]
+fn the_child_inherits_the_original_signal_mask_and_ignored_signals() {
+    for as_pid1 in [true, false] {
+        let args = ["--", TESTD, "--report"];
+        let launch = if as_pid1 {
+            Launch::pid1(&args)
+        } else {
+            Launch::subreaper(&args)
+        };
+        let init = launch
+            .prepare(|| {
+                let mut set = bundle_init::sys::SigSet::empty();
+                set.add(USR2);
+                bundle_init::sys::block_signals(&set)?;
+                bundle_init::sys::ignore_signal(HUP)?;
+                bundle_init::sys::ignore_signal(13) // SIGPIPE: std resets it in children
+            })
+            .start();
+        // Bits: USR2 is signal 12 -> 0x800; HUP 1 -> 0x1, PIPE 13 -> 0x1000.
+        assert_eq!(report_value(&init.stdout, "SigBlk"), "0000000000000800");
+        let ignored = u64::from_str_radix(&report_value(&init.stdout, "SigIgn"), 16).unwrap();
+        assert_eq!(ignored & 0x1001, 0x1001, "HUP and PIPE stay ignored");
+        // bundle-init never changes a disposition, so its own SigIgn is what it inherited
+        // (the test runner may add bits of its own, such as glibc's signal 32).
+        let status = std::fs::read_to_string(format!("/proc/{}/status", init.pid())).unwrap();
+        let own = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .unwrap()
+            .trim();
+        assert_eq!(ignored, u64::from_str_radix(own, 16).unwrap());
+    }
+    let init = Launch::pid1(&["--", TESTD, "--report"]).start();
+    assert_eq!(report_value(&init.stdout, "SigBlk"), "0000000000000000");
+}
+
+#[test]
+fn the_child_gets_only_its_standard_descriptors_and_its_own_group() {
+    for launch in [
+        Launch::pid1(&["--", TESTD, "--report"]),
+        Launch::subreaper(&["--", TESTD, "--report"]),
+    ] {
+        let init = launch.start();
+        assert_eq!(report_value(&init.stdout, "fds"), "0,1,2");
+        assert_eq!(report_value(&init.stdout, "own-process-group"), "true");
+    }
+}
+
+#[test]
+fn dash_p_delivers_the_parent_death_signal() {
+    // sh starts bundle-init in the background and waits on stdin; closing stdin ends sh,
+    // bundle-init's parent. -p turns that into SIGUSR1, which is forwarded to the child.
+    let script = format!("{BUNDLE_INIT} -p SIGUSR1 -- {TESTD} & read _");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .env("PATH", test_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Lines::from_reader(sh.stdout.take().unwrap());
+    let child = started_pid(&lines.wait_for_text("started"));
+    drop(sh.stdin.take());
+    sh.wait().unwrap();
+    lines.wait_for_text("got SIGUSR1");
+    // Clean up: the child dies of TERM, so bundle-init exits and the pipe closes.
+    rustix_kill(child, TERM);
+    lines.wait_closed();
+}
+
+#[test]
+fn the_idle_loop_makes_no_wakeups() {
+    for launch in [
+        Launch::pid1(&["--", TESTD]),
+        Launch::subreaper(&["--", TESTD]),
+    ] {
+        let init = launch.start();
+        init.stdout.wait_for_text("started");
+        let pid = init.pid();
+        wait_until_polling(pid);
+        let before = context_switches(pid);
+        std::thread::sleep(Duration::from_secs(3)); // the measuring window, not a wait
+        let after = context_switches(pid);
+        assert_eq!(
+            after - before,
+            0,
+            "bundle-init woke up {} times while idle",
+            after - before
+        );
+    }
+}
+
+#[test]
+fn stop_others_terms_leftovers_and_waits_for_them() {
+    // The child leaves a grandchild behind and exits 5: with --stop-others the grandchild
+    // gets TERM (and notes it) before bundle-init exits with the child's code.
+    let dir = TempDir::new("stop-others");
+    let ready = dir.0.join("ready");
+    let ready = ready.display();
+    let script = format!(
+        "{TESTD} --name leftover --ready-file {ready} & until [ -e {ready} ]; do sleep 0.01; done; exit 5"
+    );
+    let mut init = Launch::pid1(&["--stop-others", "5s", "--", "sh", "-c", &script]).start();
+    assert_eq!(init.wait_exit(), 5);
+    assert!(
+        init.stdout.text().contains("leftover"),
+        "{}",
+        init.stdout.text()
+    );
+    assert!(
+        init.stdout.text().contains("got SIGTERM"),
+        "{}",
+        init.stdout.text()
+    );
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(BUNDLE_INIT).arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("bundle-init {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(out.status.success());
+}
+
+/// Ctrl-C on a terminal goes to the foreground process group. bundle-init hands the
+/// terminal to its child's group, so the child gets SIGINT straight from the terminal and
+/// bundle-init never has to forward it (-vv would log a forward).
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_child_and_exits_130() {
+    let command = format!("exec {BUNDLE_INIT} -vv -- {TESTD}");
+    let mut script = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("PATH", test_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut stdin = script.stdin.take().unwrap();
+    let lines = Lines::from_reader(script.stdout.take().unwrap());
+    // The child's own line (not bundle-init's "started" log): its signals are set up.
+    lines.wait_for("from the child", |l| {
+        l.starts_with("testd ") && l.contains(" started")
+    });
+    stdin.write_all(&[3]).unwrap(); // ^C
+    stdin.flush().unwrap();
+    let status = script.wait().unwrap();
+    lines.wait_closed();
+    let text = lines.text();
+    assert_eq!(status.code(), Some(130), "output: {text}");
+    assert!(text.contains("got SIGINT"), "{text}");
+    assert!(
+        !text.contains("forwarded SIGINT"),
+        "the terminal, not bundle-init, delivered it: {text}"
+    );
+}
