@@ -136,7 +136,6 @@ fn run(options: Options) -> i32 {
             return 1;
         }
     };
-    note(&options, "started");
     let listener = match &options.listen {
         Some(addr) => match TcpListener::bind(addr.as_str()) {
             Ok(l) => {
@@ -150,6 +149,8 @@ fn run(options: Options) -> i32 {
         },
         None => None,
     };
+    // "started" means: signals are handled and the listener (if any) accepts connections.
+    note(&options, "started");
     if options.orphans > 0 {
         make_orphans(options.orphans);
         note(&options, &format!("made {} orphans", options.orphans));

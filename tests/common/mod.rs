@@ -77,8 +77,12 @@ impl Lines {
         let (lock, cvar) = &*self.inner;
         let deadline = Instant::now() + PATIENCE;
         let mut guard = lock.lock().unwrap();
+        let mut found = Vec::new();
+        let mut seen = 0;
         loop {
-            let found: Vec<String> = guard.0.iter().filter(|l| pred(l)).cloned().collect();
+            // Only look at lines that arrived since the last look.
+            found.extend(guard.0[seen..].iter().filter(|l| pred(l)).cloned());
+            seen = guard.0.len();
             if found.len() >= count {
                 return found;
             }
@@ -121,6 +125,7 @@ pub struct Init {
     pub child: Child,
     pub stdout: Lines,
     pub stderr: Lines,
+    held_stdout: Option<std::process::ChildStdout>,
     pub as_pid1: bool,
     exited: Option<i32>,
 }
@@ -130,6 +135,7 @@ pub struct Launch {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub prepare: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
+    pub hold_stdout: bool,
 }
 
 impl Launch {
@@ -139,6 +145,7 @@ impl Launch {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: vec![],
             prepare: None,
+            hold_stdout: false,
         }
     }
 
@@ -151,6 +158,12 @@ impl Launch {
 
     pub fn env(mut self, key: &str, value: &str) -> Launch {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves bundle-init's stdout unread (a stuck log reader) until `release_stdout`.
+    pub fn hold_stdout(mut self) -> Launch {
+        self.hold_stdout = true;
         self
     }
 
@@ -193,12 +206,17 @@ impl Launch {
         let mut child = command
             .spawn()
             .expect("cannot start bundle-init (is unshare installed, are we root?)");
-        let stdout = Lines::from_reader(child.stdout.take().unwrap());
+        let (stdout, held_stdout) = if self.hold_stdout {
+            (Lines::default(), child.stdout.take())
+        } else {
+            (Lines::from_reader(child.stdout.take().unwrap()), None)
+        };
         let stderr = Lines::from_reader(child.stderr.take().unwrap());
         Init {
             child,
             stdout,
             stderr,
+            held_stdout,
             as_pid1: self.as_pid1,
             exited: None,
         }
@@ -243,6 +261,13 @@ impl Init {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Starts reading a held stdout; returns its lines (also in `self.stdout` from now on).
+    pub fn release_stdout(&mut self) -> Lines {
+        let held = self.held_stdout.take().expect("stdout was not held");
+        self.stdout = Lines::from_reader(held);
+        self.stdout.clone()
     }
 
     pub fn signal(&self, sig: i32) {

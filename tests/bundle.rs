@@ -1,0 +1,471 @@
+//! Bundle mode end to end, as PID 1 of a PID namespace: the seed's contract, routes,
+//! shutdown, selection, environment, users, prefixed output and exit policies.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn seed_bundle() -> String {
+    format!("{}/tests/bundles/seed.bundle", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Pid of each daemon from its `[name] name PID started` lines (the latest one wins).
+fn daemon_pids(lines: &Lines) -> HashMap<String, i32> {
+    let mut pids = HashMap::new();
+    for line in lines.all() {
+        if let Some(rest) = line.strip_prefix('[') {
+            if line.ends_with(" started") {
+                let name = rest.split(']').next().unwrap().to_string();
+                pids.insert(name, started_pid(&line));
+            }
+        }
+    }
+    pids
+}
+
+fn wait_started(init: &Init, names: &[&str]) -> HashMap<String, i32> {
+    for name in names {
+        init.stdout.wait_for(&format!("from {name} starting"), |l| {
+            l.starts_with(&format!("[{name}] {name} ")) && l.ends_with(" started")
+        });
+    }
+    daemon_pids(&init.stdout)
+}
+
+const SEED: [&str; 4] = ["egress", "pipelock", "git-gate", "supervise"];
+
+/// The seed bundle listens on fixed ports: its tests take turns.
+static SEED_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seed_ports() -> std::sync::MutexGuard<'static, ()> {
+    SEED_PORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The bug that started it all: reloading pipelock must not drop the agent's connection to
+/// supervise, and must not send pipelock the USR1 that would kill it.
+#[test]
+fn seed_usr1_restarts_pipelock_only_and_a_held_connection_survives() {
+    let _ports = seed_ports();
+    let bundle = seed_bundle();
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .env("CRED_TOKEN", "s3cret")
+        .start();
+    let before = wait_started(&init, &SEED);
+
+    let stream = TcpStream::connect("127.0.0.1:18090").expect("supervise listens");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |text: &str| -> String {
+        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert_eq!(
+        ask("hello"),
+        format!("supervise {}: hello\n", before["supervise"])
+    );
+
+    init.signal(USR1);
+    let restarted = init.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
+    init.stdout
+        .wait_for_n(2, "from pipelock starting twice", |l| {
+            l.starts_with("[pipelock]") && l.ends_with(" started")
+        });
+    let after = daemon_pids(&init.stdout);
+    assert_ne!(
+        after["pipelock"], before["pipelock"],
+        "pipelock has a new pid"
+    );
+    assert!(
+        restarted.contains(&format!(
+            "pid {} -> {}",
+            before["pipelock"], after["pipelock"]
+        )),
+        "{restarted}"
+    );
+    for name in ["egress", "git-gate", "supervise"] {
+        assert_eq!(after[name], before[name], "{name} kept its pid");
+    }
+    assert_eq!(
+        ask("still there?"),
+        format!("supervise {}: still there?\n", before["supervise"])
+    );
+
+    let out = init.stdout.text();
+    assert!(
+        out.contains(&format!("pipelock {} got SIGTERM", before["pipelock"])),
+        "stopped with its stop signal"
+    );
+    assert!(
+        !out.contains("got SIGUSR1"),
+        "USR1 reached a daemon:\n{out}"
+    );
+
+    init.signal(TERM);
+    assert_eq!(
+        init.wait_exit(),
+        0,
+        "a clean shutdown exits 0\n{}",
+        init.stderr.text()
+    );
+}
+
+#[test]
+fn hup_reaches_egress_only() {
+    let _ports = seed_ports();
+    let bundle = seed_bundle();
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, &SEED);
+    init.signal(HUP);
+    // USR2 is unrouted, so it goes to everyone after HUP: once all four saw USR2, any HUP
+    // that was going to arrive has arrived (a daemon reads lower signal numbers first).
+    init.signal(USR2);
+    init.stdout
+        .wait_for_n(4, "reporting SIGUSR2", |l| l.ends_with("got SIGUSR2"));
+    let hups: Vec<String> = init
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.ends_with("got SIGHUP"))
+        .collect();
+    assert_eq!(hups.len(), 1, "{hups:?}");
+    assert!(hups[0].starts_with("[egress] egress "), "{hups:?}");
+}
+
+#[test]
+fn env_credentials_stay_with_egress_only() {
+    let dir = TempDir::new("env");
+    let bundle = dir.write(
+        "env.bundle",
+        "[egress]\nrun = bundle-testd --name egress --report\n\
+         [pipelock]\nrun = bundle-testd --name pipelock --report\nunset-prefix = CRED_\nunset = NOISY\nenv = MODE=strict\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("CRED_TOKEN", "x")
+        .env("CRED_KEY", "y")
+        .env("NOISY", "1")
+        .start();
+    init.stdout
+        .wait_for_n(2, "env reports", |l| l.contains("report env="));
+    let env_of = |name: &str| -> Vec<String> {
+        let line = init
+            .stdout
+            .all()
+            .into_iter()
+            .find(|l| l.starts_with(&format!("[{name}]")) && l.contains("report env="))
+            .unwrap();
+        line.split_once("report env=")
+            .unwrap()
+            .1
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let egress = env_of("egress");
+    let pipelock = env_of("pipelock");
+    for var in ["CRED_TOKEN", "CRED_KEY", "NOISY"] {
+        assert!(egress.contains(&var.to_string()), "egress lost {var}");
+        assert!(!pipelock.contains(&var.to_string()), "pipelock kept {var}");
+    }
+    assert!(pipelock.contains(&"MODE".to_string()) && pipelock.contains(&"PATH".to_string()));
+}
+
+#[test]
+fn a_daemon_ignoring_term_is_killed_at_the_budget_and_the_exit_code_says_so() {
+    let dir = TempDir::new("stubborn");
+    let bundle = dir.write(
+        "b.bundle",
+        "shutdown-grace = 1s\n[polite]\nrun = bundle-testd --name polite\n\
+         [stubborn]\nrun = bundle-testd --name stubborn --ignore TERM\ngrace = 30s\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, &["polite", "stubborn"]);
+    let asked = Instant::now();
+    init.signal(TERM);
+    let (code, took) = init.wait_exit_timed(asked);
+    assert!(
+        took >= Duration::from_millis(900),
+        "did not wait for the budget: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}, far past the 1s budget"
+    );
+    assert_eq!(
+        code,
+        137,
+        "killed after the budget: not a clean stop\n{}",
+        init.stderr.text()
+    );
+    assert!(init.stdout.text().contains("stubborn") && init.stdout.text().contains("got SIGTERM"));
+    assert!(init.stderr.text().contains("shutdown budget of 1s is over"));
+}
+
+#[test]
+fn a_second_shutdown_signal_is_logged_and_ignored() {
+    let dir = TempDir::new("second");
+    let bundle = dir.write(
+        "b.bundle",
+        "shutdown-grace = 1s\n[slow]\nrun = bundle-testd --name slow --ignore TERM\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, &["slow"]);
+    init.signal(TERM);
+    init.stderr.wait_for_text("received SIGTERM: shutting down");
+    init.signal(INT);
+    init.stderr
+        .wait_for_text("received SIGINT again: already shutting down, ignored");
+    assert_eq!(init.wait_exit(), 137);
+}
+
+#[test]
+fn selection_runs_only_the_named_daemons_and_a_typo_starts_nothing() {
+    let _ports = seed_ports();
+    let bundle = seed_bundle();
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_DAEMONS", " pipelock ")
+        .start();
+    wait_started(&init, &["pipelock"]);
+    init.signal(USR1);
+    init.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
+    let started: Vec<String> = daemon_pids(&init.stdout).into_keys().collect();
+    assert_eq!(started, vec!["pipelock".to_string()]);
+
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_DAEMONS", "egress,pipelok")
+        .start();
+    assert_eq!(init.wait_exit(), 2);
+    let err = init.stderr.text();
+    assert!(err.contains("unknown daemon \"pipelok\""), "{err}");
+    assert!(
+        !init.stdout.text().contains("started") && !err.contains("started"),
+        "nothing may start"
+    );
+
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_DAEMONS", "")
+        .start();
+    assert_eq!(init.wait_exit(), 0);
+    assert!(init.stderr.text().contains("no daemon selected"));
+}
+
+#[test]
+fn bad_bundle_files_fail_with_path_and_line_and_check_prints_the_plan() {
+    let dir = TempDir::new("check");
+    let bad = dir.write("bad.bundle", "[a]\nrun = x\n\nstop-signal = SIGWAT\n");
+    let mut init = Launch::subreaper(&["--bundle", &bad]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert_eq!(
+        init.stderr.text(),
+        format!("bundle-init: {bad}:4: unknown signal \"SIGWAT\"")
+    );
+
+    let mut init = Launch::subreaper(&["--check", "--bundle", &bad]).start();
+    assert_eq!(init.wait_exit(), 2);
+
+    let bundle = seed_bundle();
+    let mut init = Launch::subreaper(&["--check", "--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 0);
+    let plan = init.stdout.text();
+    assert!(
+        plan.contains("4 daemon(s)") && plan.contains("on SIGUSR1 = restart pipelock"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("on SIGHUP = forward egress") && plan.contains("unset-prefix = CRED_"),
+        "{plan}"
+    );
+
+    let mut init = Launch::subreaper(&["--bundle", "/no/such/bundle"]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert!(
+        init.stderr
+            .text()
+            .starts_with("bundle-init: /no/such/bundle: cannot open")
+    );
+}
+
+#[test]
+fn exit_policies_keep_running_restart_and_stop_bundle() {
+    let dir = TempDir::new("policies");
+    // keep-running: crashes with 3, the sibling carries on, the bundle later exits 3.
+    let bundle = dir.write(
+        "keep.bundle",
+        "[crasher]\nrun = bundle-testd --name crasher --exit-after 0s 3\n[sibling]\nrun = bundle-testd --name sibling\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr
+        .wait_for_text("crasher exited with code 3; not restarted (keep-running)");
+    init.signal(USR2);
+    init.stdout.wait_for_text("sibling");
+    init.stdout.wait_for_text("got SIGUSR2");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 3);
+
+    // restart: comes back after its backoff, again and again.
+    let bundle = dir.write(
+        "restart.bundle",
+        "[flaky]\nrun = bundle-testd --name flaky --exit-after 0s 1\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 40ms\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr
+        .wait_for_n(3, "restarts", |l| l.contains("flaky started again"));
+    let delays: Vec<String> = init
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("restarting in"))
+        .collect();
+    assert!(
+        delays[0].ends_with("restarting in 10ms") && delays[1].ends_with("restarting in 20ms"),
+        "{delays:?}"
+    );
+    init.signal(TERM);
+    assert_eq!(
+        init.wait_exit(),
+        0,
+        "restarted crashes do not make the exit code"
+    );
+
+    // stop-bundle: its code ends the bundle, the sibling gets TERM.
+    let bundle = dir.write(
+        "stop.bundle",
+        "[sibling]\nrun = bundle-testd --name sibling\n[job]\nrun = bundle-testd --name job --exit-after 200ms 4\non-exit = stop-bundle\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 4);
+    assert!(
+        init.stdout.text().contains("got SIGTERM"),
+        "the sibling was stopped"
+    );
+    assert!(
+        init.stderr
+            .text()
+            .contains("job exited with code 4; stopping the bundle (stop-bundle)")
+    );
+}
+
+#[test]
+fn daemons_run_as_their_numeric_user_without_supplementary_groups() {
+    let dir = TempDir::new("user");
+    let bundle = dir.write(
+        "u.bundle",
+        "[nobody]\nrun = bundle-testd --name nobody --report\nuser = 65534:65534\nno-new-privs = yes\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(report_value(&init.stdout, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(report_value(&init.stdout, "Gid"), "65534 65534 65534 65534");
+    assert_eq!(report_value(&init.stdout, "Groups"), "");
+    assert_eq!(report_value(&init.stdout, "NoNewPrivs"), "1");
+}
+
+#[test]
+fn daemons_get_only_their_own_descriptors_even_when_bundle_init_inherited_more() {
+    let dir = TempDir::new("fds");
+    let bundle = dir.write("f.bundle", "[d]\nrun = bundle-testd --name d --report\n[raw]\nrun = bundle-testd --name raw --report\nprefix-output = no\n");
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .prepare(|| {
+            // Leave descriptor 7 open without close-on-exec, as a careless parent might.
+            let null = std::fs::File::open("/dev/null")?;
+            let mut seven =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(7) };
+            rustix::io::dup2(&null, &mut seven)?;
+            std::mem::forget(seven);
+            Ok(())
+        })
+        .start();
+    init.stdout
+        .wait_for_n(2, "fd reports", |l| l.contains("report fds="));
+    for line in init
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("report fds="))
+    {
+        assert!(line.ends_with("report fds=0,1,2"), "{line}");
+    }
+}
+
+#[test]
+fn prefixed_lines_stay_whole_and_complete_under_two_floods() {
+    let dir = TempDir::new("flood");
+    let bundle = dir.write(
+        "f.bundle",
+        "[a]\nrun = bundle-testd --name a --flood 3000000 --exit-after 0s 0\n\
+         [b]\nrun = bundle-testd --name b --flood 3000000 --exit-after 0s 0\n\
+         [tail]\nrun = sh -c \"printf 'no newline at the end'\"\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 0);
+    let mut next = HashMap::from([("a", 0u64), ("b", 0u64)]);
+    for line in init.stdout.all() {
+        let (name, rest) = line
+            .split_once("] ")
+            .unwrap_or_else(|| panic!("unprefixed: {line:?}"));
+        let name = name.trim_start_matches('[');
+        if name == "tail" {
+            assert_eq!(rest, "no newline at the end");
+            continue;
+        }
+        if let Some(number) = rest.strip_prefix("flood line ") {
+            let (n, filler) = number.split_once(' ').unwrap();
+            assert_eq!(
+                n.parse::<u64>().unwrap(),
+                next[name],
+                "lost or reordered line from {name}"
+            );
+            assert_eq!(filler.len(), 71, "a line was cut or mixed: {line:?}");
+            *next.get_mut(name).unwrap() += 1;
+        } else {
+            assert!(rest.starts_with(&format!("{name} ")), "{line:?}");
+        }
+    }
+    assert!(next["a"] > 30000 && next["a"] == next["b"], "{next:?}");
+    assert!(init.stdout.text().contains("[tail] no newline at the end"));
+}
+
+/// A daemon floods while nobody reads bundle-init's stdout: the loop must still act on a
+/// restart at once, and no line may be lost once the reader comes back.
+#[test]
+fn a_restart_is_prompt_while_a_daemon_floods_a_reader_that_does_not_read() {
+    let dir = TempDir::new("slow-reader");
+    let bundle = dir.write(
+        "s.bundle",
+        "on USR1 = restart target\n[flood]\nrun = bundle-testd --name flood --flood 20000000\n\
+         [target]\nrun = bundle-testd --name target\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("target started");
+    init.stderr.wait_for_text("flood started");
+    // Nobody reads stdout: the pipe and bundle-init's queue fill, then the flood blocks.
+    wait_until_polling(init.pid());
+    let asked = Instant::now();
+    init.signal(USR1);
+    init.stderr.wait_for_text("target restarted (SIGUSR1)");
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "restart took {took:?} while the output was stuck"
+    );
+    let stdout = init.release_stdout();
+    // bundle-testd's flood lines are 94 bytes; it writes until it reached the byte count.
+    let flood_lines = stdout.wait_for_n(
+        20000000usize.div_ceil(94),
+        "flood lines after the reader came back",
+        |l| l.starts_with("[flood] flood line"),
+    );
+    let last: u64 = flood_lines.last().unwrap()[19..29].parse().unwrap();
+    assert_eq!(
+        last as usize + 1,
+        flood_lines.len(),
+        "no line lost while the reader was away"
+    );
+}
