@@ -18,11 +18,11 @@ fn seed_bundle() -> String {
 fn daemon_pids(lines: &Lines) -> HashMap<String, i32> {
     let mut pids = HashMap::new();
     for line in lines.all() {
-        if let Some(rest) = line.strip_prefix('[') {
-            if line.ends_with(" started") {
-                let name = rest.split(']').next().unwrap().to_string();
-                pids.insert(name, started_pid(&line));
-            }
+        if let Some(rest) = line.strip_prefix('[')
+            && line.ends_with(" started")
+        {
+            let name = rest.split(']').next().unwrap().to_string();
+            pids.insert(name, started_pid(&line));
         }
     }
     pids
