@@ -1,0 +1,397 @@
+//! bundle-init where it lives: as the entrypoint of FROM scratch images under a real
+//! container engine (podman with runc). The images come from `just image`.
+//!
+//! Without podman these tests print a loud SKIPPED line and pass, unless
+//! BUNDLE_INIT_REQUIRE_ENGINE is set (as `just test` and CI do): then they fail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{Lines, PATIENCE, TempDir, zombie_children};
+
+const DEMO: &str = "localhost/bundle-init-demo";
+const DIST: &str = "localhost/bundle-init";
+
+/// The flags every `podman run` needs on this kind of machine; see the file for why.
+fn run_flags() -> Vec<&'static str> {
+    include_str!("containers/podman-run-flags").lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+}
+
+/// The seed bundle publishes fixed ports: its tests take turns.
+static SEED_PORTS: Mutex<()> = Mutex::new(());
+
+fn seed_ports() -> MutexGuard<'static, ()> {
+    SEED_PORTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// True when the tests can run; false (after saying so loudly) when they must skip.
+fn engine_ready() -> bool {
+    let works = Command::new("podman")
+        .args(["image", "exists", DEMO])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        && Command::new("podman").args(["image", "exists", DIST]).status().map(|s| s.success()).unwrap_or(false);
+    if works {
+        return true;
+    }
+    let why = "podman or the images are missing: install podman and runc, then run `just image`";
+    if std::env::var_os("BUNDLE_INIT_REQUIRE_ENGINE").is_some() {
+        panic!("{why} (BUNDLE_INIT_REQUIRE_ENGINE is set, so this fails instead of skipping)");
+    }
+    eprintln!("\n*** SKIPPED: container test: {why} ***\n");
+    false
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    Command::new("podman").args(args).output().expect("podman runs")
+}
+
+/// A container that is removed when the test ends, however it ends.
+struct Container {
+    name: String,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Container {
+    /// `podman run -d` with the standard flags, `extra` flags, the image and its arguments.
+    fn run(extra: &[&str], image: &str, args: &[&str]) -> Container {
+        let name = format!("bundle-init-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let mut all = vec!["run", "-d", "--name", &name];
+        all.extend(run_flags());
+        all.extend(extra);
+        all.push(image);
+        all.extend(args);
+        let out = podman(&all);
+        assert!(out.status.success(), "podman run failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut logs = Command::new("podman")
+            .args(["logs", "-f", &name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Lines::from_reader(logs.stdout.take().unwrap());
+        let stderr = Lines::from_reader(logs.stderr.take().unwrap());
+        Container { name, stdout, stderr }
+    }
+
+    fn host_pid(&self) -> i32 {
+        let out = podman(&["inspect", &self.name, "--format", "{{.State.Pid}}"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    fn kill(&self, signal: &str) {
+        let out = podman(&["kill", "--signal", signal, &self.name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Waits for the container to stop; returns its exit code as podman inspect reports it.
+    fn wait(&self) -> i32 {
+        let out = podman(&["wait", &self.name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.exit_code()
+    }
+
+    fn exit_code(&self) -> i32 {
+        let out = podman(&["inspect", &self.name, "--format", "{{.State.ExitCode}}"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// `[name] name PID started` lines, latest pid per daemon.
+    fn pids(&self) -> std::collections::HashMap<String, i32> {
+        let mut pids = std::collections::HashMap::new();
+        for line in self.stdout.all() {
+            if line.ends_with(" started") && line.starts_with('[') {
+                let name = line[1..].split(']').next().unwrap().to_string();
+                pids.insert(name, common::started_pid(&line));
+            }
+        }
+        pids
+    }
+
+    fn wait_started(&self, names: &[&str]) {
+        for name in names {
+            self.stdout.wait_for(&format!("from {name}"), |l| l.starts_with(&format!("[{name}] ")) && l.ends_with(" started"));
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
+    }
+}
+
+const SEED: [&str; 4] = ["egress", "pipelock", "git-gate", "supervise"];
+
+/// A bundle file mounted read-only at /etc/bundle-init/test.bundle.
+fn with_bundle(dir: &TempDir, text: &str) -> Vec<String> {
+    let path = dir.write("test.bundle", text);
+    vec![
+        "-v".into(),
+        format!("{path}:/etc/bundle-init/test.bundle:ro"),
+        "-e".into(),
+        "BUNDLE_INIT_BUNDLE=/etc/bundle-init/test.bundle".into(),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn seed_usr1_restarts_pipelock_and_a_connection_from_outside_survives() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let c = Container::run(&["-p", "127.0.0.1:28090:18090"], DEMO, &[]);
+    c.wait_started(&SEED);
+    let before = c.pids();
+    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise is published");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |text: &str| {
+        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert_eq!(ask("one"), format!("supervise {}: one\n", before["supervise"]));
+
+    c.kill("USR1");
+    c.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
+    c.stdout.wait_for_n(2, "from pipelock starting twice", |l| l.starts_with("[pipelock]") && l.ends_with(" started"));
+    let after = c.pids();
+    assert_ne!(after["pipelock"], before["pipelock"]);
+    for name in ["egress", "git-gate", "supervise"] {
+        assert_eq!(after[name], before[name], "{name} kept its pid");
+    }
+    assert_eq!(ask("two"), format!("supervise {}: two\n", before["supervise"]), "the held connection still works");
+    assert!(!c.stdout.text().contains("got SIGUSR1"));
+
+    let stop = Instant::now();
+    let out = podman(&["stop", "-t", "10", &c.name]);
+    assert!(out.status.success());
+    assert!(stop.elapsed() < Duration::from_secs(5), "stop took {:?}", stop.elapsed());
+    assert_eq!(c.exit_code(), 0);
+}
+
+#[test]
+fn hup_reaches_egress_only() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let c = Container::run(&[], DEMO, &[]);
+    c.wait_started(&SEED);
+    c.kill("HUP");
+    c.kill("USR2"); // unrouted: goes to all four, after the HUP
+    c.stdout.wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
+    let hups: Vec<String> = c.stdout.all().into_iter().filter(|l| l.ends_with("got SIGHUP")).collect();
+    assert_eq!(hups.len(), 1, "{hups:?}");
+    assert!(hups[0].starts_with("[egress]"));
+}
+
+#[test]
+fn stop_with_a_daemon_ignoring_term_kills_it_at_the_grace_before_the_engine_would() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-stubborn");
+    let flags = with_bundle(
+        &dir,
+        "shutdown-grace = 2s\n[polite]\nrun = bundle-testd --name polite\n[stubborn]\nrun = bundle-testd --name stubborn --ignore TERM\n",
+    );
+    let c = Container::run(&strs(&flags), DEMO, &[]);
+    c.wait_started(&["polite", "stubborn"]);
+    let stop = Instant::now();
+    assert!(podman(&["stop", "-t", "10", &c.name]).status.success());
+    let took = stop.elapsed();
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "stop took {took:?}");
+    // README rule: a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
+    assert_eq!(c.exit_code(), 137);
+    c.stderr.wait_for_text("sending SIGKILL");
+}
+
+#[test]
+fn crashing_daemons_under_each_exit_policy() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-policies");
+    let flags = with_bundle(
+        &dir,
+        "[crasher]\nrun = bundle-testd --name crasher --exit-after 0s 3\n\
+         [flaky]\nrun = bundle-testd --name flaky --exit-after 0s 1\non-exit = restart\nrestart-delay = 10ms\n\
+         [sibling]\nrun = bundle-testd --name sibling\n",
+    );
+    let c = Container::run(&strs(&flags), DEMO, &[]);
+    c.stderr.wait_for_text("crasher exited with code 3; not restarted (keep-running)");
+    c.stderr.wait_for_n(2, "about flaky restarting", |l| l.contains("flaky started again"));
+    c.wait_started(&["sibling"]);
+    assert!(podman(&["stop", "-t", "10", &c.name]).status.success());
+    assert_eq!(c.exit_code(), 3, "the keep-running crash before shutdown is the exit code");
+
+    let dir = TempDir::new("c-stop-bundle");
+    let flags = with_bundle(
+        &dir,
+        "[sibling]\nrun = bundle-testd --name sibling\n[job]\nrun = bundle-testd --name job --exit-after 300ms 5\non-exit = stop-bundle\n",
+    );
+    let c = Container::run(&strs(&flags), DEMO, &[]);
+    assert_eq!(c.wait(), 5);
+    c.stderr.wait_for_text("job exited with code 5; stopping the bundle (stop-bundle)");
+}
+
+#[test]
+fn selection_variable_runs_one_daemon_and_a_typo_fails_the_container() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let c = Container::run(&["-e", "BUNDLE_INIT_DAEMONS=pipelock"], DEMO, &[]);
+    c.wait_started(&["pipelock"]);
+    c.kill("USR1");
+    c.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
+    let names: Vec<String> = c.pids().into_keys().collect();
+    assert_eq!(names, vec!["pipelock".to_string()]);
+
+    let c = Container::run(&["-e", "BUNDLE_INIT_DAEMONS=pipelok"], DEMO, &[]);
+    assert_eq!(c.wait(), 2);
+    let err = c.stderr.wait_for_text("unknown daemon");
+    assert!(err.contains("\"pipelok\""), "{err}");
+    assert!(!c.stdout.text().contains("started"));
+}
+
+#[test]
+fn a_zombie_flood_inside_the_container_leaves_no_zombie() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-zombies");
+    let flags = with_bundle(&dir, "[spawner]\nrun = bundle-testd --name spawner --orphans 2000\n");
+    let mut all = strs(&flags);
+    all.extend(["-e", "BUNDLE_INIT_VERBOSITY=3"]);
+    let c = Container::run(&all, DEMO, &[]);
+    c.stdout.wait_for_text("made 2000 orphans");
+    c.stderr.wait_for_n(2000, "about reaped zombies", |l| l.contains("reaped zombie pid"));
+    // From the host: bundle-init is the container's PID 1; none of its children is a zombie.
+    assert_eq!(zombie_children(c.host_pid()), Vec::<i32>::new());
+}
+
+#[test]
+fn non_root_and_read_only_root_work() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let c = Container::run(&["--user", "65534:65534", "--read-only"], DEMO, &[]);
+    c.wait_started(&SEED);
+    c.kill("USR1");
+    c.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
+    assert!(podman(&["stop", "-t", "10", &c.name]).status.success());
+    assert_eq!(c.exit_code(), 0);
+}
+
+#[test]
+fn per_daemon_uid_gid_when_started_as_root() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-user");
+    let flags = with_bundle(&dir, "[nobody]\nrun = bundle-testd --name nobody --report\nuser = 65534:65534\n");
+    let c = Container::run(&strs(&flags), DEMO, &[]);
+    assert_eq!(common::report_value(&c.stdout, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(common::report_value(&c.stdout, "Groups"), "");
+}
+
+/// The distribution pattern: COPY --from the one-file image into another FROM scratch
+/// image, tini-style entrypoint.
+fn single_child_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let out = podman(&[
+            "build",
+            "--quiet",
+            "-f",
+            &format!("{root}/tests/containers/Containerfile.single"),
+            "-t",
+            "localhost/bundle-init-single",
+            root,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    "localhost/bundle-init-single"
+}
+
+#[test]
+fn single_child_mode_in_the_copy_from_pattern_propagates_exit_codes() {
+    if !engine_ready() {
+        return;
+    }
+    let image = single_child_image();
+    for code in ["0", "42", "255"] {
+        let c = Container::run(&[], image, &["--exit-after", "0s", code]);
+        assert_eq!(c.wait().to_string(), code);
+    }
+    // Killed by a signal: 128+N, as tini reports it.
+    let c = Container::run(&[], image, &["--die-on", "USR1"]);
+    c.stdout.wait_for_text("started");
+    c.kill("USR1");
+    assert_eq!(c.wait(), 128 + 10);
+}
+
+#[test]
+fn the_distribution_image_holds_one_file() {
+    if !engine_ready() {
+        return;
+    }
+    let out = podman(&["image", "inspect", DIST, "--format", "{{len .RootFS.Layers}}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let mount = podman(&["image", "mount", DIST]);
+    let dir = String::from_utf8_lossy(&mount.stdout).trim().to_string();
+    assert!(mount.status.success() && !dir.is_empty(), "{}", String::from_utf8_lossy(&mount.stderr));
+    let entries: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let _ = podman(&["image", "unmount", DIST]);
+    assert_eq!(entries, vec!["bundle-init".to_string()]);
+}
+
+/// `podman run -it`: Ctrl-C on the terminal reaches the single child, which dies of it.
+#[test]
+fn ctrl_c_through_podman_run_it_exits_130() {
+    if !engine_ready() {
+        return;
+    }
+    let image = single_child_image();
+    let name = format!("bundle-init-test-tty-{}", std::process::id());
+    let flags = run_flags().join(" ");
+    let command = format!("podman run -it --rm --name {name} {flags} {image}");
+    let mut script = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let lines = Lines::from_reader(script.stdout.take().unwrap());
+    lines.wait_for("from the child", |l| l.starts_with("testd ") && l.contains(" started"));
+    stdin.write_all(&[3]).unwrap();
+    stdin.flush().unwrap();
+    let status = script.wait().unwrap();
+    lines.wait_closed();
+    let _ = podman(&["rm", "-f", &name]);
+    assert_eq!(status.code(), Some(130), "{}", lines.text());
+    assert!(lines.text().contains("got SIGINT"), "{}", lines.text());
+}
