@@ -20,7 +20,10 @@ const DIST: &str = "localhost/bundle-init";
 
 /// The flags every `podman run` needs on this kind of machine; see the file for why.
 fn run_flags() -> Vec<&'static str> {
-    include_str!("containers/podman-run-flags").lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+    include_str!("containers/podman-run-flags")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
 }
 
 /// The seed bundle publishes fixed ports: its tests take turns.
@@ -37,7 +40,11 @@ fn engine_ready() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-        && Command::new("podman").args(["image", "exists", DIST]).status().map(|s| s.success()).unwrap_or(false);
+        && Command::new("podman")
+            .args(["image", "exists", DIST])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if works {
         return true;
     }
@@ -50,7 +57,10 @@ fn engine_ready() -> bool {
 }
 
 fn podman(args: &[&str]) -> std::process::Output {
-    Command::new("podman").args(args).output().expect("podman runs")
+    Command::new("podman")
+        .args(args)
+        .output()
+        .expect("podman runs")
 }
 
 /// A container that is removed when the test ends, however it ends.
@@ -65,14 +75,22 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl Container {
     /// `podman run -d` with the standard flags, `extra` flags, the image and its arguments.
     fn run(extra: &[&str], image: &str, args: &[&str]) -> Container {
-        let name = format!("bundle-init-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "bundle-init-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let mut all = vec!["run", "-d", "--name", &name];
         all.extend(run_flags());
         all.extend(extra);
         all.push(image);
         all.extend(args);
         let out = podman(&all);
-        assert!(out.status.success(), "podman run failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podman run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut logs = Command::new("podman")
             .args(["logs", "-f", &name])
             .stdout(Stdio::piped())
@@ -81,7 +99,11 @@ impl Container {
             .unwrap();
         let stdout = Lines::from_reader(logs.stdout.take().unwrap());
         let stderr = Lines::from_reader(logs.stderr.take().unwrap());
-        Container { name, stdout, stderr }
+        Container {
+            name,
+            stdout,
+            stderr,
+        }
     }
 
     fn host_pid(&self) -> i32 {
@@ -91,13 +113,21 @@ impl Container {
 
     fn kill(&self, signal: &str) {
         let out = podman(&["kill", "--signal", signal, &self.name]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Waits for the container to stop; returns its exit code as podman inspect reports it.
     fn wait(&self) -> i32 {
         let out = podman(&["wait", &self.name]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.exit_code()
     }
 
@@ -120,7 +150,9 @@ impl Container {
 
     fn wait_started(&self, names: &[&str]) {
         for name in names {
-            self.stdout.wait_for(&format!("from {name}"), |l| l.starts_with(&format!("[{name}] ")) && l.ends_with(" started"));
+            self.stdout.wait_for(&format!("from {name}"), |l| {
+                l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
+            });
         }
     }
 }
@@ -166,23 +198,36 @@ fn seed_usr1_restarts_pipelock_and_a_connection_from_outside_survives() {
         reader.read_line(&mut reply).unwrap();
         reply
     };
-    assert_eq!(ask("one"), format!("supervise {}: one\n", before["supervise"]));
+    assert_eq!(
+        ask("one"),
+        format!("supervise {}: one\n", before["supervise"])
+    );
 
     c.kill("USR1");
     c.stderr.wait_for_text("pipelock restarted (SIGUSR1)");
-    c.stdout.wait_for_n(2, "from pipelock starting twice", |l| l.starts_with("[pipelock]") && l.ends_with(" started"));
+    c.stdout.wait_for_n(2, "from pipelock starting twice", |l| {
+        l.starts_with("[pipelock]") && l.ends_with(" started")
+    });
     let after = c.pids();
     assert_ne!(after["pipelock"], before["pipelock"]);
     for name in ["egress", "git-gate", "supervise"] {
         assert_eq!(after[name], before[name], "{name} kept its pid");
     }
-    assert_eq!(ask("two"), format!("supervise {}: two\n", before["supervise"]), "the held connection still works");
+    assert_eq!(
+        ask("two"),
+        format!("supervise {}: two\n", before["supervise"]),
+        "the held connection still works"
+    );
     assert!(!c.stdout.text().contains("got SIGUSR1"));
 
     let stop = Instant::now();
     let out = podman(&["stop", "-t", "10", &c.name]);
     assert!(out.status.success());
-    assert!(stop.elapsed() < Duration::from_secs(5), "stop took {:?}", stop.elapsed());
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        stop.elapsed()
+    );
     assert_eq!(c.exit_code(), 0);
 }
 
@@ -196,8 +241,14 @@ fn hup_reaches_egress_only() {
     c.wait_started(&SEED);
     c.kill("HUP");
     c.kill("USR2"); // unrouted: goes to all four, after the HUP
-    c.stdout.wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
-    let hups: Vec<String> = c.stdout.all().into_iter().filter(|l| l.ends_with("got SIGHUP")).collect();
+    c.stdout
+        .wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
+    let hups: Vec<String> = c
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.ends_with("got SIGHUP"))
+        .collect();
     assert_eq!(hups.len(), 1, "{hups:?}");
     assert!(hups[0].starts_with("[egress]"));
 }
@@ -217,7 +268,10 @@ fn stop_with_a_daemon_ignoring_term_kills_it_at_the_grace_before_the_engine_woul
     let stop = Instant::now();
     assert!(podman(&["stop", "-t", "10", &c.name]).status.success());
     let took = stop.elapsed();
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "stop took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(8),
+        "stop took {took:?}"
+    );
     // README rule: a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
     assert_eq!(c.exit_code(), 137);
     c.stderr.wait_for_text("sending SIGKILL");
@@ -236,11 +290,18 @@ fn crashing_daemons_under_each_exit_policy() {
          [sibling]\nrun = bundle-testd --name sibling\n",
     );
     let c = Container::run(&strs(&flags), DEMO, &[]);
-    c.stderr.wait_for_text("crasher exited with code 3; not restarted (keep-running)");
-    c.stderr.wait_for_n(2, "about flaky restarting", |l| l.contains("flaky started again"));
+    c.stderr
+        .wait_for_text("crasher exited with code 3; not restarted (keep-running)");
+    c.stderr.wait_for_n(2, "about flaky restarting", |l| {
+        l.contains("flaky started again")
+    });
     c.wait_started(&["sibling"]);
     assert!(podman(&["stop", "-t", "10", &c.name]).status.success());
-    assert_eq!(c.exit_code(), 3, "the keep-running crash before shutdown is the exit code");
+    assert_eq!(
+        c.exit_code(),
+        3,
+        "the keep-running crash before shutdown is the exit code"
+    );
 
     let dir = TempDir::new("c-stop-bundle");
     let flags = with_bundle(
@@ -249,7 +310,8 @@ fn crashing_daemons_under_each_exit_policy() {
     );
     let c = Container::run(&strs(&flags), DEMO, &[]);
     assert_eq!(c.wait(), 5);
-    c.stderr.wait_for_text("job exited with code 5; stopping the bundle (stop-bundle)");
+    c.stderr
+        .wait_for_text("job exited with code 5; stopping the bundle (stop-bundle)");
 }
 
 #[test]
@@ -278,12 +340,17 @@ fn a_zombie_flood_inside_the_container_leaves_no_zombie() {
         return;
     }
     let dir = TempDir::new("c-zombies");
-    let flags = with_bundle(&dir, "[spawner]\nrun = bundle-testd --name spawner --orphans 2000\n");
+    let flags = with_bundle(
+        &dir,
+        "[spawner]\nrun = bundle-testd --name spawner --orphans 2000\n",
+    );
     let mut all = strs(&flags);
     all.extend(["-e", "BUNDLE_INIT_VERBOSITY=3"]);
     let c = Container::run(&all, DEMO, &[]);
     c.stdout.wait_for_text("made 2000 orphans");
-    c.stderr.wait_for_n(2000, "about reaped zombies", |l| l.contains("reaped zombie pid"));
+    c.stderr.wait_for_n(2000, "about reaped zombies", |l| {
+        l.contains("reaped zombie pid")
+    });
     // From the host: bundle-init is the container's PID 1; none of its children is a zombie.
     assert_eq!(zombie_children(c.host_pid()), Vec::<i32>::new());
 }
@@ -308,9 +375,15 @@ fn per_daemon_uid_gid_when_started_as_root() {
         return;
     }
     let dir = TempDir::new("c-user");
-    let flags = with_bundle(&dir, "[nobody]\nrun = bundle-testd --name nobody --report\nuser = 65534:65534\n");
+    let flags = with_bundle(
+        &dir,
+        "[nobody]\nrun = bundle-testd --name nobody --report\nuser = 65534:65534\n",
+    );
     let c = Container::run(&strs(&flags), DEMO, &[]);
-    assert_eq!(common::report_value(&c.stdout, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(
+        common::report_value(&c.stdout, "Uid"),
+        "65534 65534 65534 65534"
+    );
     assert_eq!(common::report_value(&c.stdout, "Groups"), "");
 }
 
@@ -329,7 +402,11 @@ fn single_child_image() -> &'static str {
             "localhost/bundle-init-single",
             root,
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     "localhost/bundle-init-single"
 }
@@ -356,13 +433,25 @@ fn the_distribution_image_holds_one_file() {
     if !engine_ready() {
         return;
     }
-    let out = podman(&["image", "inspect", DIST, "--format", "{{len .RootFS.Layers}}"]);
+    let out = podman(&[
+        "image",
+        "inspect",
+        DIST,
+        "--format",
+        "{{len .RootFS.Layers}}",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     let mount = podman(&["image", "mount", DIST]);
     let dir = String::from_utf8_lossy(&mount.stdout).trim().to_string();
-    assert!(mount.status.success() && !dir.is_empty(), "{}", String::from_utf8_lossy(&mount.stderr));
-    let entries: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        mount.status.success() && !dir.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&mount.stderr)
+    );
+    let entries: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     let _ = podman(&["image", "unmount", DIST]);
     assert_eq!(entries, vec!["bundle-init".to_string()]);
 }
@@ -386,7 +475,9 @@ fn ctrl_c_through_podman_run_it_exits_130() {
         .unwrap();
     let mut stdin = script.stdin.take().unwrap();
     let lines = Lines::from_reader(script.stdout.take().unwrap());
-    lines.wait_for("from the child", |l| l.starts_with("testd ") && l.contains(" started"));
+    lines.wait_for("from the child", |l| {
+        l.starts_with("testd ") && l.contains(" started")
+    });
     stdin.write_all(&[3]).unwrap();
     stdin.flush().unwrap();
     let status = script.wait().unwrap();
