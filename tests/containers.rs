@@ -68,6 +68,8 @@ struct Container {
     name: String,
     stdout: Lines,
     stderr: Lines,
+    /// `podman logs -f`, which ends when the container is removed.
+    follower: std::process::Child,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -91,7 +93,7 @@ impl Container {
             "podman run failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut logs = Command::new("podman")
+        let mut follower = Command::new("podman")
             .args(["logs", "-f", &name])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -160,6 +162,8 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
+        let _ = self.follower.kill();
+        let _ = self.follower.wait();
     }
 }
 
