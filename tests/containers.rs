@@ -99,12 +99,13 @@ impl Container {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = Lines::from_reader(logs.stdout.take().unwrap());
-        let stderr = Lines::from_reader(logs.stderr.take().unwrap());
+        let stdout = Lines::from_reader(follower.stdout.take().unwrap());
+        let stderr = Lines::from_reader(follower.stderr.take().unwrap());
         Container {
             name,
             stdout,
             stderr,
+            follower,
         }
     }
 
