@@ -47,3 +47,13 @@ demo: image
     echo "== podman logs (stdout and stderr merged)"
     podman logs "$name" 2>&1
     echo "== exit code: $(podman inspect "$name" --format '{{{{.State.ExitCode}}')"
+
+# The long hardening runs: 200k-signal storms, 20k racing restarts, 10k restarts for leaks.
+soak:
+    BUNDLE_INIT_SOAK=1 cargo test --release --test hardening -- --test-threads 1
+
+# Fuzz the bundle-file parser and the command line (cargo-fuzz, nightly), SECONDS each.
+fuzz SECONDS="60":
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    cd fuzz && cargo +nightly fuzz run bundle_file -- -max_total_time={{SECONDS}}
+    cd fuzz && cargo +nightly fuzz run command_line -- -max_total_time={{SECONDS}}

@@ -78,6 +78,11 @@ impl SigSet {
         }
     }
 
+    /// Signals 1..=64 as a bit mask, the way /proc/PID/status shows SigBlk.
+    pub fn first_word(&self) -> u64 {
+        self.words[0]
+    }
+
     pub fn contains(&self, sig: i32) -> bool {
         (1..=MAX_SIGNAL).contains(&sig) && self.words[0] & (1u64 << (sig - 1)) != 0
     }

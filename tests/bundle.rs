@@ -304,8 +304,10 @@ fn exit_policies_keep_running_restart_and_stop_bundle() {
     let mut init = Launch::pid1(&["--bundle", &bundle]).start();
     init.stderr
         .wait_for_text("crasher exited with code 3; not restarted (keep-running)");
+    // Wait for the sibling's own line: a signal forwarded before a daemon has set up its
+    // handling would kill it by the default action, and that race is the daemon's.
+    wait_started(&init, &["sibling"]);
     init.signal(USR2);
-    init.stdout.wait_for_text("sibling");
     init.stdout.wait_for_text("got SIGUSR2");
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 3);

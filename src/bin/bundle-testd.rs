@@ -50,6 +50,9 @@ struct Options {
 
 #[unsafe(no_mangle)]
 extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+    // Block first: a signal that comes while we start is noted, not fatal. (--report reads
+    // the inherited mask from the saved copy below.)
+    let inherited = sys::block_signals(&SigSet::full()).unwrap_or(SigSet::empty());
     let mut args = Vec::new();
     for i in 1..argc.max(0) as usize {
         // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
@@ -63,7 +66,7 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
             std::process::exit(2);
         }
     };
-    run(options)
+    run(options, inherited)
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, String> {
@@ -123,12 +126,11 @@ fn note(options: &Options, what: &str) {
     }
 }
 
-fn run(options: Options) -> i32 {
+fn run(options: Options, inherited: SigSet) -> i32 {
     // Read /proc before touching our own signal state, so the report shows what we got.
     if options.report {
-        report();
+        report(inherited);
     }
-    let _ = sys::block_signals(&SigSet::full());
     let signals = match sys::open_signalfd(&SigSet::full()) {
         Ok(fd) => fd,
         Err(e) => {
@@ -303,10 +305,11 @@ fn flood(bytes: u64) {
     let _ = out.flush();
 }
 
-fn report() {
+fn report(inherited: SigSet) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mut lines = Vec::new();
-    for key in ["SigBlk", "SigIgn", "Uid", "Gid", "Groups", "NoNewPrivs"] {
+    // The mask we were started with (we blocked everything first thing), as /proc prints it.
+    let mut lines = vec![format!("report SigBlk={:016x}", inherited.first_word())];
+    for key in ["SigIgn", "Uid", "Gid", "Groups", "NoNewPrivs"] {
         let value = status
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{key}:")))

@@ -48,20 +48,25 @@ impl Lines {
                             .trim_end_matches('\n')
                             .to_string();
                         let (lock, cvar) = &*writer.inner;
-                        lock.lock().unwrap().0.push(line);
+                        lock.lock().unwrap_or_else(|p| p.into_inner()).0.push(line);
                         cvar.notify_all();
                     }
                 }
             }
             let (lock, cvar) = &*writer.inner;
-            lock.lock().unwrap().1 = true;
+            lock.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
             cvar.notify_all();
         });
         lines
     }
 
     pub fn all(&self) -> Vec<String> {
-        self.inner.0.lock().unwrap().0.clone()
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     pub fn text(&self) -> String {
@@ -76,7 +81,7 @@ impl Lines {
     pub fn wait_for_n(&self, count: usize, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
         let (lock, cvar) = &*self.inner;
         let deadline = Instant::now() + PATIENCE;
-        let mut guard = lock.lock().unwrap();
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut found = Vec::new();
         let mut seen = 0;
         loop {
@@ -110,7 +115,7 @@ impl Lines {
     pub fn wait_closed(&self) {
         let (lock, cvar) = &*self.inner;
         let deadline = Instant::now() + PATIENCE;
-        let mut guard = lock.lock().unwrap();
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         while !guard.1 {
             let now = Instant::now();
             assert!(now < deadline, "output never closed");

@@ -1,0 +1,505 @@
+//! Trying to break bundle-init: signal storms, crash loops, exec and fork failures, broken
+//! outputs, and long runs of restarts. The long versions are `#[ignore]`d and run by
+//! `just soak`; the short ones run with every `cargo test`.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Whether `just soak` asked for the long settings.
+fn soak() -> bool {
+    std::env::var_os("BUNDLE_INIT_SOAK").is_some()
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 0, utime field 11, stime field 12 (in ticks).
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+fn status_field(pid: i32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Tens of thousands of mixed signals: USR1 restarts, HUP forwards, USR2 to everyone, the
+/// SIGCHLDs of a daemon that crashes and restarts all the time, then TERM in the middle.
+#[test]
+fn a_signal_storm_loses_no_request_and_shutdown_still_completes() {
+    let dir = TempDir::new("storm");
+    let bundle = dir.write(
+        "storm.bundle",
+        "shutdown-grace = 3s\non SIGHUP = forward egress\non SIGUSR1 = restart pipelock\n\
+         on SIGUSR2 = forward egress bystander\n\
+         [egress]\nrun = bundle-testd --name egress\n\
+         [pipelock]\nrun = bundle-testd --name pipelock --die-on USR1\n\
+         [bystander]\nrun = bundle-testd --name bystander\n\
+         [churn]\nrun = bundle-testd --name churn --exit-after 0s 1\non-exit = restart\n\
+         restart-delay = 1ms\nrestart-delay-max = 1ms\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    for name in ["egress", "pipelock", "bystander"] {
+        init.stdout.wait_for(&format!("from {name}"), |l| {
+            l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
+        });
+    }
+    let pid = init.pid();
+    let total = if soak() { 200_000 } else { 30_000 };
+    let term_at = total / 2 + (std::process::id() as usize % (total / 4));
+    let mut sent_usr1_before_term = 0;
+    let mut term_sent = None;
+    for i in 0..total {
+        let sig = match i % 3 {
+            0 => USR1,
+            1 => HUP,
+            _ => USR2,
+        };
+        if i == term_at {
+            rustix_kill(pid, TERM);
+            term_sent = Some(Instant::now());
+        }
+        if sig == USR1 && term_sent.is_none() {
+            sent_usr1_before_term += 1;
+        }
+        // Once it has exited, the rest of the storm has nobody to hit.
+        if bundle_init::sys::send_signal(pid, sig).is_err() {
+            break;
+        }
+    }
+    let code = init.wait_exit();
+    let took = term_sent.unwrap().elapsed();
+    assert!(
+        took < Duration::from_secs(3) + Duration::from_secs(2),
+        "shutdown took {took:?}"
+    );
+    // The README rule: stopped daemons count 0, except churn if TERM found it running: it
+    // then exits 1 on its own while being stopped, and that is reported honestly.
+    let churn_failed = init
+        .stderr
+        .all()
+        .iter()
+        .any(|l| l.contains("churn exited with code 1 (pid"));
+    assert_eq!(
+        code,
+        if churn_failed { 1 } else { 0 },
+        "{}",
+        init.stderr.text()
+    );
+
+    let out = init.stdout.all();
+    let err = init.stderr.all();
+    // Every honoured restart is logged as `pid A -> B`: the chain must be unbroken (each
+    // restart replaced the instance the previous one started: exactly one replacement
+    // each), and the last replacement is the one the shutdown stopped. A replacement can
+    // die of the next restart's TERM before it prints anything, so the daemons' own lines
+    // are not counted here.
+    let chain: Vec<(i32, i32)> = err
+        .iter()
+        .filter(|l| l.contains("pipelock restarted (SIGUSR1)"))
+        .map(|l| {
+            let pids = l.split("pid ").nth(1).unwrap();
+            let (old, new) = pids.split_once(" -> ").unwrap();
+            (
+                old.parse().unwrap(),
+                new.split_whitespace().next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        !chain.is_empty(),
+        "no restart honoured out of {sent_usr1_before_term} requests"
+    );
+    assert!(chain.len() <= sent_usr1_before_term);
+    for pair in chain.windows(2) {
+        assert_eq!(
+            pair[0].1, pair[1].0,
+            "a restart did not replace the previous replacement: {pair:?}"
+        );
+    }
+    let last = chain.last().unwrap().1;
+    assert!(
+        err.iter()
+            .any(|l| l.starts_with("[bundle-init] pipelock ")
+                && l.ends_with(&format!("(pid {last})"))),
+        "the last replacement (pid {last}) was not the one stopped at shutdown"
+    );
+    // No daemon ever saw USR1, HUP went to egress only, and the siblings were stopped once.
+    assert!(
+        !out.iter().any(|l| l.ends_with("got SIGUSR1")),
+        "USR1 was forwarded"
+    );
+    assert!(
+        out.iter()
+            .filter(|l| l.ends_with("got SIGHUP"))
+            .all(|l| l.starts_with("[egress] "))
+    );
+    for name in ["egress", "bystander"] {
+        let terms = out
+            .iter()
+            .filter(|l| l.starts_with(&format!("[{name}] ")) && l.ends_with("got SIGTERM"))
+            .count();
+        assert_eq!(
+            terms, 1,
+            "{name} got a stop signal that was not the shutdown"
+        );
+    }
+    assert!(
+        err.iter().any(|l| l.contains("churn started again")),
+        "the churn daemon churned"
+    );
+}
+
+/// A daemon that dies at once under `restart`: backoff grows to its cap, bundle-init
+/// sleeps in between, the sibling is untouched, and a request starts it at once.
+#[test]
+fn a_crash_loop_backs_off_to_its_cap_and_costs_no_cpu() {
+    let dir = TempDir::new("crashloop");
+    let bundle = dir.write(
+        "c.bundle",
+        "on SIGUSR1 = restart crasher\n[crasher]\nrun = bundle-testd --name crasher --exit-after 0s 1\n\
+         on-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 300ms\n\
+         [sibling]\nrun = bundle-testd --name sibling\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    let sibling = started_pid(&init.stdout.wait_for("from sibling", |l| {
+        l.starts_with("[sibling] ") && l.ends_with(" started")
+    }));
+    init.stderr
+        .wait_for_n(6, "about backoff", |l| l.contains("restarting in"));
+    let delays: Vec<String> = init
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("crasher exited"))
+        .collect();
+    let expected = ["10ms", "20ms", "40ms", "80ms", "160ms", "300ms"];
+    for (line, delay) in delays.iter().zip(expected) {
+        assert!(line.ends_with(&format!("restarting in {delay}")), "{line}");
+    }
+    // At the cap: measure bundle-init's CPU over a stretch of crashes.
+    let pid = init.pid();
+    let cpu_before = cpu_time(pid);
+    let crashes_before = init.stderr.count(|l| l.contains("crasher exited"));
+    let window = Instant::now();
+    init.stderr
+        .wait_for_n(crashes_before + 8, "more crashes", |l| {
+            l.contains("crasher exited")
+        });
+    let used = cpu_time(pid) - cpu_before;
+    let elapsed = window.elapsed();
+    assert!(
+        used <= elapsed / 20,
+        "bundle-init used {used:?} of CPU in {elapsed:?} of crash loop"
+    );
+    // A request during backoff starts it now, not at the end of the 300ms.
+    init.stderr.wait_for_n(crashes_before + 9, "a crash", |l| {
+        l.contains("crasher exited")
+    });
+    init.signal(USR1);
+    init.stderr
+        .wait_for_text("crasher started on request (SIGUSR1)");
+    assert!(
+        !init
+            .stdout
+            .text()
+            .contains(&format!("sibling {sibling} got")),
+        "the sibling was disturbed"
+    );
+}
+
+/// A run longer than stable-after brings the delay back to restart-delay.
+#[test]
+fn a_stable_run_resets_the_backoff() {
+    let dir = TempDir::new("stable");
+    let bundle = dir.write(
+        "s.bundle",
+        "[steady]\nrun = bundle-testd --name steady --exit-after 150ms 1\non-exit = restart\n\
+         restart-delay = 10ms\nstable-after = 100ms\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    let lines = init
+        .stderr
+        .wait_for_n(4, "about backoff", |l| l.contains("steady exited"));
+    assert!(
+        lines.iter().all(|l| l.ends_with("restarting in 10ms")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn exec_failures_are_logged_with_the_daemon_name_and_follow_the_exit_policy() {
+    let dir = TempDir::new("exec");
+    let garbage = dir.write("garbage", "\u{7f}ELF this is not a program\n");
+    let noexec = dir.write("noexec", "#!/bin/sh\nexit 0\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&noexec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = dir.0.display();
+    let bundle = dir.write(
+        "e.bundle",
+        &format!(
+            "[missing]\nrun = /no/such/program\n[dir]\nrun = {d}\n[noexec]\nrun = {noexec}\n[garbage]\nrun = {garbage}\n\
+             [retry]\nrun = /no/such/retry\non-exit = restart\nrestart-delay = 50ms\nrestart-delay-max = 200ms\n\
+             [steady]\nrun = bundle-testd --name steady\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr
+        .wait_for_text("cannot start missing: /no/such/program: No such file or directory");
+    init.stderr
+        .wait_for_text(&format!("cannot start dir: {d}: Permission denied"));
+    init.stderr
+        .wait_for_text(&format!("cannot start noexec: {noexec}: Permission denied"));
+    // musl's execvp reports ENOEXEC; glibc's hands the file to /bin/sh, which fails on it.
+    // Either way: a line naming the daemon, and its exit policy applies.
+    init.stderr.wait_for("about garbage", |l| {
+        l.contains("garbage") && (l.contains("cannot start") || l.contains("exited with code"))
+    });
+    // Under `restart`, an exec failure backs off like a crash: no busy loop.
+    let retries = init
+        .stderr
+        .wait_for_n(4, "retries", |l| l.contains("retry exited with code 127"));
+    assert!(retries[3].ends_with("restarting in 200ms"), "{retries:?}");
+    init.signal(TERM);
+    assert_eq!(
+        init.wait_exit(),
+        127,
+        "the highest keep-running failure: not found"
+    );
+}
+
+/// fork() failing with EAGAIN under RLIMIT_NPROC: bundle-init survives, logs, retries.
+#[test]
+fn fork_failure_under_a_process_limit_is_survived_and_retried() {
+    let dir = TempDir::new("nproc");
+    let bundle = dir.write(
+        "n.bundle",
+        "[first]\nrun = bundle-testd --name first\n[second]\nrun = bundle-testd --name second\n",
+    );
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // As uid 54321 (nobody else runs as it) with at most 2 processes: bundle-init and one
+    // daemon fit, the second daemon's fork fails.
+    let mut command = Command::new(BUNDLE_INIT);
+    command
+        .args(["--bundle", &bundle])
+        .env("PATH", test_path())
+        .uid(54321)
+        .gid(54321)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    unsafe {
+        command.pre_exec(|| {
+            only_standard_descriptors();
+            rustix::process::setrlimit(
+                rustix::process::Resource::Nproc,
+                rustix::process::Rlimit {
+                    current: Some(2),
+                    maximum: Some(2),
+                },
+            )?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = Lines::from_reader(child.stderr.take().unwrap());
+    let stdout = Lines::from_reader(child.stdout.take().unwrap());
+    let line = stderr.wait_for_text("cannot start second");
+    assert!(
+        line.contains("fork failed") && line.contains("retrying in"),
+        "{line}"
+    );
+    stderr.wait_for_n(2, "a retry that fails again", |l| {
+        l.contains("cannot start second")
+    });
+    // Make room: the first daemon goes away for good, then the second starts on retry.
+    let first = started_pid(&stdout.wait_for("from first", |l| {
+        l.starts_with("[first] ") && l.ends_with(" started")
+    }));
+    rustix_kill(first, KILL);
+    stderr.wait_for_text("first was killed by SIGKILL");
+    stdout.wait_for("from second", |l| {
+        l.starts_with("[second] ") && l.ends_with(" started")
+    });
+    rustix_kill(child.id() as i32, TERM);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "first was SIGKILLed before shutdown"
+    );
+}
+
+/// Restarts racing a daemon that exits on its own: every exit is matched to the right
+/// daemon, no stray stop signal reaches anyone else, and the daemon keeps coming back.
+#[test]
+fn restarts_racing_exits_never_signal_the_wrong_process() {
+    let dir = TempDir::new("race");
+    let bundle = dir.write(
+        "r.bundle",
+        "on SIGUSR1 = restart racer\n[racer]\nrun = bundle-testd --name racer --exit-after 3ms 0\n\
+         on-exit = restart\nrestart-delay = 1ms\nrestart-delay-max = 1ms\n\
+         [bystander]\nrun = bundle-testd --name bystander\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("from bystander", |l| {
+        l.starts_with("[bystander] ") && l.ends_with(" started")
+    });
+    let rounds = if soak() { 20_000 } else { 2_000 };
+    for i in 0..rounds {
+        init.signal(USR1);
+        if i % 100 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    init.stderr.wait_for_text("racer restarted (SIGUSR1)");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+    let out = init.stdout.all();
+    let bystander: Vec<&String> = out
+        .iter()
+        .filter(|l| l.starts_with("[bystander] ") && l.contains(" got "))
+        .collect();
+    assert_eq!(
+        bystander.len(),
+        1,
+        "the bystander got only the shutdown's TERM: {bystander:?}"
+    );
+    assert!(bystander[0].ends_with("got SIGTERM"));
+}
+
+/// bundle-init's stdout is a pipe nobody reads any more (EPIPE), its stderr is closed:
+/// it keeps supervising, and daemons keep their signal handling.
+#[test]
+fn broken_outputs_do_not_stop_supervision() {
+    let dir = TempDir::new("broken");
+    let log = dir.0.join("signals.log");
+    let bundle = dir.write(
+        "b.bundle",
+        &format!(
+            "on SIGUSR1 = restart target\n[flood]\nrun = bundle-testd --name flood --flood 5000000\n\
+             [target]\nrun = bundle-testd --name target --log {}\n",
+            log.display()
+        ),
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BUNDLE_INIT,
+            "--bundle",
+            &bundle,
+        ])
+        .env("PATH", test_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    unsafe {
+        command.pre_exec(|| {
+            only_standard_descriptors();
+            // stderr closed outright: bundle-init opens /dev/null there and carries on.
+            rustix::io::fcntl_setfd(rustix::stdio::stderr(), rustix::io::FdFlags::CLOEXEC)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Close the read end of stdout at once: every write bundle-init makes gets EPIPE.
+    drop(child.stdout.take());
+    let outer = child.id() as i32;
+    let wait_log = |pattern: &str, count: usize| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().filter(|l| l.contains(pattern)).count() >= count {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {count} x {pattern:?} in the signal log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_log("started", 1);
+    let init_pid = loop {
+        let kids = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next() {
+            break pid.parse::<i32>().unwrap();
+        }
+    };
+    for round in 1..=3 {
+        rustix_kill(init_pid, USR1);
+        wait_log("got SIGTERM", round);
+        wait_log("started", round + 1);
+    }
+    rustix_kill(init_pid, TERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
+/// they started.
+#[test]
+fn many_restarts_leave_memory_and_descriptors_where_they_were() {
+    restarts_are_stable(if soak() { 10_000 } else { 1_000 });
+}
+
+fn restarts_are_stable(rounds: usize) {
+    let dir = TempDir::new("stability");
+    let bundle = dir.write(
+        "s.bundle",
+        "on SIGUSR1 = restart target\n[target]\nrun = bundle-testd --name target\n[other]\nrun = bundle-testd --name other\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout
+        .wait_for_n(2, "both daemons", |l| l.ends_with(" started"));
+    let pid = init.pid();
+    let restart = |n: usize| {
+        init.signal(USR1);
+        init.stderr
+            .wait_for_n(n, "restarts", |l| l.contains("target restarted (SIGUSR1)"));
+    };
+    // Warm up: allocator pools and the log queue reach their working size.
+    for n in 1..=100 {
+        restart(n);
+    }
+    wait_until_polling(pid);
+    let rss_before = status_field(pid, "VmRSS:");
+    let fds_before = open_fds(pid);
+    for n in 101..=100 + rounds {
+        restart(n);
+    }
+    wait_until_polling(pid);
+    let rss_after = status_field(pid, "VmRSS:");
+    let fds_after = open_fds(pid);
+    assert_eq!(
+        fds_after, fds_before,
+        "descriptor count changed over {rounds} restarts"
+    );
+    assert!(
+        rss_after <= rss_before + 8,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB over {rounds} restarts"
+    );
+}
