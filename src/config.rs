@@ -425,32 +425,45 @@ fn check_env_name(name: &str) -> Result<(), String> {
 }
 
 /// `8s`, `500ms`, `2m`, `1h`, `1.5s`. A unit is required: a bare number is ambiguous.
+/// Parsed with integers only (no float parsing: it would cost the binary ~20 KiB).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration \"{text}\" (examples: 500ms, 8s, 2m)");
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
+    let unit_ns: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => return Err(bad()),
     };
-    if number.is_empty()
-        || number.starts_with('.')
-        || number.matches('.').count() > 1
-        || number.len() > 12
-    {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || fraction.contains('.') || (number.contains('.') && fraction.is_empty()) {
         return Err(bad());
     }
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = value * scale;
-    if !(seconds.is_finite()) || seconds > MAX_DURATION.as_secs_f64() {
+    if whole.len() > 12 || fraction.len() > 9 {
+        return Err(format!(
+            "duration \"{text}\" is longer than 24h or finer than a nanosecond"
+        ));
+    }
+    // The value in units, scaled by 10^9 so a fraction of up to nine digits stays exact.
+    let whole: u128 = whole.parse().map_err(|_| bad())?;
+    let fraction_digits: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
+    let fraction_scaled = fraction_digits * 10u128.pow(9 - fraction.len() as u32);
+    let total_ns = (whole * 1_000_000_000 + fraction_scaled) * unit_ns / 1_000_000_000;
+    if total_ns > MAX_DURATION.as_nanos() {
         return Err(format!("duration \"{text}\" is longer than 24h"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(Duration::new(
+        (total_ns / 1_000_000_000) as u64,
+        (total_ns % 1_000_000_000) as u32,
+    ))
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {
@@ -756,7 +769,28 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "s", "5", "5 s", "-1s", ".5s", "1.2.3s", "5sec", "1e3s"] {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2.000000001s"), Ok(Duration::new(2, 1)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert!(
+            parse_duration("24.1h")
+                .unwrap_err()
+                .contains("longer than 24h")
+        );
+        for bad in [
+            "",
+            "s",
+            "5",
+            "5 s",
+            "-1s",
+            ".5s",
+            "5.s",
+            "1.2.3s",
+            "5sec",
+            "1e3s",
+            "1.0000000001s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -20,7 +20,7 @@ use cli::{Command, Options};
 use plan::{DaemonSpec, ExitPolicy, Plan, Routes};
 use spawn::ChildSetup;
 use supervisor::Supervisor;
-use sys::{FAULT_SIGNALS, SigSet, libc_sig};
+use sys::{FAULT_SIGNALS, SigSet};
 
 /// Documented exit codes of bundle-init's own failures.
 pub const EXIT_SETUP_FAILED: u8 = 1;
@@ -105,7 +105,6 @@ pub fn run(args: Vec<OsString>) -> u8 {
     };
     let setup = ChildSetup {
         inherited_mask,
-        sigpipe_ignored: sys::signal_is_ignored(libc_sig::PIPE),
         give_terminal: plan.single_child && owns_terminal(),
     };
     if !plan.single_child {
@@ -240,7 +239,7 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
         let argv: Vec<String> = d
             .argv
             .iter()
-            .map(|a| format!("{:?}", a.to_string_lossy()))
+            .map(|a| quote_word(&a.to_string_lossy()))
             .collect();
         let _ = writeln!(text, "[{}]", d.name);
         let _ = writeln!(text, "  run = {}", argv.join(" "));
@@ -296,6 +295,27 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     text
 }
 
+/// A word as the bundle file's `run` line would take it back: bare when it can be,
+/// double-quoted (escaping `"` and `\`) otherwise.
+fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
+    if plain {
+        return word.to_string();
+    }
+    let mut quoted = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
 /// Opens /dev/null on any of 0, 1, 2 that is closed, so that no descriptor bundle-init
 /// opens later lands there by accident (and gets handed to a child as its stdout).
 fn ensure_stdio_open() {
@@ -336,4 +356,38 @@ fn owns_terminal() -> bool {
     let stdin = output::borrow_stdio(0);
     rustix::termios::isatty(stdin)
         && rustix::termios::tcgetpgrp(stdin).is_ok_and(|pgrp| pgrp == rustix::process::getpgrp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_words_split_back_into_the_same_words() {
+        let words = [
+            "plain",
+            "two words",
+            "say \"hi\"",
+            "back\\slash",
+            "it's",
+            "",
+        ];
+        let line: Vec<String> = words.iter().map(|w| quote_word(w)).collect();
+        assert_eq!(config::split_words(&line.join(" ")).unwrap(), words);
+    }
+
+    #[test]
+    fn check_prints_a_plan_that_names_every_route_and_daemon() {
+        let bundle = config::parse(
+            "b",
+            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\n",
+        )
+        .unwrap();
+        let plan = config::select(&bundle, None).unwrap();
+        let text = describe_plan("b", &plan);
+        assert!(text.contains("on SIGUSR1 = restart a"), "{text}");
+        assert!(text.contains("on SIGTERM = shutdown"), "{text}");
+        assert!(text.contains("run = /bin/a \"x y\""), "{text}");
+        assert!(text.contains("user = 1:2"), "{text}");
+    }
 }

@@ -3,7 +3,7 @@
 //! Nothing here decides policy: that is the supervisor's job.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -253,7 +253,10 @@ impl Runtime {
                             } else {
                                 Level::Debug
                             };
-                            self.log(level, &format!("reaped zombie pid {pid} ({status})"));
+                            // Checked first: a flood of orphans must not cost a format each.
+                            if self.shows(level) {
+                                self.log(level, &format!("reaped zombie pid {pid} ({status})"));
+                            }
                         }
                     }
                 }
@@ -342,16 +345,13 @@ impl Runtime {
     }
 
     fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
-        let dup = |fd: &OwnedFd| fd.as_fd().try_clone_to_owned().ok();
+        // The pipes' write ends go straight to the child's 1 and 2 (dup2 in the child).
         let output = match &self.pipes[index] {
             Some(p) => ChildOutput {
-                stdout: dup(&p.streams[0].write),
-                stderr: dup(&p.streams[1].write),
+                stdout: Some(p.streams[0].write.as_raw_fd()),
+                stderr: Some(p.streams[1].write.as_raw_fd()),
             },
-            None => ChildOutput {
-                stdout: None,
-                stderr: None,
-            },
+            None => ChildOutput::default(),
         };
         spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
     }
@@ -370,8 +370,12 @@ impl Runtime {
         }
     }
 
+    fn shows(&self, level: Level) -> bool {
+        level as u8 <= self.settings.verbosity
+    }
+
     fn log(&mut self, level: Level, line: &str) {
-        if level as u8 > self.settings.verbosity {
+        if !self.shows(level) {
             return;
         }
         let tag = if level == Level::Error { "error: " } else { "" };

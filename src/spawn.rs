@@ -1,32 +1,37 @@
 //! Starting one daemon: its own process group, the signal state bundle-init inherited (not
 //! the all-blocked mask it runs with), the environment and user its spec gives, and only
 //! the descriptors it is meant to have.
+//!
+//! fork and exec are done here rather than with std::process::Command: the child's steps
+//! are few and explicit (see `sys::child`), a failure says which step failed (a missing
+//! working directory is not reported as a missing program), and the binary is smaller.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use crate::plan::{DaemonSpec, EnvPlan};
 use crate::supervisor::SpawnFailure;
-use crate::sys::{self, SigSet, libc_sig};
+use crate::sys::{self, ChildStep, ExecPlan, SigSet};
 
 /// What every child gets back from bundle-init's own start.
 #[derive(Clone, Copy)]
 pub struct ChildSetup {
     pub inherited_mask: SigSet,
-    /// std resets SIGPIPE to default in children; give back an inherited SIG_IGN.
-    pub sigpipe_ignored: bool,
     /// Make the child's process group the terminal's foreground group.
     pub give_terminal: bool,
 }
 
-/// Where a child's stdout and stderr go: inherited, or the write end of a pipe.
+/// Where a child's stdout and stderr go: inherited (None), or onto this descriptor.
+#[derive(Clone, Copy, Default)]
 pub struct ChildOutput {
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
+    pub stdout: Option<RawFd>,
+    pub stderr: Option<RawFd>,
 }
+
+/// Default search path when neither the daemon's environment nor bundle-init's has PATH.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Spawns `spec` and returns its pid.
 pub fn spawn(
@@ -34,89 +39,208 @@ pub fn spawn(
     setup: ChildSetup,
     output: ChildOutput,
 ) -> Result<i32, SpawnFailure> {
-    let Some((program, args)) = spec.argv.split_first() else {
+    let invalid = |what: &str| SpawnFailure {
+        transient: false,
+        code: 126,
+        message: format!("{what} contains a NUL byte"),
+    };
+    let Some(program) = spec.argv.first() else {
         return Err(SpawnFailure {
             transient: false,
             code: 127,
             message: "empty command".to_string(),
         });
     };
-    let mut command = Command::new(program);
-    command.args(args).process_group(0);
-    if let Some(env) = child_environment(&spec.env) {
-        command.env_clear().envs(env);
+    let env = child_environment(&spec.env);
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| c_string(a))
+        .collect::<Option<_>>()
+        .ok_or_else(|| invalid("the command"))?;
+    let envp: Option<Vec<CString>> = match &env {
+        Some(vars) => Some(
+            vars.iter()
+                .map(|(k, v)| {
+                    let mut pair = k.clone();
+                    pair.push("=");
+                    pair.push(v);
+                    c_string(&pair)
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| invalid("the environment"))?,
+        ),
+        None => None,
+    };
+    let path_var = match &env {
+        Some(vars) => vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone()),
+        None => std::env::var_os("PATH"),
+    };
+    let candidates =
+        search_path(program, path_var.as_deref()).ok_or_else(|| invalid("the program path"))?;
+    let cwd = match &spec.cwd {
+        Some(dir) => Some(c_string(dir.as_os_str()).ok_or_else(|| invalid("cwd"))?),
+        None => None,
+    };
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = envp.as_ref().map(|e| null_terminated(e));
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| fork_failure(program, io::Error::from(e)))?;
+    let plan = ExecPlan {
+        candidates: &candidates,
+        argv: &argv_ptrs,
+        envp: envp_ptrs.as_deref(),
+        cwd: cwd.as_deref(),
+        user: spec.user,
+        stdout: output.stdout,
+        stderr: output.stderr,
+        give_terminal: setup.give_terminal,
+        no_new_privs: spec.no_new_privs,
+        mask: setup.inherited_mask,
+        report: report_write.as_raw_fd(),
+    };
+    let pid = match sys::fork_process() {
+        Ok(0) => sys::child(&plan),
+        Ok(pid) => pid,
+        Err(e) => return Err(fork_failure(program, e)),
+    };
+    drop(report_write);
+    // The child closes its end by exec (CLOEXEC): EOF means it is running the program.
+    let mut report = [0u8; 8];
+    let got = read_full(&report_read, &mut report);
+    if got < 8 {
+        return Ok(pid);
     }
-    if let Some(dir) = &spec.cwd {
-        command.current_dir(dir);
-    }
-    if let Some((uid, gid)) = spec.user {
-        // std clears supplementary groups when root drops to another uid.
-        command.uid(uid).gid(gid);
-    }
-    if let Some(fd) = output.stdout {
-        command.stdout(Stdio::from(fd));
-    }
-    if let Some(fd) = output.stderr {
-        command.stderr(Stdio::from(fd));
-    }
-    let no_new_privs = spec.no_new_privs;
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if setup.give_terminal {
-                // Still fully blocked here, so SIGTTOU cannot stop us for asking.
-                let _ = rustix::termios::tcsetpgrp(
-                    crate::output::borrow_stdio(0),
-                    rustix::process::getpid(),
-                );
-            }
-            if no_new_privs {
-                rustix::thread::set_no_new_privs(true)?;
-            }
-            if setup.sigpipe_ignored {
-                sys::ignore_signal(libc_sig::PIPE)?;
-            }
-            sys::set_signal_mask(&setup.inherited_mask)
-        });
-    }
-    match command.spawn() {
-        Ok(child) => Ok(child.id() as i32),
-        Err(error) => Err(classify(program, &spec.name, &error)),
-    }
+    // It failed and exited 127 right after writing: reap it here, before the loop's
+    // wait(-1) could mistake it for something else.
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    );
+    let step = ChildStep::from_code(u32::from_ne_bytes([
+        report[0], report[1], report[2], report[3],
+    ]));
+    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+    Err(classify(program, &spec.name, spec, step, errno))
 }
 
-/// Sorts a spawn error: fork failures are transient; exec failures count as exit code 127
-/// (not found) or 126 (found but not runnable), as shells report them.
-fn classify(program: &OsString, name: &str, error: &io::Error) -> SpawnFailure {
+fn c_string(text: &OsStr) -> Option<CString> {
+    CString::new(text.as_bytes()).ok()
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const std::ffi::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Reads until `buf` is full or EOF; returns how much was read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// execvp's search: a program with a `/` is used as it is; otherwise each PATH entry in
+/// turn (an empty entry means the current directory).
+fn search_path(program: &OsStr, path: Option<&OsStr>) -> Option<Vec<CString>> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(vec![c_string(program)?]);
+    }
+    let path = path.map(OsStr::as_bytes).unwrap_or(DEFAULT_PATH.as_bytes());
+    path.split(|&b| b == b':')
+        .map(|dir| {
+            let mut full = if dir.is_empty() {
+                b".".to_vec()
+            } else {
+                dir.to_vec()
+            };
+            full.push(b'/');
+            full.extend_from_slice(program.as_bytes());
+            CString::new(full).ok()
+        })
+        .collect()
+}
+
+fn fork_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
     let errno = error.raw_os_error().unwrap_or(0);
-    let (transient, code) = match errno {
-        EAGAIN | ENOMEM => (true, 1),
-        ENOENT | ENOTDIR => (false, 127),
-        _ => (false, 126),
-    };
-    let reason = io::Error::from_raw_os_error(errno).kind();
-    let text = match (errno, reason) {
-        (EAGAIN, _) => "fork failed: resource temporarily unavailable (process limit?)".to_string(),
-        (0, _) => error.to_string(),
-        _ => strip_os_error(error),
-    };
-    let program = program.to_string_lossy();
-    let message = if program == name {
-        text
+    let transient = matches!(errno, EAGAIN | ENOMEM);
+    let text = if errno == EAGAIN {
+        "fork failed: resource temporarily unavailable (process limit?)".to_string()
     } else {
-        format!("{program}: {text}")
+        format!("fork failed: {}", describe_errno(errno))
     };
     SpawnFailure {
         transient,
+        code: 126,
+        message: format!("{}: {text}", program.to_string_lossy()),
+    }
+}
+
+/// Sorts a failure the child reported: a program that is not there counts as exit code
+/// 127, anything else that stops it from running as 126, as shells report them.
+fn classify(
+    program: &OsStr,
+    name: &str,
+    spec: &DaemonSpec,
+    step: ChildStep,
+    errno: i32,
+) -> SpawnFailure {
+    let reason = describe_errno(errno);
+    let program = program.to_string_lossy();
+    let (code, message) = match step {
+        ChildStep::Exec => {
+            let code = if matches!(errno, ENOENT | ENOTDIR) {
+                127
+            } else {
+                126
+            };
+            let message = if program == name {
+                reason
+            } else {
+                format!("{program}: {reason}")
+            };
+            (code, message)
+        }
+        ChildStep::WorkingDirectory => {
+            let dir = spec
+                .cwd
+                .as_deref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            (126, format!("cwd {dir}: {reason}"))
+        }
+        ChildStep::User => {
+            let (uid, gid) = spec.user.unwrap_or_default();
+            (126, format!("user {uid}:{gid}: {reason}"))
+        }
+        ChildStep::ProcessGroup => (126, format!("setpgid: {reason}")),
+        ChildStep::Redirect => (126, format!("output redirection: {reason}")),
+        ChildStep::NoNewPrivs => (126, format!("no-new-privs: {reason}")),
+        ChildStep::Signals => (126, format!("signal setup: {reason}")),
+    };
+    SpawnFailure {
+        transient: false,
         code,
         message,
     }
 }
 
-/// `No such file or directory (os error 2)` -> `No such file or directory`.
-fn strip_os_error(error: &io::Error) -> String {
-    let text = error.to_string();
+/// `No such file or directory` for ENOENT: the OS's text without std's "(os error 2)".
+fn describe_errno(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
     match text.rfind(" (os error") {
         Some(at) => text[..at].to_string(),
         None => text,
@@ -141,7 +265,6 @@ pub fn apply_env_plan(
     base: impl Iterator<Item = (OsString, OsString)>,
     plan: &EnvPlan,
 ) -> Vec<(OsString, OsString)> {
-    use std::os::unix::ffi::OsStrExt;
     let removed = |name: &OsString| {
         plan.unset.contains(name)
             || plan
@@ -192,13 +315,38 @@ mod tests {
     }
 
     #[test]
-    fn exec_errors_map_to_shell_codes() {
-        let p = OsString::from("/nope");
-        let not_found = classify(&p, "d", &io::Error::from_raw_os_error(ENOENT));
+    fn the_path_is_searched_like_execvp() {
+        let found = search_path(OsStr::new("app"), Some(OsStr::new("/a::/b"))).unwrap();
+        let found: Vec<&[u8]> = found.iter().map(|c| c.as_bytes()).collect();
+        assert_eq!(found, [&b"/a/app"[..], b"./app", b"/b/app"]);
+        let direct = search_path(OsStr::new("./x"), Some(OsStr::new("/a"))).unwrap();
+        assert_eq!(direct[0].as_bytes(), b"./x");
+        assert_eq!(search_path(OsStr::new("sh"), None).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn failures_say_which_step_failed_and_map_to_shell_codes() {
+        let mut spec = DaemonSpec::new("d", vec!["/nope".into()]);
+        let not_found = classify(OsStr::new("/nope"), "d", &spec, ChildStep::Exec, ENOENT);
         assert_eq!((not_found.transient, not_found.code), (false, 127));
         assert_eq!(not_found.message, "/nope: No such file or directory");
-        let denied = classify(&p, "d", &io::Error::from_raw_os_error(13));
-        assert_eq!((denied.transient, denied.code), (false, 126));
-        assert!(classify(&p, "d", &io::Error::from_raw_os_error(EAGAIN)).transient);
+        let denied = classify(OsStr::new("/nope"), "d", &spec, ChildStep::Exec, 13);
+        assert_eq!(
+            (denied.code, denied.message.as_str()),
+            (126, "/nope: Permission denied")
+        );
+        spec.cwd = Some("/srv/missing".into());
+        let cwd = classify(
+            OsStr::new("/nope"),
+            "d",
+            &spec,
+            ChildStep::WorkingDirectory,
+            ENOENT,
+        );
+        assert_eq!(
+            (cwd.code, cwd.message.as_str()),
+            (126, "cwd /srv/missing: No such file or directory")
+        );
+        assert!(fork_failure(OsStr::new("x"), io::Error::from_raw_os_error(EAGAIN)).transient);
     }
 }

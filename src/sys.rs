@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::raw::c_int;
+use std::os::raw::{c_char, c_int};
 
 /// Synchronous fault signals stay unblocked: blocking them would turn a crash of
 /// bundle-init into a hang instead of a visible death.
@@ -98,6 +98,7 @@ struct SigAction {
 }
 
 const SIG_IGN: usize = 1;
+
 const SIG_BLOCK: c_int = 0;
 const SIG_SETMASK: c_int = 2;
 const SFD_NONBLOCK: c_int = 0o4000;
@@ -109,6 +110,22 @@ unsafe extern "C" {
     fn kill(pid: c_int, sig: c_int) -> c_int;
     fn sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
     fn poll(fds: *mut PollFd, count: u64, timeout_ms: c_int) -> c_int;
+    fn fork() -> c_int;
+    fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char)
+    -> c_int;
+    fn _exit(code: c_int) -> !;
+    fn setpgid(pid: c_int, pgid: c_int) -> c_int;
+    fn setgroups(count: usize, groups: *const u32) -> c_int;
+    fn setgid(gid: u32) -> c_int;
+    fn setuid(uid: u32) -> c_int;
+    fn chdir(path: *const c_char) -> c_int;
+    fn dup2(old: c_int, new: c_int) -> c_int;
+    fn tcsetpgrp(fd: c_int, pgrp: c_int) -> c_int;
+    fn getpid() -> c_int;
+    fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
+    fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
+    fn __errno_location() -> *mut c_int;
+    static environ: *const *const c_char;
 }
 
 /// `struct pollfd`. Declared here (rather than rustix's borrowing PollFd) so the loop can
@@ -180,21 +197,7 @@ pub fn send_signal(target: i32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `sig` is ignored (SIG_IGN) in this process right now. Read-only.
-pub fn signal_is_ignored(sig: i32) -> bool {
-    let mut old = SigAction {
-        handler: 0,
-        mask: SigSet::empty(),
-        flags: 0,
-        restorer: 0,
-    };
-    // SAFETY: a null `act` only queries; `old` is a valid, writable sigaction.
-    let ok = unsafe { sigaction(sig, std::ptr::null(), &mut old) } == 0;
-    ok && old.handler == SIG_IGN
-}
-
-/// Sets `sig` to be ignored. Async-signal-safe: used between fork and exec to give a child
-/// back a SIG_IGN it would otherwise lose (std resets SIGPIPE to default in children).
+/// Sets `sig` to be ignored (the tests use it to give bundle-init an inherited SIG_IGN).
 pub fn ignore_signal(sig: i32) -> io::Result<()> {
     let act = SigAction {
         handler: SIG_IGN,
@@ -271,5 +274,130 @@ mod tests {
             }
         );
         assert_eq!(SignalInfo::parse(&raw[..100]), None);
+    }
+}
+
+/// fork(2). Ok(0) in the child, Ok(pid) in the parent.
+pub fn fork_process() -> io::Result<i32> {
+    // SAFETY: bundle-init is single-threaded, so the child may go on running Rust code
+    // until exec; `child` below only makes async-signal-safe calls.
+    let pid = unsafe { fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// Everything a child needs between fork and exec, prepared (and allocated) beforehand.
+pub struct ExecPlan<'a> {
+    /// Paths to try in order (one, or one per PATH entry), NUL-terminated.
+    pub candidates: &'a [std::ffi::CString],
+    /// argv and envp as NULL-terminated pointer arrays; envp None inherits `environ`.
+    pub argv: &'a [*const c_char],
+    pub envp: Option<&'a [*const c_char]>,
+    pub cwd: Option<&'a std::ffi::CStr>,
+    pub user: Option<(u32, u32)>,
+    pub stdout: Option<c_int>,
+    pub stderr: Option<c_int>,
+    pub give_terminal: bool,
+    pub no_new_privs: bool,
+    pub mask: SigSet,
+    /// Write end of the CLOEXEC pipe the child reports a failure on.
+    pub report: c_int,
+}
+
+/// Which step of starting a child failed, as the child reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildStep {
+    ProcessGroup = 1,
+    Redirect = 2,
+    WorkingDirectory = 3,
+    User = 4,
+    NoNewPrivs = 5,
+    Signals = 6,
+    Exec = 7,
+}
+
+impl ChildStep {
+    pub fn from_code(code: u32) -> ChildStep {
+        match code {
+            1 => ChildStep::ProcessGroup,
+            2 => ChildStep::Redirect,
+            3 => ChildStep::WorkingDirectory,
+            4 => ChildStep::User,
+            5 => ChildStep::NoNewPrivs,
+            6 => ChildStep::Signals,
+            _ => ChildStep::Exec,
+        }
+    }
+}
+
+const PR_SET_NO_NEW_PRIVS: c_int = 38;
+const EACCES: c_int = 13;
+
+/// The child's side: set up and exec, or report (step, errno) on `plan.report` and exit
+/// 127. Makes only async-signal-safe system calls and allocates nothing.
+pub fn child(plan: &ExecPlan<'_>) -> ! {
+    // SAFETY: every pointer comes from `plan`, which the parent keeps alive (the child has
+    // its own copy of the address space); the calls are plain system call wrappers.
+    unsafe {
+        unsafe fn report_and_exit(fd: c_int, step: ChildStep) -> ! {
+            // SAFETY: errno is thread-local and valid; the buffer lives on this stack.
+            unsafe {
+                let report = [step as u32, *__errno_location() as u32];
+                write(fd, report.as_ptr().cast::<u8>(), 8);
+                _exit(127)
+            }
+        }
+        if setpgid(0, 0) != 0 {
+            report_and_exit(plan.report, ChildStep::ProcessGroup);
+        }
+        if plan.give_terminal {
+            // Still fully blocked here, so SIGTTOU cannot stop us for asking.
+            tcsetpgrp(0, getpid());
+        }
+        for (fd, target) in [(plan.stdout, 1), (plan.stderr, 2)] {
+            if let Some(fd) = fd
+                && dup2(fd, target) < 0
+            {
+                report_and_exit(plan.report, ChildStep::Redirect);
+            }
+        }
+        if let Some(dir) = plan.cwd
+            && chdir(dir.as_ptr()) != 0
+        {
+            report_and_exit(plan.report, ChildStep::WorkingDirectory);
+        }
+        if let Some((uid, gid)) = plan.user
+            && (setgroups(0, std::ptr::null()) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+        {
+            report_and_exit(plan.report, ChildStep::User);
+        }
+        if plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            report_and_exit(plan.report, ChildStep::NoNewPrivs);
+        }
+        if set_signal_mask(&plan.mask).is_err() {
+            report_and_exit(plan.report, ChildStep::Signals);
+        }
+        let envp = match plan.envp {
+            Some(envp) => envp.as_ptr(),
+            None => environ,
+        };
+        // execvp's rules: try each candidate; a permission error is remembered but the
+        // search goes on; "not found" is reported only if nothing else went wrong.
+        let mut saw_eacces = false;
+        for path in plan.candidates {
+            execve(path.as_ptr(), plan.argv.as_ptr(), envp);
+            let errno = *__errno_location();
+            match errno {
+                EACCES => saw_eacces = true,
+                2 | 20 => {} // ENOENT, ENOTDIR: try the next one
+                _ => report_and_exit(plan.report, ChildStep::Exec),
+            }
+        }
+        if saw_eacces {
+            *__errno_location() = EACCES;
+        }
+        report_and_exit(plan.report, ChildStep::Exec)
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! bundle-testd [--name NAME] [--log FILE] [--ignore SIG]... [--die-on SIG]...
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
-//!              [--flood BYTES] [--report] [--ready-file PATH]
+//!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -12,6 +12,7 @@
 //! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
 //! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
 //! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
+//! - `--timestamps` ends every noted line with ` t=NANOS` (CLOCK_MONOTONIC), for benchmarks;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
 //!
@@ -46,6 +47,7 @@ struct Options {
     flood: u64,
     report: bool,
     ready_file: Option<String>,
+    timestamps: bool,
 }
 
 #[unsafe(no_mangle)]
@@ -82,6 +84,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         flood: 0,
         report: false,
         ready_file: None,
+        timestamps: false,
     };
     let mut p = lexopt::Parser::from_args(args);
     let text = |p: &mut lexopt::Parser| -> Result<String, String> {
@@ -105,6 +108,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
+            Long("timestamps") => o.timestamps = true,
             _ => return Err(arg.unexpected().to_string()),
         }
     }
@@ -112,7 +116,14 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
 }
 
 fn note(options: &Options, what: &str) {
-    let line = format!("{} {} {what}\n", options.name, std::process::id());
+    let line = if options.timestamps {
+        // CLOCK_MONOTONIC in ns: the benchmarks compare it with when they sent something.
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let ns = t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128;
+        format!("{} {} {what} t={ns}\n", options.name, std::process::id())
+    } else {
+        format!("{} {} {what}\n", options.name, std::process::id())
+    };
     let _ = std::io::stdout().write_all(line.as_bytes());
     if let Some(path) = &options.log {
         // One write with O_APPEND: lines from several daemons never mix.

@@ -1,0 +1,750 @@
+//! Benchmarks bundle-init against tini, catatonit, dumb-init, s6 and supervisord in one run,
+//! each as PID 1 of a new PID namespace (`unshare --pid --fork`), and prints markdown tables
+//! with medians, spread and ratios to tini (or to the plain baseline).
+//!
+//! Runs are interleaved (each round visits the inits in a rotated order) so that drift hits
+//! all of them alike, and every loop is bounded in count and in time.
+//!
+//! Usage: bundle-init-bench --bundle-init PATH --testd PATH [--quick]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+unsafe extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut [i64; 2]) -> i32;
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+const SIGKILL: i32 = 9;
+const SIGUSR1: i32 = 10;
+const SIGTERM: i32 = 15;
+
+/// CLOCK_MONOTONIC in ns: the same clock bundle-testd stamps its lines with.
+fn mono_ns() -> u128 {
+    let mut ts = [0i64; 2];
+    // SAFETY: a valid pointer to two longs, the layout of struct timespec on x86_64.
+    unsafe { clock_gettime(1, &mut ts) };
+    ts[0] as u128 * 1_000_000_000 + ts[1] as u128
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { kill(pid, sig) };
+}
+
+struct Settings {
+    quick: bool,
+    bundle_init: PathBuf,
+    testd: PathBuf,
+    work: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Init {
+    BundleInit,
+    Tini,
+    Catatonit,
+    DumbInit,
+    S6,
+    Supervisord,
+}
+
+const SINGLE: [Init; 4] = [Init::Tini, Init::Catatonit, Init::DumbInit, Init::BundleInit];
+const SUPERVISORS: [Init; 3] = [Init::BundleInit, Init::S6, Init::Supervisord];
+const ALL: [Init; 6] = [Init::Tini, Init::Catatonit, Init::DumbInit, Init::BundleInit, Init::S6, Init::Supervisord];
+
+impl Init {
+    fn name(self) -> &'static str {
+        match self {
+            Init::BundleInit => "bundle-init",
+            Init::Tini => "tini-static",
+            Init::Catatonit => "catatonit",
+            Init::DumbInit => "dumb-init",
+            Init::S6 => "s6-svscan",
+            Init::Supervisord => "supervisord",
+        }
+    }
+}
+
+/// One line of a program's output, with the time it was read.
+type LineRx = Receiver<String>;
+
+fn lines_of(source: impl Read + Send + 'static) -> LineRx {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; None after `limit`.
+fn wait_line(rx: &LineRx, needle: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+fn stamp(line: &str) -> u128 {
+    line.rsplit_once("t=").and_then(|(_, t)| t.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A process tree started as PID 1 of a new PID namespace.
+struct Pid1 {
+    outer: Child,
+    out: LineRx,
+}
+
+impl Pid1 {
+    fn start(argv: &[String]) -> Pid1 {
+        let mut outer = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let out = lines_of(outer.stdout.take().unwrap());
+        Pid1 { outer, out }
+    }
+
+    /// Host pid of the init (unshare's only child).
+    fn pid(&self) -> i32 {
+        let outer = self.outer.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children")).unwrap_or_default();
+            if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "no init under unshare");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits up to `limit` for the whole tree to end; true if it did.
+    fn wait(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.outer.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        if self.outer.try_wait().ok().flatten().is_none() {
+            signal(self.pid(), SIGKILL);
+            let _ = self.outer.kill();
+            let _ = self.outer.wait();
+        }
+    }
+}
+
+/// Command line of a single-child init running `child`.
+fn single(s: &Settings, init: Init, child: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = match init {
+        Init::BundleInit => vec![s.bundle_init.display().to_string(), "--".into()],
+        Init::Tini => vec!["tini-static".into(), "--".into()],
+        Init::Catatonit => vec!["catatonit".into(), "--".into()],
+        Init::DumbInit => vec!["dumb-init".into(), "--".into()],
+        Init::S6 | Init::Supervisord => unreachable!("not a single-child init"),
+    };
+    argv.extend(child.iter().cloned());
+    argv
+}
+
+/// A daemon: name and argv.
+type Daemon = (&'static str, Vec<String>);
+
+/// Command line of a supervisor running `daemons`; writes the configuration it needs.
+fn supervisor(s: &Settings, init: Init, tag: &str, daemons: &[Daemon], extra_bundle: &str) -> Vec<String> {
+    let dir = s.work.join(format!("{}-{tag}", init.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    match init {
+        Init::BundleInit => {
+            let mut text = extra_bundle.to_string();
+            for (name, argv) in daemons {
+                text.push_str(&format!("[{name}]\nrun = {}\n", argv.join(" ")));
+            }
+            let path = dir.join("bench.bundle");
+            std::fs::write(&path, text).unwrap();
+            vec![s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()]
+        }
+        Init::S6 => {
+            for (name, argv) in daemons {
+                let service = dir.join(name);
+                std::fs::create_dir_all(&service).unwrap();
+                let run = service.join("run");
+                std::fs::write(&run, format!("#!/bin/sh\nexec {}\n", argv.join(" "))).unwrap();
+                let _ = Command::new("chmod").arg("+x").arg(&run).status();
+            }
+            vec!["s6-svscan".into(), dir.display().to_string()]
+        }
+        Init::Supervisord => {
+            let sock = dir.join("supervisor.sock");
+            let mut conf = format!(
+                "[supervisord]\nnodaemon=true\nlogfile=/dev/null\nlogfile_maxbytes=0\npidfile={}/pid\n\
+                 [unix_http_server]\nfile={}\n[rpcinterface:supervisor]\n\
+                 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+                 [supervisorctl]\nserverurl=unix://{}\n",
+                dir.display(),
+                sock.display(),
+                sock.display()
+            );
+            for (name, argv) in daemons {
+                conf.push_str(&format!(
+                    "[program:{name}]\ncommand={}\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n\
+                     startsecs=0\nautorestart=false\nstopwaitsecs=10\n",
+                    argv.join(" ")
+                ));
+            }
+            let path = dir.join("supervisord.conf");
+            std::fs::write(&path, conf).unwrap();
+            vec!["supervisord".into(), "-c".into(), path.display().to_string()]
+        }
+        _ => unreachable!("not a supervisor"),
+    }
+}
+
+fn supervisorctl_conf(s: &Settings, tag: &str) -> String {
+    s.work.join(format!("supervisord-{tag}/supervisord.conf")).display().to_string()
+}
+
+fn testd(s: &Settings, args: &[&str]) -> Vec<String> {
+    let mut v = vec![s.testd.display().to_string()];
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+// ---------------------------------------------------------------- statistics and output
+
+fn median(v: &mut [f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i]
+}
+
+fn ratio(value: f64, base: f64) -> String {
+    if base.is_finite() && base > 0.0 && value.is_finite() {
+        format!("{:.2}", value / base)
+    } else {
+        "–".into()
+    }
+}
+
+fn proc_status(pid: i32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ctxt_switches(pid: i32) -> u64 {
+    proc_status(pid, "voluntary_ctxt_switches:") + proc_status(pid, "nonvoluntary_ctxt_switches:")
+}
+
+/// CPU time in ns (first field of schedstat).
+fn cpu_ns(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The init plus, for s6, its s6-supervise children: the processes that make up "the init".
+fn init_processes(init: Init, pid: i32) -> Vec<i32> {
+    let mut pids = vec![pid];
+    if init == Init::S6 {
+        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for kid in kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+            let comm = std::fs::read_to_string(format!("/proc/{kid}/comm")).unwrap_or_default();
+            if comm.trim() == "s6-supervise" {
+                pids.push(kid);
+            }
+        }
+    }
+    pids
+}
+
+fn zombies_under(pid: i32) -> usize {
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    kids.split_whitespace()
+        .filter(|k| {
+            std::fs::read_to_string(format!("/proc/{k}/stat"))
+                .map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(false))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn rotated<T: Copy>(items: &[T], round: usize) -> Vec<T> {
+    let k = round % items.len();
+    items[k..].iter().chain(items[..k].iter()).copied().collect()
+}
+
+fn path_of(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.exists())
+}
+
+fn is_static(path: &Path) -> &'static str {
+    let out = Command::new("file").arg("-L").arg(path).output();
+    match out {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            if text.contains("statically linked") || text.contains("static-pie") {
+                "static"
+            } else if text.contains("dynamically linked") {
+                "dynamic"
+            } else {
+                "script"
+            }
+        }
+        Err(_) => "?",
+    }
+}
+
+// ---------------------------------------------------------------- the metrics
+
+fn bench_size(s: &Settings) {
+    println!("\n### Binary size\n");
+    println!("| init | bytes | KiB | linking | ratio to tini |");
+    println!("|---|---:|---:|---|---:|");
+    let bundle = s.bundle_init.display().to_string();
+    let rows = [
+        ("bundle-init", bundle.as_str()),
+        ("tini-static", "tini-static"),
+        ("catatonit", "catatonit"),
+        ("dumb-init", "dumb-init"),
+        ("s6-svscan (+ s6-supervise, libskarnet)", "s6-svscan"),
+        ("supervisord (+ python3)", "supervisord"),
+    ];
+    let tini = path_of("tini-static").and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len() as f64).unwrap_or(f64::NAN);
+    for (name, program) in rows {
+        let Some(path) = path_of(program) else { continue };
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "| {name} | {bytes} | {:.0} | {} | {} |",
+            bytes as f64 / 1024.0,
+            is_static(&path),
+            ratio(bytes as f64, tini)
+        );
+    }
+}
+
+fn bench_startup(s: &Settings) {
+    let rounds = if s.quick { 60 } else { 300 };
+    let truth = vec!["/bin/true".to_string()];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); SINGLE.len() + 1];
+    for round in 0..rounds {
+        let order: Vec<usize> = rotated(&(0..=SINGLE.len()).collect::<Vec<_>>(), round);
+        for i in order {
+            let argv = if i == SINGLE.len() { truth.clone() } else { single(s, SINGLE[i], &truth) };
+            let t = Instant::now();
+            let status = Command::new("unshare").args(["--pid", "--fork"]).args(&argv).status().unwrap();
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            if status.success() {
+                samples[i].push(us);
+            }
+        }
+    }
+    let base = median(&mut samples[SINGLE.len()].clone());
+    println!("\n### Start-up overhead (`unshare --pid --fork INIT -- true` minus `unshare --pid --fork true`, {rounds} runs each)\n");
+    println!("| init | median µs | p10–p90 µs | overhead µs | ratio to tini |");
+    println!("|---|---:|---:|---:|---:|");
+    let tini_overhead = median(&mut samples[0].clone()) - base;
+    println!("| (true alone) | {base:.0} | {:.0}–{:.0} | – | – |", percentile(&mut samples[SINGLE.len()].clone(), 10.0), percentile(&mut samples[SINGLE.len()].clone(), 90.0));
+    for (i, init) in SINGLE.iter().enumerate() {
+        let m = median(&mut samples[i].clone());
+        println!(
+            "| {} | {m:.0} | {:.0}–{:.0} | {:.0} | {} |",
+            init.name(),
+            percentile(&mut samples[i].clone(), 10.0),
+            percentile(&mut samples[i].clone(), 90.0),
+            m - base,
+            ratio(m - base, tini_overhead)
+        );
+    }
+}
+
+fn bench_idle(s: &Settings) {
+    let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(10) };
+    let sleeper = vec!["/bin/sleep".to_string(), "3600".to_string()];
+    let mut running = Vec::new();
+    for init in ALL {
+        let argv = match init {
+            Init::S6 | Init::Supervisord => supervisor(s, init, "idle", &[("sleeper", sleeper.clone())], ""),
+            Init::BundleInit => single(s, init, &sleeper),
+            _ => single(s, init, &sleeper),
+        };
+        running.push((init, Pid1::start(&argv)));
+    }
+    // All run side by side through the same window.
+    std::thread::sleep(Duration::from_secs(2)); // let every init settle into its idle state
+    let before: Vec<u64> = running
+        .iter()
+        .map(|(init, p)| init_processes(*init, p.pid()).iter().map(|&q| ctxt_switches(q)).sum())
+        .collect();
+    std::thread::sleep(window);
+    println!("\n### Idle with one sleeping child ({}s window, all inits side by side)\n", window.as_secs());
+    println!("| init | wakeups in window | RSS KiB | anon RSS KiB | ratio anon RSS to tini |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut tini_anon = f64::NAN;
+    for (i, (init, p)) in running.iter().enumerate() {
+        let pids = init_processes(*init, p.pid());
+        let after: u64 = pids.iter().map(|&q| ctxt_switches(q)).sum();
+        let rss: u64 = pids.iter().map(|&q| proc_status(q, "VmRSS:")).sum();
+        let anon: u64 = pids.iter().map(|&q| proc_status(q, "RssAnon:")).sum();
+        if *init == Init::Tini {
+            tini_anon = anon as f64;
+        }
+        println!("| {} | {} | {rss} | {anon} | {} |", init.name(), after - before[i], ratio(anon as f64, tini_anon));
+    }
+}
+
+fn bench_forwarding(s: &Settings) {
+    let rounds = if s.quick { 10 } else { 40 };
+    let per_round = if s.quick { 40 } else { 100 };
+    let child = testd(s, &["--timestamps"]);
+    let mut running: Vec<(Init, Pid1)> = SINGLE.iter().map(|&i| (i, Pid1::start(&single(s, i, &child)))).collect();
+    for (_, p) in &running {
+        wait_line(&p.out, "started", Duration::from_secs(5)).expect("child started");
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); SINGLE.len()];
+    let mut lost = vec![0usize; SINGLE.len()];
+    for round in 0..rounds {
+        for i in rotated(&(0..SINGLE.len()).collect::<Vec<_>>(), round) {
+            let (_, p) = &mut running[i];
+            let pid = p.pid();
+            for _ in 0..per_round {
+                let t0 = mono_ns();
+                signal(pid, SIGUSR1);
+                match wait_line(&p.out, "got SIGUSR1", Duration::from_secs(2)) {
+                    Some(line) => samples[i].push((stamp(&line).saturating_sub(t0)) as f64 / 1000.0),
+                    None => lost[i] += 1,
+                }
+            }
+        }
+    }
+    println!("\n### Signal forwarding latency (kill(init, USR1) to the child's signalfd read, {} signals each)\n", rounds * per_round);
+    println!("| init | median µs | p99 µs | lost | ratio median to tini |");
+    println!("|---|---:|---:|---:|---:|");
+    let tini = median(&mut samples[0].clone());
+    for (i, init) in SINGLE.iter().enumerate() {
+        let m = median(&mut samples[i].clone());
+        println!("| {} | {m:.1} | {:.1} | {} | {} |", init.name(), percentile(&mut samples[i].clone(), 99.0), lost[i], ratio(m, tini));
+    }
+}
+
+fn bench_reaping(s: &Settings) {
+    let orphans = if s.quick { 2000 } else { 10000 };
+    let count = orphans.to_string();
+    let child = testd(s, &["--orphans", &count]);
+    println!("\n### Reaping {orphans} orphans (CPU and context switches of the init until none is left)\n");
+    println!("| init | CPU ms | context switches | zombies left | ratio CPU to catatonit |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for init in ALL {
+        let argv = match init {
+            Init::S6 | Init::Supervisord => supervisor(s, init, "reap", &[("spawner", child.clone())], ""),
+            _ => single(s, init, &child),
+        };
+        let p = Pid1::start(&argv);
+        let pid = p.pid();
+        let cpu0 = cpu_ns(pid);
+        let cs0 = ctxt_switches(pid);
+        let made = wait_line(&p.out, "orphans", Duration::from_secs(60)).is_some();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while zombies_under(pid) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cpu = (cpu_ns(pid) - cpu0) as f64 / 1e6;
+        let cs = ctxt_switches(pid) - cs0;
+        let left = if made { zombies_under(pid).to_string() } else { "child failed".into() };
+        rows.push((init, cpu, cs, left));
+    }
+    let cat = rows.iter().find(|r| r.0 == Init::Catatonit).map(|r| r.1).unwrap_or(f64::NAN);
+    for (init, cpu, cs, left) in rows {
+        println!("| {} | {cpu:.1} | {cs} | {left} | {} |", init.name(), ratio(cpu, cat));
+    }
+}
+
+fn bench_shutdown(s: &Settings) {
+    let cap = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(12) };
+    println!("\n### Shutdown: SIGTERM to the init (cap {}s)\n", cap.as_secs());
+    println!("| init | child ignores TERM: exits after | polite child: exits after ms |");
+    println!("|---|---|---:|");
+    for init in ALL {
+        let mut cells = Vec::new();
+        for stubborn in [true, false] {
+            let mut args = vec!["--name", "d"];
+            if stubborn {
+                args.extend(["--ignore", "TERM"]);
+            }
+            let child = testd(s, &args);
+            let argv = match init {
+                Init::S6 | Init::Supervisord => supervisor(s, init, "stop", &[("d", child)], ""),
+                // Bundle mode, to show its shutdown budget (single-child mode forwards TERM and
+                // waits, like tini).
+                Init::BundleInit => supervisor(s, init, "stop", &[("d", child)], "shutdown-grace = 2s\n"),
+                _ => single(s, init, &child),
+            };
+            let mut p = Pid1::start(&argv);
+            let ready = wait_line(&p.out, "started", Duration::from_secs(10)).is_some();
+            // Let the supervisors mark it running and settle into their loops.
+            std::thread::sleep(Duration::from_millis(1000));
+            let t = Instant::now();
+            signal(p.pid(), SIGTERM);
+            let exited = p.wait(cap);
+            let took = t.elapsed();
+            cells.push(match (ready, exited, stubborn) {
+                (false, _, _) => "did not start".to_string(),
+                (true, true, true) => format!("{:.2} s", took.as_secs_f64()),
+                (true, true, false) => format!("{:.1}", took.as_secs_f64() * 1000.0),
+                (true, false, _) => format!("never (still running at {}s)", cap.as_secs()),
+            });
+        }
+        println!("| {} | {} | {} |", init.name(), cells[0], cells[1]);
+    }
+}
+
+fn bench_restart(s: &Settings) {
+    let n_fast = if s.quick { 50 } else { 300 };
+    let n_slow = if s.quick { 3 } else { 10 };
+    let target = testd(s, &["--name", "pipelock", "--timestamps"]);
+    let sibling = testd(s, &["--name", "sibling", "--timestamps"]);
+    let daemons = [("pipelock", target), ("sibling", sibling)];
+    let mut running: Vec<(Init, Pid1)> = SUPERVISORS
+        .iter()
+        .map(|&i| (i, Pid1::start(&supervisor(s, i, "restart", &daemons, "on SIGUSR1 = restart pipelock\n"))))
+        .collect();
+    let mut sibling_pid = Vec::new();
+    for (_, p) in &running {
+        let mut seen = (false, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(seen.0 && seen.1 != 0) && Instant::now() < deadline {
+            if let Ok(line) = p.out.recv_timeout(Duration::from_millis(100)) {
+                if line.contains("pipelock") && line.contains("started") {
+                    seen.0 = true;
+                }
+                if line.contains("sibling") && line.contains("started") {
+                    seen.1 = line.split_whitespace().nth(line.split_whitespace().position(|w| w == "sibling").unwrap_or(0) + 1).and_then(|w| w.parse().ok()).unwrap_or(-1);
+                }
+            }
+        }
+        sibling_pid.push(seen.1);
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); SUPERVISORS.len()];
+    let mut sibling_touched = vec![false; SUPERVISORS.len()];
+    let rounds = n_slow;
+    for round in 0..rounds {
+        for i in rotated(&(0..SUPERVISORS.len()).collect::<Vec<_>>(), round) {
+            let (init, p) = &mut running[i];
+            let times = if *init == Init::BundleInit { n_fast / rounds } else { 1 };
+            for _ in 0..times {
+                if *init == Init::S6 {
+                    // s6-supervise waits out the rest of a second after a quick start.
+                    std::thread::sleep(Duration::from_millis(1100));
+                }
+                let t0 = mono_ns();
+                match init {
+                    Init::BundleInit => signal(p.pid(), SIGUSR1),
+                    Init::S6 => {
+                        let dir = s.work.join("s6-svscan-restart/pipelock");
+                        let _ = Command::new("s6-svc").arg("-r").arg(dir).status();
+                    }
+                    Init::Supervisord => {
+                        let _ = Command::new("supervisorctl")
+                            .args(["-c", &supervisorctl_conf(s, "restart"), "restart", "pipelock"])
+                            .stdout(Stdio::null())
+                            .status();
+                    }
+                    _ => {}
+                }
+                let deadline = Duration::from_secs(15);
+                let mut got = None;
+                let start = Instant::now();
+                while start.elapsed() < deadline {
+                    let Ok(line) = p.out.recv_timeout(deadline) else { break };
+                    if line.contains("sibling") && line.contains("got") {
+                        sibling_touched[i] = true;
+                    }
+                    if line.contains("pipelock") && line.contains(" started") {
+                        got = Some(stamp(&line));
+                        break;
+                    }
+                }
+                if let Some(t) = got {
+                    samples[i].push(t.saturating_sub(t0) as f64 / 1e6);
+                }
+            }
+        }
+    }
+    println!("\n### Restart one daemon: from the request to the new process running\n");
+    println!("bundle-init: `kill -USR1` (route `restart pipelock`); s6: `s6-svc -r`; supervisord: `supervisorctl restart`.\n");
+    println!("| supervisor | restarts | median ms | p99 ms | sibling untouched | ratio median to bundle-init |");
+    println!("|---|---:|---:|---:|---|---:|");
+    let base = median(&mut samples[0].clone());
+    for (i, init) in SUPERVISORS.iter().enumerate() {
+        let m = median(&mut samples[i].clone());
+        let still = std::fs::metadata(format!("/proc/{}", sibling_pid[i])).is_ok() || sibling_pid[i] > 0;
+        println!(
+            "| {} | {} | {m:.2} | {:.2} | {} | {} |",
+            init.name(),
+            samples[i].len(),
+            percentile(&mut samples[i].clone(), 99.0),
+            if !sibling_touched[i] && still { "yes" } else { "NO" },
+            ratio(m, base)
+        );
+    }
+}
+
+fn bench_bundle_memory(s: &Settings) {
+    let names = ["egress", "pipelock", "git-gate", "supervise"];
+    let daemons: Vec<Daemon> = names.iter().map(|&n| (n, testd(s, &["--name", n]))).collect();
+    let running: Vec<(Init, Pid1)> =
+        SUPERVISORS.iter().map(|&i| (i, Pid1::start(&supervisor(s, i, "memory", &daemons, "")))).collect();
+    for (_, p) in &running {
+        for _ in 0..4 {
+            let _ = wait_line(&p.out, "started", Duration::from_secs(10));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    println!("\n### Supervising the seed's 4 daemons, output prefixed or logged\n");
+    println!("| supervisor | processes | RSS KiB | anon RSS KiB | ratio RSS to bundle-init |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut base = f64::NAN;
+    for (init, p) in &running {
+        let pids = init_processes(*init, p.pid());
+        let rss: u64 = pids.iter().map(|&q| proc_status(q, "VmRSS:")).sum();
+        let anon: u64 = pids.iter().map(|&q| proc_status(q, "RssAnon:")).sum();
+        if *init == Init::BundleInit {
+            base = rss as f64;
+        }
+        println!("| {} | {} | {rss} | {anon} | {} |", init.name(), pids.len(), ratio(rss as f64, base));
+    }
+}
+
+fn bench_throughput(s: &Settings) {
+    let bytes: u64 = if s.quick { 50_000_000 } else { 300_000_000 };
+    let rounds = if s.quick { 2 } else { 5 };
+    let count = bytes.to_string();
+    let flood = testd(s, &["--name", "flood", "--flood", &count, "--exit-after", "0s", "0"]);
+    let mut plain = Vec::new();
+    let mut through = Vec::new();
+    for round in 0..rounds {
+        for which in rotated(&[0, 1], round) {
+            let argv = if which == 0 {
+                flood.clone()
+            } else {
+                let mut b = supervisor(s, Init::BundleInit, "throughput", &[("flood", flood.clone())], "");
+                let path = b.last().unwrap().clone();
+                let text = std::fs::read_to_string(&path).unwrap() + "on-exit = stop-bundle\n";
+                std::fs::write(&path, text).unwrap();
+                b.truncate(3);
+                b
+            };
+            let t = Instant::now();
+            let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            let _ = child.wait();
+            let secs = t.elapsed().as_secs_f64();
+            let mbps = bytes as f64 / secs / 1e6;
+            let _ = total;
+            if which == 0 { plain.push(mbps) } else { through.push(mbps) }
+        }
+    }
+    let p = median(&mut plain.clone());
+    let b = median(&mut through.clone());
+    println!("\n### Prefixed output throughput ({} MB of 94-byte lines, {rounds} runs each)\n", bytes / 1_000_000);
+    println!("| path | median MB/s (payload) | ratio to plain pipe |");
+    println!("|---|---:|---:|");
+    println!("| plain pipe (daemon -> reader) | {p:.0} | 1.00 |");
+    println!("| bundle-init prefixing (daemon -> bundle-init -> reader) | {b:.0} | {} |", ratio(b, p));
+}
+
+fn main() {
+    let mut quick = false;
+    let mut bundle_init = None;
+    let mut testd_path = None;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--bundle-init" => bundle_init = args.next().map(PathBuf::from),
+            "--testd" => testd_path = args.next().map(PathBuf::from),
+            "--only" => only = args.next(),
+            _ => {
+                let _ = writeln!(std::io::stderr(), "usage: bundle-init-bench --bundle-init PATH --testd PATH [--quick] [--only METRIC]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let work = std::env::temp_dir().join(format!("bundle-init-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let s = Settings {
+        quick,
+        bundle_init: std::fs::canonicalize(bundle_init.expect("--bundle-init PATH")).unwrap(),
+        testd: std::fs::canonicalize(testd_path.expect("--testd PATH")).unwrap(),
+        work: work.clone(),
+    };
+    let started = Instant::now();
+    let metrics: [(&str, fn(&Settings)); 9] = [
+        ("size", bench_size),
+        ("startup", bench_startup),
+        ("idle", bench_idle),
+        ("forwarding", bench_forwarding),
+        ("reaping", bench_reaping),
+        ("shutdown", bench_shutdown),
+        ("restart", bench_restart),
+        ("memory", bench_bundle_memory),
+        ("throughput", bench_throughput),
+    ];
+    for (name, run) in metrics {
+        if only.as_deref().is_none_or(|o| o == name) {
+            run(&s);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!("\n(benchmark took {:.0} s{})", started.elapsed().as_secs_f64(), if quick { ", --quick" } else { "" });
+}
