@@ -68,3 +68,16 @@ bench *ARGS: build
     if [ ${#missing[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
     cargo build --quiet --release --manifest-path bench/Cargo.toml
     bench/target/release/bundle-init-bench --bundle-init {{release}}/bundle-init --testd {{release}}/bundle-testd {{ARGS}}
+
+# The tiny build: nightly, std rebuilt with an immediate-abort panic strategy.
+build-tiny:
+    rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+    rustup component add rust-src --toolchain nightly
+    rustup target add x86_64-unknown-linux-musl --toolchain nightly
+    cargo +nightly build -Z panic-immediate-abort -Z build-std=std,panic_abort --release --target {{target}} --target-dir target/tiny {{static}} --config 'profile.release.panic="immediate-abort"'
+    @file target/tiny/{{target}}/release/bundle-init
+    @ls -l target/tiny/{{target}}/release/bundle-init
+
+# The same PID-1 and bundle test suites against the tiny build.
+test-tiny: build-tiny
+    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --test core --test bundle --test hardening

@@ -67,9 +67,11 @@ pub struct Runtime {
 
 pub fn now() -> Time {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    // Nanoseconds since boot fit a u64 for 584 years; from_nanos has no panic path.
+    Duration::from_nanos(
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64),
     )
 }
 

@@ -241,7 +241,7 @@ impl Supervisor {
                         old_pid: Some(old),
                     }) => {
                         daemon.restarts += 1;
-                        let micros = now.saturating_sub(asked_at).as_micros();
+                        let micros = now.saturating_sub(asked_at).as_micros() as u64;
                         format!(
                             "{name} restarted ({by}): pid {old} -> {pid} in {}.{:03} ms",
                             micros / 1000,

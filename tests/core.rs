@@ -183,7 +183,7 @@ fn the_child_gets_only_its_standard_descriptors_and_its_own_group() {
 fn dash_p_delivers_the_parent_death_signal() {
     // sh starts bundle-init in the background and waits on stdin; closing stdin ends sh,
     // bundle-init's parent. -p turns that into SIGUSR1, which is forwarded to the child.
-    let script = format!("{BUNDLE_INIT} -p SIGUSR1 -- {TESTD} & read _");
+    let script = format!("{} -p SIGUSR1 -- {TESTD} & read _", bundle_init_bin());
     let mut sh = Command::new("sh")
         .args(["-c", &script])
         .env("PATH", test_path())
@@ -250,7 +250,10 @@ fn stop_others_terms_leftovers_and_waits_for_them() {
 
 #[test]
 fn version_names_the_commit() {
-    let out = Command::new(BUNDLE_INIT).arg("--version").output().unwrap();
+    let out = Command::new(bundle_init_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with(&format!("bundle-init {} (", env!("CARGO_PKG_VERSION"))),
@@ -264,7 +267,7 @@ fn version_names_the_commit() {
 /// bundle-init never has to forward it (-vv would log a forward).
 #[test]
 fn ctrl_c_on_a_terminal_reaches_the_child_and_exits_130() {
-    let command = format!("exec {BUNDLE_INIT} -vv -- {TESTD}");
+    let command = format!("exec {} -vv -- {TESTD}", bundle_init_bin());
     let mut script = Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .env("PATH", test_path())

@@ -298,7 +298,7 @@ fn fork_failure_under_a_process_limit_is_survived_and_retried() {
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     // As uid 54321 (nobody else runs as it) with at most 2 processes: bundle-init and one
     // daemon fit, the second daemon's fork fails.
-    let mut command = Command::new(BUNDLE_INIT);
+    let mut command = Command::new(bundle_init_bin());
     command
         .args(["--bundle", &bundle])
         .env("PATH", test_path())
@@ -407,7 +407,7 @@ fn broken_outputs_do_not_stop_supervision() {
             "--pid",
             "--fork",
             "--mount-proc",
-            BUNDLE_INIT,
+            bundle_init_bin(),
             "--bundle",
             &bundle,
         ])

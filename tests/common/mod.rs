@@ -10,7 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BUNDLE_INIT: &str = env!("CARGO_BIN_EXE_bundle-init");
+/// The binary under test: the one cargo built, or BUNDLE_INIT_BIN (`just test-tiny` points
+/// it at the tiny build, so the same suite checks both).
+pub fn bundle_init_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BUNDLE_INIT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bundle-init").to_string())
+    })
+}
 pub const TESTD: &str = env!("CARGO_BIN_EXE_bundle-testd");
 
 pub const HUP: i32 = 1;
@@ -184,10 +192,10 @@ impl Launch {
     pub fn start(self) -> Init {
         let mut command = if self.as_pid1 {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", BUNDLE_INIT]);
+            c.args(["--pid", "--fork", "--mount-proc", bundle_init_bin()]);
             c
         } else {
-            Command::new(BUNDLE_INIT)
+            Command::new(bundle_init_bin())
         };
         command
             .args(&self.args)
