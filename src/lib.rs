@@ -152,7 +152,9 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
         warn_orphans: options.warn_orphans,
         pid1,
     };
-    match runtime::Runtime::new(Supervisor::new(plan), signals, settings) {
+    let mut supervisor = Supervisor::new(plan);
+    supervisor.set_verbosity(options.verbosity);
+    match runtime::Runtime::new(supervisor, signals, settings) {
         Ok(runtime) => runtime.run(),
         Err(e) => {
             say(format_args!("cannot create output pipes: {e}"));

@@ -157,6 +157,8 @@ pub struct Supervisor {
     exit_code: u8,
     /// Whether the last reaping pass saw children still alive (true until one says not).
     leftovers: bool,
+    /// The most detailed level shown.
+    verbosity: Level,
 }
 
 pub type Actions = VecDeque<Action>;
@@ -189,6 +191,7 @@ impl Supervisor {
             phase: Phase::Running,
             exit_code: 0,
             leftovers: true,
+            verbosity: Level::Debug,
         }
     }
 
@@ -208,11 +211,9 @@ impl Supervisor {
     /// Starts every daemon, in order.
     pub fn start(&mut self, out: &mut Actions) {
         if self.daemons.is_empty() {
-            self.log(
-                out,
-                Level::Notice,
-                "no daemon selected; nothing to do".to_string(),
-            );
+            self.log(out, Level::Notice, || {
+                "no daemon selected; nothing to do".to_string()
+            });
             self.finish(out);
             return;
         }
@@ -261,7 +262,7 @@ impl Supervisor {
                     None => format!("{name} started: pid {pid}"),
                 };
                 let level = self.lifecycle;
-                self.log(out, level, line);
+                self.log(out, level, || line);
             }
             Err(failure) if failure.transient => {
                 let delay = self.next_backoff(index, Duration::ZERO);
@@ -273,11 +274,11 @@ impl Supervisor {
                     failure.message,
                     human(delay)
                 );
-                self.log(out, Level::Error, line);
+                self.log(out, Level::Error, || line);
             }
             Err(failure) => {
                 let line = format!("cannot start {}: {}", daemon.spec.name, failure.message);
-                self.log(out, Level::Error, line);
+                self.log(out, Level::Error, || line);
                 self.ended_on_its_own(
                     index,
                     ExitStatus::Code(failure.code),
@@ -316,7 +317,7 @@ impl Supervisor {
                 let line = format!("{} {status} (pid {pid})", daemon.spec.name);
                 self.exit_code = self.exit_code.max(code);
                 let level = self.lifecycle;
-                self.log(out, level, line);
+                self.log(out, level, || line);
             }
             _ => {}
         }
@@ -334,21 +335,19 @@ impl Supervisor {
         match self.routes.get(sig).clone() {
             Route::Shutdown => {
                 if self.is_shutting_down() {
-                    self.log(
-                        out,
-                        Level::Notice,
-                        format!("received {sig} again: already shutting down, ignored"),
-                    );
+                    self.log(out, Level::Notice, || {
+                        format!("received {sig} again: already shutting down, ignored")
+                    });
                 } else {
-                    self.log(out, Level::Notice, format!("received {sig}: shutting down"));
+                    self.log(out, Level::Notice, || {
+                        format!("received {sig}: shutting down")
+                    });
                     self.begin_shutdown(now, out);
                 }
             }
-            Route::Ignore => self.log(
-                out,
-                Level::Info,
-                format!("received {sig}: ignored by route"),
-            ),
+            Route::Ignore => self.log(out, Level::Info, || {
+                format!("received {sig}: ignored by route")
+            }),
             Route::ForwardAll => {
                 let all: Vec<usize> = (0..self.daemons.len()).collect();
                 self.forward(sig, &all, out);
@@ -369,11 +368,9 @@ impl Supervisor {
         };
         let name = daemon.spec.name.clone();
         if !matches!(self.phase, Phase::Running) {
-            self.log(
-                out,
-                Level::Notice,
-                format!("restart of {name} ({by}) ignored: shutting down"),
-            );
+            self.log(out, Level::Notice, || {
+                format!("restart of {name} ({by}) ignored: shutting down")
+            });
             return;
         }
         match daemon.state {
@@ -395,18 +392,14 @@ impl Supervisor {
                     sig: stop,
                     group: daemon.spec.signal_group,
                 });
-                self.log(
-                    out,
-                    Level::Info,
-                    format!("restarting {name} ({by}): sent {stop} to pid {pid}"),
-                );
+                self.log(out, Level::Info, || {
+                    format!("restarting {name} ({by}): sent {stop} to pid {pid}")
+                });
             }
             State::Stopping { .. } => {
-                self.log(
-                    out,
-                    Level::Info,
-                    format!("restart of {name} ({by}) already under way: coalesced"),
-                );
+                self.log(out, Level::Info, || {
+                    format!("restart of {name} ({by}) already under way: coalesced")
+                });
             }
             State::Backoff { .. } | State::Exited => {
                 daemon.state = State::Idle;
@@ -449,7 +442,7 @@ impl Supervisor {
                         sig: Sig(libc_sig::KILL),
                         group: true,
                     });
-                    self.log(out, Level::Notice, line);
+                    self.log(out, Level::Notice, || line);
                 }
                 State::Backoff { until } if running && now >= until => {
                     daemon.state = State::Idle;
@@ -498,7 +491,7 @@ impl Supervisor {
                 "shutdown budget of {} is over: sending SIGKILL to what is left",
                 human(self.shutdown_grace)
             );
-            self.log(out, Level::Notice, line);
+            self.log(out, Level::Notice, || line);
             self.check_shutdown_done(out);
         }
     }
@@ -535,7 +528,7 @@ impl Supervisor {
                     group: daemon.spec.signal_group,
                 });
                 let line = format!("forwarded {sig} to {} (pid {pid})", daemon.spec.name);
-                self.log(out, Level::Info, line);
+                self.log(out, Level::Info, || line);
             }
         }
     }
@@ -555,34 +548,28 @@ impl Supervisor {
             ExitPolicy::KeepRunning => {
                 daemon.state = State::Exited;
                 self.exit_code = self.exit_code.max(status.code());
-                self.log(
-                    out,
-                    Level::Notice,
-                    format!("{name} {status}; not restarted (keep-running)"),
-                );
+                self.log(out, Level::Notice, || {
+                    format!("{name} {status}; not restarted (keep-running)")
+                });
                 if self.daemons.iter().all(|d| d.state == State::Exited) {
-                    self.log(out, Level::Notice, "every daemon has exited".to_string());
+                    self.log(out, Level::Notice, || "every daemon has exited".to_string());
                     self.begin_shutdown(now, out);
                 }
             }
             ExitPolicy::Restart => {
                 let delay = self.next_backoff(index, ran_for);
                 self.daemons[index].state = State::Backoff { until: now + delay };
-                self.log(
-                    out,
-                    Level::Notice,
-                    format!("{name} {status}; restarting in {}", human(delay)),
-                );
+                self.log(out, Level::Notice, || {
+                    format!("{name} {status}; restarting in {}", human(delay))
+                });
             }
             ExitPolicy::StopBundle => {
                 daemon.state = State::Exited;
                 self.exit_code = self.exit_code.max(status.code());
                 let level = self.lifecycle;
-                self.log(
-                    out,
-                    level,
-                    format!("{name} {status}; stopping the bundle (stop-bundle)"),
-                );
+                self.log(out, level, || {
+                    format!("{name} {status}; stopping the bundle (stop-bundle)")
+                });
                 self.begin_shutdown(now, out);
             }
         }
@@ -693,8 +680,22 @@ impl Supervisor {
         out.push_back(Action::Exit(code));
     }
 
-    fn log(&self, out: &mut Actions, level: Level, line: String) {
-        out.push_back(Action::Log(level, line));
+    /// Queues a log line; `line` is only called (formatted) when the line will be shown.
+    fn log(&self, out: &mut Actions, level: Level, line: impl FnOnce() -> String) {
+        if level <= self.verbosity {
+            out.push_back(Action::Log(level, line()));
+        }
+    }
+
+    /// Lines above `level` are never formatted: a signal storm or a zombie flood must not
+    /// cost a format per event. Everything is shown until this is called.
+    pub fn set_verbosity(&mut self, verbosity: u8) {
+        self.verbosity = match verbosity {
+            0 => Level::Error,
+            1 => Level::Notice,
+            2 => Level::Info,
+            _ => Level::Debug,
+        };
     }
 }
 

@@ -300,18 +300,24 @@ fn make_orphans(count: u32) {
 }
 
 fn flood(bytes: u64) {
+    // Whole lines in 64 KiB writes: the writer must not be what limits a throughput test.
     let mut out = std::io::stdout().lock();
+    let mut chunk = Vec::with_capacity(70 * 1024);
     let mut written = 0u64;
     let mut n = 0u64;
     while written < bytes {
         let line = format!(
             "flood line {n:010} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
         );
-        if out.write_all(line.as_bytes()).is_err() {
-            return;
-        }
+        chunk.extend_from_slice(line.as_bytes());
         written += line.len() as u64;
         n += 1;
+        if chunk.len() >= 64 * 1024 || written >= bytes {
+            if out.write_all(&chunk).is_err() {
+                return;
+            }
+            chunk.clear();
+        }
     }
     let _ = out.flush();
 }
