@@ -141,10 +141,13 @@ impl Runtime {
                 }
             };
             self.build_poll_set();
-            if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
+            if self.poll_fds.len() == 1 && timeout < 0 {
+                // Only a signal can change anything: block in the signalfd read itself, one
+                // system call per event instead of two (the usual case for a single child).
+                self.poll_fds[0].revents = POLLIN;
+            } else if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
                 self.log(Level::Error, &format!("poll failed: {e}"));
             }
-            let now = now();
             let mut reap = false;
             for i in 0..self.poll_fds.len() {
                 let revents = self.poll_fds[i].revents;
@@ -152,7 +155,7 @@ impl Runtime {
                     continue;
                 }
                 match self.poll_sources[i] {
-                    Source::Signals => reap |= self.read_signals(now, &mut actions),
+                    Source::Signals => reap |= self.read_signals(&mut actions),
                     Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
                     Source::Sink(sink) => {
                         if revents & (POLLERR | POLLHUP) != 0 && revents & POLLOUT == 0 {
@@ -162,6 +165,8 @@ impl Runtime {
                     }
                 }
             }
+            // Read the clock only now: the signal read above may have blocked.
+            let now = now();
             if reap {
                 self.reap(now, &mut actions);
             }
@@ -201,19 +206,20 @@ impl Runtime {
     }
 
     /// Reads every queued signal. Returns whether SIGCHLD was among them.
-    fn read_signals(&mut self, now: Time, actions: &mut Actions) -> bool {
+    fn read_signals(&mut self, actions: &mut Actions) -> bool {
         let mut buf = [0u8; SIGINFO_SIZE * 16];
         let mut saw_child = false;
         loop {
             let n = match rustix::io::read(&self.signals, &mut buf) {
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => break,
                 Err(e) => {
                     self.log(Level::Error, &format!("reading signals failed: {e}"));
                     break;
                 }
             };
+            // After the read: it may have blocked for a long time.
+            let now = now();
             for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
                 let Some(info) = SignalInfo::parse(record) else {
                     continue;
@@ -227,7 +233,13 @@ impl Runtime {
                     self.sup.on_signal(Sig(info.signo), now, actions);
                 }
             }
-            if n < buf.len() {
+            // The signalfd blocks: read again only if the buffer was full and more is ready.
+            let mut more = [PollFd {
+                fd: self.signals.as_raw_fd(),
+                events: POLLIN,
+                revents: 0,
+            }];
+            if n < buf.len() || !matches!(sys::wait_for(&mut more, 0), Ok(1)) {
                 break;
             }
         }

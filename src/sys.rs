@@ -101,7 +101,6 @@ const SIG_IGN: usize = 1;
 
 const SIG_BLOCK: c_int = 0;
 const SIG_SETMASK: c_int = 2;
-const SFD_NONBLOCK: c_int = 0o4000;
 const SFD_CLOEXEC: c_int = 0o2000000;
 
 unsafe extern "C" {
@@ -177,10 +176,11 @@ pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens a signalfd for `set` with CLOEXEC and NONBLOCK.
+/// Opens a signalfd for `set` with CLOEXEC. It blocks: the loop reads it only when poll
+/// said it is ready, or when nothing but a signal can happen.
 pub fn open_signalfd(set: &SigSet) -> io::Result<OwnedFd> {
     // SAFETY: -1 asks for a new descriptor; `set` is valid for the call.
-    let fd = unsafe { signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK) };
+    let fd = unsafe { signalfd(-1, set, SFD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -448,7 +448,7 @@ fn a_restart_is_prompt_while_a_daemon_floods_a_reader_that_does_not_read() {
     init.stderr.wait_for_text("target started");
     init.stderr.wait_for_text("flood started");
     // Nobody reads stdout: the pipe and bundle-init's queue fill, then the flood blocks.
-    wait_until_polling(init.pid());
+    wait_until_idle(init.pid());
     let asked = Instant::now();
     init.signal(USR1);
     init.stderr.wait_for_text("target restarted (SIGUSR1)");

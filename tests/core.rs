@@ -211,7 +211,7 @@ fn the_idle_loop_makes_no_wakeups() {
         let init = launch.start();
         init.stdout.wait_for_text("started");
         let pid = init.pid();
-        wait_until_polling(pid);
+        wait_until_idle(pid);
         let before = context_switches(pid);
         std::thread::sleep(Duration::from_secs(3)); // the measuring window, not a wait
         let after = context_switches(pid);

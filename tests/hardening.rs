@@ -485,13 +485,13 @@ fn restarts_are_stable(rounds: usize) {
     for n in 1..=100 {
         restart(n);
     }
-    wait_until_polling(pid);
+    wait_until_idle(pid);
     let rss_before = status_field(pid, "VmRSS:");
     let fds_before = open_fds(pid);
     for n in 101..=100 + rounds {
         restart(n);
     }
-    wait_until_polling(pid);
+    wait_until_idle(pid);
     let rss_after = status_field(pid, "VmRSS:");
     let fds_after = open_fds(pid);
     assert_eq!(
@@ -501,5 +501,30 @@ fn restarts_are_stable(rounds: usize) {
     assert!(
         rss_after <= rss_before + 8,
         "RSS grew from {rss_before} KiB to {rss_after} KiB over {rounds} restarts"
+    );
+}
+
+/// Idle, bundle-init blocks in the signalfd read itself. The clock must be read after that
+/// read: a grace measured from the moment it went idle would SIGKILL at once.
+#[test]
+fn a_restart_after_a_long_idle_still_gets_its_full_grace() {
+    let dir = TempDir::new("idle-grace");
+    let bundle = dir.write(
+        "g.bundle",
+        "on SIGUSR1 = restart stubborn\n[stubborn]\nrun = bundle-testd --name stubborn --ignore TERM\n\
+         grace = 1500ms\nprefix-output = no\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for_text("stubborn");
+    wait_until_idle(init.pid());
+    // Idle for longer than the grace: the condition under test, not a synchronisation.
+    std::thread::sleep(Duration::from_millis(2500));
+    let asked = Instant::now();
+    init.signal(USR1);
+    init.stderr.wait_for_text("stubborn restarted (SIGUSR1)");
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400),
+        "SIGKILL came after {took:?}, before the grace"
     );
 }

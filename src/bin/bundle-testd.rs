@@ -210,10 +210,8 @@ fn run(options: Options, inherited: SigSet) -> i32 {
         let _ = sys::wait_for(&mut fds, timeout);
         if fds[0].revents != 0 {
             let mut buf = [0u8; SIGINFO_SIZE * 8];
-            while let Ok(n) = rustix::io::read(&signals, &mut buf) {
-                if n == 0 {
-                    break;
-                }
+            // One read per wake-up: the signalfd blocks, and poll tells us when there is more.
+            if let Ok(n) = rustix::io::read(&signals, &mut buf) {
                 for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
                     let Some(info) = SignalInfo::parse(record) else {
                         continue;

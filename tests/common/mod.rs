@@ -397,17 +397,18 @@ pub fn context_switches(pid: i32) -> u64 {
         .sum()
 }
 
-/// Waits until `pid` sits in poll(2) (syscall 7 on x86_64): bundle-init's idle state.
-pub fn wait_until_polling(pid: i32) {
+/// Waits until `pid` is idle: blocked in poll(2), or in read(2) on its signalfd when nothing
+/// else can happen (syscalls 7 and 0 on x86_64).
+pub fn wait_until_idle(pid: i32) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        if syscall.starts_with("7 ") {
+        if syscall.starts_with("7 ") || syscall.starts_with("0 ") {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "pid {pid} never reached poll: {syscall}"
+            "pid {pid} never went idle: {syscall}"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
