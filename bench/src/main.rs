@@ -469,34 +469,41 @@ fn bench_forwarding(s: &Settings) {
 
 fn bench_reaping(s: &Settings) {
     let orphans = if s.quick { 2000 } else { 10000 };
+    let rounds = if s.quick { 1 } else { 3 };
     let count = orphans.to_string();
     let child = testd(s, &["--orphans", &count]);
-    println!("\n### Reaping {orphans} orphans (CPU and context switches of the init until none is left)\n");
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ALL.len()];
+    let mut switches: Vec<Vec<f64>> = vec![Vec::new(); ALL.len()];
+    let mut left: Vec<usize> = vec![0; ALL.len()];
+    for round in 0..rounds {
+        for i in rotated(&(0..ALL.len()).collect::<Vec<_>>(), round) {
+            let init = ALL[i];
+            let argv = match init {
+                Init::S6 | Init::Supervisord => supervisor(s, init, "reap", &[("spawner", child.clone())], ""),
+                _ => single(s, init, &child),
+            };
+            let p = Pid1::start(&argv);
+            let pid = p.pid();
+            let cpu0 = cpu_ns(pid);
+            let cs0 = ctxt_switches(pid);
+            let made = wait_line(&p.out, "orphans", Duration::from_secs(60)).is_some();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while zombies_under(pid) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            cpu[i].push((cpu_ns(pid) - cpu0) as f64 / 1e6);
+            switches[i].push((ctxt_switches(pid) - cs0) as f64);
+            left[i] = left[i].max(if made { zombies_under(pid) } else { usize::MAX });
+        }
+    }
+    println!("\n### Reaping {orphans} orphans (CPU and context switches of the init until none is left; median of {rounds})\n");
     println!("| init | CPU ms | context switches | zombies left | ratio CPU to catatonit |");
     println!("|---|---:|---:|---:|---:|");
-    let mut rows = Vec::new();
-    for init in ALL {
-        let argv = match init {
-            Init::S6 | Init::Supervisord => supervisor(s, init, "reap", &[("spawner", child.clone())], ""),
-            _ => single(s, init, &child),
-        };
-        let p = Pid1::start(&argv);
-        let pid = p.pid();
-        let cpu0 = cpu_ns(pid);
-        let cs0 = ctxt_switches(pid);
-        let made = wait_line(&p.out, "orphans", Duration::from_secs(60)).is_some();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while zombies_under(pid) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let cpu = (cpu_ns(pid) - cpu0) as f64 / 1e6;
-        let cs = ctxt_switches(pid) - cs0;
-        let left = if made { zombies_under(pid).to_string() } else { "child failed".into() };
-        rows.push((init, cpu, cs, left));
-    }
-    let cat = rows.iter().find(|r| r.0 == Init::Catatonit).map(|r| r.1).unwrap_or(f64::NAN);
-    for (init, cpu, cs, left) in rows {
-        println!("| {} | {cpu:.1} | {cs} | {left} | {} |", init.name(), ratio(cpu, cat));
+    let cat = median(&mut cpu[1].clone());
+    for (i, init) in ALL.iter().enumerate() {
+        let c = median(&mut cpu[i].clone());
+        let left = if left[i] == usize::MAX { "child failed".to_string() } else { left[i].to_string() };
+        println!("| {} | {c:.1} | {:.0} | {left} | {} |", init.name(), median(&mut switches[i].clone()), ratio(c, cat));
     }
 }
 
