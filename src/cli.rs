@@ -12,6 +12,8 @@ pub const USAGE: &str = "\
 Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
        bundle-init [OPTIONS] --bundle PATH               supervise the daemons of a bundle file
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
+       bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health
+                                                         ask the running bundle-init (e.g. podman exec)
 
 Options:
   -s                   require becoming a child subreaper (done automatically when not PID 1)
@@ -34,13 +36,17 @@ Environment:
   BUNDLE_INIT_VERBOSITY, TINI_VERBOSITY                  log level (0-3, default 1)
   BUNDLE_INIT_BUNDLE                                     like --bundle
   BUNDLE_INIT_DAEMONS                                    comma-separated daemons to run
+  BUNDLE_INIT_CONTROL                                    control socket: @abstract-name or a path
 
 Exit codes: the child's code (128+N if signal N killed it); 2 bad usage or bundle file;
 126 program not executable; 127 program not found; 1 bundle-init could not set itself up.
+Subcommands: 0 done; 1 refused, failed or unhealthy; 2 bad usage; 3 no bundle-init reachable.
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// `status`, `restart`, `signal`, `health`: a request for a running bundle-init.
+    Control(String),
     Help,
     Version,
     License,
@@ -86,6 +92,12 @@ pub fn parse(
     }
     if let Some(path) = env("BUNDLE_INIT_BUNDLE").filter(|p| !p.is_empty()) {
         options.bundle = Some(path.to_string_lossy().into_owned());
+    }
+    // A subcommand must come first: `bundle-init -- status` runs a program called status.
+    if let Some(first) = args.first()
+        && let Some(request) = control_request(first, &args[1..])
+    {
+        return request.map(Command::Control);
     }
     let mut parser = lexopt::Parser::from_args(args);
     let describe = |e: lexopt::Error| e.to_string();
@@ -145,6 +157,27 @@ pub fn parse(
         (None, true) => Err("no program given (see --help)".to_string()),
         _ => Ok(Command::Run(options)),
     }
+}
+
+/// The client subcommands. A program that happens to be called `status` runs with
+/// `bundle-init -- status`.
+const SUBCOMMANDS: [&str; 4] = ["status", "restart", "signal", "health"];
+
+/// Some(request) when `first` is a subcommand (checked with the server's own parser).
+fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String, String>> {
+    let word = first.to_str()?;
+    if !SUBCOMMANDS.contains(&word) {
+        return None;
+    }
+    let mut words = vec![word.to_string()];
+    words.extend(rest.iter().map(|a| a.to_string_lossy().into_owned()));
+    let request = words.join(" ");
+    Some(match crate::control::parse_request(request.as_bytes()) {
+        Ok(_) => Ok(request),
+        Err(_) => Err(format!(
+            "usage: bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health (got \"{request}\")"
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -224,6 +257,30 @@ mod tests {
                 .contains("duration")
         );
         assert!(run(&["-e"]).is_err());
+    }
+
+    #[test]
+    fn subcommands_become_control_requests() {
+        assert_eq!(
+            parse(args(&["status", "--json"]), &|_| None),
+            Ok(Command::Control("status --json".into()))
+        );
+        assert_eq!(
+            parse(args(&["restart", "a", "b"]), &|_| None),
+            Ok(Command::Control("restart a b".into()))
+        );
+        assert_eq!(
+            parse(args(&["signal", "a", "HUP"]), &|_| None),
+            Ok(Command::Control("signal a HUP".into()))
+        );
+        assert!(
+            parse(args(&["restart"]), &|_| None)
+                .unwrap_err()
+                .contains("usage")
+        );
+        assert!(parse(args(&["signal", "a"]), &|_| None).is_err());
+        // After --, a program of that name runs.
+        assert_eq!(run(&["--", "status"]).unwrap().program, args(&["status"]));
     }
 
     #[test]

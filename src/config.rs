@@ -43,6 +43,7 @@ pub enum RouteSpec {
     ForwardAll,
     Forward(Vec<String>),
     Restart(Vec<String>),
+    Status,
 }
 
 /// `PATH:LINE: message` (LINE omitted for whole-file problems).
@@ -241,8 +242,9 @@ impl Parser<'_> {
             "forward-all" => no_names(RouteSpec::ForwardAll),
             "shutdown" => no_names(RouteSpec::Shutdown),
             "ignore" => no_names(RouteSpec::Ignore),
+            "status" => no_names(RouteSpec::Status),
             other => Err(self.error(format!(
-                "unknown route action \"{other}\" (expected restart, forward, forward-all, shutdown or ignore)"
+                "unknown route action \"{other}\" (expected restart, forward, forward-all, shutdown, ignore or status)"
             ))),
         }
     }
@@ -595,6 +597,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
             RouteSpec::ForwardAll => Route::ForwardAll,
             RouteSpec::Forward(names) => Route::Forward(index_of(names)),
             RouteSpec::Restart(names) => Route::Restart(index_of(names)),
+            RouteSpec::Status => Route::Status,
         };
         routes.set(*sig, route);
     }

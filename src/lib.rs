@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod output;
 pub mod plan;
 pub mod runtime;
@@ -90,6 +91,11 @@ pub fn run(args: Vec<OsString>) -> u8 {
         }
     };
     let options = match command {
+        Command::Control(request) => {
+            // A client, not an init: let Ctrl-C and friends work as usual.
+            let _ = sys::set_signal_mask(&inherited_mask);
+            return control::client(&request);
+        }
         Command::Help => return print(cli::USAGE),
         Command::Version => return print(&format!("{VERSION_LINE}\n")),
         Command::License => return print(LICENSE),
@@ -152,9 +158,25 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
         warn_orphans: options.warn_orphans,
         pid1,
     };
+    let plan_is_bundle = !plan.single_child;
     let mut supervisor = Supervisor::new(plan);
     supervisor.set_verbosity(options.verbosity);
-    match runtime::Runtime::new(supervisor, signals, settings) {
+    // Bundle mode serves the control socket; a second bundle-init in the same namespaces
+    // (or a socket already taken) only loses that, with a warning.
+    let control = if plan_is_bundle {
+        match control::Server::open() {
+            Ok(server) => Some(server),
+            Err(e) => {
+                say(format_args!(
+                    "warning: no control socket ({e}): status, restart, signal and health will not reach this bundle-init"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    match runtime::Runtime::new(supervisor, signals, settings, control) {
         Ok(runtime) => runtime.run(),
         Err(e) => {
             say(format_args!("cannot create output pipes: {e}"));
@@ -233,6 +255,7 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
             plan::Route::ForwardAll => "forward-all".to_string(),
             plan::Route::Forward(list) => format!("forward {}", names(list)),
             plan::Route::Restart(list) => format!("restart {}", names(list)),
+            plan::Route::Status => "status".to_string(),
         };
         let _ = writeln!(text, "on {sig} = {action}");
     }

@@ -109,6 +109,8 @@ pub enum Route {
     Forward(Vec<usize>),
     /// Restart these daemons in place; the signal itself is never passed on.
     Restart(Vec<usize>),
+    /// Write every daemon's status to the log.
+    Status,
 }
 
 /// A route per signal number (index 0 unused).

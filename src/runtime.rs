@@ -49,6 +49,7 @@ enum Source {
     Signals,
     Pipe { daemon: usize, stream: usize },
     Sink(usize),
+    Control(crate::control::Interest),
 }
 
 pub struct Runtime {
@@ -63,6 +64,7 @@ pub struct Runtime {
     poll_fds: Vec<PollFd>,
     poll_sources: Vec<Source>,
     read_buf: Vec<u8>,
+    control: Option<crate::control::Server>,
 }
 
 pub fn now() -> Time {
@@ -76,7 +78,12 @@ pub fn now() -> Time {
 }
 
 impl Runtime {
-    pub fn new(sup: Supervisor, signals: OwnedFd, settings: Settings) -> io::Result<Runtime> {
+    pub fn new(
+        sup: Supervisor,
+        signals: OwnedFd,
+        settings: Settings,
+        control: Option<crate::control::Server>,
+    ) -> io::Result<Runtime> {
         let stdout = Sink::new(1);
         let shared = stdout.same_file_as(2);
         let mut sinks = vec![stdout];
@@ -121,6 +128,7 @@ impl Runtime {
             poll_fds: Vec::new(),
             poll_sources: Vec::new(),
             read_buf,
+            control,
         })
     }
 
@@ -132,7 +140,12 @@ impl Runtime {
             return self.exit(code);
         }
         loop {
-            let timeout = match self.sup.next_deadline() {
+            let control_deadline = self.control.as_ref().and_then(|c| c.next_deadline());
+            let deadline = match (self.sup.next_deadline(), control_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = match deadline {
                 None => -1,
                 Some(deadline) => {
                     let wait = deadline.saturating_sub(now());
@@ -149,6 +162,7 @@ impl Runtime {
                 self.log(Level::Error, &format!("poll failed: {e}"));
             }
             let mut reap = false;
+            let mut control_ready = Vec::new();
             for i in 0..self.poll_fds.len() {
                 let revents = self.poll_fds[i].revents;
                 if revents == 0 {
@@ -163,6 +177,21 @@ impl Runtime {
                         }
                         self.sinks[sink].flush();
                     }
+                    Source::Control(_) => control_ready.push(i),
+                }
+            }
+            // Control clients after the rest, from the last one, so removing a client does
+            // not shift the ones still to serve.
+            if let Some(server) = self.control.as_mut() {
+                let now = now();
+                for &i in control_ready.iter().rev() {
+                    match self.poll_sources[i] {
+                        Source::Control(crate::control::Interest::Listener) => server.accept(now),
+                        Source::Control(crate::control::Interest::Client(c)) => {
+                            server.readable(c, &mut self.sup, now, &mut actions)
+                        }
+                        _ => {}
+                    }
                 }
             }
             // Read the clock only now: the signal read above may have blocked.
@@ -171,7 +200,11 @@ impl Runtime {
                 self.reap(now, &mut actions);
             }
             self.sup.on_tick(now, &mut actions);
-            if let Some(code) = self.execute(&mut actions) {
+            let exit = self.execute(&mut actions);
+            if let Some(server) = self.control.as_mut() {
+                server.settle(&self.sup, now);
+            }
+            if let Some(code) = exit {
                 return self.exit(code);
             }
         }
@@ -201,6 +234,11 @@ impl Runtime {
         for (i, sink) in self.sinks.iter().enumerate() {
             if sink.wants_write() {
                 add(sink.fd(), POLLOUT, Source::Sink(i));
+            }
+        }
+        if let Some(server) = &self.control {
+            for (fd, interest) in server.interests() {
+                add(fd, POLLIN, Source::Control(interest));
             }
         }
     }

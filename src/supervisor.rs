@@ -76,11 +76,27 @@ pub enum Action {
     Exit(u8),
 }
 
-/// Who asked for a restart, for the log line.
+/// Who asked for a restart: a signal route or the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Signal(Sig),
+    Control,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Signal(sig) => sig.fmt(f),
+            Cause::Control => f.write_str("control"),
+        }
+    }
+}
+
+/// A restart under way, for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RestartRequest {
     pub asked_at: Time,
-    pub by: Sig,
+    pub by: Cause,
     pub old_pid: Option<i32>,
 }
 
@@ -345,6 +361,11 @@ impl Supervisor {
                     self.begin_shutdown(now, out);
                 }
             }
+            Route::Status => {
+                for line in self.status_lines(now, false) {
+                    self.log(out, Level::Notice, || line);
+                }
+            }
             Route::Ignore => self.log(out, Level::Info, || {
                 format!("received {sig}: ignored by route")
             }),
@@ -355,14 +376,14 @@ impl Supervisor {
             Route::Forward(targets) => self.forward(sig, &targets, out),
             Route::Restart(targets) => {
                 for index in targets {
-                    self.request_restart(index, sig, now, out);
+                    self.request_restart(index, Cause::Signal(sig), now, out);
                 }
             }
         }
     }
 
     /// Restart one daemon in place; the same rules whoever asks.
-    pub fn request_restart(&mut self, index: usize, by: Sig, now: Time, out: &mut Actions) {
+    pub fn request_restart(&mut self, index: usize, by: Cause, now: Time, out: &mut Actions) {
         let Some(daemon) = self.daemons.get_mut(index) else {
             return;
         };
@@ -411,6 +432,76 @@ impl Supervisor {
                 out.push_back(Action::Spawn(index));
             }
             State::Idle => {}
+        }
+    }
+
+    /// One line per daemon: name, state, pid, uptime, restarts, last exit. With `json`, one
+    /// JSON object per line.
+    pub fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
+        self.daemons
+            .iter()
+            .map(|d| {
+                let (state, pid, since) = match d.state {
+                    State::Idle => ("starting", None, None),
+                    State::Running { pid, since } => ("running", Some(pid), Some(since)),
+                    State::Stopping { pid, since, .. } => ("stopping", Some(pid), Some(since)),
+                    State::Backoff { .. } => ("backoff", None, None),
+                    State::Exited => ("exited", None, None),
+                };
+                let uptime = since.map(|t| now.saturating_sub(t).as_secs());
+                let last = d.last_exit.map(|e| e.to_string());
+                if json {
+                    let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_string());
+                    format!(
+                        "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{}}}",
+                        d.spec.name,
+                        opt(pid.map(|p| p.to_string())),
+                        opt(uptime.map(|u| u.to_string())),
+                        d.restarts,
+                        opt(last.map(|l| format!("\"{l}\"")))
+                    )
+                } else {
+                    format!(
+                        "{:<16} {state:<9} pid {:<7} up {:<9} restarts {:<4} last {}",
+                        d.spec.name,
+                        pid.map_or("-".to_string(), |p| p.to_string()),
+                        uptime.map_or("-".to_string(), |u| format!("{u}s")),
+                        d.restarts,
+                        last.unwrap_or_else(|| "-".to_string())
+                    )
+                }
+            })
+            .collect()
+    }
+
+    /// Ok when every daemon runs; otherwise what is wrong, daemon by daemon.
+    pub fn health(&self) -> Result<(), Vec<String>> {
+        let problems: Vec<String> = self
+            .daemons
+            .iter()
+            .filter_map(|d| match d.state {
+                State::Running { .. } => None,
+                State::Stopping {
+                    restart: Some(_), ..
+                }
+                | State::Idle => Some(format!("{} is restarting", d.spec.name)),
+                State::Stopping { .. } => Some(format!("{} is stopping", d.spec.name)),
+                State::Backoff { .. } => Some(format!(
+                    "{} is waiting to restart after it {}",
+                    d.spec.name,
+                    describe(d.last_exit)
+                )),
+                State::Exited => Some(format!(
+                    "{} is down: it {}",
+                    d.spec.name,
+                    describe(d.last_exit)
+                )),
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 
@@ -697,6 +788,10 @@ impl Supervisor {
             _ => Level::Debug,
         };
     }
+}
+
+fn describe(exit: Option<ExitStatus>) -> String {
+    exit.map_or("never started".to_string(), |e| e.to_string())
 }
 
 /// The exit code a daemon stopped by bundle-init contributes: stopping the way it was asked
