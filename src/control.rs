@@ -130,16 +130,20 @@ pub fn client(request: &str) -> u8 {
         }
     };
     let mut stream = std::fs::File::from(fd);
-    if stream.write_all(format!("{request}\n").as_bytes()).is_err() {
-        let _ = writeln!(
-            err,
-            "bundle-init: the control socket closed before the request was sent"
-        );
-        return 3;
-    }
+    // The server may answer (a refusal) and close before reading: then the write fails with
+    // EPIPE, which must not kill us before we read why.
+    let _ = crate::sys::ignore_signal(crate::sys::libc_sig::PIPE);
+    let _ = stream.write_all(format!("{request}\n").as_bytes());
     let mut answer = Vec::new();
     let _ = stream.take(1024 * 1024).read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer);
+    if text.is_empty() {
+        let _ = writeln!(
+            err,
+            "bundle-init: the control socket closed without an answer"
+        );
+        return 3;
+    }
     let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
     if first == "OK" {
         let _ = out.write_all(body.as_bytes());

@@ -491,3 +491,66 @@ fn ctrl_c_through_podman_run_it_exits_130() {
     assert_eq!(status.code(), Some(130), "{}", lines.text());
     assert!(lines.text().contains("got SIGINT"), "{}", lines.text());
 }
+
+/// `podman exec … /bundle-init status | restart | health` on a read-only root with nothing
+/// else in the image, and a health check that turns the container unhealthy.
+#[test]
+fn control_through_podman_exec_and_a_healthcheck() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let c = Container::run(
+        &[
+            "--read-only",
+            "--health-cmd",
+            "[\"/bundle-init\",\"health\"]",
+            "--health-interval",
+            "disable",
+            "--health-retries",
+            "1",
+        ],
+        DEMO,
+        &[],
+    );
+    c.wait_started(&SEED);
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", c.name.as_str(), "/bundle-init"];
+        all.extend(args);
+        let out = podman(&all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, status, _) = exec(&["status"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        status.lines().filter(|l| l.contains(" running ")).count(),
+        4,
+        "{status}"
+    );
+    let (code, out, err) = exec(&["restart", "git-gate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("git-gate restarted: pid "), "{out}");
+    let health = |c: &Container| {
+        let out = podman(&["healthcheck", "run", &c.name]);
+        let state = podman(&["inspect", &c.name, "--format", "{{.State.Health.Status}}"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&state.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(health(&c), (Some(0), "healthy".to_string()));
+    // git-gate goes down for good (keep-running): the health check fails.
+    assert_eq!(exec(&["signal", "git-gate", "KILL"]).0, Some(0));
+    c.stderr
+        .wait_for_text("git-gate was killed by SIGKILL; not restarted");
+    let (code, state) = health(&c);
+    assert_ne!(code, Some(0));
+    assert_eq!(state, "unhealthy");
+    let (code, _, err) = exec(&["health"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("git-gate is down"), "{err}");
+}

@@ -1,0 +1,238 @@
+//! The control channel end to end: `bundle-init status | restart | signal | health` run in
+//! the bundle's PID namespace (as `podman exec` would), against bundle-init as PID 1.
+
+mod common;
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Runs the client inside bundle-init's PID namespace; returns (exit code, stdout, stderr).
+fn client(init: &Init, args: &[&str]) -> (i32, String, String) {
+    let pid = init.pid().to_string();
+    let out = Command::new("nsenter")
+        .args([
+            "--target",
+            &pid,
+            "--pid",
+            "--mount",
+            "--",
+            bundle_init_bin(),
+        ])
+        .args(args)
+        .output()
+        .expect("nsenter from util-linux");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn two_daemons(dir: &TempDir, extra: &str) -> Init {
+    let bundle = dir.write(
+        "c.bundle",
+        &format!(
+            "{extra}[web]\nrun = bundle-testd --name web\n[worker]\nrun = bundle-testd --name worker\n\
+             [job]\nrun = bundle-testd --name job --exit-after 60s 3\n"
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    for name in ["web", "worker", "job"] {
+        init.stdout.wait_for(&format!("from {name}"), |l| {
+            l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
+        });
+    }
+    init
+}
+
+#[test]
+fn status_lists_every_daemon_in_text_and_json() {
+    let dir = TempDir::new("ctl-status");
+    let init = two_daemons(&dir, "");
+    let (code, out, _) = client(&init, &["status"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("web ")
+            && lines[0].contains("running")
+            && lines[0].contains("restarts 0"),
+        "{out}"
+    );
+    let (code, json, _) = client(&init, &["status", "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        json.lines()
+            .all(|l| l.starts_with("{\"name\":") && l.ends_with('}')),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"name\":\"worker\",\"state\":\"running\""),
+        "{json}"
+    );
+}
+
+#[test]
+fn restart_by_name_prints_old_and_new_pid_and_leaves_siblings_alone() {
+    let dir = TempDir::new("ctl-restart");
+    let init = two_daemons(&dir, "");
+    let (code, out, err) = client(&init, &["restart", "worker"]);
+    assert_eq!(code, 0, "{err}");
+    let (old, new) = out
+        .trim()
+        .strip_prefix("worker restarted: pid ")
+        .unwrap()
+        .split_once(" -> ")
+        .unwrap();
+    assert_ne!(old, new);
+    init.stderr
+        .wait_for_text(&format!("worker restarted (control): pid {old} -> {new}"));
+    assert!(
+        !init.stdout.text().contains("web")
+            || !init.stdout.text().contains("[web] web")
+            || !init
+                .stdout
+                .all()
+                .iter()
+                .any(|l| l.starts_with("[web]") && l.contains(" got "))
+    );
+    let (_, status, _) = client(&init, &["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("worker") && l.contains("restarts 1")),
+        "{status}"
+    );
+}
+
+#[test]
+fn errors_are_clear_unknown_names_permissions_and_no_server() {
+    let dir = TempDir::new("ctl-errors");
+    let init = two_daemons(&dir, "");
+    let (code, _, err) = client(&init, &["restart", "wrker"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown daemon \"wrker\" (known: web, worker, job)"),
+        "{err}"
+    );
+    let (code, _, err) = client(&init, &["signal", "web", "SIGWAT"]);
+    assert_eq!(code, 2, "a bad signal name is a usage error: {err}");
+    // Another uid is refused.
+    let pid = init.pid().to_string();
+    let out = Command::new("nsenter")
+        .args([
+            "--target", &pid, "--pid", "--mount", "--", "setpriv", "--reuid", "65534", "--regid",
+            "65534",
+        ])
+        .args(["--clear-groups", bundle_init_bin(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied: uid 65534"));
+    // Outside the namespace there is nobody to talk to.
+    let out = Command::new(bundle_init_bin())
+        .arg("status")
+        .env("BUNDLE_INIT_CONTROL", "@bundle-init-test-nobody")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no bundle-init is reachable"));
+}
+
+#[test]
+fn signal_reaches_one_daemon() {
+    let dir = TempDir::new("ctl-signal");
+    let init = two_daemons(&dir, "");
+    let (code, out, _) = client(&init, &["signal", "web", "HUP"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("sent SIGHUP to web (pid "), "{out}");
+    init.stdout.wait_for("web noting HUP", |l| {
+        l.starts_with("[web] ") && l.ends_with("got SIGHUP")
+    });
+    assert!(
+        !init
+            .stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with("[worker]") && l.contains(" got "))
+    );
+}
+
+#[test]
+fn health_fails_when_a_daemon_is_down_and_says_which() {
+    let dir = TempDir::new("ctl-health");
+    let init = two_daemons(&dir, "");
+    assert_eq!(client(&init, &["health"]).0, 0);
+    // Take `job` down for good (keep-running): health turns bad and names it.
+    // Its pid is a namespace pid: the control channel is the way to reach it.
+    assert_eq!(client(&init, &["signal", "job", "KILL"]).0, 0);
+    init.stderr
+        .wait_for_text("job was killed by SIGKILL; not restarted");
+    let (code, _, err) = client(&init, &["health"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unhealthy") && err.contains("job is down: it was killed by SIGKILL"),
+        "{err}"
+    );
+    // A restart brings it back, and health with it.
+    assert_eq!(client(&init, &["restart", "job"]).0, 0);
+    assert_eq!(client(&init, &["health"]).0, 0);
+}
+
+#[test]
+fn a_client_that_sends_nothing_does_not_delay_a_signal_route() {
+    let dir = TempDir::new("ctl-silent");
+    let init = two_daemons(&dir, "on SIGUSR1 = restart worker\n");
+    // Connect from here to the socket name of bundle-init's PID namespace, and stay silent.
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", init.pid())).unwrap();
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(format!("bundle-init.{inode}")).unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        // More than the cap of 8: the extra ones are refused, none blocks anything.
+        silent.push(UnixStream::connect_addr(&addr).unwrap());
+    }
+    let asked = Instant::now();
+    init.signal(USR1);
+    init.stderr.wait_for_text("worker restarted (SIGUSR1)");
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "restart took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        client(&init, &["health"]).0,
+        0,
+        "still answering with silent clients connected"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_status_route_writes_the_status_to_the_log() {
+    let dir = TempDir::new("ctl-route");
+    let init = two_daemons(&dir, "on SIGUSR2 = status\n");
+    init.signal(USR2);
+    let lines = init.stderr.wait_for_n(3, "status lines", |l| {
+        l.contains(" running ") && l.contains("restarts")
+    });
+    assert!(
+        lines.iter().any(|l| l.contains("[bundle-init] web ")),
+        "{lines:?}"
+    );
+}
