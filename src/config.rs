@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
+use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 
@@ -330,6 +330,15 @@ impl Parser<'_> {
             "prefix-output" => daemon.prefix_output = parse_bool(value).map_err(err)?,
             "signal-group" => daemon.signal_group = parse_bool(value).map_err(err)?,
             "no-new-privs" => daemon.no_new_privs = parse_bool(value).map_err(err)?,
+            "ready" => daemon.ready = Some(parse_ready(value).map_err(err)?),
+            "ready-timeout" => daemon.ready_timeout = parse_duration(value).map_err(err)?,
+            "after" => {
+                let names: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+                if names.is_empty() {
+                    return Err(err("\"after\" needs at least one daemon name".to_string()));
+                }
+                daemon.after = names;
+            }
             _ if key == "shutdown-grace" || key.starts_with("on ") => {
                 return Err(err(format!(
                     "\"{key}\" is a bundle key: put it before the first [daemon]"
@@ -367,6 +376,30 @@ impl Parser<'_> {
                 ));
             }
         }
+        for (position, (daemon, &line)) in self
+            .bundle
+            .daemons
+            .iter()
+            .zip(&self.section_lines)
+            .enumerate()
+        {
+            for name in &daemon.after {
+                // Only daemons defined before: start order stays file order, and no cycle
+                // can be written.
+                if !self.bundle.daemons[..position]
+                    .iter()
+                    .any(|d| &d.name == name)
+                {
+                    return Err(at(
+                        line,
+                        format!(
+                            "[{}] after \"{name}\": not a daemon defined above it",
+                            daemon.name
+                        ),
+                    ));
+                }
+            }
+        }
         for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
             if let RouteSpec::Forward(names) | RouteSpec::Restart(names) = route {
                 for name in names {
@@ -383,7 +416,10 @@ impl Parser<'_> {
     }
 }
 
-const DAEMON_KEYS: [&str; 15] = [
+const DAEMON_KEYS: [&str; 18] = [
+    "ready",
+    "ready-timeout",
+    "after",
     "run",
     "cwd",
     "env",
@@ -466,6 +502,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (total_ns / 1_000_000_000) as u64,
         (total_ns % 1_000_000_000) as u32,
     ))
+}
+
+/// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH` or `notify:FD`.
+fn parse_ready(text: &str) -> Result<ReadyCheck, String> {
+    let bad = || {
+        format!(
+            "bad ready check \"{text}\" (expected tcp:HOST:PORT, unix:/PATH, file:/PATH or notify:FD)"
+        )
+    };
+    let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "tcp" => {
+            // Numeric addresses (or localhost) only: PID 1 does no name lookups.
+            if crate::ready::tcp_address(rest).is_none() {
+                return Err(format!(
+                    "ready check \"{text}\" needs a numeric address, e.g. tcp:127.0.0.1:8080"
+                ));
+            }
+            Ok(ReadyCheck::Tcp(rest.to_string()))
+        }
+        "unix" | "file" if rest.starts_with('/') => Ok(if kind == "unix" {
+            ReadyCheck::Unix(PathBuf::from(rest))
+        } else {
+            ReadyCheck::File(PathBuf::from(rest))
+        }),
+        "notify" => match rest.parse::<i32>() {
+            Ok(fd) if (3..=1023).contains(&fd) => Ok(ReadyCheck::Notify(fd)),
+            _ => Err(format!(
+                "notify descriptor \"{rest}\" must be a number from 3 to 1023"
+            )),
+        },
+        _ => Err(bad()),
+    }
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {
@@ -759,6 +828,40 @@ mod tests {
         assert!(error("[a]\nrun = x\nstop-signal = 65\n").contains("out of range"));
         assert!(error("[a]\nrun = x\nstop-signal = -1\n").contains("out of range"));
         assert!(error(&format!("[{}]\n", "n".repeat(MAX_NAME_LEN + 1))).contains("longer than"));
+    }
+
+    #[test]
+    fn readiness_keys_parse_and_after_must_point_upwards() {
+        let b = parse_str(
+            "[db]\nrun = d\nready = tcp:127.0.0.1:5432\n[sock]\nrun = s\nready = unix:/run/s.sock\n\
+             [flag]\nrun = f\nready = file:/tmp/up\n[n]\nrun = n\nready = notify:3\n\
+             [app]\nrun = a\nafter = db sock\nready-timeout = 5s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            b.daemons[0].ready,
+            Some(ReadyCheck::Tcp("127.0.0.1:5432".into()))
+        );
+        assert_eq!(
+            b.daemons[1].ready,
+            Some(ReadyCheck::Unix("/run/s.sock".into()))
+        );
+        assert_eq!(b.daemons[2].ready, Some(ReadyCheck::File("/tmp/up".into())));
+        assert_eq!(b.daemons[3].ready, Some(ReadyCheck::Notify(3)));
+        assert_eq!(
+            b.daemons[4].after,
+            vec!["db".to_string(), "sock".to_string()]
+        );
+        assert_eq!(b.daemons[4].ready_timeout, Duration::from_secs(5));
+        assert_eq!(
+            error("[a]\nrun = x\nafter = b\n[b]\nrun = y\n"),
+            "b.conf:1: [a] after \"b\": not a daemon defined above it"
+        );
+        assert!(error("[a]\nrun = x\nready = http://x\n").contains("bad ready check"));
+        assert!(error("[a]\nrun = x\nready = tcp:host\n").contains("numeric address"));
+        assert!(error("[a]\nrun = x\nready = tcp:db.internal:5432\n").contains("numeric address"));
+        assert!(error("[a]\nrun = x\nready = notify:1\n").contains("3 to 1023"));
+        assert!(error("[a]\nrun = x\nready = file:relative\n").contains("bad ready check"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod output;
 pub mod plan;
+pub mod ready;
 pub mod runtime;
 pub mod signal;
 pub mod spawn;
@@ -306,6 +307,23 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
                 supervisor::human(b.initial),
                 supervisor::human(b.max),
                 supervisor::human(b.stable_after)
+            );
+        }
+        if let Some(check) = &d.ready {
+            let check = match check {
+                plan::ReadyCheck::Tcp(addr) => format!("tcp:{addr}"),
+                plan::ReadyCheck::Unix(path) => format!("unix:{}", path.display()),
+                plan::ReadyCheck::File(path) => format!("file:{}", path.display()),
+                plan::ReadyCheck::Notify(fd) => format!("notify:{fd}"),
+            };
+            let _ = writeln!(text, "  ready = {check}");
+        }
+        if !d.after.is_empty() {
+            let _ = writeln!(
+                text,
+                "  after = {}, ready-timeout = {}",
+                d.after.join(" "),
+                supervisor::human(d.ready_timeout)
             );
         }
         let yes = |b: bool| if b { "yes" } else { "no" };

@@ -57,6 +57,20 @@ pub struct EnvPlan {
     pub unset_prefixes: Vec<OsString>,
 }
 
+/// How bundle-init knows a daemon is ready (checked by bundle-init itself: the image may
+/// have no tool to do it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// A TCP connection to `host:port` is accepted.
+    Tcp(String),
+    /// A connection to this Unix socket is accepted.
+    Unix(PathBuf),
+    /// This file exists.
+    File(PathBuf),
+    /// The daemon writes a newline to this descriptor (the s6 convention).
+    Notify(i32),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonSpec {
     pub name: String,
@@ -75,6 +89,11 @@ pub struct DaemonSpec {
     /// Signals go to the daemon's whole process group instead of its pid.
     pub signal_group: bool,
     pub no_new_privs: bool,
+    pub ready: Option<ReadyCheck>,
+    /// Names of daemons that must be ready before this one starts.
+    pub after: Vec<String>,
+    /// How long to wait for `after` before the exit policy applies.
+    pub ready_timeout: Duration,
 }
 
 impl DaemonSpec {
@@ -92,6 +111,9 @@ impl DaemonSpec {
             prefix_output: true,
             signal_group: false,
             no_new_privs: false,
+            ready: None,
+            after: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
         }
     }
 }

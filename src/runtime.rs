@@ -50,6 +50,7 @@ enum Source {
     Pipe { daemon: usize, stream: usize },
     Sink(usize),
     Control(crate::control::Interest),
+    Ready(crate::ready::Interest),
 }
 
 pub struct Runtime {
@@ -65,6 +66,7 @@ pub struct Runtime {
     poll_sources: Vec<Source>,
     read_buf: Vec<u8>,
     control: Option<crate::control::Server>,
+    probes: crate::ready::Probes,
 }
 
 pub fn now() -> Time {
@@ -112,6 +114,7 @@ impl Runtime {
                 None
             });
         }
+        let sup_len = sup.daemons().len();
         let read_buf = if pipes.iter().any(Option::is_some) {
             vec![0; 32 * 1024]
         } else {
@@ -129,22 +132,35 @@ impl Runtime {
             poll_sources: Vec::new(),
             read_buf,
             control,
+            probes: crate::ready::Probes::new(sup_len),
         })
     }
 
     /// Runs until the supervisor says exit; returns the exit code.
     pub fn run(mut self) -> u8 {
         let mut actions = Actions::new();
-        self.sup.start(&mut actions);
+        self.sup.start(now(), &mut actions);
         if let Some(code) = self.execute(&mut actions) {
             return self.exit(code);
         }
         loop {
-            let control_deadline = self.control.as_ref().and_then(|c| c.next_deadline());
-            let deadline = match (self.sup.next_deadline(), control_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Readiness probes that are due (or new, for a daemon just started) run before
+            // the loop decides how long it may sleep.
+            let started = now();
+            for index in self.probes.update(&self.sup, started) {
+                self.sup.on_ready(index, started, &mut actions);
+            }
+            if let Some(code) = self.execute(&mut actions) {
+                return self.exit(code);
+            }
+            let deadline = [
+                self.sup.next_deadline(),
+                self.control.as_ref().and_then(|c| c.next_deadline()),
+                self.probes.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match deadline {
                 None => -1,
                 Some(deadline) => {
@@ -163,6 +179,7 @@ impl Runtime {
             }
             let mut reap = false;
             let mut control_ready = Vec::new();
+            let mut became_ready = Vec::new();
             for i in 0..self.poll_fds.len() {
                 let revents = self.poll_fds[i].revents;
                 if revents == 0 {
@@ -178,6 +195,11 @@ impl Runtime {
                         self.sinks[sink].flush();
                     }
                     Source::Control(_) => control_ready.push(i),
+                    Source::Ready(interest) => {
+                        if let Some(index) = self.probes.event(interest, now()) {
+                            became_ready.push(index);
+                        }
+                    }
                 }
             }
             // Control clients after the rest, from the last one, so removing a client does
@@ -198,6 +220,9 @@ impl Runtime {
             let now = now();
             if reap {
                 self.reap(now, &mut actions);
+            }
+            for index in became_ready {
+                self.sup.on_ready(index, now, &mut actions);
             }
             self.sup.on_tick(now, &mut actions);
             let exit = self.execute(&mut actions);
@@ -240,6 +265,9 @@ impl Runtime {
             for (fd, interest) in server.interests() {
                 add(fd, POLLIN, Source::Control(interest));
             }
+        }
+        for (fd, events, interest) in self.probes.interests() {
+            add(fd, events, Source::Ready(interest));
         }
     }
 
@@ -398,14 +426,32 @@ impl Runtime {
 
     fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
         // The pipes' write ends go straight to the child's 1 and 2 (dup2 in the child).
-        let output = match &self.pipes[index] {
+        let mut output = match &self.pipes[index] {
             Some(p) => ChildOutput {
                 stdout: Some(p.streams[0].write.as_raw_fd()),
                 stderr: Some(p.streams[1].write.as_raw_fd()),
+                notify: None,
             },
             None => ChildOutput::default(),
         };
-        spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
+        let spec = &self.sup.daemons()[index].spec;
+        // A notify check gets a fresh pipe per start: its write end becomes the child's FD.
+        let notify = match spec.ready {
+            Some(crate::plan::ReadyCheck::Notify(fd)) => {
+                rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+                    .ok()
+                    .map(|p| (p, fd))
+            }
+            _ => None,
+        };
+        if let Some(((_, write), fd)) = &notify {
+            output.notify = Some((write.as_raw_fd(), *fd));
+        }
+        let result = spawn::spawn(spec, self.settings.setup, output);
+        if let (Ok(pid), Some(((read, _write), _))) = (&result, notify) {
+            self.probes.expect_notify(index, *pid, read);
+        }
+        result
     }
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only

@@ -28,6 +28,8 @@ pub struct ChildSetup {
 pub struct ChildOutput {
     pub stdout: Option<RawFd>,
     pub stderr: Option<RawFd>,
+    /// The write end of a readiness notification pipe, and the number the child gets it as.
+    pub notify: Option<(RawFd, i32)>,
 }
 
 /// Default search path when neither the daemon's environment nor bundle-init's has PATH.
@@ -97,6 +99,7 @@ pub fn spawn(
         user: spec.user,
         stdout: output.stdout,
         stderr: output.stderr,
+        notify: output.notify,
         give_terminal: setup.give_terminal,
         no_new_privs: spec.no_new_privs,
         mask: setup.inherited_mask,

@@ -120,6 +120,10 @@ pub enum State {
     Backoff {
         until: Time,
     },
+    /// Waiting for the daemons it starts `after` to be ready; gives up at `until`.
+    Waiting {
+        until: Time,
+    },
     /// Ended and stays down.
     Exited,
 }
@@ -134,6 +138,10 @@ pub struct Daemon {
     crashes_in_a_row: u32,
     /// Set while a restart waits for its replacement to be spawned.
     pending_restart: Option<RestartRequest>,
+    /// Running, and its readiness check (if any) has passed.
+    ready: bool,
+    /// Indices of the daemons it starts after (its `after` names among those running here).
+    after: Vec<usize>,
 }
 
 impl Daemon {
@@ -146,6 +154,11 @@ impl Daemon {
 
     fn is_live(&self) -> bool {
         self.pid().is_some()
+    }
+
+    /// Running, and its readiness check (if it has one) has passed.
+    pub fn is_ready(&self) -> bool {
+        self.ready
     }
 }
 
@@ -181,6 +194,7 @@ pub type Actions = VecDeque<Action>;
 
 impl Supervisor {
     pub fn new(plan: Plan) -> Supervisor {
+        let names: Vec<String> = plan.daemons.iter().map(|d| d.name.clone()).collect();
         let lifecycle = if plan.single_child {
             Level::Info
         } else {
@@ -191,12 +205,19 @@ impl Supervisor {
                 .daemons
                 .into_iter()
                 .map(|spec| Daemon {
+                    // Names that are not selected here are simply not waited for.
+                    after: spec
+                        .after
+                        .iter()
+                        .filter_map(|a| names.iter().position(|n| n == a))
+                        .collect(),
                     spec,
                     state: State::Idle,
                     restarts: 0,
                     last_exit: None,
                     crashes_in_a_row: 0,
                     pending_restart: None,
+                    ready: false,
                 })
                 .collect(),
             routes: plan.routes,
@@ -225,7 +246,7 @@ impl Supervisor {
     }
 
     /// Starts every daemon, in order.
-    pub fn start(&mut self, out: &mut Actions) {
+    pub fn start(&mut self, now: Time, out: &mut Actions) {
         if self.daemons.is_empty() {
             self.log(out, Level::Notice, || {
                 "no daemon selected; nothing to do".to_string()
@@ -233,7 +254,67 @@ impl Supervisor {
             self.finish(out);
             return;
         }
-        out.extend((0..self.daemons.len()).map(Action::Spawn));
+        for index in 0..self.daemons.len() {
+            self.try_start(index, now, out);
+        }
+    }
+
+    /// Spawns a daemon whose `after` daemons are all ready; otherwise it waits for them,
+    /// until its ready-timeout.
+    fn try_start(&mut self, index: usize, now: Time, out: &mut Actions) {
+        let waiting_for: Vec<String> = self.daemons[index]
+            .after
+            .iter()
+            .filter(|&&j| !self.daemons[j].ready)
+            .map(|&j| self.daemons[j].spec.name.clone())
+            .collect();
+        let daemon = &mut self.daemons[index];
+        if waiting_for.is_empty() {
+            daemon.state = State::Idle;
+            out.push_back(Action::Spawn(index));
+        } else {
+            daemon.state = State::Waiting {
+                until: now + daemon.spec.ready_timeout,
+            };
+            let line = format!(
+                "{} waits for {} to be ready",
+                daemon.spec.name,
+                waiting_for.join(", ")
+            );
+            self.log(out, Level::Notice, || line);
+        }
+    }
+
+    /// Daemons waiting for this one may start now.
+    fn start_waiters(&mut self, now: Time, out: &mut Actions) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        for index in 0..self.daemons.len() {
+            let waiting = matches!(self.daemons[index].state, State::Waiting { .. });
+            if waiting
+                && self.daemons[index]
+                    .after
+                    .iter()
+                    .all(|&j| self.daemons[j].ready)
+            {
+                self.try_start(index, now, out);
+            }
+        }
+    }
+
+    /// The runtime's readiness check for `index` passed.
+    pub fn on_ready(&mut self, index: usize, now: Time, out: &mut Actions) {
+        let Some(daemon) = self.daemons.get_mut(index) else {
+            return;
+        };
+        if daemon.ready || !matches!(daemon.state, State::Running { .. }) {
+            return;
+        }
+        daemon.ready = true;
+        let line = format!("{} is ready", daemon.spec.name);
+        self.log(out, Level::Notice, || line);
+        self.start_waiters(now, out);
     }
 
     pub fn on_spawned(
@@ -279,6 +360,11 @@ impl Supervisor {
                 };
                 let level = self.lifecycle;
                 self.log(out, level, || line);
+                // Without a readiness check, running is ready.
+                if self.daemons[index].spec.ready.is_none() {
+                    self.daemons[index].ready = true;
+                    self.start_waiters(now, out);
+                }
             }
             Err(failure) if failure.transient => {
                 let delay = self.next_backoff(index, Duration::ZERO);
@@ -313,6 +399,7 @@ impl Supervisor {
         };
         let shutting_down = self.is_shutting_down();
         let daemon = &mut self.daemons[index];
+        daemon.ready = false;
         daemon.last_exit = Some(status);
         match daemon.state {
             State::Running { since, .. } => {
@@ -422,6 +509,13 @@ impl Supervisor {
                     format!("restart of {name} ({by}) already under way: coalesced")
                 });
             }
+            State::Waiting { .. } => {
+                self.log(out, Level::Notice, || {
+                    format!(
+                        "restart of {name} ({by}) ignored: it is waiting for what it starts after"
+                    )
+                });
+            }
             State::Backoff { .. } | State::Exited => {
                 daemon.state = State::Idle;
                 daemon.pending_restart = Some(RestartRequest {
@@ -446,14 +540,20 @@ impl Supervisor {
                     State::Running { pid, since } => ("running", Some(pid), Some(since)),
                     State::Stopping { pid, since, .. } => ("stopping", Some(pid), Some(since)),
                     State::Backoff { .. } => ("backoff", None, None),
+                    State::Waiting { .. } => ("waiting", None, None),
                     State::Exited => ("exited", None, None),
+                };
+                let ready = match (&d.spec.ready, d.ready) {
+                    (None, _) => "-",
+                    (Some(_), true) => "yes",
+                    (Some(_), false) => "no",
                 };
                 let uptime = since.map(|t| now.saturating_sub(t).as_secs());
                 let last = d.last_exit.map(|e| e.to_string());
                 if json {
                     let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_string());
                     format!(
-                        "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{}}}",
+                        "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{},\"ready\":\"{ready}\"}}",
                         d.spec.name,
                         opt(pid.map(|p| p.to_string())),
                         opt(uptime.map(|u| u.to_string())),
@@ -462,7 +562,7 @@ impl Supervisor {
                     )
                 } else {
                     format!(
-                        "{:<16} {state:<9} pid {:<7} up {:<9} restarts {:<4} last {}",
+                        "{:<16} {state:<9} pid {:<7} up {:<9} restarts {:<4} ready {ready:<3} last {}",
                         d.spec.name,
                         pid.map_or("-".to_string(), |p| p.to_string()),
                         uptime.map_or("-".to_string(), |u| format!("{u}s")),
@@ -480,7 +580,14 @@ impl Supervisor {
             .daemons
             .iter()
             .filter_map(|d| match d.state {
+                State::Running { .. } if d.spec.ready.is_some() && !d.ready => {
+                    Some(format!("{} is running but not ready", d.spec.name))
+                }
                 State::Running { .. } => None,
+                State::Waiting { .. } => Some(format!(
+                    "{} is waiting for what it starts after",
+                    d.spec.name
+                )),
                 State::Stopping {
                     restart: Some(_), ..
                 }
@@ -509,6 +616,7 @@ impl Supervisor {
     /// the end of the shutdown budget.
     pub fn on_tick(&mut self, now: Time, out: &mut Actions) {
         let running = matches!(self.phase, Phase::Running);
+        let (mut due, mut gave_up) = (Vec::new(), Vec::new());
         for index in 0..self.daemons.len() {
             let daemon = &mut self.daemons[index];
             match daemon.state {
@@ -535,12 +643,24 @@ impl Supervisor {
                     });
                     self.log(out, Level::Notice, || line);
                 }
-                State::Backoff { until } if running && now >= until => {
-                    daemon.state = State::Idle;
-                    out.push_back(Action::Spawn(index));
-                }
+                State::Backoff { until } if running && now >= until => due.push(index),
+                State::Waiting { until } if running && now >= until => gave_up.push(index),
                 _ => {}
             }
+        }
+        for index in due {
+            self.try_start(index, now, out);
+        }
+        for index in gave_up {
+            let daemon = &self.daemons[index];
+            let line = format!(
+                "{} gave up waiting after {}: what it starts after is not ready",
+                daemon.spec.name,
+                human(daemon.spec.ready_timeout)
+            );
+            self.log(out, Level::Error, || line);
+            // Counts as a failed start (code 1): its exit policy decides what comes next.
+            self.ended_on_its_own(index, ExitStatus::Code(1), Duration::ZERO, now, out);
         }
         if let Phase::ShuttingDown {
             deadline,
@@ -593,7 +713,7 @@ impl Supervisor {
         let running = matches!(self.phase, Phase::Running);
         let daemons = self.daemons.iter().filter_map(|d| match d.state {
             State::Stopping { kill_at, .. } => kill_at,
-            State::Backoff { until } if running => Some(until),
+            State::Backoff { until } | State::Waiting { until } if running => Some(until),
             _ => None,
         });
         let shutdown = match self.phase {
@@ -723,7 +843,9 @@ impl Supervisor {
                         restart: None,
                     };
                 }
-                State::Backoff { .. } | State::Idle => daemon.state = State::Exited,
+                State::Backoff { .. } | State::Waiting { .. } | State::Idle => {
+                    daemon.state = State::Exited
+                }
                 State::Exited => {}
             }
             daemon.pending_restart = None;
@@ -865,7 +987,7 @@ mod tests {
     fn started(plan: Plan) -> Supervisor {
         let mut sup = Supervisor::new(plan);
         let mut out = Actions::new();
-        sup.start(&mut out);
+        sup.start(secs(0.0), &mut out);
         let spawns: Vec<usize> = out
             .iter()
             .filter_map(|a| {
@@ -1217,7 +1339,7 @@ mod tests {
         plan.daemons[2].on_exit = ExitPolicy::StopBundle;
         let mut sup = Supervisor::new(plan);
         let mut out = Actions::new();
-        sup.start(&mut out);
+        sup.start(secs(0.0), &mut out);
         let not_found = SpawnFailure {
             transient: false,
             code: 127,
@@ -1248,7 +1370,7 @@ mod tests {
         plan.daemons.clear();
         let mut sup = Supervisor::new(plan);
         let mut out = Actions::new();
-        sup.start(&mut out);
+        sup.start(secs(0.0), &mut out);
         assert_eq!(exit_code(&out), Some(0));
         assert!(logs(&out).contains("no daemon selected"));
     }
@@ -1296,5 +1418,111 @@ mod tests {
         let mut out = Actions::new();
         assert!(!sup.on_exit(4242, ExitStatus::Code(0), secs(1.0), &mut out));
         assert!(out.is_empty());
+    }
+
+    fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
+        let mut db = daemon("db", ExitPolicy::KeepRunning);
+        if check {
+            db.ready = Some(crate::plan::ReadyCheck::Tcp("127.0.0.1:5432".into()));
+        }
+        let mut app = daemon("app", app_policy);
+        app.after = vec!["db".into(), "not-selected".into()];
+        app.ready_timeout = secs(5.0);
+        Plan {
+            daemons: vec![db, app],
+            routes: Routes::bundle_defaults(),
+            shutdown_grace: secs(8.0),
+            stop_leftovers: true,
+            success_codes: vec![],
+            single_child: false,
+        }
+    }
+
+    #[test]
+    fn a_daemon_starts_only_after_what_it_waits_for_is_ready() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        assert_eq!(spawns(&out), vec![0], "app waits");
+        assert!(logs(&out).contains("app waits for db to be ready"));
+        out.clear();
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        assert!(
+            spawns(&out).is_empty(),
+            "running is not ready when there is a check"
+        );
+        assert_eq!(sup.next_deadline(), Some(secs(5.0)));
+        sup.on_ready(0, secs(0.5), &mut out);
+        assert_eq!(spawns(&out), vec![1]);
+        assert!(logs(&out).contains("db is ready"));
+        assert!(sup.daemons()[0].is_ready());
+    }
+
+    #[test]
+    fn without_a_check_running_is_ready() {
+        let mut sup = Supervisor::new(ordered_plan(false, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        assert_eq!(spawns(&out), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_wait_that_times_out_follows_the_exit_policy() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        out.clear();
+        sup.on_tick(secs(5.0), &mut out);
+        assert!(
+            logs(&out).contains("app gave up waiting after 5s"),
+            "{}",
+            logs(&out)
+        );
+        assert_eq!(sup.daemons()[1].state, State::Exited);
+        assert_eq!(
+            sup.health().unwrap_err(),
+            vec![
+                "db is running but not ready".to_string(),
+                "app is down: it exited with code 1".to_string()
+            ]
+        );
+
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::Restart));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        sup.on_tick(secs(5.0), &mut out);
+        assert_eq!(sup.daemons()[1].state, State::Backoff { until: secs(6.0) });
+        sup.on_tick(secs(6.0), &mut out);
+        assert_eq!(
+            sup.daemons()[1].state,
+            State::Waiting { until: secs(11.0) },
+            "waits again after the backoff"
+        );
+
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::StopBundle));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        sup.on_tick(secs(5.0), &mut out);
+        assert_eq!(
+            signals(&out),
+            vec![(100, TERM)],
+            "stop-bundle: everything stops"
+        );
+    }
+
+    #[test]
+    fn readiness_ends_with_the_process() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        sup.on_ready(0, secs(0.2), &mut out);
+        sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
+        assert!(!sup.daemons()[0].is_ready());
+        assert!(sup.status_lines(secs(1.0), false)[0].contains("ready no"));
     }
 }

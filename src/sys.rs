@@ -299,6 +299,8 @@ pub struct ExecPlan<'a> {
     pub user: Option<(u32, u32)>,
     pub stdout: Option<c_int>,
     pub stderr: Option<c_int>,
+    /// (descriptor, number the child gets it as): the readiness notification pipe.
+    pub notify: Option<(c_int, c_int)>,
     pub give_terminal: bool,
     pub no_new_privs: bool,
     pub mask: SigSet,
@@ -362,6 +364,11 @@ pub fn child(plan: &ExecPlan<'_>) -> ! {
             {
                 report_and_exit(plan.report, ChildStep::Redirect);
             }
+        }
+        if let Some((fd, target)) = plan.notify
+            && dup2(fd, target) < 0
+        {
+            report_and_exit(plan.report, ChildStep::Redirect);
         }
         if let Some(dir) = plan.cwd
             && chdir(dir.as_ptr()) != 0

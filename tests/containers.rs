@@ -554,3 +554,28 @@ fn control_through_podman_exec_and_a_healthcheck() {
     assert_eq!(code, Some(1));
     assert!(err.contains("git-gate is down"), "{err}");
 }
+
+/// Ordered start inside a container: the app starts only once the database accepts
+/// connections, which bundle-init checks itself (the image has no tool to do it).
+#[test]
+fn ordered_start_waits_for_readiness_in_a_container() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-ready");
+    let flags = with_bundle(
+        &dir,
+        "[db]\nrun = bundle-testd --name db --delay 300ms --listen 127.0.0.1:5432\nready = tcp:127.0.0.1:5432\n\
+         [app]\nrun = bundle-testd --name app\nafter = db\n",
+    );
+    let c = Container::run(&strs(&flags), DEMO, &[]);
+    c.wait_started(&["db", "app"]);
+    c.stderr.wait_for_text("app started");
+    let log = c.stderr.all();
+    let at = |text: &str| log.iter().position(|l| l.contains(text)).unwrap();
+    assert!(
+        at("app waits for db to be ready") < at("db is ready")
+            && at("db is ready") < at("app started"),
+        "{log:#?}"
+    );
+}

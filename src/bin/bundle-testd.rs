@@ -5,6 +5,7 @@
 //! bundle-testd [--name NAME] [--log FILE] [--ignore SIG]... [--die-on SIG]...
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
+//!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -12,6 +13,8 @@
 //! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
 //! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
 //! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
+//! - `--delay` waits before listening and saying "started" (a slow daemon); `--notify-fd`
+//!   then writes a newline to that descriptor; `--listen-unix` accepts on a Unix socket;
 //! - `--timestamps` ends every noted line with ` t=NANOS` (CLOCK_MONOTONIC), for benchmarks;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
@@ -48,6 +51,9 @@ struct Options {
     report: bool,
     ready_file: Option<String>,
     timestamps: bool,
+    delay: Duration,
+    notify_fd: Option<i32>,
+    listen_unix: Option<String>,
 }
 
 #[unsafe(no_mangle)]
@@ -85,6 +91,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         report: false,
         ready_file: None,
         timestamps: false,
+        delay: Duration::ZERO,
+        notify_fd: None,
+        listen_unix: None,
     };
     let mut p = lexopt::Parser::from_args(args);
     let text = |p: &mut lexopt::Parser| -> Result<String, String> {
@@ -109,6 +118,11 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
+            Long("delay") => o.delay = bundle_init::config::parse_duration(&text(&mut p)?)?,
+            Long("notify-fd") => {
+                o.notify_fd = Some(text(&mut p)?.parse().map_err(|_| "bad descriptor")?)
+            }
+            Long("listen-unix") => o.listen_unix = Some(text(&mut p)?),
             _ => return Err(arg.unexpected().to_string()),
         }
     }
@@ -149,6 +163,24 @@ fn run(options: Options, inherited: SigSet) -> i32 {
             return 1;
         }
     };
+    // A slow start, as real daemons have: nothing listens until it is over.
+    if !options.delay.is_zero() {
+        std::thread::sleep(options.delay);
+    }
+    // Held for the process's life: the kernel queues connections, which is all a check needs.
+    let _unix_listener = match &options.listen_unix {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            match std::os::unix::net::UnixListener::bind(path) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "bundle-testd: listen {path}: {e}");
+                    return 1;
+                }
+            }
+        }
+        None => None,
+    };
     let listener = match &options.listen {
         Some(addr) => match TcpListener::bind(addr.as_str()) {
             Ok(l) => {
@@ -164,6 +196,10 @@ fn run(options: Options, inherited: SigSet) -> i32 {
     };
     // "started" means: signals are handled and the listener (if any) accepts connections.
     note(&options, "started");
+    if let Some(fd) = options.notify_fd {
+        // The s6 convention: a newline on the descriptor says "ready".
+        let _ = rustix::io::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"\n");
+    }
     if options.orphans > 0 {
         make_orphans(options.orphans);
         note(&options, &format!("made {} orphans", options.orphans));
