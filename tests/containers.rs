@@ -246,16 +246,7 @@ fn hup_reaches_egress_only() {
     c.wait_started(&SEED);
     c.kill("HUP");
     c.kill("USR2"); // unrouted: goes to all four, after the HUP
-    c.stdout
-        .wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
-    let hups: Vec<String> = c
-        .stdout
-        .all()
-        .into_iter()
-        .filter(|l| l.ends_with("got SIGHUP"))
-        .collect();
-    assert_eq!(hups.len(), 1, "{hups:?}");
-    assert!(hups[0].starts_with("[egress]"));
+    common::assert_hup_reached_egress_only(&c.stdout);
 }
 
 #[test]

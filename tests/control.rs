@@ -12,19 +12,7 @@ use common::*;
 
 /// Runs the client inside bundle-init's PID namespace; returns (exit code, stdout, stderr).
 fn client(init: &Init, args: &[&str]) -> (i32, String, String) {
-    let pid = init.pid().to_string();
-    let out = Command::new("nsenter")
-        .args([
-            "--target",
-            &pid,
-            "--pid",
-            "--mount",
-            "--",
-            bundle_init_bin(),
-        ])
-        .args(args)
-        .output()
-        .expect("nsenter from util-linux");
+    let out = in_namespace(init, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

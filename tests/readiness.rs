@@ -96,21 +96,7 @@ fn status_and_health_report_readiness() {
     );
     let init = Launch::pid1(&["--bundle", &bundle]).start();
     init.stdout.wait_for_text("started");
-    let pid = init.pid().to_string();
-    let run = |what: &str| {
-        std::process::Command::new("nsenter")
-            .args([
-                "--target",
-                &pid,
-                "--pid",
-                "--mount",
-                "--",
-                bundle_init_bin(),
-                what,
-            ])
-            .output()
-            .unwrap()
-    };
+    let run = |what: &str| in_namespace(&init, &[what]);
     let status = run("status");
     assert!(
         String::from_utf8_lossy(&status.stdout).contains("ready no"),

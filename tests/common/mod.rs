@@ -430,3 +430,34 @@ pub fn zombie_children(pid: i32) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Runs `bundle-init ARGS` inside `init`'s PID and mount namespaces, as `podman exec` would.
+pub fn in_namespace(init: &Init, args: &[&str]) -> std::process::Output {
+    let pid = init.pid().to_string();
+    Command::new("nsenter")
+        .args([
+            "--target",
+            &pid,
+            "--pid",
+            "--mount",
+            "--",
+            bundle_init_bin(),
+        ])
+        .args(args)
+        .output()
+        .expect("nsenter from util-linux")
+}
+
+/// After HUP then USR2 were sent to the seed bundle: once all four daemons noted USR2 (a
+/// daemon reads lower signal numbers first, so any HUP has arrived by then), exactly one
+/// HUP was seen, by egress.
+pub fn assert_hup_reached_egress_only(lines: &Lines) {
+    lines.wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
+    let hups: Vec<String> = lines
+        .all()
+        .into_iter()
+        .filter(|l| l.ends_with("got SIGHUP"))
+        .collect();
+    assert_eq!(hups.len(), 1, "{hups:?}");
+    assert!(hups[0].starts_with("[egress] egress "), "{hups:?}");
+}
