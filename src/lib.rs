@@ -363,7 +363,7 @@ fn quote_word(word: &str) -> String {
 /// opens later lands there by accident (and gets handed to a child as its stdout).
 fn ensure_stdio_open() {
     for fd in 0..3 {
-        if rustix::io::fcntl_getfd(output::borrow_stdio(fd)).is_err() {
+        if rustix::io::fcntl_getfd(output::borrow_fd(fd)).is_err() {
             let opened = rustix::fs::open(
                 "/dev/null",
                 rustix::fs::OFlags::RDWR,
@@ -387,7 +387,7 @@ fn close_inherited_on_exec() {
     };
     fds.retain(|&fd| fd > 2);
     for fd in fds {
-        let borrowed = output::borrow_stdio(fd);
+        let borrowed = output::borrow_fd(fd);
         if let Ok(flags) = rustix::io::fcntl_getfd(borrowed) {
             let _ = rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC);
         }
@@ -396,7 +396,7 @@ fn close_inherited_on_exec() {
 
 /// Whether stdin is a terminal whose foreground process group is ours.
 fn owns_terminal() -> bool {
-    let stdin = output::borrow_stdio(0);
+    let stdin = output::borrow_fd(0);
     rustix::termios::isatty(stdin)
         && rustix::termios::tcgetpgrp(stdin).is_ok_and(|pgrp| pgrp == rustix::process::getpgrp())
 }

@@ -78,7 +78,7 @@ impl Sink {
     /// also write to keeps its blocking mode. Otherwise writes stay blocking and are sized
     /// to what poll said fits.
     pub fn new(raw: RawFd) -> Sink {
-        let fd = borrow_stdio(raw);
+        let fd = borrow_fd(raw);
         let is_fifo =
             rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
         let private = match is_fifo {
@@ -101,8 +101,8 @@ impl Sink {
 
     /// Whether `raw` and this sink write to the same file (stdout and stderr often do).
     pub fn same_file_as(&self, raw: RawFd) -> bool {
-        let a = rustix::fs::fstat(borrow_stdio(self.raw));
-        let b = rustix::fs::fstat(borrow_stdio(raw));
+        let a = rustix::fs::fstat(borrow_fd(self.raw));
+        let b = rustix::fs::fstat(borrow_fd(raw));
         matches!((a, b), (Ok(a), Ok(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino)
     }
 
@@ -147,7 +147,7 @@ impl Sink {
             let chunk = whole_records(&self.pending, limit);
             let fd = match &self.private {
                 Some(fd) => fd.as_fd(),
-                None => borrow_stdio(self.raw),
+                None => borrow_fd(self.raw),
             };
             match rustix::io::write(fd, &self.pending[..chunk]) {
                 Ok(written) => {
@@ -180,9 +180,11 @@ fn whole_records(pending: &[u8], limit: usize) -> usize {
     }
 }
 
-/// Borrows one of the standard descriptors, which live as long as the process.
-pub fn borrow_stdio(raw: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: bundle-init makes sure 0, 1 and 2 are open at startup and never closes them.
+/// Borrows a descriptor bundle-init does not own as an OwnedFd: 0, 1 and 2 (opened at start
+/// if they were closed, never closed), or inherited ones it only looks at.
+pub fn borrow_fd(raw: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: these descriptors are never closed by bundle-init; a number that is not open
+    // only makes the system call that uses it fail with EBADF.
     unsafe { BorrowedFd::borrow_raw(raw) }
 }
 
