@@ -114,15 +114,17 @@ fn orphan_flood(launch: Launch) {
 #[test]
 fn dash_g_signals_reach_a_grandchild_in_the_childs_group() {
     // sh dies of USR1 (default action); bundle-testd, its child in the same group, notes it.
+    // --stop-others: bundle-init waits for the grandchild (TERM after the child is gone)
+    // instead of exiting at once and taking it down before it could say what it saw.
     let script = format!("{TESTD} --name grandchild & wait");
-    let mut init = Launch::pid1(&["-g", "--", "sh", "-c", &script]).start();
+    let mut init = Launch::pid1(&["-g", "--stop-others", "5s", "--", "sh", "-c", &script]).start();
     init.stdout.wait_for_text("grandchild");
     init.signal(USR1);
     init.stdout.wait_for_text("got SIGUSR1");
     assert_eq!(init.wait_exit(), 128 + USR1);
 
     // Without -g only sh is signalled: the grandchild hears nothing.
-    let mut init = Launch::pid1(&["--", "sh", "-c", &script]).start();
+    let mut init = Launch::pid1(&["--stop-others", "5s", "--", "sh", "-c", &script]).start();
     init.stdout.wait_for_text("grandchild");
     init.signal(USR1);
     assert_eq!(init.wait_exit(), 128 + USR1);
