@@ -31,7 +31,6 @@ pub enum Interest {
     Notify(usize),
 }
 
-#[derive(Default)]
 pub struct Probes {
     probes: Vec<Option<Probe>>,
     /// Notification pipes made for a spawn, waiting for the probe of that pid.
