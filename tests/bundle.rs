@@ -301,14 +301,20 @@ fn exit_policies_keep_running_restart_and_stop_bundle() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 3);
 
-    // restart: comes back after its backoff, again and again.
+    // restart: comes back after its backoff, again and again. The first three runs crash at
+    // once; the fourth stays up, so the TERM below meets a daemon that is surely running
+    // (a run that crashed at the very moment of the TERM would rightly count as code 1).
+    let runs = dir.path("flaky.runs");
     let bundle = dir.write(
         "restart.bundle",
-        "[flaky]\nrun = bundle-testd --name flaky --exit-after 0s 1\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 40ms\n",
+        &format!("[flaky]\nrun = bundle-testd --name flaky --exit-after 0s 1 --exit-runs 3 {runs}\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 40ms\n"),
     );
     let mut init = Launch::pid1(&["--bundle", &bundle]).start();
     init.stderr
         .wait_for_n(3, "restarts", |l| l.contains("flaky started again"));
+    init.stdout.wait_for_n(4, "the fourth run up", |l| {
+        l.starts_with("[flaky] flaky ") && l.ends_with(" started")
+    });
     let delays: Vec<String> = init
         .stderr
         .all()

@@ -6,6 +6,7 @@
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
+//!              [--exit-runs N FILE]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -15,6 +16,9 @@
 //! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
 //! - `--delay` waits before listening and saying "started" (a slow daemon); `--notify-fd`
 //!   then writes a newline to that descriptor; `--listen-unix` accepts on a Unix socket;
+//! - `--exit-runs N FILE`: only the first N runs (counted by appending a line to FILE) obey
+//!   `--exit-after`; later runs keep going, so a test can crash a daemon a known number of times
+//!   and then stop a run that is certain to be up;
 //! - `--timestamps` ends every noted line with ` t=NANOS` (CLOCK_MONOTONIC), for benchmarks;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
@@ -45,6 +49,7 @@ struct Options {
     ignore: Vec<i32>,
     die_on: Vec<i32>,
     exit_after: Option<(Duration, i32)>,
+    exit_runs: Option<(u64, String)>,
     listen: Option<String>,
     orphans: u32,
     flood: u64,
@@ -85,6 +90,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         ignore: vec![],
         die_on: vec![libc_sig::TERM, libc_sig::INT, libc_sig::QUIT],
         exit_after: None,
+        exit_runs: None,
         listen: None,
         orphans: 0,
         flood: 0,
@@ -112,6 +118,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
                 let code = text(&mut p)?.parse().map_err(|_| "bad exit code")?;
                 o.exit_after = Some((d, code));
             }
+            Long("exit-runs") => {
+                let n = text(&mut p)?.parse().map_err(|_| "bad run count")?;
+                o.exit_runs = Some((n, text(&mut p)?));
+            }
             Long("listen") => o.listen = Some(text(&mut p)?),
             Long("orphans") => o.orphans = text(&mut p)?.parse().map_err(|_| "bad count")?,
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
@@ -127,6 +137,20 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         }
     }
     Ok(o)
+}
+
+/// Appends this run to FILE and returns how many runs came before it. One O_APPEND write
+/// per run: the daemon is restarted one instance at a time, so the count is exact.
+fn count_run(path: &str) -> u64 {
+    let before = std::fs::read(path).unwrap_or_default();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(b"run\n");
+    }
+    before.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 fn note(options: &Options, what: &str) {
@@ -151,7 +175,12 @@ fn note(options: &Options, what: &str) {
     }
 }
 
-fn run(options: Options, inherited: SigSet) -> i32 {
+fn run(mut options: Options, inherited: SigSet) -> i32 {
+    if let Some((runs, path)) = &options.exit_runs
+        && count_run(path) >= *runs
+    {
+        options.exit_after = None;
+    }
     // Read /proc before touching our own signal state, so the report shows what we got.
     if options.report {
         report(inherited);

@@ -374,6 +374,11 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// Where `name` would be in the directory, as a string for command lines.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
     pub fn write(&self, name: &str, text: &str) -> String {
         let path = self.0.join(name);
         std::fs::write(&path, text).unwrap();
