@@ -79,22 +79,36 @@ fn restart_by_name_prints_old_and_new_pid_and_leaves_siblings_alone() {
     assert_ne!(old, new);
     init.stderr
         .wait_for_text(&format!("worker restarted (control): pid {old} -> {new}"));
+    // Once the new worker has spoken, stdout has caught up past the restart.
+    init.stdout.wait_for("from the new worker", |l| {
+        l == format!("[worker] worker {new} started")
+    });
+    let web = started_pid(&init.stdout.wait_for("web's start", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started")
+    }));
     assert!(
-        !init.stdout.text().contains("web")
-            || !init.stdout.text().contains("[web] web")
-            || !init
-                .stdout
-                .all()
-                .iter()
-                .any(|l| l.starts_with("[web]") && l.contains(" got "))
+        !init
+            .stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with("[web] ") && l.contains(" got ")),
+        "web was sent a signal"
     );
     let (_, status, _) = client(&init, &["status"]);
-    assert!(
+    let line_of = |name: &str| {
         status
             .lines()
-            .any(|l| l.starts_with("worker") && l.contains("restarts 1")),
-        "{status}"
-    );
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let worker = line_of("worker");
+    assert_eq!(worker[3], new, "{status}");
+    assert_eq!(worker[7], "1", "{status}");
+    let web_now = line_of("web");
+    assert_eq!(web_now[3], web.to_string(), "web was replaced: {status}");
+    assert_eq!(web_now[7], "0", "{status}");
 }
 
 #[test]

@@ -31,6 +31,8 @@ fn ordered_start_waits_for_a_tcp_check() {
         started.elapsed() >= Duration::from_millis(400),
         "app started before db could be ready"
     );
+    // stderr is read by its own thread: wait for it to reach the same point.
+    init.stderr.wait_for_text("app started");
     let log = init.stderr.all();
     assert!(position(&log, "app waits for db to be ready") < position(&log, "db is ready"));
     assert!(position(&log, "db is ready") < position(&log, "app started"));
@@ -50,9 +52,7 @@ fn unix_socket_file_and_notify_checks() {
         ),
     );
     let init = Launch::pid1(&["--bundle", &bundle]).start();
-    init.stdout.wait_for("app starting", |l| {
-        l.starts_with("[app] ") && l.ends_with(" started")
-    });
+    init.stderr.wait_for_text("app started");
     let log = init.stderr.all();
     let app = position(&log, "app started");
     for name in ["sock", "flag", "note"] {
