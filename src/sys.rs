@@ -119,6 +119,7 @@ unsafe extern "C" {
     fn setuid(uid: u32) -> c_int;
     fn chdir(path: *const c_char) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn tcsetpgrp(fd: c_int, pgrp: c_int) -> c_int;
     fn getpid() -> c_int;
     fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
@@ -335,9 +336,11 @@ impl ChildStep {
 }
 
 const PR_SET_NO_NEW_PRIVS: c_int = 38;
+const F_SETFD: c_int = 2;
+const F_DUPFD_CLOEXEC: c_int = 1030;
 const EACCES: c_int = 13;
 
-/// The child's side: set up and exec, or report (step, errno) on `plan.report` and exit
+/// The child's side: set up and exec, or report (step, errno) on the report pipe and exit
 /// 127. Makes only async-signal-safe system calls and allocates nothing.
 pub fn child(plan: &ExecPlan<'_>) -> ! {
     // SAFETY: every pointer comes from `plan`, which the parent keeps alive (the child has
@@ -351,8 +354,9 @@ pub fn child(plan: &ExecPlan<'_>) -> ! {
                 _exit(127)
             }
         }
+        let mut report = plan.report;
         if setpgid(0, 0) != 0 {
-            report_and_exit(plan.report, ChildStep::ProcessGroup);
+            report_and_exit(report, ChildStep::ProcessGroup);
         }
         if plan.give_terminal {
             // Still fully blocked here, so SIGTTOU cannot stop us for asking.
@@ -362,29 +366,45 @@ pub fn child(plan: &ExecPlan<'_>) -> ! {
             if let Some(fd) = fd
                 && dup2(fd, target) < 0
             {
-                report_and_exit(plan.report, ChildStep::Redirect);
+                report_and_exit(report, ChildStep::Redirect);
             }
         }
-        if let Some((fd, target)) = plan.notify
-            && dup2(fd, target) < 0
-        {
-            report_and_exit(plan.report, ChildStep::Redirect);
+        if let Some((fd, target)) = plan.notify {
+            // The number the daemon asked for may be one of the two pipes of this very
+            // start. The report pipe moves out of its way (to the lowest free number, which
+            // cannot be `target` while the report sits there); a notification pipe already
+            // on `target` only loses its CLOEXEC, which dup2 onto itself would leave set.
+            if report == target {
+                let moved = fcntl(report, F_DUPFD_CLOEXEC, 3);
+                if moved < 0 {
+                    report_and_exit(report, ChildStep::Redirect);
+                }
+                report = moved;
+            }
+            let placed = if fd == target {
+                fcntl(fd, F_SETFD, 0)
+            } else {
+                dup2(fd, target)
+            };
+            if placed < 0 {
+                report_and_exit(report, ChildStep::Redirect);
+            }
         }
         if let Some(dir) = plan.cwd
             && chdir(dir.as_ptr()) != 0
         {
-            report_and_exit(plan.report, ChildStep::WorkingDirectory);
+            report_and_exit(report, ChildStep::WorkingDirectory);
         }
         if let Some((uid, gid)) = plan.user
             && (setgroups(0, std::ptr::null()) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
         {
-            report_and_exit(plan.report, ChildStep::User);
+            report_and_exit(report, ChildStep::User);
         }
         if plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            report_and_exit(plan.report, ChildStep::NoNewPrivs);
+            report_and_exit(report, ChildStep::NoNewPrivs);
         }
         if set_signal_mask(&plan.mask).is_err() {
-            report_and_exit(plan.report, ChildStep::Signals);
+            report_and_exit(report, ChildStep::Signals);
         }
         let envp = match plan.envp {
             Some(envp) => envp.as_ptr(),
@@ -399,12 +419,12 @@ pub fn child(plan: &ExecPlan<'_>) -> ! {
             match errno {
                 EACCES => saw_eacces = true,
                 2 | 20 => {} // ENOENT, ENOTDIR: try the next one
-                _ => report_and_exit(plan.report, ChildStep::Exec),
+                _ => report_and_exit(report, ChildStep::Exec),
             }
         }
         if saw_eacces {
             *__errno_location() = EACCES;
         }
-        report_and_exit(plan.report, ChildStep::Exec)
+        report_and_exit(report, ChildStep::Exec)
     }
 }

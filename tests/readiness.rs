@@ -106,3 +106,52 @@ fn status_and_health_report_readiness() {
     assert_eq!(health.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&health.stderr).contains("db is running but not ready"));
 }
+
+/// A daemon gets its notification descriptor under the number it asked for, even when that
+/// number is the one the notification pipe itself got: a chain of daemons, each started once
+/// the one before is ready, asks for every number from 3 to 40 in turn. One start at a time
+/// means every start finds the same free descriptors, so one link asks for exactly that one
+/// (without prefixed output bundle-init holds few descriptors, so that number is below 40).
+#[test]
+fn notify_works_for_every_descriptor_number_even_those_bundle_init_holds() {
+    let dir = TempDir::new("ready-fds");
+    let mut text = String::new();
+    for fd in 3..=40 {
+        text += &format!(
+            "[n{fd}]\nrun = bundle-testd --name n{fd} --notify-fd {fd}\nready = notify:{fd}\nprefix-output = false\n"
+        );
+        if fd > 3 {
+            text += &format!("after = n{}\n", fd - 1);
+        }
+    }
+    text += "[app]\nrun = bundle-testd --name app\nafter = n40\n";
+    let bundle = dir.write("r.bundle", &text);
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr.wait_for_text("app started");
+}
+
+/// A failed start is reported as such even when the notification number asked for is the
+/// one the start's failure-report pipe got: every number from 3 to 40 is asked for by a
+/// daemon whose program does not exist (and no prefixed output, to keep the numbers low).
+/// A failed start frees its pipes, so each of them finds the same free descriptors.
+#[test]
+fn exec_failures_are_reported_whatever_notify_number_is_asked_for() {
+    let dir = TempDir::new("ready-fds-fail");
+    let mut text = String::new();
+    for fd in 3..=40 {
+        text += &format!(
+            "[m{fd}]\nrun = /no/such/program\nready = notify:{fd}\nprefix-output = false\n"
+        );
+    }
+    let bundle = dir.write("r.bundle", &text);
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 127);
+    for fd in 3..=40 {
+        let line = format!("cannot start m{fd}: /no/such/program: No such file or directory");
+        assert!(
+            init.stderr.text().contains(&line),
+            "m{fd}:\n{}",
+            init.stderr.text()
+        );
+    }
+}
