@@ -328,9 +328,12 @@ fn serve(options: &Options, stream: &mut TcpStream, pending: &mut Vec<u8>) -> bo
 }
 
 fn die_by(sig: i32) -> ! {
-    // Default disposition, nothing blocked, then the signal itself: the parent sees a
-    // death by signal, as with a daemon that does not catch it.
-    let _ = sys::set_signal_mask(&SigSet::empty());
+    // Default disposition, only this signal unblocked, then the signal itself: the parent
+    // sees a death by it, as with a daemon that does not catch it. Everything else stays
+    // blocked: other signals still pending (a storm's USR2s) must not kill us first.
+    let mut mask = SigSet::full();
+    mask.remove(sig);
+    let _ = sys::set_signal_mask(&mask);
     let _ = sys::send_signal(std::process::id() as i32, sig);
     // Still here: the signal was ignored by inheritance. Report it the shell's way.
     std::process::exit(128 + sig);
