@@ -180,7 +180,7 @@ fn whole_records(pending: &[u8], limit: usize) -> usize {
     }
 }
 
-/// Borrows a descriptor bundle-init does not own as an OwnedFd: 0, 1 and 2 (opened at start
+/// Borrows a descriptor bundle-init does not own: 0, 1 and 2 (opened at start
 /// if they were closed, never closed), or inherited ones it only looks at.
 pub fn borrow_fd(raw: RawFd) -> BorrowedFd<'static> {
     // SAFETY: these descriptors are never closed by bundle-init; a number that is not open

@@ -14,9 +14,7 @@ use crate::output::{LineSplitter, Sink};
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
 use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor, Time};
-use crate::sys::{
-    self, POLLERR, POLLHUP, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig,
-};
+use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig};
 
 /// How long bundle-init keeps trying to write queued output after deciding to exit.
 const FINAL_FLUSH: Duration = Duration::from_millis(500);
@@ -188,12 +186,9 @@ impl Runtime {
                 match self.poll_sources[i] {
                     Source::Signals => reap |= self.read_signals(&mut actions),
                     Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
-                    Source::Sink(sink) => {
-                        if revents & (POLLERR | POLLHUP) != 0 && revents & POLLOUT == 0 {
-                            self.sinks[sink].flush(); // marks it broken
-                        }
-                        self.sinks[sink].flush();
-                    }
+                    // Writable, or the reader went away: then the write fails and marks
+                    // the sink broken.
+                    Source::Sink(sink) => self.sinks[sink].flush(),
                     Source::Control(_) => control_ready.push(i),
                     Source::Ready(interest) => {
                         if let Some(index) = self.probes.event(interest, now()) {

@@ -140,8 +140,6 @@ pub struct PollFd {
 
 pub const POLLIN: i16 = 0x1;
 pub const POLLOUT: i16 = 0x4;
-pub const POLLERR: i16 = 0x8;
-pub const POLLHUP: i16 = 0x10;
 
 /// Waits for any of `fds` or `timeout_ms` (-1: for ever). EINTR counts as "nothing ready".
 pub fn wait_for(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
@@ -237,44 +235,6 @@ impl SignalInfo {
             code: i32::from_ne_bytes(word(8)),
             sender: u32::from_ne_bytes(word(12)),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sigset_bits_match_signal_numbers() {
-        let mut set = SigSet::empty();
-        set.add(libc_sig::HUP);
-        set.add(64);
-        assert!(set.contains(1) && set.contains(64) && !set.contains(2));
-        set.remove(1);
-        assert!(!set.contains(1));
-        // Out-of-range numbers are never members and never panic.
-        set.add(0);
-        set.add(65);
-        assert!(!set.contains(0) && !set.contains(65));
-        assert!(SigSet::full().contains(libc_sig::TERM));
-    }
-
-    #[test]
-    fn siginfo_fields_are_read_from_their_offsets() {
-        let mut raw = [0u8; SIGINFO_SIZE];
-        raw[0..4].copy_from_slice(&10u32.to_ne_bytes());
-        raw[8..12].copy_from_slice(&0i32.to_ne_bytes());
-        raw[12..16].copy_from_slice(&4242u32.to_ne_bytes());
-        let info = SignalInfo::parse(&raw).unwrap();
-        assert_eq!(
-            info,
-            SignalInfo {
-                signo: 10,
-                code: 0,
-                sender: 4242
-            }
-        );
-        assert_eq!(SignalInfo::parse(&raw[..100]), None);
     }
 }
 
@@ -426,5 +386,43 @@ pub fn child(plan: &ExecPlan<'_>) -> ! {
             *__errno_location() = EACCES;
         }
         report_and_exit(report, ChildStep::Exec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigset_bits_match_signal_numbers() {
+        let mut set = SigSet::empty();
+        set.add(libc_sig::HUP);
+        set.add(64);
+        assert!(set.contains(1) && set.contains(64) && !set.contains(2));
+        set.remove(1);
+        assert!(!set.contains(1));
+        // Out-of-range numbers are never members and never panic.
+        set.add(0);
+        set.add(65);
+        assert!(!set.contains(0) && !set.contains(65));
+        assert!(SigSet::full().contains(libc_sig::TERM));
+    }
+
+    #[test]
+    fn siginfo_fields_are_read_from_their_offsets() {
+        let mut raw = [0u8; SIGINFO_SIZE];
+        raw[0..4].copy_from_slice(&10u32.to_ne_bytes());
+        raw[8..12].copy_from_slice(&0i32.to_ne_bytes());
+        raw[12..16].copy_from_slice(&4242u32.to_ne_bytes());
+        let info = SignalInfo::parse(&raw).unwrap();
+        assert_eq!(
+            info,
+            SignalInfo {
+                signo: 10,
+                code: 0,
+                sender: 4242
+            }
+        );
+        assert_eq!(SignalInfo::parse(&raw[..100]), None);
     }
 }
