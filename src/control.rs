@@ -11,12 +11,13 @@
 //! a body; the server closes the connection after answering.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::signal::{Sig, parse_signal};
+use crate::supervisor::{Actions, Cause, State, Supervisor, Time};
 
 /// A request longer than this is refused.
 pub const MAX_REQUEST: usize = 512;
@@ -156,61 +157,7 @@ pub fn client(request: &str) -> u8 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_parse() {
-        assert_eq!(
-            parse_request(b"status"),
-            Ok(Request::Status { json: false })
-        );
-        assert_eq!(
-            parse_request(b"status --json"),
-            Ok(Request::Status { json: true })
-        );
-        assert_eq!(parse_request(b" health "), Ok(Request::Health));
-        assert_eq!(
-            parse_request(b"restart a b"),
-            Ok(Request::Restart(vec!["a".into(), "b".into()]))
-        );
-        assert_eq!(
-            parse_request(b"signal a HUP"),
-            Ok(Request::Signal("a".into(), Sig(1)))
-        );
-    }
-
-    #[test]
-    fn bad_requests_are_refused_with_a_reason() {
-        assert!(parse_request(b"").unwrap_err().contains("empty"));
-        assert!(
-            parse_request(b"restart")
-                .unwrap_err()
-                .contains("unknown request")
-        );
-        assert!(
-            parse_request(b"signal a NOPE")
-                .unwrap_err()
-                .contains("NOPE")
-        );
-        assert!(parse_request(b"signal a").is_err());
-        assert!(parse_request(b"reboot").unwrap_err().contains("reboot"));
-        assert!(parse_request(b"\xff").unwrap_err().contains("UTF-8"));
-    }
-
-    #[test]
-    fn the_derived_name_is_the_same_for_everyone_in_the_namespace() {
-        assert_eq!(derived_name(), derived_name());
-        assert!(derived_name().starts_with("bundle-init"));
-    }
-}
-
 // ---------------------------------------------------------------- the server side
-
-use std::os::fd::{AsRawFd, RawFd};
-
-use crate::supervisor::{Actions, Cause, State, Supervisor, Time};
 
 /// What the loop polls for a client.
 #[derive(Clone, Copy)]
@@ -474,12 +421,11 @@ impl Server {
                     }
                 }
             }
-            let result = if failed {
-                Err("restart failed".to_string())
+            if failed {
+                answer(&client.fd, Err("restart failed".to_string()), &body);
             } else {
-                Ok(body.clone())
-            };
-            answer(&client.fd, result, if failed { &body } else { "" });
+                answer(&client.fd, Ok(body), "");
+            }
             false
         });
     }
@@ -493,4 +439,54 @@ fn answer(fd: &OwnedFd, result: Result<String, String>, extra: &str) {
         Err(why) => format!("ERR {why}\n{extra}"),
     };
     let _ = rustix::io::write(fd, text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(
+            parse_request(b"status"),
+            Ok(Request::Status { json: false })
+        );
+        assert_eq!(
+            parse_request(b"status --json"),
+            Ok(Request::Status { json: true })
+        );
+        assert_eq!(parse_request(b" health "), Ok(Request::Health));
+        assert_eq!(
+            parse_request(b"restart a b"),
+            Ok(Request::Restart(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            parse_request(b"signal a HUP"),
+            Ok(Request::Signal("a".into(), Sig(1)))
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason() {
+        assert!(parse_request(b"").unwrap_err().contains("empty"));
+        assert!(
+            parse_request(b"restart")
+                .unwrap_err()
+                .contains("unknown request")
+        );
+        assert!(
+            parse_request(b"signal a NOPE")
+                .unwrap_err()
+                .contains("NOPE")
+        );
+        assert!(parse_request(b"signal a").is_err());
+        assert!(parse_request(b"reboot").unwrap_err().contains("reboot"));
+        assert!(parse_request(b"\xff").unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn the_derived_name_is_the_same_for_everyone_in_the_namespace() {
+        assert_eq!(derived_name(), derived_name());
+        assert!(derived_name().starts_with("bundle-init"));
+    }
 }

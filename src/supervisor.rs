@@ -435,7 +435,7 @@ impl Supervisor {
     }
 
     pub fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Actions) {
-        match self.routes.get(sig).clone() {
+        match self.routes.get(sig) {
             Route::Shutdown => {
                 if self.is_shutting_down() {
                     self.log(out, Level::Notice, || {
@@ -456,13 +456,11 @@ impl Supervisor {
             Route::Ignore => self.log(out, Level::Info, || {
                 format!("received {sig}: ignored by route")
             }),
-            Route::ForwardAll => {
-                let all: Vec<usize> = (0..self.daemons.len()).collect();
-                self.forward(sig, &all, out);
-            }
-            Route::Forward(targets) => self.forward(sig, &targets, out),
+            // Forwarding is the hot path (every signal, in single-child mode): no allocation.
+            Route::ForwardAll => self.forward(sig, 0..self.daemons.len(), out),
+            Route::Forward(targets) => self.forward(sig, targets.iter().copied(), out),
             Route::Restart(targets) => {
-                for index in targets {
+                for index in targets.clone() {
                     self.request_restart(index, Cause::Signal(sig), now, out);
                 }
             }
@@ -471,10 +469,11 @@ impl Supervisor {
 
     /// Restart one daemon in place; the same rules whoever asks.
     pub fn request_restart(&mut self, index: usize, by: Cause, now: Time, out: &mut Actions) {
-        let Some(daemon) = self.daemons.get_mut(index) else {
+        let Some(daemon) = self.daemons.get(index) else {
             return;
         };
-        let name = daemon.spec.name.clone();
+        // Borrowed, not cloned: a storm of requests that coalesce must not allocate each.
+        let name = &daemon.spec.name;
         if !matches!(self.phase, Phase::Running) {
             self.log(out, Level::Notice, || {
                 format!("restart of {name} ({by}) ignored: shutting down")
@@ -488,6 +487,7 @@ impl Supervisor {
                     by,
                     old_pid: Some(pid),
                 };
+                let daemon = &mut self.daemons[index];
                 let stop = daemon.spec.stop_signal;
                 daemon.state = State::Stopping {
                     pid,
@@ -501,6 +501,7 @@ impl Supervisor {
                     group: daemon.spec.signal_group,
                 });
                 self.log(out, Level::Info, || {
+                    let name = &self.daemons[index].spec.name;
                     format!("restarting {name} ({by}): sent {stop} to pid {pid}")
                 });
             }
@@ -517,6 +518,7 @@ impl Supervisor {
                 });
             }
             State::Backoff { .. } | State::Exited => {
+                let daemon = &mut self.daemons[index];
                 daemon.state = State::Idle;
                 daemon.pending_restart = Some(RestartRequest {
                     asked_at: now,
@@ -727,8 +729,8 @@ impl Supervisor {
         daemons.chain(shutdown).min()
     }
 
-    fn forward(&mut self, sig: Sig, targets: &[usize], out: &mut Actions) {
-        for &index in targets {
+    fn forward(&self, sig: Sig, targets: impl Iterator<Item = usize>, out: &mut Actions) {
+        for index in targets {
             let Some(daemon) = self.daemons.get(index) else {
                 continue;
             };
@@ -738,8 +740,9 @@ impl Supervisor {
                     sig,
                     group: daemon.spec.signal_group,
                 });
-                let line = format!("forwarded {sig} to {} (pid {pid})", daemon.spec.name);
-                self.log(out, Level::Info, || line);
+                self.log(out, Level::Info, || {
+                    format!("forwarded {sig} to {} (pid {pid})", daemon.spec.name)
+                });
             }
         }
     }
