@@ -99,6 +99,9 @@ fn seed_usr1_restarts_pipelock_only_and_a_held_connection_survives() {
         format!("supervise {}: still there?\n", before["supervise"])
     );
 
+    // USR2 is unrouted in the seed bundle: all four note it, after any stray USR1.
+    init.signal(USR2);
+    wait_for_usr2_barrier(&init.stdout, 4);
     let out = init.stdout.text();
     assert!(
         out.contains(&format!("pipelock {} got SIGTERM", before["pipelock"])),

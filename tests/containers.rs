@@ -223,6 +223,8 @@ fn seed_usr1_restarts_pipelock_and_a_connection_from_outside_survives() {
         format!("supervise {}: two\n", before["supervise"]),
         "the held connection still works"
     );
+    c.kill("USR2"); // unrouted: all four note it, after any stray USR1
+    common::wait_for_usr2_barrier(&c.stdout, 4);
     assert!(!c.stdout.text().contains("got SIGUSR1"));
 
     let stop = Instant::now();

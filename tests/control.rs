@@ -86,12 +86,18 @@ fn restart_by_name_prints_old_and_new_pid_and_leaves_siblings_alone() {
     let web = started_pid(&init.stdout.wait_for("web's start", |l| {
         l.starts_with("[web] web ") && l.ends_with(" started")
     }));
-    assert!(
-        !init
-            .stdout
-            .all()
-            .iter()
-            .any(|l| l.starts_with("[web] ") && l.contains(" got ")),
+    // Barrier: web notes a USR2 sent now; anything the restart had sent it comes first.
+    assert_eq!(client(&init, &["signal", "web", "USR2"]).0, 0);
+    wait_for_usr2_barrier(&init.stdout, 1);
+    let web_noted: Vec<String> = init
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.starts_with("[web] ") && l.contains(" got "))
+        .collect();
+    assert_eq!(
+        web_noted,
+        [format!("[web] web {web} got SIGUSR2")],
         "web was sent a signal"
     );
     let (_, status, _) = client(&init, &["status"]);
@@ -161,12 +167,19 @@ fn signal_reaches_one_daemon() {
     init.stdout.wait_for("web noting HUP", |l| {
         l.starts_with("[web] ") && l.ends_with("got SIGHUP")
     });
-    assert!(
-        !init
-            .stdout
-            .all()
-            .iter()
-            .any(|l| l.starts_with("[worker]") && l.contains(" got "))
+    // Barrier: worker notes a USR2 sent after the HUP; a stray HUP would come before it.
+    assert_eq!(client(&init, &["signal", "worker", "USR2"]).0, 0);
+    wait_for_usr2_barrier(&init.stdout, 1);
+    let worker: Vec<String> = init
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.starts_with("[worker] ") && l.contains(" got "))
+        .collect();
+    assert_eq!(
+        worker.len(),
+        1,
+        "worker got more than the barrier: {worker:?}"
     );
 }
 

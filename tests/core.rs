@@ -230,12 +230,20 @@ fn the_idle_loop_makes_no_wakeups() {
 fn stop_others_terms_leftovers_and_waits_for_them() {
     // The child leaves a grandchild behind and exits 5: with --stop-others the grandchild
     // gets TERM (and notes it) before bundle-init exits with the child's code.
+    // The ready file is a FIFO: the shell's read blocks until the grandchild has written
+    // it, that is, until its signal handling is set up.
     let dir = TempDir::new("stop-others");
-    let ready = dir.0.join("ready");
-    let ready = ready.display();
-    let script = format!(
-        "{TESTD} --name leftover --ready-file {ready} & until [ -e {ready} ]; do sleep 0.01; done; exit 5"
-    );
+    let ready = dir.path("ready");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        ready.as_str(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let script =
+        format!("{TESTD} --name leftover --ready-file {ready} & read pid < {ready}; exit 5");
     let mut init = Launch::pid1(&["--stop-others", "5s", "--", "sh", "-c", &script]).start();
     assert_eq!(init.wait_exit(), 5);
     assert!(

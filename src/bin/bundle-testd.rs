@@ -23,6 +23,11 @@
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
 //!
+//! - `--announce-exec FD PROGRAM [ARG]...` (first, alone) writes one byte to FD, closes it
+//!   and becomes PROGRAM, changing nothing else. The tests start bundle-init through it
+//!   under `unshare --fork`: the byte says the fork is done, so a test blocks on it instead
+//!   of polling /proc for bundle-init's host pid.
+//!
 //! `no_main` for the same reason as bundle-init: Rust's start-up code would ignore SIGPIPE
 //! and spoil the report of what the process inherited.
 #![no_main]
@@ -41,6 +46,7 @@ unsafe extern "C" {
     fn fork() -> i32;
     fn _exit(code: i32) -> !;
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+    fn execv(path: *const c_char, argv: *const *const c_char) -> c_int;
 }
 
 struct Options {
@@ -63,6 +69,11 @@ struct Options {
 
 #[unsafe(no_mangle)]
 extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+    // Before anything else: the launcher must hand on the mask and dispositions untouched.
+    // SAFETY: the C runtime passes argc valid, NUL-terminated strings.
+    if argc >= 4 && unsafe { CStr::from_ptr(*argv.add(1)) } == c"--announce-exec" {
+        return announce_and_exec(argv);
+    }
     // Block first: a signal that comes while we start is noted, not fatal. (--report reads
     // the inherited mask from the saved copy below.)
     let inherited = sys::block_signals(&SigSet::full()).unwrap_or(SigSet::empty());
@@ -80,6 +91,25 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
         }
     };
     run(options, inherited)
+}
+
+/// `--announce-exec FD PROGRAM [ARG]...`: one byte to FD, then exec PROGRAM with the rest.
+fn announce_and_exec(argv: *const *const c_char) -> c_int {
+    // SAFETY: main checked that argv[1..4] exist; they are valid, NUL-terminated strings.
+    let fd = unsafe { CStr::from_ptr(*argv.add(2)) };
+    if let Some(fd) = fd.to_str().ok().and_then(|n| n.parse::<i32>().ok()) {
+        // SAFETY: the launcher opened FD for us and nothing else in this process uses it.
+        let announce = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let _ = rustix::io::write(&announce, b"x");
+    }
+    // SAFETY: argv[3..] is the C runtime's NULL-terminated array of valid strings.
+    unsafe { execv(*argv.add(3), argv.add(3)) };
+    let _ = writeln!(
+        std::io::stderr(),
+        "bundle-testd: cannot exec: {}",
+        std::io::Error::last_os_error()
+    );
+    127
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, String> {

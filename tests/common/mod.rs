@@ -4,10 +4,12 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The binary under test: the one cargo built, or BUNDLE_INIT_BIN (`just test-tiny` points
@@ -132,8 +134,104 @@ impl Lines {
     }
 }
 
-/// A started bundle-init (possibly inside unshare). Killed on drop, so a failing test
-/// leaves nothing behind.
+/// Blocks until `fd` is readable (a byte, EOF, or a pidfd whose process exited), at most
+/// `patience`. Returns whether it became readable.
+pub fn wait_readable(fd: impl AsFd, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = rustix::time::Timespec::try_from(left).unwrap();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+/// Environment variable that marks every process a test starts, whoever it is re-parented
+/// to later: the sweep finds them by it.
+const TAG_KEY: &str = "BUNDLE_INIT_TEST_TAG";
+
+/// A unique mark for the processes of one test. Dropping it SIGKILLs every process still
+/// carrying it, so a test leaves nothing running even when bundle-init was not PID 1 and
+/// its daemons were re-parented to the host's init.
+pub struct ProcessTag(String);
+
+impl Default for ProcessTag {
+    fn default() -> ProcessTag {
+        ProcessTag::new()
+    }
+}
+
+impl ProcessTag {
+    pub fn new() -> ProcessTag {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        ProcessTag(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Marks the processes `command` starts (and everything they start in turn).
+    pub fn mark(&self, command: &mut Command) {
+        command.env(TAG_KEY, &self.0);
+    }
+
+    /// Live processes carrying this tag (zombies have no environment left to read).
+    pub fn processes(&self) -> Vec<i32> {
+        let entry = format!("\0{TAG_KEY}={}\0", self.0).into_bytes();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let mut environ = vec![0];
+                environ.extend(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
+                environ.windows(entry.len()).any(|w| w == entry)
+            })
+            .collect()
+    }
+
+    /// SIGKILLs every tagged process and waits for each to die, until none is left (a
+    /// process may fork between the scan and the kill: the next scan finds its child).
+    pub fn kill_all(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let pids = self.processes();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                kill_and_wait(pid, deadline);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessTag {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// SIGKILLs `pid` through a pidfd (no pid-reuse race) and waits until it is dead.
+fn kill_and_wait(pid: i32, deadline: Instant) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return; // already gone
+    };
+    let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+    wait_readable(&pidfd, deadline.saturating_duration_since(Instant::now()));
+}
+
+/// A started bundle-init (possibly inside unshare). On drop it and every process it
+/// started are killed, so a failing test leaves nothing behind.
 pub struct Init {
     pub child: Child,
     pub stdout: Lines,
@@ -141,6 +239,10 @@ pub struct Init {
     held_stdout: Option<std::process::ChildStdout>,
     pub as_pid1: bool,
     exited: Option<i32>,
+    /// Readable once unshare has forked the process that becomes bundle-init.
+    announced: Option<OwnedFd>,
+    pid1: OnceLock<i32>,
+    tag: ProcessTag,
 }
 
 pub struct Launch {
@@ -149,7 +251,12 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub prepare: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
     pub hold_stdout: bool,
+    pub user: Option<u32>,
 }
+
+/// The descriptor bundle-testd's `--announce-exec` writes to: high, so that no test's
+/// `prepare` uses it, and closed before bundle-init runs.
+const ANNOUNCE_FD: i32 = 1000;
 
 impl Launch {
     pub fn pid1(args: &[&str]) -> Launch {
@@ -159,7 +266,14 @@ impl Launch {
             env: vec![],
             prepare: None,
             hold_stdout: false,
+            user: None,
         }
+    }
+
+    /// Runs bundle-init as this uid and the gid of the same number.
+    pub fn user(mut self, id: u32) -> Launch {
+        self.user = Some(id);
+        self
     }
 
     pub fn subreaper(args: &[&str]) -> Launch {
@@ -190,9 +304,19 @@ impl Launch {
     }
 
     pub fn start(self) -> Init {
+        let tag = ProcessTag::new();
+        // As PID 1: unshare forks, bundle-testd announces the fork and execs bundle-init.
+        let (announced, announce) = if self.as_pid1 {
+            let (read, write) =
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("a pipe");
+            (Some(read), Some(write))
+        } else {
+            (None, None)
+        };
         let mut command = if self.as_pid1 {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", bundle_init_bin()]);
+            c.args(["--pid", "--fork", "--mount-proc", TESTD, "--announce-exec"]);
+            c.arg(ANNOUNCE_FD.to_string()).arg(bundle_init_bin());
             c
         } else {
             Command::new(bundle_init_bin())
@@ -204,7 +328,12 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        tag.mark(&mut command);
+        if let Some(id) = self.user {
+            command.uid(id).gid(id);
+        }
         let mut prepare = self.prepare;
+        let announce_fd = announce.as_ref().map(|fd| fd.as_raw_fd());
         // SAFETY: runs between fork and exec; the closures used by the tests only make
         // system calls.
         unsafe {
@@ -213,12 +342,16 @@ impl Launch {
                 if let Some(f) = prepare.as_mut() {
                     f()?;
                 }
+                if let Some(fd) = announce_fd {
+                    give_descriptor(fd, ANNOUNCE_FD)?;
+                }
                 Ok(())
             });
         }
         let mut child = command
             .spawn()
             .expect("cannot start bundle-init (is unshare installed, are we root?)");
+        drop(announce);
         let (stdout, held_stdout) = if self.hold_stdout {
             (Lines::default(), child.stdout.take())
         } else {
@@ -232,8 +365,22 @@ impl Launch {
             held_stdout,
             as_pid1: self.as_pid1,
             exited: None,
+            announced,
+            pid1: OnceLock::new(),
+            tag,
         }
     }
+}
+
+/// In a forked child: makes `fd` available as `target`, without close-on-exec.
+fn give_descriptor(fd: i32, target: i32) -> std::io::Result<()> {
+    // SAFETY: `fd` is the launcher's pipe, open until the parent drops it after spawn.
+    let source = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    // SAFETY: `target` is a number no test uses; dup2 replaces whatever is there.
+    let mut target = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(target) };
+    let result = rustix::io::dup2(source, &mut target);
+    std::mem::forget(target);
+    Ok(result?)
 }
 
 /// PATH for the child: where bundle-testd was built, then the system.
@@ -258,22 +405,28 @@ impl Init {
     /// Host pid of bundle-init itself (inside unshare it is unshare's only child).
     pub fn pid(&self) -> i32 {
         let outer = self.child.id() as i32;
-        if !self.as_pid1 {
+        let Some(announced) = &self.announced else {
             return outer;
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let children = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
-                .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().unwrap();
-            }
+        };
+        *self.pid1.get_or_init(|| {
             assert!(
-                Instant::now() < deadline,
+                wait_readable(announced, PATIENCE),
                 "unshare never forked bundle-init"
             );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            let children = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .unwrap_or_default();
+            let pid = children.split_whitespace().next();
+            pid.expect("unshare's child announced itself")
+                .parse()
+                .unwrap()
+        })
+    }
+
+    /// Closes the read end of a held stdout: every write bundle-init makes gets EPIPE.
+    pub fn close_stdout(&mut self) {
+        drop(self.held_stdout.take().expect("stdout was not held"));
+        // Nothing will ever be read from it: its lines are complete as they are, empty.
+        self.stdout.inner.0.lock().unwrap().1 = true;
     }
 
     /// Starts reading a held stdout; returns its lines (also in `self.stdout` from now on).
@@ -292,26 +445,25 @@ impl Init {
         if let Some(code) = self.exited {
             return code;
         }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let code = status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                self.exited = Some(code);
-                self.stdout.wait_closed();
-                self.stderr.wait_closed();
-                return code;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "bundle-init did not exit.\nstdout:\n{}\nstderr:\n{}",
-                    self.stdout.text(),
-                    self.stderr.text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        // Our own child, not yet waited for: the pid cannot have been reused.
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .expect("pidfd_open");
+        if !wait_readable(&pidfd, PATIENCE) {
+            panic!(
+                "bundle-init did not exit.\nstdout:\n{}\nstderr:\n{}",
+                self.stdout.text(),
+                self.stderr.text()
+            );
         }
+        let status = self.child.wait().unwrap();
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        self.exited = Some(code);
+        self.stdout.wait_closed();
+        self.stderr.wait_closed();
+        code
     }
 
     /// Waits for the exit and returns the time it took from `since`.
@@ -323,18 +475,9 @@ impl Init {
 
 impl Drop for Init {
     fn drop(&mut self) {
+        // bundle-init, its daemons, and whatever they left behind, wherever it went now.
+        self.tag.kill_all();
         if self.exited.is_none() {
-            if self.as_pid1 {
-                // Killing PID 1 of the namespace takes everything in it along.
-                let outer = self.child.id() as i32;
-                if let Ok(children) =
-                    std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
-                {
-                    for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
-                        rustix_kill(pid, KILL);
-                    }
-                }
-            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -360,6 +503,38 @@ pub fn report_value(lines: &Lines, key: &str) -> String {
     let prefix = format!("report {key}=");
     let line = lines.wait_for(&format!("reporting {key}"), |l| l.contains(&prefix));
     line.split_once(&prefix).unwrap().1.to_string()
+}
+
+/// Waits until the text of the file at `path` satisfies `done`, woken by inotify on its
+/// directory (the file may not exist yet); returns the text.
+pub fn wait_for_file(path: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    use rustix::fs::inotify;
+    let dir = Path::new(path).parent().unwrap();
+    let events = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .expect("inotify");
+    inotify::add_watch(
+        &events,
+        dir,
+        inotify::WatchFlags::CREATE | inotify::WatchFlags::MODIFY | inotify::WatchFlags::MOVED_TO,
+    )
+    .expect("a watch on the file's directory");
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    loop {
+        // Read after the watch is set: a change from now on wakes the poll below.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            wait_readable(&events, left),
+            "never saw {what} in {path}:\n{text}"
+        );
+        // Drain the events: only "something changed" matters.
+        let mut reader = inotify::Reader::new(&events, &mut buf);
+        while reader.next().is_ok() {}
+    }
 }
 
 /// A scratch directory for one test, removed when dropped.
@@ -403,7 +578,8 @@ pub fn context_switches(pid: i32) -> u64 {
 }
 
 /// Waits until `pid` is idle: blocked in poll(2), or in read(2) on its signalfd when nothing
-/// else can happen (syscalls 7 and 0 on x86_64).
+/// else can happen (syscalls 7 and 0 on x86_64). The kernel announces no "went to sleep"
+/// event, so this is the one helper that samples: /proc, once a millisecond, to a deadline.
 pub fn wait_until_idle(pid: i32) {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -453,11 +629,19 @@ pub fn in_namespace(init: &Init, args: &[&str]) -> std::process::Output {
         .expect("nsenter from util-linux")
 }
 
-/// After HUP then USR2 were sent to the seed bundle: once all four daemons noted USR2 (a
-/// daemon reads lower signal numbers first, so any HUP has arrived by then), exactly one
-/// HUP was seen, by egress.
+/// A barrier for negative checks: waits until `daemons` daemons noted a USR2 sent after
+/// the signals under test. bundle-testd reads lower signal numbers first (HUP 1, USR1 10
+/// before USR2 12), so whatever those earlier signals made a daemon print has arrived too.
+pub fn wait_for_usr2_barrier(lines: &Lines, daemons: usize) {
+    lines.wait_for_n(daemons, "about the SIGUSR2 barrier", |l| {
+        l.ends_with("got SIGUSR2")
+    });
+}
+
+/// After HUP then USR2 were sent to the seed bundle: once all four daemons noted USR2,
+/// exactly one HUP was seen, by egress.
 pub fn assert_hup_reached_egress_only(lines: &Lines) {
-    lines.wait_for_n(4, "about SIGUSR2", |l| l.ends_with("got SIGUSR2"));
+    wait_for_usr2_barrier(lines, 4);
     let hups: Vec<String> = lines
         .all()
         .into_iter()
