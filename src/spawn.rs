@@ -317,6 +317,22 @@ mod tests {
         assert_eq!(child_environment(&EnvPlan::default()), None);
     }
 
+    /// The seed's pipelock stanza: `unset-prefix` is its only environment key.
+    #[test]
+    fn an_unset_prefix_alone_is_a_change() {
+        let plan = EnvPlan {
+            unset_prefixes: vec!["CRED_".into()],
+            ..EnvPlan::default()
+        };
+        let env = child_environment(&plan).expect("the prefix is applied");
+        assert!(!env.iter().any(|(n, _)| n.as_bytes().starts_with(b"CRED_")));
+        let base = pairs(&[("CRED_TOKEN", "s3cret"), ("PATH", "/bin")]);
+        assert_eq!(
+            apply_env_plan(base.into_iter(), &plan),
+            pairs(&[("PATH", "/bin")])
+        );
+    }
+
     #[test]
     fn the_path_is_searched_like_execvp() {
         let found = search_path(OsStr::new("app"), Some(OsStr::new("/a::/b"))).unwrap();

@@ -170,6 +170,81 @@ fn env_credentials_stay_with_egress_only() {
     assert!(pipelock.contains(&"MODE".to_string()) && pipelock.contains(&"PATH".to_string()));
 }
 
+/// The seed's own pipelock stanza: `unset-prefix` is its only environment key, and that
+/// alone must change the environment.
+#[test]
+fn an_unset_prefix_alone_removes_the_credentials() {
+    let dir = TempDir::new("env-prefix");
+    let bundle = dir.write(
+        "env.bundle",
+        "[egress]\nrun = bundle-testd --name egress --report\n\
+         [pipelock]\nrun = bundle-testd --name pipelock --report\nunset-prefix = CRED_\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("CRED_TOKEN", "s3cret")
+        .start();
+    let reports = init
+        .stdout
+        .wait_for_n(2, "env reports", |l| l.contains("report env="));
+    let env_of = |name: &str| -> Vec<String> {
+        let line = reports
+            .iter()
+            .find(|l| l.starts_with(&format!("[{name}]")))
+            .unwrap();
+        let list = line.split_once("report env=").unwrap().1;
+        list.split(',').map(str::to_string).collect()
+    };
+    assert!(env_of("egress").contains(&"CRED_TOKEN".to_string()));
+    let pipelock = env_of("pipelock");
+    assert!(
+        !pipelock.contains(&"CRED_TOKEN".to_string()),
+        "{pipelock:?}"
+    );
+    assert!(pipelock.contains(&"PATH".to_string()), "{pipelock:?}");
+}
+
+/// A second restart request while the first is stopping the daemon is coalesced: no
+/// second stop signal, and the grace is not re-armed. The daemon ignores TERM, so the
+/// replacement starts when the first request's grace ends.
+#[test]
+fn a_second_restart_request_joins_the_first_and_keeps_its_grace() {
+    let dir = TempDir::new("coalesce");
+    let bundle = dir.write(
+        "c.bundle",
+        "on SIGUSR1 = restart stubborn\n\
+         [stubborn]\nrun = bundle-testd --name stubborn --ignore TERM --timestamps\ngrace = 1s\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for_text("started t=");
+    let now_ns = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+    };
+    let first_request = now_ns();
+    init.signal(USR1);
+    init.stdout.wait_for_text("got SIGTERM");
+    // The second request comes half-way through the grace: the window under test.
+    std::thread::sleep(Duration::from_millis(500));
+    init.signal(USR1);
+    init.stderr.wait_for_text("stubborn restarted (SIGUSR1)");
+    let started = init
+        .stdout
+        .wait_for_n(2, "two starts", |l| l.contains(" started t="));
+    let stamp = |line: &str| line.rsplit_once("t=").unwrap().1.parse::<u128>().unwrap();
+    let after_ms = (stamp(&started[1]) - first_request) / 1_000_000;
+    assert!(
+        (950..1400).contains(&after_ms),
+        "the replacement started {after_ms} ms after the first request, not about 1000"
+    );
+    let terms = init.stdout.count(|l| l.contains("got SIGTERM"));
+    assert_eq!(
+        terms,
+        1,
+        "the stop signal was sent again:\n{}",
+        init.stdout.text()
+    );
+}
+
 #[test]
 fn a_daemon_ignoring_term_is_killed_at_the_budget_and_the_exit_code_says_so() {
     let dir = TempDir::new("stubborn");
@@ -370,7 +445,14 @@ fn daemons_run_as_their_numeric_user_without_supplementary_groups() {
 #[test]
 fn daemons_get_only_their_own_descriptors_even_when_bundle_init_inherited_more() {
     let dir = TempDir::new("fds");
-    let bundle = dir.write("f.bundle", "[d]\nrun = bundle-testd --name d --report\n[raw]\nrun = bundle-testd --name raw --report\nprefix-output = no\n");
+    // The notify daemon first: a leaked notify pipe would show in its report and, still
+    // open in bundle-init, in the reports of the daemons started after it.
+    let bundle = dir.write(
+        "f.bundle",
+        "[n]\nrun = bundle-testd --name n --report --notify-fd 5\nready = notify:5\n\
+         [d]\nrun = bundle-testd --name d --report\n\
+         [raw]\nrun = bundle-testd --name raw --report\nprefix-output = no\n",
+    );
     let init = Launch::pid1(&["--bundle", &bundle])
         .prepare(|| {
             // Leave descriptor 7 open without close-on-exec, as a careless parent might.
@@ -382,15 +464,16 @@ fn daemons_get_only_their_own_descriptors_even_when_bundle_init_inherited_more()
             Ok(())
         })
         .start();
-    init.stdout
-        .wait_for_n(2, "fd reports", |l| l.contains("report fds="));
-    for line in init
+    let reports = init
         .stdout
-        .all()
-        .into_iter()
-        .filter(|l| l.contains("report fds="))
-    {
-        assert!(line.ends_with("report fds=0,1,2"), "{line}");
+        .wait_for_n(3, "fd reports", |l| l.contains("report fds="));
+    for line in reports {
+        let expected = if line.starts_with("[n] ") {
+            "report fds=0,1,2,5"
+        } else {
+            "report fds=0,1,2"
+        };
+        assert!(line.ends_with(expected), "{line}");
     }
 }
 
