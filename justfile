@@ -81,3 +81,44 @@ build-tiny:
 # The same PID-1 and bundle test suites against the tiny build.
 test-tiny: build-tiny
     BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --test core --test bundle --test hardening
+
+# Under load: two busy loops, the tests pinned to CPU 0 with 8 threads. FILTER narrows to
+# matching tests (`just stress 30 storm`). Results: docs/TESTING.md.
+# The non-container suites N times in a row under load; one pass/fail line per round.
+stress N="20" *FILTER:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cargo test --release --no-run --test core --test bundle --test readiness --test control --test hardening 2>/dev/null
+    hogs=()
+    for _ in 1 2; do (while :; do :; done) & hogs+=($!); done
+    trap 'kill "${hogs[@]}" 2>/dev/null' EXIT
+    failed=0
+    for round in $(seq 1 {{N}}); do
+        log=target/stress-$round.log
+        start=$SECONDS
+        if taskset -c 0 cargo test --release --test core --test bundle --test readiness --test control --test hardening -- --test-threads 8 {{FILTER}} >"$log" 2>&1; then
+            echo "round $round: pass ($((SECONDS - start)) s)"
+            rm -f "$log"
+        else
+            failed=$((failed + 1))
+            echo "round $round: FAIL ($((SECONDS - start)) s): $(grep -E '^test .* FAILED$' "$log" | tr '\n' ' ')(log: $log)"
+        fi
+    done
+    echo "stress: $(({{N}} - failed)) of {{N}} rounds passed"
+    [ "$failed" -eq 0 ]
+
+# Mutation testing (cargo-mutants): which realistic bugs would the unit and PID-1 suites
+# miss? Debug builds, one mutant at a time; about 1 h on 2 cores. Results: docs/TESTING.md.
+mutants_files := "--file src/supervisor.rs --file src/config.rs --file src/output.rs --file src/spawn.rs"
+mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening"
+mutants_limits := "--jobs 1 --timeout 120 --build-timeout 300"
+
+mutants:
+    command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+    cargo mutants {{mutants_files}} {{mutants_limits}} {{mutants_tests}}
+
+# The same, only on the lines changed since BASE (a commit or branch): before a submission.
+mutants-diff BASE:
+    command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+    mkdir -p target && git diff {{BASE}} > target/mutants.diff
+    cargo mutants --in-diff target/mutants.diff {{mutants_files}} {{mutants_limits}} {{mutants_tests}}

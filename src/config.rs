@@ -830,6 +830,46 @@ mod tests {
         assert!(error(&format!("[{}]\n", "n".repeat(MAX_NAME_LEN + 1))).contains("longer than"));
     }
 
+    /// The limits are the documented numbers, and each is inclusive: written out here, not
+    /// taken from the constants, so that changing one is a visible decision.
+    #[test]
+    fn limits_are_the_documented_numbers_inclusive() {
+        let line_of = |len: usize| format!("[a]\nrun = {}\n", "x".repeat(len - "run = ".len()));
+        assert!(parse_str(&line_of(16 * 1024)).is_ok());
+        assert_eq!(
+            error(&line_of(16 * 1024 + 1)),
+            "b.conf:2: line is longer than 16384 bytes"
+        );
+        let daemons =
+            |n: usize| -> String { (0..n).map(|i| format!("[d{i}]\nrun = x\n")).collect() };
+        assert_eq!(parse_str(&daemons(256)).unwrap().daemons.len(), 256);
+        assert!(error(&daemons(257)).ends_with("more than 256 daemons"));
+        assert!(parse_str(&format!("[{}]\nrun = x\n", "n".repeat(32))).is_ok());
+        assert!(
+            error(&format!("[{}]\nrun = x\n", "n".repeat(33)))
+                .contains("longer than 32 characters")
+        );
+    }
+
+    /// A file of exactly 1 MiB loads; one byte more is refused before it is parsed.
+    #[test]
+    fn a_bundle_file_may_be_one_mebibyte_and_no_more() {
+        let path = std::env::temp_dir().join(format!("bundle-init-size-{}", std::process::id()));
+        let path = path.to_str().unwrap();
+        let head = "[a]\nrun = x\n";
+        let padding = |total: usize| "#\n".repeat((total - head.len()) / 2);
+        std::fs::write(path, format!("{head}{}", padding(1024 * 1024))).unwrap();
+        let exact = load(path);
+        std::fs::write(path, format!("{head}{}#", padding(1024 * 1024))).unwrap();
+        let over = load(path);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(exact.map(|b| b.daemons.len()), Ok(1));
+        assert_eq!(
+            over.unwrap_err().to_string(),
+            format!("{path}: file is larger than 1024 KiB")
+        );
+    }
+
     #[test]
     fn readiness_keys_parse_and_after_must_point_upwards() {
         let b = parse_str(
