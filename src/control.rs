@@ -9,6 +9,10 @@
 //!
 //! Protocol: one request line; the answer is `OK` or `ERR reason` on the first line, then
 //! a body; the server closes the connection after answering.
+//!
+//! This module only keeps the socket: accept, check the peer, read a bounded request with a
+//! deadline, parse it. What a request means is the supervisor's business: the loop hands it
+//! over (`Supervisor::on_control`) and writes back the `Action::Reply` that comes out.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -16,8 +20,8 @@ use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::signal::{Sig, parse_signal};
-use crate::supervisor::{Actions, Cause, State, Supervisor, Time};
+use crate::signal::parse_signal;
+use crate::supervisor::{ClientId, ControlRequest, Reply, Time};
 
 /// A request longer than this is refused.
 pub const MAX_REQUEST: usize = 512;
@@ -26,16 +30,9 @@ pub const MAX_CLIENTS: usize = 8;
 /// A client has this long to send its request.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
-    Status { json: bool },
-    Restart(Vec<String>),
-    Signal(String, Sig),
-    Health,
-}
-
 /// Parses one request line (without its newline).
-pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
+    use ControlRequest as Request;
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
@@ -166,18 +163,13 @@ pub enum Interest {
     Client(usize),
 }
 
-struct Waiting {
-    index: usize,
-    restarts_before: u32,
-    old_pid: Option<i32>,
-}
-
 struct Client {
+    id: ClientId,
     fd: OwnedFd,
     request: Vec<u8>,
-    deadline: Time,
-    /// Restarts this client waits for before it gets its answer.
-    waiting: Vec<Waiting>,
+    /// The client must have sent its request by then; None once it was handed over (the
+    /// supervisor answers every request, restarts by a deadline of their own).
+    deadline: Option<Time>,
 }
 
 /// The listening socket and the clients being served.
@@ -185,6 +177,7 @@ pub struct Server {
     listener: OwnedFd,
     clients: Vec<Client>,
     my_uid: u32,
+    next_id: ClientId,
 }
 
 impl Server {
@@ -193,6 +186,7 @@ impl Server {
             listener: listen()?,
             clients: Vec::new(),
             my_uid: rustix::process::geteuid().as_raw(),
+            next_id: 0,
         })
     }
 
@@ -202,13 +196,13 @@ impl Server {
             .clients
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.waiting.is_empty())
+            .filter(|(_, c)| c.deadline.is_some())
             .map(|(i, c)| (c.fd.as_raw_fd(), Interest::Client(i)));
         std::iter::once((self.listener.as_raw_fd(), Interest::Listener)).chain(clients)
     }
 
     pub fn next_deadline(&self) -> Option<Time> {
-        self.clients.iter().map(|c| c.deadline).min()
+        self.clients.iter().filter_map(|c| c.deadline).min()
     }
 
     /// Accepts every pending connection; refuses strangers and the ones over the cap.
@@ -216,227 +210,136 @@ impl Server {
         while let Ok(fd) =
             rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
         {
-            let uid = rustix::net::sockopt::socket_peercred(&fd).map(|c| c.uid.as_raw());
-            match uid {
-                Ok(uid) if uid == self.my_uid || uid == 0 => {}
-                Ok(uid) => {
-                    let why = format!(
-                        "permission denied: uid {uid} may not control this bundle-init (uid {})",
-                        self.my_uid
-                    );
-                    answer(&fd, Err(why), "");
-                    continue;
-                }
-                Err(e) => {
-                    answer(
-                        &fd,
-                        Err(format!("cannot check the peer's credentials: {e}")),
-                        "",
-                    );
-                    continue;
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
+            if let Err(why) = self.admit(&fd) {
                 answer(
                     &fd,
-                    Err("busy: too many control clients at once".to_string()),
-                    "",
+                    &Reply::Err {
+                        reason: why,
+                        body: String::new(),
+                    },
                 );
                 continue;
             }
+            self.next_id += 1;
             self.clients.push(Client {
+                id: self.next_id,
                 fd,
                 request: Vec::new(),
-                deadline: now + REQUEST_DEADLINE,
-                waiting: Vec::new(),
+                deadline: Some(now + REQUEST_DEADLINE),
             });
         }
     }
 
-    /// Reads from client `index`; acts on its request once a whole line is in.
-    pub fn readable(
-        &mut self,
-        index: usize,
-        sup: &mut Supervisor,
-        now: Time,
-        actions: &mut Actions,
-    ) {
-        let Some(client) = self.clients.get_mut(index) else {
-            return;
-        };
-        let mut buf = [0u8; MAX_REQUEST];
-        let eof = match rustix::io::read(&client.fd, &mut buf) {
-            Ok(0) => true,
-            Ok(n) => {
-                client.request.extend_from_slice(&buf[..n]);
-                false
+    /// Only bundle-init's own user and root may control it, and only so many at once.
+    fn admit(&self, fd: &OwnedFd) -> Result<(), String> {
+        match rustix::net::sockopt::socket_peercred(fd).map(|c| c.uid.as_raw()) {
+            Ok(uid) if uid == self.my_uid || uid == 0 => {}
+            Ok(uid) => {
+                return Err(format!(
+                    "permission denied: uid {uid} may not control this bundle-init (uid {})",
+                    self.my_uid
+                ));
             }
-            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return,
-            Err(_) => true,
-        };
-        let line = match client.request.iter().position(|&b| b == b'\n') {
-            Some(end) => client.request[..end].to_vec(),
-            None if client.request.len() > MAX_REQUEST => {
-                answer(
-                    &client.fd,
-                    Err(format!("request longer than {MAX_REQUEST} bytes")),
-                    "",
-                );
-                self.clients.remove(index);
-                return;
+            Err(e) => return Err(format!("cannot check the peer's credentials: {e}")),
+        }
+        if self.clients.len() >= MAX_CLIENTS {
+            return Err("busy: too many control clients at once".to_string());
+        }
+        Ok(())
+    }
+
+    /// Reads from client `index`. Returns its request once a whole line is in, for the
+    /// supervisor; a request that cannot be parsed is refused here.
+    pub fn readable(&mut self, index: usize) -> Option<(ClientId, ControlRequest)> {
+        let client = self.clients.get_mut(index)?;
+        let line = match read_request(client) {
+            Ok(Some(line)) => line,
+            Ok(None) => return None,
+            Err(why) => {
+                self.refuse(index, why);
+                return None;
             }
-            None if eof => client.request.clone(),
-            None => return,
         };
         match parse_request(&line) {
-            Ok(request) => self.handle(index, request, sup, now, actions),
+            Ok(request) => {
+                let client = &mut self.clients[index];
+                client.deadline = None;
+                Some((client.id, request))
+            }
             Err(why) => {
-                answer(&self.clients[index].fd, Err(why), "");
-                self.clients.remove(index);
+                self.refuse(index, why);
+                None
             }
         }
     }
 
-    fn handle(
-        &mut self,
-        index: usize,
-        request: Request,
-        sup: &mut Supervisor,
-        now: Time,
-        actions: &mut Actions,
-    ) {
-        let find = |name: &str| -> Result<usize, String> {
-            sup.daemons()
-                .iter()
-                .position(|d| d.spec.name == name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> =
-                        sup.daemons().iter().map(|d| d.spec.name.as_str()).collect();
-                    format!("unknown daemon \"{name}\" (known: {})", known.join(", "))
-                })
-        };
-        let result: Result<String, String> = match request {
-            Request::Status { json } => Ok(sup.status_lines(now, json).join("\n") + "\n"),
-            Request::Health => match sup.health() {
-                Ok(()) => Ok("healthy\n".to_string()),
-                Err(problems) => {
-                    answer(
-                        &self.clients[index].fd,
-                        Err("unhealthy".to_string()),
-                        &(problems.join("\n") + "\n"),
-                    );
-                    self.clients.remove(index);
-                    return;
-                }
+    fn refuse(&mut self, index: usize, why: String) {
+        let client = self.clients.remove(index);
+        answer(
+            &client.fd,
+            &Reply::Err {
+                reason: why,
+                body: String::new(),
             },
-            Request::Signal(name, sig) => find(&name).and_then(|i| {
-                let daemon = &sup.daemons()[i];
-                match daemon.pid() {
-                    Some(pid) => {
-                        actions.push_back(crate::supervisor::Action::Signal {
-                            pid,
-                            sig,
-                            group: daemon.spec.signal_group,
-                        });
-                        Ok(format!("sent {sig} to {name} (pid {pid})\n"))
-                    }
-                    None => Err(format!("{name} is not running")),
-                }
-            }),
-            Request::Restart(names) => {
-                let indices: Result<Vec<usize>, String> = names.iter().map(|n| find(n)).collect();
-                match indices {
-                    Err(why) => Err(why),
-                    Ok(_) if sup.is_shutting_down() => {
-                        Err("shutting down: restart ignored".to_string())
-                    }
-                    Ok(indices) => {
-                        let mut longest = Duration::ZERO;
-                        let waiting = indices
-                            .iter()
-                            .map(|&i| {
-                                let d = &sup.daemons()[i];
-                                longest = longest.max(d.spec.grace);
-                                Waiting {
-                                    index: i,
-                                    restarts_before: d.restarts,
-                                    old_pid: d.pid(),
-                                }
-                            })
-                            .collect();
-                        for i in indices {
-                            sup.request_restart(i, Cause::Control, now, actions);
-                        }
-                        let client = &mut self.clients[index];
-                        client.waiting = waiting;
-                        client.deadline = now + longest + Duration::from_secs(5);
-                        return;
-                    }
-                }
-            }
-        };
-        answer(&self.clients[index].fd, result, "");
-        self.clients.remove(index);
+        );
     }
 
-    /// After the loop carried out its actions: answers restarts that are done, and drops
-    /// clients whose time is up.
-    pub fn settle(&mut self, sup: &Supervisor, now: Time) {
+    /// Writes the supervisor's reply to `client` and closes the connection.
+    pub fn reply(&mut self, client: ClientId, reply: &Reply) {
+        if let Some(index) = self.clients.iter().position(|c| c.id == client) {
+            let client = self.clients.remove(index);
+            answer(&client.fd, reply);
+        }
+    }
+
+    /// Refuses the clients that did not send a request in time.
+    pub fn expire(&mut self, now: Time) {
         self.clients.retain(|client| {
-            if client.waiting.is_empty() {
-                if now >= client.deadline {
-                    answer(
-                        &client.fd,
-                        Err("no request within the deadline".to_string()),
-                        "",
-                    );
-                    return false;
-                }
-                return true;
+            let late = client.deadline.is_some_and(|d| now >= d);
+            if late {
+                let why = "no request within the deadline".to_string();
+                answer(
+                    &client.fd,
+                    &Reply::Err {
+                        reason: why,
+                        body: String::new(),
+                    },
+                );
             }
-            let mut body = String::new();
-            let mut failed = false;
-            for w in &client.waiting {
-                let d = &sup.daemons()[w.index];
-                let done =
-                    d.restarts > w.restarts_before && matches!(d.state, State::Running { .. });
-                let gave_up = matches!(d.state, State::Backoff { .. } | State::Exited)
-                    || sup.is_shutting_down();
-                if !done && !gave_up && now < client.deadline {
-                    return true; // still under way
-                }
-                let old = w.old_pid.map_or("-".to_string(), |p| p.to_string());
-                match (done, d.pid()) {
-                    (true, Some(new)) => {
-                        body.push_str(&format!("{} restarted: pid {old} -> {new}\n", d.spec.name))
-                    }
-                    _ => {
-                        failed = true;
-                        let why = if sup.is_shutting_down() {
-                            "shutting down"
-                        } else {
-                            "did not come back up"
-                        };
-                        body.push_str(&format!("{} {why} (was pid {old})\n", d.spec.name));
-                    }
-                }
-            }
-            if failed {
-                answer(&client.fd, Err("restart failed".to_string()), &body);
-            } else {
-                answer(&client.fd, Ok(body), "");
-            }
-            false
+            !late
         });
+    }
+}
+
+/// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client
+/// closed its end), Ok(None) while more may come, Err when the request is too long.
+fn read_request(client: &mut Client) -> Result<Option<Vec<u8>>, String> {
+    let mut buf = [0u8; MAX_REQUEST];
+    let eof = match rustix::io::read(&client.fd, &mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            client.request.extend_from_slice(&buf[..n]);
+            false
+        }
+        Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return Ok(None),
+        Err(_) => true,
+    };
+    match client.request.iter().position(|&b| b == b'\n') {
+        Some(end) => Ok(Some(client.request[..end].to_vec())),
+        None if client.request.len() > MAX_REQUEST => {
+            Err(format!("request longer than {MAX_REQUEST} bytes"))
+        }
+        None if eof => Ok(Some(client.request.clone())),
+        None => Ok(None),
     }
 }
 
 /// Writes `OK\nbody` or `ERR reason\nbody`. The socket is non-blocking and answers are
 /// small; a client that does not read simply loses the answer.
-fn answer(fd: &OwnedFd, result: Result<String, String>, extra: &str) {
-    let text = match result {
-        Ok(body) => format!("OK\n{body}"),
-        Err(why) => format!("ERR {why}\n{extra}"),
+fn answer(fd: &OwnedFd, reply: &Reply) {
+    let text = match reply {
+        Reply::Ok(body) => format!("OK\n{body}"),
+        Reply::Err { reason, body } => format!("ERR {reason}\n{body}"),
     };
     let _ = rustix::io::write(fd, text.as_bytes());
 }
@@ -444,6 +347,8 @@ fn answer(fd: &OwnedFd, result: Result<String, String>, extra: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::Sig;
+    use crate::supervisor::ControlRequest as Request;
 
     #[test]
     fn requests_parse() {

@@ -153,15 +153,11 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
             return EXIT_SETUP_FAILED;
         }
     };
-    let settings = runtime::Settings {
-        setup,
-        verbosity: options.verbosity,
-        warn_orphans: options.warn_orphans,
-        pid1,
-    };
+    let settings = runtime::Settings { setup, pid1 };
     let plan_is_bundle = !plan.single_child;
     let mut supervisor = Supervisor::new(plan);
     supervisor.set_verbosity(options.verbosity);
+    supervisor.set_orphan_warnings(options.warn_orphans);
     // Bundle mode serves the control socket; a second bundle-init in the same namespaces
     // (or a socket already taken) only loses that, with a warning.
     let control = if plan_is_bundle {

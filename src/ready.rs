@@ -1,23 +1,24 @@
 //! Readiness checks, run by bundle-init itself inside the loop (the image may have no tool
 //! to run them): connect to a TCP address or a Unix socket, look for a file, or wait for a
-//! newline on a notification descriptor (the s6 convention). Probes that need a retry wait
-//! for a deadline the loop already polls with; nothing sleeps. A daemon without a check
-//! costs nothing here.
+//! newline on a notification descriptor (the s6 convention). The supervisor says when a
+//! probe starts and stops (`Action::StartProbe`, `Action::StopProbe`); this module only runs
+//! them and reports the daemons it found ready. Probes that need a retry wait for a
+//! deadline the loop already polls with; nothing sleeps. A daemon without a check costs
+//! nothing here.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::pipe::PipeFlags;
 
 use crate::plan::ReadyCheck;
-use crate::supervisor::{State, Supervisor, Time};
+use crate::supervisor::Time;
 
 /// How often a failed connect or a missing file is tried again.
 pub const RETRY: Duration = Duration::from_millis(100);
 
 struct Probe {
-    /// The process this probe is about: a restart starts a new probe.
-    pid: i32,
     next_at: Time,
     /// A non-blocking connect under way.
     connecting: Option<OwnedFd>,
@@ -32,9 +33,18 @@ pub enum Interest {
 }
 
 pub struct Probes {
+    /// Each daemon's check, from its spec.
+    checks: Vec<Option<ReadyCheck>>,
     probes: Vec<Option<Probe>>,
-    /// Notification pipes made for a spawn, waiting for the probe of that pid.
-    pending_notify: Vec<Option<(i32, OwnedFd)>>,
+    /// The read end of the notification pipe made for the latest spawn of a daemon,
+    /// waiting for that process's probe to start.
+    pending_notify: Vec<Option<OwnedFd>>,
+}
+
+/// A notification pipe for one spawn: the child gets `write` as descriptor `target`.
+pub struct NotifyPipe {
+    pub write: OwnedFd,
+    pub target: i32,
 }
 
 /// A TCP check's address: a numeric address, or `localhost` (no name lookups in PID 1).
@@ -49,75 +59,61 @@ pub fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
 }
 
 impl Probes {
-    pub fn new(daemons: usize) -> Probes {
+    pub fn new(checks: Vec<Option<ReadyCheck>>) -> Probes {
+        let daemons = checks.len();
         Probes {
+            checks,
             probes: (0..daemons).map(|_| None).collect(),
             pending_notify: (0..daemons).map(|_| None).collect(),
         }
     }
 
-    /// Keeps the read end of a notification pipe for the process `pid` just spawned.
-    pub fn expect_notify(&mut self, index: usize, pid: i32, read: OwnedFd) {
-        if let Some(slot) = self.pending_notify.get_mut(index) {
-            *slot = Some((pid, read));
+    /// Before spawning daemon `index`: the pipe its notify check reads, if it has one. A
+    /// fresh pipe per start, so a new process never inherits an old one's notification.
+    pub fn notify_pipe(&mut self, index: usize) -> Option<NotifyPipe> {
+        let Some(Some(ReadyCheck::Notify(target))) = self.checks.get(index) else {
+            return None;
+        };
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ok()?;
+        self.pending_notify[index] = Some(read);
+        Some(NotifyPipe {
+            write,
+            target: *target,
+        })
+    }
+
+    /// Starts daemon `index`'s check; the first attempt runs at the next `run_due`.
+    pub fn start(&mut self, index: usize, now: Time) {
+        let Some(slot) = self.probes.get_mut(index) else {
+            return;
+        };
+        *slot = Some(Probe {
+            next_at: now,
+            connecting: None,
+            notify: self.pending_notify[index].take(),
+        });
+    }
+
+    /// Stops daemon `index`'s check and closes whatever it held.
+    pub fn stop(&mut self, index: usize) {
+        if let Some(slot) = self.probes.get_mut(index) {
+            *slot = None;
         }
     }
 
-    /// Starts, drops and runs due probes; returns the daemons found ready.
-    pub fn update(&mut self, sup: &Supervisor, now: Time) -> Vec<usize> {
+    /// Runs the probes that are due; returns the daemons found ready (their probes stop).
+    pub fn run_due(&mut self, now: Time) -> Vec<usize> {
         let mut ready = Vec::new();
-        for (index, daemon) in sup.daemons().iter().enumerate() {
-            let wanted = match (daemon.state, &daemon.spec.ready) {
-                (State::Running { pid, .. }, Some(check)) if !daemon.is_ready() => {
-                    Some((pid, check))
-                }
-                _ => None,
-            };
-            let Some((pid, check)) = wanted else {
-                self.probes[index] = None; // closes whatever it held
-                continue;
-            };
-            if self.probes[index].as_ref().is_none_or(|p| p.pid != pid) {
-                let notify = match self.pending_notify[index].take() {
-                    Some((for_pid, read)) if for_pid == pid => Some(read),
-                    _ => None,
-                };
-                self.probes[index] = Some(Probe {
-                    pid,
-                    next_at: now,
-                    connecting: None,
-                    notify,
-                });
-            }
-            let Some(probe) = self.probes[index].as_mut() else {
+        for index in 0..self.probes.len() {
+            let (Some(probe), Some(check)) = (self.probes[index].as_mut(), &self.checks[index])
+            else {
                 continue;
             };
             if probe.connecting.is_some() || now < probe.next_at {
                 continue;
             }
-            let found = match check {
-                ReadyCheck::File(path) => std::fs::symlink_metadata(path).is_ok(),
-                ReadyCheck::Tcp(addr) => match tcp_address(addr) {
-                    Some(addr) => {
-                        let family = if addr.is_ipv4() {
-                            AddressFamily::INET
-                        } else {
-                            AddressFamily::INET6
-                        };
-                        start_connect(probe, family, &addr)
-                    }
-                    None => false,
-                },
-                ReadyCheck::Unix(path) => match SocketAddrUnix::new(path.as_path()) {
-                    Ok(addr) => start_connect(probe, AddressFamily::UNIX, &addr),
-                    Err(_) => false,
-                },
-                ReadyCheck::Notify(_) => {
-                    probe.next_at = Time::MAX;
-                    false
-                }
-            };
-            if found {
+            if attempt(probe, check) {
+                self.probes[index] = None;
                 ready.push(index);
             } else if probe.connecting.is_none() && probe.next_at != Time::MAX {
                 probe.next_at = now + RETRY;
@@ -144,8 +140,15 @@ impl Probes {
         })
     }
 
-    /// A polled descriptor is ready; returns the daemon if it became ready.
+    /// A polled descriptor is ready; returns the daemon if it became ready (its probe
+    /// stops).
     pub fn event(&mut self, interest: Interest, now: Time) -> Option<usize> {
+        let ready = self.observe(interest, now)?;
+        self.probes[ready] = None;
+        Some(ready)
+    }
+
+    fn observe(&mut self, interest: Interest, now: Time) -> Option<usize> {
         match interest {
             Interest::Connect(index) => {
                 let probe = self.probes.get_mut(index)?.as_mut()?;
@@ -177,6 +180,33 @@ impl Probes {
             .filter(|p| p.connecting.is_none() && p.next_at != Time::MAX)
             .map(|p| p.next_at)
             .min()
+    }
+}
+
+/// One attempt of `check`. True when the daemon is ready.
+fn attempt(probe: &mut Probe, check: &ReadyCheck) -> bool {
+    match check {
+        ReadyCheck::File(path) => std::fs::symlink_metadata(path).is_ok(),
+        ReadyCheck::Tcp(addr) => match tcp_address(addr) {
+            Some(addr) => {
+                let family = if addr.is_ipv4() {
+                    AddressFamily::INET
+                } else {
+                    AddressFamily::INET6
+                };
+                start_connect(probe, family, &addr)
+            }
+            None => false,
+        },
+        ReadyCheck::Unix(path) => match SocketAddrUnix::new(path.as_path()) {
+            Ok(addr) => start_connect(probe, AddressFamily::UNIX, &addr),
+            Err(_) => false,
+        },
+        ReadyCheck::Notify(_) => {
+            // Only the pipe can tell: no retries.
+            probe.next_at = Time::MAX;
+            false
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! The one loop: poll the signalfd, the daemons' output pipes and bundle-init's own outputs;
-//! turn what happened into supervisor events; carry out the supervisor's actions.
-//! Nothing here decides policy: that is the supervisor's job.
+//! The one loop: poll the signalfd, the daemons' output pipes, bundle-init's own outputs,
+//! the control socket and the readiness probes; turn what happened into supervisor events;
+//! carry out the supervisor's actions. Nothing here decides policy or looks at a daemon's
+//! state: that is the supervisor's job. Log lines arrive already filtered.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -23,8 +24,6 @@ const SI_USER: i32 = 0;
 
 pub struct Settings {
     pub setup: ChildSetup,
-    pub verbosity: u8,
-    pub warn_orphans: bool,
     pub pid1: bool,
 }
 
@@ -112,7 +111,7 @@ impl Runtime {
                 None
             });
         }
-        let sup_len = sup.daemons().len();
+        let checks = sup.daemons().iter().map(|d| d.spec.ready.clone()).collect();
         let read_buf = if pipes.iter().any(Option::is_some) {
             vec![0; 32 * 1024]
         } else {
@@ -130,7 +129,7 @@ impl Runtime {
             poll_sources: Vec::new(),
             read_buf,
             control,
-            probes: crate::ready::Probes::new(sup_len),
+            probes: crate::ready::Probes::new(checks),
         })
     }
 
@@ -138,94 +137,107 @@ impl Runtime {
     pub fn run(mut self) -> u8 {
         let mut actions = Actions::new();
         self.sup.start(now(), &mut actions);
-        if let Some(code) = self.execute(&mut actions) {
-            return self.exit(code);
-        }
         loop {
-            // Readiness probes that are due (or new, for a daemon just started) run before
-            // the loop decides how long it may sleep.
-            let started = now();
-            for index in self.probes.update(&self.sup, started) {
-                self.sup.on_ready(index, started, &mut actions);
-            }
             if let Some(code) = self.execute(&mut actions) {
                 return self.exit(code);
             }
-            let deadline = [
-                self.sup.next_deadline(),
-                self.control.as_ref().and_then(|c| c.next_deadline()),
-                self.probes.next_deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let timeout = match deadline {
-                None => -1,
-                Some(deadline) => {
-                    let wait = deadline.saturating_sub(now());
-                    // Round up: waking a hair early would only mean a second poll.
-                    wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-                }
-            };
-            self.build_poll_set();
-            if self.poll_fds.len() == 1 && timeout < 0 {
-                // Only a signal can change anything: block in the signalfd read itself, one
-                // system call per event instead of two (the usual case for a single child).
-                self.poll_fds[0].revents = POLLIN;
-            } else if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
-                self.log(Level::Error, &format!("poll failed: {e}"));
+            // Probes that are due (or new, for a daemon just started) run before the loop
+            // decides how long it may sleep; what they find is carried out first.
+            self.run_due_probes(&mut actions);
+            if !actions.is_empty() {
+                continue;
             }
-            let mut reap = false;
-            let mut control_ready = Vec::new();
-            let mut became_ready = Vec::new();
-            for i in 0..self.poll_fds.len() {
-                let revents = self.poll_fds[i].revents;
-                if revents == 0 {
-                    continue;
-                }
-                match self.poll_sources[i] {
-                    Source::Signals => reap |= self.read_signals(&mut actions),
-                    Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
-                    // Writable, or the reader went away: then the write fails and marks
-                    // the sink broken.
-                    Source::Sink(sink) => self.sinks[sink].flush(),
-                    Source::Control(_) => control_ready.push(i),
-                    Source::Ready(interest) => {
-                        if let Some(index) = self.probes.event(interest, now()) {
-                            became_ready.push(index);
-                        }
+            self.wait_for_events(&mut actions);
+            self.dispatch(&mut actions);
+        }
+    }
+
+    fn run_due_probes(&mut self, actions: &mut Actions) {
+        let now = now();
+        for index in self.probes.run_due(now) {
+            self.sup.on_ready(index, now, actions);
+        }
+    }
+
+    /// Polls until something happens or the nearest deadline comes.
+    fn wait_for_events(&mut self, actions: &mut Actions) {
+        let deadline = [
+            self.sup.next_deadline(),
+            self.control.as_ref().and_then(|c| c.next_deadline()),
+            self.probes.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let wait = deadline.saturating_sub(now());
+                // Round up: waking a hair early would only mean a second poll.
+                wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            }
+        };
+        self.build_poll_set();
+        if self.poll_fds.len() == 1 && timeout < 0 {
+            // Only a signal can change anything: block in the signalfd read itself, one
+            // system call per event instead of two (the usual case for a single child).
+            self.poll_fds[0].revents = POLLIN;
+        } else if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
+            self.sup.on_driver_error("poll", &e.to_string(), actions);
+        }
+    }
+
+    /// Turns what poll reported into supervisor events, then lets time pass.
+    fn dispatch(&mut self, actions: &mut Actions) {
+        let mut reap = false;
+        let mut control_ready = Vec::new();
+        let mut became_ready = Vec::new();
+        for i in 0..self.poll_fds.len() {
+            if self.poll_fds[i].revents == 0 {
+                continue;
+            }
+            match self.poll_sources[i] {
+                Source::Signals => reap |= self.read_signals(actions),
+                Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
+                // Writable, or the reader went away: then the write fails and marks the
+                // sink broken.
+                Source::Sink(sink) => self.sinks[sink].flush(),
+                Source::Control(interest) => control_ready.push(interest),
+                Source::Ready(interest) => became_ready.extend(self.probes.event(interest, now())),
+            }
+        }
+        self.serve_control(&control_ready, actions);
+        // Read the clock only now: the signal read above may have blocked.
+        let now = now();
+        if reap {
+            self.reap(now, actions);
+        }
+        for index in became_ready {
+            self.sup.on_ready(index, now, actions);
+        }
+        self.sup.on_tick(now, actions);
+        if let Some(server) = self.control.as_mut() {
+            server.expire(now);
+        }
+    }
+
+    /// New connections and request lines; each complete request goes to the supervisor.
+    /// From the last client first, so a client refused and removed does not shift the ones
+    /// still to serve.
+    fn serve_control(&mut self, ready: &[crate::control::Interest], actions: &mut Actions) {
+        use crate::control::Interest;
+        let Some(server) = self.control.as_mut() else {
+            return;
+        };
+        let now = now();
+        for interest in ready.iter().rev() {
+            match *interest {
+                Interest::Listener => server.accept(now),
+                Interest::Client(c) => {
+                    if let Some((client, request)) = server.readable(c) {
+                        self.sup.on_control(client, request, now, actions);
                     }
                 }
-            }
-            // Control clients after the rest, from the last one, so removing a client does
-            // not shift the ones still to serve.
-            if let Some(server) = self.control.as_mut() {
-                let now = now();
-                for &i in control_ready.iter().rev() {
-                    match self.poll_sources[i] {
-                        Source::Control(crate::control::Interest::Listener) => server.accept(now),
-                        Source::Control(crate::control::Interest::Client(c)) => {
-                            server.readable(c, &mut self.sup, now, &mut actions)
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            // Read the clock only now: the signal read above may have blocked.
-            let now = now();
-            if reap {
-                self.reap(now, &mut actions);
-            }
-            for index in became_ready {
-                self.sup.on_ready(index, now, &mut actions);
-            }
-            self.sup.on_tick(now, &mut actions);
-            let exit = self.execute(&mut actions);
-            if let Some(server) = self.control.as_mut() {
-                server.settle(&self.sup, now);
-            }
-            if let Some(code) = exit {
-                return self.exit(code);
             }
         }
     }
@@ -275,7 +287,8 @@ impl Runtime {
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    self.log(Level::Error, &format!("reading signals failed: {e}"));
+                    self.sup
+                        .on_driver_error("reading signals", &e.to_string(), actions);
                     break;
                 }
             };
@@ -316,30 +329,17 @@ impl Runtime {
                     let Some(status) = exit_status(status) else {
                         continue;
                     };
-                    match self.sup.daemon_of(pid) {
-                        Some(daemon) => {
-                            // Its last lines belong before the line that says it exited.
-                            self.drain_daemon(daemon);
-                            self.sup.on_exit(pid, status, now, actions);
-                        }
-                        None => {
-                            let level = if self.settings.warn_orphans {
-                                Level::Notice
-                            } else {
-                                Level::Debug
-                            };
-                            // Checked first: a flood of orphans must not cost a format each.
-                            if self.shows(level) {
-                                self.log(level, &format!("reaped zombie pid {pid} ({status})"));
-                            }
-                        }
+                    if let Some(daemon) = self.sup.daemon_of(pid) {
+                        // Its last lines belong before the line that says it exited.
+                        self.drain_daemon(daemon);
                     }
+                    self.sup.on_exit(pid, status, now, actions);
                 }
                 Ok(None) => break true,
                 Err(Errno::INTR) => continue,
                 Err(Errno::CHILD) => break false,
                 Err(e) => {
-                    self.log(Level::Error, &format!("wait failed: {e}"));
+                    self.sup.on_driver_error("wait", &e.to_string(), actions);
                     break true;
                 }
             }
@@ -398,16 +398,21 @@ impl Runtime {
                 Action::Signal { pid, sig, group } => {
                     let target = if group { -pid } else { pid };
                     if let Err(e) = sys::send_signal(target, sig.0) {
-                        self.log(
-                            Level::Debug,
-                            &format!("sending {sig} to {target} failed: {e}"),
-                        );
+                        self.sup
+                            .on_signal_failed(target, sig, &e.to_string(), actions);
                     }
                 }
                 Action::SignalLeftovers(sig) => {
                     self.signal_leftovers(sig);
                     // They may be gone already: look now rather than wait for a SIGCHLD.
                     self.reap(now(), actions);
+                }
+                Action::StartProbe { index, .. } => self.probes.start(index, now()),
+                Action::StopProbe(index) => self.probes.stop(index),
+                Action::Reply { client, reply } => {
+                    if let Some(server) = self.control.as_mut() {
+                        server.reply(client, &reply);
+                    }
                 }
                 Action::Log(level, line) => self.log(level, &line),
                 Action::Exit(code) => exit = exit.or(Some(code)),
@@ -429,24 +434,10 @@ impl Runtime {
             },
             None => ChildOutput::default(),
         };
-        let spec = &self.sup.daemons()[index].spec;
-        // A notify check gets a fresh pipe per start: its write end becomes the child's FD.
-        let notify = match spec.ready {
-            Some(crate::plan::ReadyCheck::Notify(fd)) => {
-                rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
-                    .ok()
-                    .map(|p| (p, fd))
-            }
-            _ => None,
-        };
-        if let Some(((_, write), fd)) = &notify {
-            output.notify = Some((write.as_raw_fd(), *fd));
-        }
-        let result = spawn::spawn(spec, self.settings.setup, output);
-        if let (Ok(pid), Some(((read, _write), _))) = (&result, notify) {
-            self.probes.expect_notify(index, *pid, read);
-        }
-        result
+        // The write end of a notify pipe becomes the child's FD; ours closes after the spawn.
+        let notify = self.probes.notify_pipe(index);
+        output.notify = notify.as_ref().map(|n| (n.write.as_raw_fd(), n.target));
+        spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
     }
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only
@@ -463,14 +454,8 @@ impl Runtime {
         }
     }
 
-    fn shows(&self, level: Level) -> bool {
-        level as u8 <= self.settings.verbosity
-    }
-
+    /// Writes a line the supervisor decided to show.
     fn log(&mut self, level: Level, line: &str) {
-        if !self.shows(level) {
-            return;
-        }
         let tag = if level == Level::Error { "error: " } else { "" };
         let text = format!("[bundle-init] {tag}{line}\n");
         let sink = self.err_sink;
@@ -483,11 +468,12 @@ impl Runtime {
             self.drain_daemon(daemon);
         }
         let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
-        if dropped > 0 {
-            self.log(
-                Level::Notice,
-                &format!("{dropped} of bundle-init's own log lines were dropped"),
-            );
+        let mut actions = Actions::new();
+        self.sup.on_log_lines_dropped(dropped, &mut actions);
+        for action in actions {
+            if let Action::Log(level, line) = action {
+                self.log(level, &line);
+            }
         }
         let give_up = now() + FINAL_FLUSH;
         loop {

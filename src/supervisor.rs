@@ -1,5 +1,7 @@
-//! The supervisor: a pure state machine. Events go in (a signal arrived, a child exited, a
-//! spawn succeeded or failed, time passed); actions come out (spawn, signal, log, exit).
+//! The supervisor: a pure state machine, and the only code that reads or changes a
+//! daemon's state. Events go in (a signal arrived, a child was reaped, a spawn succeeded or
+//! failed, a probe found a daemon ready, a control client asked something, time passed);
+//! actions come out (spawn, signal, start or stop a probe, reply to a client, log, exit).
 //! It does no I/O and reads no clock, so unit tests drive every rule directly.
 
 use std::collections::VecDeque;
@@ -60,6 +62,34 @@ pub struct SpawnFailure {
     pub message: String,
 }
 
+/// A control client, numbered by the driver; replies name it.
+pub type ClientId = u64;
+
+/// What a control client can ask (parsed from its request line by `control`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlRequest {
+    Status { json: bool },
+    Restart(Vec<String>),
+    Signal(String, Sig),
+    Health,
+}
+
+/// The answer to a control request: `OK` and a body, or `ERR reason` and a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ok(String),
+    Err { reason: String, body: String },
+}
+
+impl Reply {
+    fn refused(reason: impl Into<String>) -> Reply {
+        Reply::Err {
+            reason: reason.into(),
+            body: String::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Start daemon `index`; answer with `Supervisor::on_spawned`.
@@ -70,8 +100,23 @@ pub enum Action {
         sig: Sig,
         group: bool,
     },
-    /// Send `sig` to every process that is not a daemon (kill(-1) as PID 1).
+    /// Send `sig` to every process that is not a daemon (kill(-1) as PID 1), then reap and
+    /// answer with `Supervisor::after_reaping`: the shutdown waits for that answer.
     SignalLeftovers(Sig),
+    /// Run daemon `index`'s readiness check against process `pid`; answer with
+    /// `Supervisor::on_ready` when it passes.
+    StartProbe {
+        index: usize,
+        pid: i32,
+    },
+    /// Stop daemon `index`'s readiness check: the process it was about is gone.
+    StopProbe(usize),
+    /// Answer control client `client` and close its connection.
+    Reply {
+        client: ClientId,
+        reply: Reply,
+    },
+    /// Write this line to bundle-init's log (already filtered by verbosity).
     Log(Level, String),
     Exit(u8),
 }
@@ -94,16 +139,32 @@ impl fmt::Display for Cause {
 
 /// A restart under way, for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RestartRequest {
-    pub asked_at: Time,
-    pub by: Cause,
-    pub old_pid: Option<i32>,
+struct RestartRequest {
+    asked_at: Time,
+    by: Cause,
+    old_pid: Option<i32>,
 }
 
+/// What became of a restart request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Not running and not scheduled: before the first start, or while a spawn is under way.
-    Idle,
+pub enum RestartOutcome {
+    /// The daemon is being stopped, or started if it was down.
+    Begun,
+    /// A restart was already under way; this request joined it.
+    Coalesced,
+    /// Nothing was done, for this reason.
+    Refused(&'static str),
+}
+
+/// A daemon's state: one variant per state an operator can tell apart. `status` and
+/// `health` use the same words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// A spawn was asked for and is being carried out; `restart` is the request that led
+    /// here, if one did.
+    Starting {
+        restart: Option<RestartRequest>,
+    },
     Running {
         pid: i32,
         since: Time,
@@ -116,28 +177,44 @@ pub enum State {
         kill_at: Option<Time>,
         restart: Option<RestartRequest>,
     },
-    /// Waiting to be started again after a crash.
+    /// Waiting to be started again after a crash or a failed start.
     Backoff {
         until: Time,
     },
     /// Waiting for the daemons it starts `after` to be ready; gives up at `until`.
-    Waiting {
+    WaitingForDependencies {
         until: Time,
     },
-    /// Ended and stays down.
-    Exited,
+    /// Ended, and stays down until a restart request.
+    Down,
+}
+
+impl State {
+    /// The word `status` shows, and `health` builds on.
+    fn word(self) -> &'static str {
+        match self {
+            State::Starting { restart: None } => "starting",
+            State::Starting { restart: Some(_) }
+            | State::Stopping {
+                restart: Some(_), ..
+            } => "restarting",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::WaitingForDependencies { .. } => "waiting",
+            State::Down => "exited",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Daemon {
     pub spec: DaemonSpec,
-    pub state: State,
+    state: State,
     pub restarts: u32,
     pub last_exit: Option<ExitStatus>,
     /// Crashes since the last stable run; sets the next backoff delay.
     crashes_in_a_row: u32,
-    /// Set while a restart waits for its replacement to be spawned.
-    pending_restart: Option<RestartRequest>,
     /// Running, and its readiness check (if any) has passed.
     ready: bool,
     /// Indices of the daemons it starts after (its `after` names among those running here).
@@ -160,7 +237,35 @@ impl Daemon {
     pub fn is_ready(&self) -> bool {
         self.ready
     }
+
+    fn is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+
+    fn is_down(&self) -> bool {
+        self.state == State::Down
+    }
 }
+
+/// A control client waiting for the restarts it asked for.
+#[derive(Clone, Debug)]
+struct PendingReply {
+    client: ClientId,
+    awaited: Vec<AwaitedRestart>,
+    /// The answer goes out by then whatever happened: the longest grace plus a margin.
+    deadline: Time,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AwaitedRestart {
+    index: usize,
+    restarts_before: u32,
+    old_pid: Option<i32>,
+    refused: Option<&'static str>,
+}
+
+/// How long past the longest grace a control client waits for a restart to finish.
+const RESTART_REPLY_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -168,9 +273,19 @@ enum Phase {
     ShuttingDown {
         deadline: Time,
         killed: bool,
-        leftovers_termed: bool,
+        leftovers: LeftoverSweep,
     },
     Done,
+}
+
+/// Where the shutdown's sweep of leftover processes stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeftoverSweep {
+    NotYet,
+    /// SignalLeftovers went out; the driver's reaping report has not come back yet.
+    AwaitingReap,
+    /// The driver reported after signalling: `Supervisor::leftovers` is fresh.
+    Reaped,
 }
 
 pub struct Supervisor {
@@ -182,12 +297,16 @@ pub struct Supervisor {
     /// Level of start/exit lines: Notice in bundle mode, Info in single-child mode (tini is
     /// silent about its child unless asked).
     lifecycle: Level,
+    /// Level of "reaped zombie" lines: Notice with `-w`, Debug otherwise.
+    orphans: Level,
     phase: Phase,
     exit_code: u8,
     /// Whether the last reaping pass saw children still alive (true until one says not).
     leftovers: bool,
     /// The most detailed level shown.
     verbosity: Level,
+    /// Control clients waiting for restarts to finish.
+    replies: Vec<PendingReply>,
 }
 
 pub type Actions = VecDeque<Action>;
@@ -200,35 +319,33 @@ impl Supervisor {
         } else {
             Level::Notice
         };
-        Supervisor {
-            daemons: plan
-                .daemons
-                .into_iter()
-                .map(|spec| Daemon {
-                    // Names that are not selected here are simply not waited for.
-                    after: spec
-                        .after
-                        .iter()
-                        .filter_map(|a| names.iter().position(|n| n == a))
-                        .collect(),
-                    spec,
-                    state: State::Idle,
-                    restarts: 0,
-                    last_exit: None,
-                    crashes_in_a_row: 0,
-                    pending_restart: None,
-                    ready: false,
-                })
+        let daemon = |spec: DaemonSpec| Daemon {
+            // Names that are not selected here are simply not waited for.
+            after: spec
+                .after
+                .iter()
+                .filter_map(|a| names.iter().position(|n| n == a))
                 .collect(),
+            spec,
+            state: State::Down,
+            restarts: 0,
+            last_exit: None,
+            crashes_in_a_row: 0,
+            ready: false,
+        };
+        Supervisor {
+            daemons: plan.daemons.into_iter().map(daemon).collect(),
             routes: plan.routes,
             shutdown_grace: plan.shutdown_grace,
             stop_leftovers: plan.stop_leftovers,
             success_codes: plan.success_codes,
             lifecycle,
+            orphans: Level::Debug,
             phase: Phase::Running,
             exit_code: 0,
             leftovers: true,
             verbosity: Level::Debug,
+            replies: Vec::new(),
         }
     }
 
@@ -262,53 +379,54 @@ impl Supervisor {
     /// Spawns a daemon whose `after` daemons are all ready; otherwise it waits for them,
     /// until its ready-timeout.
     fn try_start(&mut self, index: usize, now: Time, out: &mut Actions) {
-        let waiting_for: Vec<String> = self.daemons[index]
+        let waiting_for: Vec<&str> = self.daemons[index]
             .after
             .iter()
             .filter(|&&j| !self.daemons[j].ready)
-            .map(|&j| self.daemons[j].spec.name.clone())
+            .map(|&j| self.daemons[j].spec.name.as_str())
             .collect();
-        let daemon = &mut self.daemons[index];
         if waiting_for.is_empty() {
-            daemon.state = State::Idle;
-            out.push_back(Action::Spawn(index));
-        } else {
-            daemon.state = State::Waiting {
-                until: now + daemon.spec.ready_timeout,
-            };
-            let line = format!(
-                "{} waits for {} to be ready",
-                daemon.spec.name,
-                waiting_for.join(", ")
-            );
-            self.log(out, Level::Notice, || line);
+            self.spawn(index, None, out);
+            return;
         }
+        let line = format!(
+            "{} waits for {} to be ready",
+            self.daemons[index].spec.name,
+            waiting_for.join(", ")
+        );
+        let daemon = &mut self.daemons[index];
+        daemon.state = State::WaitingForDependencies {
+            until: now + daemon.spec.ready_timeout,
+        };
+        self.log(out, Level::Notice, || line);
+    }
+
+    /// Asks the driver to spawn daemon `index`, for `restart` if a request led here.
+    fn spawn(&mut self, index: usize, restart: Option<RestartRequest>, out: &mut Actions) {
+        self.daemons[index].state = State::Starting { restart };
+        out.push_back(Action::Spawn(index));
     }
 
     /// Daemons waiting for this one may start now.
     fn start_waiters(&mut self, now: Time, out: &mut Actions) {
-        if !matches!(self.phase, Phase::Running) {
+        if self.is_shutting_down() {
             return;
         }
         for index in 0..self.daemons.len() {
-            let waiting = matches!(self.daemons[index].state, State::Waiting { .. });
-            if waiting
-                && self.daemons[index]
-                    .after
-                    .iter()
-                    .all(|&j| self.daemons[j].ready)
-            {
+            let daemon = &self.daemons[index];
+            let waiting = matches!(daemon.state, State::WaitingForDependencies { .. });
+            if waiting && daemon.after.iter().all(|&j| self.daemons[j].ready) {
                 self.try_start(index, now, out);
             }
         }
     }
 
-    /// The runtime's readiness check for `index` passed.
+    /// The readiness check of `index` passed (its probe stops by itself).
     pub fn on_ready(&mut self, index: usize, now: Time, out: &mut Actions) {
         let Some(daemon) = self.daemons.get_mut(index) else {
             return;
         };
-        if daemon.ready || !matches!(daemon.state, State::Running { .. }) {
+        if daemon.ready || !daemon.is_running() {
             return;
         }
         daemon.ready = true;
@@ -317,6 +435,7 @@ impl Supervisor {
         self.start_waiters(now, out);
     }
 
+    /// The driver carried out `Action::Spawn(index)`.
     pub fn on_spawned(
         &mut self,
         index: usize,
@@ -324,48 +443,15 @@ impl Supervisor {
         now: Time,
         out: &mut Actions,
     ) {
-        let Some(daemon) = self.daemons.get_mut(index) else {
+        let Some(daemon) = self.daemons.get(index) else {
             return;
         };
-        let request = daemon.pending_restart.take();
+        let request = match daemon.state {
+            State::Starting { restart } => restart,
+            _ => None,
+        };
         match result {
-            Ok(pid) => {
-                daemon.state = State::Running { pid, since: now };
-                let name = &daemon.spec.name;
-                let line = match request {
-                    Some(RestartRequest {
-                        asked_at,
-                        by,
-                        old_pid: Some(old),
-                    }) => {
-                        daemon.restarts += 1;
-                        let micros = now.saturating_sub(asked_at).as_micros() as u64;
-                        format!(
-                            "{name} restarted ({by}): pid {old} -> {pid} in {}.{:03} ms",
-                            micros / 1000,
-                            micros % 1000
-                        )
-                    }
-                    Some(RestartRequest {
-                        by, old_pid: None, ..
-                    }) => {
-                        daemon.restarts += 1;
-                        format!("{name} started on request ({by}): pid {pid}")
-                    }
-                    None if daemon.last_exit.is_some() => {
-                        daemon.restarts += 1;
-                        format!("{name} started again: pid {pid}")
-                    }
-                    None => format!("{name} started: pid {pid}"),
-                };
-                let level = self.lifecycle;
-                self.log(out, level, || line);
-                // Without a readiness check, running is ready.
-                if self.daemons[index].spec.ready.is_none() {
-                    self.daemons[index].ready = true;
-                    self.start_waiters(now, out);
-                }
-            }
+            Ok(pid) => self.started(index, pid, request, now, out),
             Err(failure) if failure.transient => {
                 let delay = self.next_backoff(index, Duration::ZERO);
                 let daemon = &mut self.daemons[index];
@@ -381,25 +467,68 @@ impl Supervisor {
             Err(failure) => {
                 let line = format!("cannot start {}: {}", daemon.spec.name, failure.message);
                 self.log(out, Level::Error, || line);
-                self.ended_on_its_own(
-                    index,
-                    ExitStatus::Code(failure.code),
-                    Duration::ZERO,
-                    now,
-                    out,
-                );
+                let status = ExitStatus::Code(failure.code);
+                self.ended_on_its_own(index, status, Duration::ZERO, now, out);
             }
+        }
+        self.settle_replies(now, out);
+    }
+
+    /// Daemon `index` runs as `pid`: logs how it came to be, starts its readiness check.
+    fn started(
+        &mut self,
+        index: usize,
+        pid: i32,
+        request: Option<RestartRequest>,
+        now: Time,
+        out: &mut Actions,
+    ) {
+        let daemon = &mut self.daemons[index];
+        daemon.state = State::Running { pid, since: now };
+        let name = &daemon.spec.name;
+        let line = match request {
+            Some(RestartRequest {
+                asked_at,
+                by,
+                old_pid: Some(old),
+            }) => {
+                let micros = now.saturating_sub(asked_at).as_micros() as u64;
+                format!(
+                    "{name} restarted ({by}): pid {old} -> {pid} in {}.{:03} ms",
+                    micros / 1000,
+                    micros % 1000
+                )
+            }
+            Some(RestartRequest {
+                by, old_pid: None, ..
+            }) => format!("{name} started on request ({by}): pid {pid}"),
+            None if daemon.last_exit.is_some() => format!("{name} started again: pid {pid}"),
+            None => format!("{name} started: pid {pid}"),
+        };
+        if request.is_some() || daemon.last_exit.is_some() {
+            daemon.restarts += 1;
+        }
+        let level = self.lifecycle;
+        self.log(out, level, || line);
+        if self.daemons[index].spec.ready.is_some() {
+            out.push_back(Action::StartProbe { index, pid });
+        } else {
+            // Without a readiness check, running is ready.
+            self.daemons[index].ready = true;
+            self.start_waiters(now, out);
         }
     }
 
-    /// A child was reaped. Returns false when it was not one of the daemons (an orphan).
-    pub fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) -> bool {
+    /// A child was reaped: a daemon, or an orphan bundle-init adopted.
+    pub fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) {
         let Some(index) = self.daemon_of(pid) else {
-            return false;
+            let level = self.orphans;
+            self.log(out, level, || format!("reaped zombie pid {pid} ({status})"));
+            return;
         };
+        self.left_running(index, out);
         let shutting_down = self.is_shutting_down();
         let daemon = &mut self.daemons[index];
-        daemon.ready = false;
         daemon.last_exit = Some(status);
         match daemon.state {
             State::Running { since, .. } => {
@@ -409,13 +538,9 @@ impl Supervisor {
             State::Stopping {
                 restart: Some(request),
                 ..
-            } if !shutting_down => {
-                daemon.state = State::Idle;
-                daemon.pending_restart = Some(request);
-                out.push_back(Action::Spawn(index));
-            }
+            } if !shutting_down => self.spawn(index, Some(request), out),
             State::Stopping { .. } => {
-                daemon.state = State::Exited;
+                daemon.state = State::Down;
                 let code = stopped_code(status, daemon.spec.stop_signal);
                 let line = format!("{} {status} (pid {pid})", daemon.spec.name);
                 self.exit_code = self.exit_code.max(code);
@@ -424,29 +549,43 @@ impl Supervisor {
             }
             _ => {}
         }
-        true
+        self.settle_replies(now, out);
+    }
+
+    /// Daemon `index` stops running (stopped, or it died): it is not ready any more, and a
+    /// readiness check still looking at it stops.
+    fn left_running(&mut self, index: usize, out: &mut Actions) {
+        let daemon = &mut self.daemons[index];
+        if daemon.is_running() && daemon.spec.ready.is_some() && !daemon.ready {
+            out.push_back(Action::StopProbe(index));
+        }
+        daemon.ready = false;
     }
 
     /// Called after every reaping pass: `children_remain` says whether wait found other
     /// children still alive. Shutdown finishes here once nothing is left to wait for.
     pub fn after_reaping(&mut self, children_remain: bool, out: &mut Actions) {
         self.leftovers = children_remain;
+        if let Phase::ShuttingDown {
+            leftovers: sweep @ LeftoverSweep::AwaitingReap,
+            ..
+        } = &mut self.phase
+        {
+            *sweep = LeftoverSweep::Reaped;
+        }
         self.check_shutdown_done(out);
     }
 
     pub fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Actions) {
         match self.routes.get(sig) {
+            Route::Shutdown if self.is_shutting_down() => self.log(out, Level::Notice, || {
+                format!("received {sig} again: already shutting down, ignored")
+            }),
             Route::Shutdown => {
-                if self.is_shutting_down() {
-                    self.log(out, Level::Notice, || {
-                        format!("received {sig} again: already shutting down, ignored")
-                    });
-                } else {
-                    self.log(out, Level::Notice, || {
-                        format!("received {sig}: shutting down")
-                    });
-                    self.begin_shutdown(now, out);
-                }
+                self.log(out, Level::Notice, || {
+                    format!("received {sig}: shutting down")
+                });
+                self.begin_shutdown(now, out);
             }
             Route::Status => {
                 for line in self.status_lines(now, false) {
@@ -468,66 +607,271 @@ impl Supervisor {
     }
 
     /// Restart one daemon in place; the same rules whoever asks.
-    pub fn request_restart(&mut self, index: usize, by: Cause, now: Time, out: &mut Actions) {
+    pub fn request_restart(
+        &mut self,
+        index: usize,
+        by: Cause,
+        now: Time,
+        out: &mut Actions,
+    ) -> RestartOutcome {
         let Some(daemon) = self.daemons.get(index) else {
-            return;
+            return RestartOutcome::Refused("no such daemon");
         };
         // Borrowed, not cloned: a storm of requests that coalesce must not allocate each.
         let name = &daemon.spec.name;
-        if !matches!(self.phase, Phase::Running) {
-            self.log(out, Level::Notice, || {
-                format!("restart of {name} ({by}) ignored: shutting down")
-            });
-            return;
-        }
-        match daemon.state {
-            State::Running { pid, since } => {
-                let request = RestartRequest {
-                    asked_at: now,
-                    by,
-                    old_pid: Some(pid),
-                };
-                let daemon = &mut self.daemons[index];
-                let stop = daemon.spec.stop_signal;
-                daemon.state = State::Stopping {
-                    pid,
-                    since,
-                    kill_at: Some(now + daemon.spec.grace),
-                    restart: Some(request),
-                };
-                out.push_back(Action::Signal {
-                    pid,
-                    sig: stop,
-                    group: daemon.spec.signal_group,
-                });
-                self.log(out, Level::Info, || {
-                    let name = &self.daemons[index].spec.name;
-                    format!("restarting {name} ({by}): sent {stop} to pid {pid}")
-                });
-            }
-            State::Stopping { .. } => {
+        let refused = match daemon.state {
+            _ if self.is_shutting_down() => "shutting down",
+            State::WaitingForDependencies { .. } => "it is waiting for what it starts after",
+            State::Starting { .. } | State::Stopping { .. } => {
                 self.log(out, Level::Info, || {
                     format!("restart of {name} ({by}) already under way: coalesced")
                 });
+                return RestartOutcome::Coalesced;
             }
-            State::Waiting { .. } => {
-                self.log(out, Level::Notice, || {
-                    format!(
-                        "restart of {name} ({by}) ignored: it is waiting for what it starts after"
-                    )
-                });
+            State::Running { pid, .. } => {
+                let old_pid = Some(pid);
+                let request = RestartRequest {
+                    asked_at: now,
+                    by,
+                    old_pid,
+                };
+                self.stop(index, now, Some(request), out);
+                return RestartOutcome::Begun;
             }
-            State::Backoff { .. } | State::Exited => {
-                let daemon = &mut self.daemons[index];
-                daemon.state = State::Idle;
-                daemon.pending_restart = Some(RestartRequest {
+            State::Backoff { .. } | State::Down => {
+                let request = RestartRequest {
                     asked_at: now,
                     by,
                     old_pid: None,
-                });
-                out.push_back(Action::Spawn(index));
+                };
+                self.spawn(index, Some(request), out);
+                return RestartOutcome::Begun;
             }
-            State::Idle => {}
+        };
+        self.log(out, Level::Notice, || {
+            format!("restart of {name} ({by}) ignored: {refused}")
+        });
+        RestartOutcome::Refused(refused)
+    }
+
+    /// Sends daemon `index` its stop signal and arms the SIGKILL: after its grace, and no
+    /// later than the shutdown deadline if one is running. `restart` starts a replacement
+    /// once it is reaped.
+    fn stop(
+        &mut self,
+        index: usize,
+        now: Time,
+        restart: Option<RestartRequest>,
+        out: &mut Actions,
+    ) {
+        self.left_running(index, out);
+        let deadline = match self.phase {
+            Phase::ShuttingDown { deadline, .. } => deadline,
+            _ => Time::MAX,
+        };
+        let daemon = &mut self.daemons[index];
+        let State::Running { pid, since } = daemon.state else {
+            return;
+        };
+        let (stop, group) = (daemon.spec.stop_signal, daemon.spec.signal_group);
+        let kill_at = Some((now + daemon.spec.grace).min(deadline));
+        daemon.state = State::Stopping {
+            pid,
+            since,
+            kill_at,
+            restart,
+        };
+        out.push_back(Action::Signal {
+            pid,
+            sig: stop,
+            group,
+        });
+        if let Some(RestartRequest { by, .. }) = restart {
+            self.log(out, Level::Info, || {
+                let name = &self.daemons[index].spec.name;
+                format!("restarting {name} ({by}): sent {stop} to pid {pid}")
+            });
+        }
+    }
+
+    /// SIGKILLs a stopping daemon (its whole group) and disarms its kill deadline.
+    fn kill_now(&mut self, index: usize, out: &mut Actions) {
+        let daemon = &mut self.daemons[index];
+        if let State::Stopping {
+            pid,
+            kill_at: kill_at @ Some(_),
+            ..
+        } = &mut daemon.state
+        {
+            *kill_at = None;
+            let pid = *pid;
+            out.push_back(Action::Signal {
+                pid,
+                sig: Sig(libc_sig::KILL),
+                group: true,
+            });
+        }
+    }
+
+    /// A control client's request. Every request is answered with `Action::Reply`: at once,
+    /// or for a restart when the replacements run (or gave up, or the deadline passed).
+    pub fn on_control(
+        &mut self,
+        client: ClientId,
+        request: ControlRequest,
+        now: Time,
+        out: &mut Actions,
+    ) {
+        let reply = match request {
+            ControlRequest::Status { json } => {
+                Reply::Ok(self.status_lines(now, json).join("\n") + "\n")
+            }
+            ControlRequest::Health => match self.health() {
+                Ok(()) => Reply::Ok("healthy\n".to_string()),
+                Err(problems) => Reply::Err {
+                    reason: "unhealthy".to_string(),
+                    body: problems.join("\n") + "\n",
+                },
+            },
+            ControlRequest::Signal(name, sig) => self.signal_by_name(&name, sig, out),
+            ControlRequest::Restart(names) => match self.indices_of(&names) {
+                Ok(indices) => return self.restart_for_client(client, &indices, now, out),
+                Err(why) => Reply::refused(why),
+            },
+        };
+        out.push_back(Action::Reply { client, reply });
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize, String> {
+        self.daemons
+            .iter()
+            .position(|d| d.spec.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.daemons.iter().map(|d| d.spec.name.as_str()).collect();
+                format!("unknown daemon \"{name}\" (known: {})", known.join(", "))
+            })
+    }
+
+    fn indices_of(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        names.iter().map(|n| self.index_of(n)).collect()
+    }
+
+    fn signal_by_name(&self, name: &str, sig: Sig, out: &mut Actions) -> Reply {
+        let index = match self.index_of(name) {
+            Ok(index) => index,
+            Err(why) => return Reply::refused(why),
+        };
+        let daemon = &self.daemons[index];
+        let Some(pid) = daemon.pid() else {
+            return Reply::refused(format!("{name} is not running"));
+        };
+        let group = daemon.spec.signal_group;
+        out.push_back(Action::Signal { pid, sig, group });
+        Reply::Ok(format!("sent {sig} to {name} (pid {pid})\n"))
+    }
+
+    /// Restarts `indices` for a control client, whose reply waits for the outcome.
+    fn restart_for_client(
+        &mut self,
+        client: ClientId,
+        indices: &[usize],
+        now: Time,
+        out: &mut Actions,
+    ) {
+        if self.is_shutting_down() {
+            let reply = Reply::refused("shutting down: restart ignored");
+            out.push_back(Action::Reply { client, reply });
+            return;
+        }
+        let mut longest = Duration::ZERO;
+        let mut awaited = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let daemon = &self.daemons[index];
+            longest = longest.max(daemon.spec.grace);
+            let (restarts_before, old_pid) = (daemon.restarts, daemon.pid());
+            let refused = match self.request_restart(index, Cause::Control, now, out) {
+                RestartOutcome::Refused(why) => Some(why),
+                RestartOutcome::Begun | RestartOutcome::Coalesced => None,
+            };
+            awaited.push(AwaitedRestart {
+                index,
+                restarts_before,
+                old_pid,
+                refused,
+            });
+        }
+        let deadline = now + longest + RESTART_REPLY_MARGIN;
+        self.replies.push(PendingReply {
+            client,
+            awaited,
+            deadline,
+        });
+        self.settle_replies(now, out);
+    }
+
+    /// Answers the control clients whose restarts have all finished one way or the other,
+    /// or whose deadline has passed.
+    fn settle_replies(&mut self, now: Time, out: &mut Actions) {
+        if self.replies.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.replies);
+        pending.retain(|p| {
+            let finished = p.awaited.iter().all(|a| self.restart_finished(a).is_some());
+            if !finished && now < p.deadline {
+                return true;
+            }
+            let reply = self.restart_reply(&p.awaited);
+            out.push_back(Action::Reply {
+                client: p.client,
+                reply,
+            });
+            false
+        });
+        self.replies = pending;
+    }
+
+    /// Some(Ok(new pid)) once the restart is done, Some(Err(why)) once it cannot be, None
+    /// while it is under way.
+    fn restart_finished(&self, awaited: &AwaitedRestart) -> Option<Result<i32, &'static str>> {
+        if let Some(why) = awaited.refused {
+            return Some(Err(why));
+        }
+        let daemon = &self.daemons[awaited.index];
+        match daemon.state {
+            _ if self.is_shutting_down() => Some(Err("shutting down")),
+            State::Running { pid, .. } if daemon.restarts > awaited.restarts_before => {
+                Some(Ok(pid))
+            }
+            State::Backoff { .. } | State::Down => Some(Err("did not come back up")),
+            _ => None,
+        }
+    }
+
+    fn restart_reply(&self, awaited: &[AwaitedRestart]) -> Reply {
+        let mut body = String::new();
+        let mut failed = false;
+        for a in awaited {
+            let name = &self.daemons[a.index].spec.name;
+            let old = a.old_pid.map_or("-".to_string(), |p| p.to_string());
+            match self.restart_finished(a) {
+                Some(Ok(new)) => body.push_str(&format!("{name} restarted: pid {old} -> {new}\n")),
+                outcome => {
+                    failed = true;
+                    let why = outcome
+                        .and_then(Result::err)
+                        .unwrap_or("did not come back up");
+                    body.push_str(&format!("{name} not restarted: {why} (was pid {old})\n"));
+                }
+            }
+        }
+        if failed {
+            Reply::Err {
+                reason: "restart failed".to_string(),
+                body,
+            }
+        } else {
+            Reply::Ok(body)
         }
     }
 
@@ -537,14 +881,12 @@ impl Supervisor {
         self.daemons
             .iter()
             .map(|d| {
-                let (state, pid, since) = match d.state {
-                    State::Idle => ("starting", None, None),
-                    State::Running { pid, since } => ("running", Some(pid), Some(since)),
-                    State::Stopping { pid, since, .. } => ("stopping", Some(pid), Some(since)),
-                    State::Backoff { .. } => ("backoff", None, None),
-                    State::Waiting { .. } => ("waiting", None, None),
-                    State::Exited => ("exited", None, None),
+                let state = d.state.word();
+                let since = match d.state {
+                    State::Running { since, .. } | State::Stopping { since, .. } => Some(since),
+                    _ => None,
                 };
+                let pid = d.pid();
                 let ready = match (&d.spec.ready, d.ready) {
                     (None, _) => "-",
                     (Some(_), true) => "yes",
@@ -576,35 +918,29 @@ impl Supervisor {
             .collect()
     }
 
-    /// Ok when every daemon runs; otherwise what is wrong, daemon by daemon.
+    /// Ok when every daemon runs (and is ready, if it has a check); otherwise what is
+    /// wrong, daemon by daemon.
     pub fn health(&self) -> Result<(), Vec<String>> {
         let problems: Vec<String> = self
             .daemons
             .iter()
-            .filter_map(|d| match d.state {
-                State::Running { .. } if d.spec.ready.is_some() && !d.ready => {
-                    Some(format!("{} is running but not ready", d.spec.name))
+            .filter_map(|d| {
+                let name = &d.spec.name;
+                match d.state {
+                    State::Running { .. } if d.spec.ready.is_some() && !d.ready => {
+                        Some(format!("{name} is running but not ready"))
+                    }
+                    State::Running { .. } => None,
+                    State::WaitingForDependencies { .. } => {
+                        Some(format!("{name} is waiting for what it starts after"))
+                    }
+                    State::Backoff { .. } => Some(format!(
+                        "{name} is waiting to restart after it {}",
+                        describe(d.last_exit)
+                    )),
+                    State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
+                    state => Some(format!("{name} is {}", state.word())),
                 }
-                State::Running { .. } => None,
-                State::Waiting { .. } => Some(format!(
-                    "{} is waiting for what it starts after",
-                    d.spec.name
-                )),
-                State::Stopping {
-                    restart: Some(_), ..
-                }
-                | State::Idle => Some(format!("{} is restarting", d.spec.name)),
-                State::Stopping { .. } => Some(format!("{} is stopping", d.spec.name)),
-                State::Backoff { .. } => Some(format!(
-                    "{} is waiting to restart after it {}",
-                    d.spec.name,
-                    describe(d.last_exit)
-                )),
-                State::Exited => Some(format!(
-                    "{} is down: it {}",
-                    d.spec.name,
-                    describe(d.last_exit)
-                )),
             })
             .collect();
         if problems.is_empty() {
@@ -614,108 +950,88 @@ impl Supervisor {
         }
     }
 
-    /// Acts on every deadline that has come: SIGKILL after a grace, the end of a backoff,
-    /// the end of the shutdown budget.
+    /// Acts on every deadline that has come: SIGKILL after a grace, the end of a backoff or
+    /// of a wait for dependencies, the end of the shutdown budget, a control reply's
+    /// deadline.
     pub fn on_tick(&mut self, now: Time, out: &mut Actions) {
-        let running = matches!(self.phase, Phase::Running);
-        let (mut due, mut gave_up) = (Vec::new(), Vec::new());
+        let running = !self.is_shutting_down();
         for index in 0..self.daemons.len() {
-            let daemon = &mut self.daemons[index];
-            match daemon.state {
+            match self.daemons[index].state {
                 State::Stopping {
                     pid,
-                    since,
                     kill_at: Some(at),
-                    restart,
+                    ..
                 } if now >= at => {
-                    daemon.state = State::Stopping {
-                        pid,
-                        since,
-                        kill_at: None,
-                        restart,
-                    };
+                    self.kill_now(index, out);
+                    let name = &self.daemons[index].spec.name;
                     let line = format!(
-                        "{} (pid {pid}) did not stop within its grace: sending SIGKILL",
-                        daemon.spec.name
+                        "{name} (pid {pid}) did not stop within its grace: sending SIGKILL"
                     );
-                    out.push_back(Action::Signal {
-                        pid,
-                        sig: Sig(libc_sig::KILL),
-                        group: true,
-                    });
                     self.log(out, Level::Notice, || line);
                 }
-                State::Backoff { until } if running && now >= until => due.push(index),
-                State::Waiting { until } if running && now >= until => gave_up.push(index),
+                State::Backoff { until } if running && now >= until => {
+                    self.try_start(index, now, out)
+                }
+                State::WaitingForDependencies { until } if running && now >= until => {
+                    self.give_up_waiting(index, now, out)
+                }
                 _ => {}
             }
         }
-        for index in due {
-            self.try_start(index, now, out);
-        }
-        for index in gave_up {
-            let daemon = &self.daemons[index];
-            let line = format!(
-                "{} gave up waiting after {}: what it starts after is not ready",
-                daemon.spec.name,
-                human(daemon.spec.ready_timeout)
-            );
-            self.log(out, Level::Error, || line);
-            // Counts as a failed start (code 1): its exit policy decides what comes next.
-            self.ended_on_its_own(index, ExitStatus::Code(1), Duration::ZERO, now, out);
-        }
-        if let Phase::ShuttingDown {
+        self.end_shutdown_budget_if_due(now, out);
+        self.settle_replies(now, out);
+    }
+
+    /// A daemon's ready-timeout passed before what it starts after was ready.
+    fn give_up_waiting(&mut self, index: usize, now: Time, out: &mut Actions) {
+        let daemon = &self.daemons[index];
+        let line = format!(
+            "{} gave up waiting after {}: what it starts after is not ready",
+            daemon.spec.name,
+            human(daemon.spec.ready_timeout)
+        );
+        self.log(out, Level::Error, || line);
+        // Counts as a failed start (code 1): its exit policy decides what comes next.
+        self.ended_on_its_own(index, ExitStatus::Code(1), Duration::ZERO, now, out);
+    }
+
+    /// At the shutdown deadline everything still alive gets SIGKILL.
+    fn end_shutdown_budget_if_due(&mut self, now: Time, out: &mut Actions) {
+        let Phase::ShuttingDown {
             deadline,
-            killed: false,
-            leftovers_termed,
-        } = self.phase
-            && now >= deadline
-        {
-            self.phase = Phase::ShuttingDown {
-                deadline,
-                killed: true,
-                leftovers_termed,
-            };
-            for daemon in &mut self.daemons {
-                if let State::Stopping {
-                    pid,
-                    since,
-                    kill_at: Some(_),
-                    restart,
-                } = daemon.state
-                {
-                    daemon.state = State::Stopping {
-                        pid,
-                        since,
-                        kill_at: None,
-                        restart,
-                    };
-                    out.push_back(Action::Signal {
-                        pid,
-                        sig: Sig(libc_sig::KILL),
-                        group: true,
-                    });
-                }
-            }
-            if self.stop_leftovers {
-                out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
-            }
-            let line = format!(
-                "shutdown budget of {} is over: sending SIGKILL to what is left",
-                human(self.shutdown_grace)
-            );
-            self.log(out, Level::Notice, || line);
-            self.check_shutdown_done(out);
+            killed: killed @ false,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if now < *deadline {
+            return;
         }
+        *killed = true;
+        for index in 0..self.daemons.len() {
+            self.kill_now(index, out);
+        }
+        if self.stop_leftovers {
+            out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
+        }
+        let line = format!(
+            "shutdown budget of {} is over: sending SIGKILL to what is left",
+            human(self.shutdown_grace)
+        );
+        self.log(out, Level::Notice, || line);
+        self.check_shutdown_done(out);
     }
 
     /// The earliest time `on_tick` has something to do, or None: then nothing but an
     /// event can change anything, and the loop may sleep for ever.
     pub fn next_deadline(&self) -> Option<Time> {
-        let running = matches!(self.phase, Phase::Running);
+        let running = !self.is_shutting_down();
         let daemons = self.daemons.iter().filter_map(|d| match d.state {
             State::Stopping { kill_at, .. } => kill_at,
-            State::Backoff { until } | State::Waiting { until } if running => Some(until),
+            State::Backoff { until } | State::WaitingForDependencies { until } if running => {
+                Some(until)
+            }
             _ => None,
         });
         let shutdown = match self.phase {
@@ -726,7 +1042,8 @@ impl Supervisor {
             } => Some(deadline),
             _ => None,
         };
-        daemons.chain(shutdown).min()
+        let replies = self.replies.iter().map(|p| p.deadline);
+        daemons.chain(shutdown).chain(replies).min()
     }
 
     fn forward(&self, sig: Sig, targets: impl Iterator<Item = usize>, out: &mut Actions) {
@@ -747,6 +1064,27 @@ impl Supervisor {
         }
     }
 
+    /// Sending an action's signal failed (usually: the process was already gone).
+    pub fn on_signal_failed(&mut self, target: i32, sig: Sig, error: &str, out: &mut Actions) {
+        self.log(out, Level::Debug, || {
+            format!("sending {sig} to {target} failed: {error}")
+        });
+    }
+
+    /// bundle-init is about to exit and its sinks dropped `count` of its own log lines.
+    pub fn on_log_lines_dropped(&mut self, count: u64, out: &mut Actions) {
+        if count > 0 {
+            self.log(out, Level::Notice, || {
+                format!("{count} of bundle-init's own log lines were dropped")
+            });
+        }
+    }
+
+    /// A system call in the driver failed; the loop goes on.
+    pub fn on_driver_error(&mut self, what: &str, error: &str, out: &mut Actions) {
+        self.log(out, Level::Error, || format!("{what} failed: {error}"));
+    }
+
     fn ended_on_its_own(
         &mut self,
         index: usize,
@@ -757,35 +1095,46 @@ impl Supervisor {
     ) {
         let daemon = &mut self.daemons[index];
         daemon.last_exit = Some(status);
-        let name = daemon.spec.name.clone();
         match daemon.spec.on_exit {
-            ExitPolicy::KeepRunning => {
-                daemon.state = State::Exited;
-                self.exit_code = self.exit_code.max(status.code());
-                self.log(out, Level::Notice, || {
-                    format!("{name} {status}; not restarted (keep-running)")
-                });
-                if self.daemons.iter().all(|d| d.state == State::Exited) {
-                    self.log(out, Level::Notice, || "every daemon has exited".to_string());
-                    self.begin_shutdown(now, out);
-                }
-            }
+            ExitPolicy::KeepRunning => self.stay_down(index, status, now, out),
             ExitPolicy::Restart => {
                 let delay = self.next_backoff(index, ran_for);
                 self.daemons[index].state = State::Backoff { until: now + delay };
+                let name = &self.daemons[index].spec.name;
                 self.log(out, Level::Notice, || {
                     format!("{name} {status}; restarting in {}", human(delay))
                 });
             }
             ExitPolicy::StopBundle => {
-                daemon.state = State::Exited;
+                daemon.state = State::Down;
                 self.exit_code = self.exit_code.max(status.code());
                 let level = self.lifecycle;
-                self.log(out, level, || {
-                    format!("{name} {status}; stopping the bundle (stop-bundle)")
-                });
+                let line = if self.lifecycle == Level::Info {
+                    // Single-child mode: the child is all there is.
+                    format!("the child {status}; exiting")
+                } else {
+                    format!(
+                        "{} {status}; stopping the bundle (stop-bundle)",
+                        daemon.spec.name
+                    )
+                };
+                self.log(out, level, || line);
                 self.begin_shutdown(now, out);
             }
+        }
+    }
+
+    /// keep-running: the daemon stays down; when none is left, the bundle ends.
+    fn stay_down(&mut self, index: usize, status: ExitStatus, now: Time, out: &mut Actions) {
+        self.daemons[index].state = State::Down;
+        self.exit_code = self.exit_code.max(status.code());
+        let name = &self.daemons[index].spec.name;
+        self.log(out, Level::Notice, || {
+            format!("{name} {status}; not restarted (keep-running)")
+        });
+        if self.daemons.iter().all(Daemon::is_down) {
+            self.log(out, Level::Notice, || "every daemon has exited".to_string());
+            self.begin_shutdown(now, out);
         }
     }
 
@@ -805,62 +1154,38 @@ impl Supervisor {
     }
 
     fn begin_shutdown(&mut self, now: Time, out: &mut Actions) {
-        if !matches!(self.phase, Phase::Running) {
+        if self.is_shutting_down() {
             return;
         }
         let deadline = now + self.shutdown_grace;
         self.phase = Phase::ShuttingDown {
             deadline,
             killed: false,
-            leftovers_termed: false,
+            leftovers: LeftoverSweep::NotYet,
         };
-        for daemon in &mut self.daemons {
-            match daemon.state {
-                State::Running { pid, since } => {
-                    let kill_at = Some((now + daemon.spec.grace).min(deadline));
-                    daemon.state = State::Stopping {
-                        pid,
-                        since,
-                        kill_at,
-                        restart: None,
-                    };
-                    let stop = daemon.spec.stop_signal;
-                    out.push_back(Action::Signal {
-                        pid,
-                        sig: stop,
-                        group: daemon.spec.signal_group,
-                    });
-                }
+        for index in 0..self.daemons.len() {
+            let daemon = &mut self.daemons[index];
+            match &mut daemon.state {
+                State::Running { .. } => self.stop(index, now, None, out),
                 State::Stopping {
-                    pid,
-                    since,
-                    kill_at,
-                    ..
+                    kill_at, restart, ..
                 } => {
                     // A restart under way is dropped: the daemon is stopping anyway.
-                    let kill_at = kill_at.map(|at| at.min(deadline));
-                    daemon.state = State::Stopping {
-                        pid,
-                        since,
-                        kill_at,
-                        restart: None,
-                    };
+                    *kill_at = kill_at.map(|at| at.min(deadline));
+                    *restart = None;
                 }
-                State::Backoff { .. } | State::Waiting { .. } | State::Idle => {
-                    daemon.state = State::Exited
-                }
-                State::Exited => {}
+                State::Backoff { .. }
+                | State::WaitingForDependencies { .. }
+                | State::Starting { .. } => daemon.state = State::Down,
+                State::Down => {}
             }
-            daemon.pending_restart = None;
         }
         self.check_shutdown_done(out);
     }
 
     fn check_shutdown_done(&mut self, out: &mut Actions) {
         let Phase::ShuttingDown {
-            deadline,
-            killed,
-            leftovers_termed,
+            killed, leftovers, ..
         } = self.phase
         else {
             return;
@@ -869,21 +1194,24 @@ impl Supervisor {
             return;
         }
         if self.stop_leftovers && !killed {
-            if !leftovers_termed {
-                // The driver reaps right after signalling and tells us what is left.
-                self.phase = Phase::ShuttingDown {
-                    deadline,
-                    killed,
-                    leftovers_termed: true,
-                };
-                out.push_back(Action::SignalLeftovers(Sig(libc_sig::TERM)));
-                return;
-            }
-            if self.leftovers {
-                return;
+            match leftovers {
+                LeftoverSweep::NotYet => {
+                    self.set_sweep(LeftoverSweep::AwaitingReap);
+                    out.push_back(Action::SignalLeftovers(Sig(libc_sig::TERM)));
+                    return;
+                }
+                LeftoverSweep::AwaitingReap => return,
+                LeftoverSweep::Reaped if self.leftovers => return,
+                LeftoverSweep::Reaped => {}
             }
         }
         self.finish(out);
+    }
+
+    fn set_sweep(&mut self, stage: LeftoverSweep) {
+        if let Phase::ShuttingDown { leftovers, .. } = &mut self.phase {
+            *leftovers = stage;
+        }
     }
 
     fn finish(&mut self, out: &mut Actions) {
@@ -912,6 +1240,11 @@ impl Supervisor {
             2 => Level::Info,
             _ => Level::Debug,
         };
+    }
+
+    /// With `-w`, reaped orphans are logged at the default level rather than as debug.
+    pub fn set_orphan_warnings(&mut self, warn: bool) {
+        self.orphans = if warn { Level::Notice } else { Level::Debug };
     }
 }
 
@@ -1354,7 +1687,7 @@ mod tests {
             message: "fork failed".into(),
         };
         sup.on_spawned(0, Err(not_found.clone()), secs(0.0), &mut out);
-        assert_eq!(sup.daemons()[0].state, State::Exited);
+        assert_eq!(sup.daemons()[0].state, State::Down);
         sup.on_spawned(1, Err(fork), secs(0.0), &mut out);
         assert_eq!(
             sup.daemons()[1].state,
@@ -1415,12 +1748,205 @@ mod tests {
         assert_eq!(sup.next_deadline(), None);
     }
 
+    fn replies(out: &Actions) -> Vec<(ClientId, Reply)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Reply { client, reply } => Some((*client, reply.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn refused(reason: &str, body: &str) -> Reply {
+        Reply::Err {
+            reason: reason.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    #[test]
+    fn control_status_health_and_signal_are_answered_at_once() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            1,
+            ControlRequest::Status { json: false },
+            secs(5.0),
+            &mut out,
+        );
+        let [(1, Reply::Ok(status))] = &replies(&out)[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(status.lines().count(), 3);
+        assert!(
+            status.starts_with("egress           running   pid 100"),
+            "{status}"
+        );
+        out.clear();
+        sup.on_control(2, ControlRequest::Health, secs(5.0), &mut out);
+        assert_eq!(replies(&out), [(2, Reply::Ok("healthy\n".into()))]);
+        out.clear();
+        sup.on_control(
+            3,
+            ControlRequest::Signal("egress".into(), HUP),
+            secs(5.0),
+            &mut out,
+        );
+        assert_eq!(signals(&out), [(100, HUP)]);
+        assert_eq!(
+            replies(&out),
+            [(3, Reply::Ok("sent SIGHUP to egress (pid 100)\n".into()))]
+        );
+        out.clear();
+        sup.on_control(
+            4,
+            ControlRequest::Signal("egres".into(), HUP),
+            secs(5.0),
+            &mut out,
+        );
+        assert!(signals(&out).is_empty());
+        let why = "unknown daemon \"egres\" (known: egress, pipelock, supervise)";
+        assert_eq!(replies(&out), [(4, refused(why, ""))]);
+    }
+
+    #[test]
+    fn control_restart_is_answered_when_the_replacement_runs() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            7,
+            ControlRequest::Restart(vec!["pipelock".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        assert_eq!(signals(&out), [(101, TERM)]);
+        assert!(replies(&out).is_empty(), "not before the new process runs");
+        out.clear();
+        sup.on_exit(101, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        assert!(replies(&out).is_empty());
+        sup.on_spawned(1, Ok(200), secs(1.2), &mut out);
+        assert_eq!(
+            replies(&out),
+            [(7, Reply::Ok("pipelock restarted: pid 101 -> 200\n".into()))]
+        );
+        assert_eq!(sup.next_deadline(), None, "nobody is waiting any more");
+    }
+
+    #[test]
+    fn control_restart_that_never_finishes_is_answered_at_its_deadline() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            7,
+            ControlRequest::Restart(vec!["pipelock".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        // The grace is 2 s: SIGKILL at 3 s, and the reply's deadline at 2 + 5 s after asking.
+        assert_eq!(sup.next_deadline(), Some(secs(3.0)));
+        sup.on_tick(secs(3.0), &mut out);
+        assert_eq!(sup.next_deadline(), Some(secs(8.0)));
+        out.clear();
+        sup.on_tick(secs(8.0), &mut out);
+        let body = "pipelock not restarted: did not come back up (was pid 101)\n";
+        assert_eq!(replies(&out), [(7, refused("restart failed", body))]);
+    }
+
+    #[test]
+    fn control_restarts_refused_are_answered_at_once_with_the_reason() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        out.clear();
+        sup.on_control(
+            1,
+            ControlRequest::Restart(vec!["app".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        let body = "app not restarted: it is waiting for what it starts after (was pid -)\n";
+        assert_eq!(replies(&out), [(1, refused("restart failed", body))]);
+        assert!(logs(&out).contains("restart of app (control) ignored: it is waiting"));
+        out.clear();
+        sup.on_signal(TERM, secs(2.0), &mut out);
+        out.clear();
+        sup.on_control(
+            2,
+            ControlRequest::Restart(vec!["db".into()]),
+            secs(2.0),
+            &mut out,
+        );
+        assert_eq!(
+            replies(&out),
+            [(2, refused("shutting down: restart ignored", ""))]
+        );
+    }
+
+    #[test]
+    fn a_shutdown_answers_the_clients_still_waiting_for_a_restart() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            5,
+            ControlRequest::Restart(vec!["egress".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        out.clear();
+        sup.on_signal(TERM, secs(1.5), &mut out);
+        sup.on_tick(secs(1.5), &mut out);
+        let body = "egress not restarted: shutting down (was pid 100)\n";
+        assert_eq!(replies(&out), [(5, refused("restart failed", body))]);
+    }
+
+    #[test]
+    fn probes_start_with_a_running_daemon_and_stop_when_it_leaves() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        assert!(out.contains(&Action::StartProbe { index: 0, pid: 100 }));
+        out.clear();
+        // Restarted before it was ready: the probe about the old process stops.
+        sup.request_restart(0, Cause::Control, secs(1.0), &mut out);
+        assert_eq!(out.front(), Some(&Action::StopProbe(0)));
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        sup.on_spawned(0, Ok(101), secs(1.2), &mut out);
+        assert!(out.contains(&Action::StartProbe { index: 0, pid: 101 }));
+        out.clear();
+        // Ready: the probe stopped by itself, so a later exit stops nothing.
+        sup.on_ready(0, secs(2.0), &mut out);
+        assert_eq!(spawns(&out), [1], "app, which starts after db, starts now");
+        out.clear();
+        sup.on_exit(101, ExitStatus::Code(1), secs(3.0), &mut out);
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::StopProbe(_))),
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn orphans_are_not_mistaken_for_daemons() {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
         let mut out = Actions::new();
-        assert!(!sup.on_exit(4242, ExitStatus::Code(0), secs(1.0), &mut out));
-        assert!(out.is_empty());
+        sup.on_exit(4242, ExitStatus::Code(0), secs(1.0), &mut out);
+        assert_eq!(logs(&out), "reaped zombie pid 4242 (exited with code 0)");
+        assert!(
+            out.iter()
+                .all(|a| matches!(a, Action::Log(Level::Debug, _)))
+        );
+        assert!(sup.daemons().iter().all(|d| d.is_running()));
+        out.clear();
+        sup.set_verbosity(1);
+        sup.on_exit(4243, ExitStatus::Code(0), secs(1.0), &mut out);
+        assert!(
+            out.is_empty(),
+            "a flood of orphans costs no line by default"
+        );
+        sup.set_orphan_warnings(true);
+        sup.on_exit(4244, ExitStatus::Signal(9), secs(1.0), &mut out);
+        assert_eq!(logs(&out), "reaped zombie pid 4244 (was killed by SIGKILL)");
     }
 
     fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
@@ -1483,7 +2009,7 @@ mod tests {
             "{}",
             logs(&out)
         );
-        assert_eq!(sup.daemons()[1].state, State::Exited);
+        assert_eq!(sup.daemons()[1].state, State::Down);
         assert_eq!(
             sup.health().unwrap_err(),
             vec![
@@ -1501,7 +2027,7 @@ mod tests {
         sup.on_tick(secs(6.0), &mut out);
         assert_eq!(
             sup.daemons()[1].state,
-            State::Waiting { until: secs(11.0) },
+            State::WaitingForDependencies { until: secs(11.0) },
             "waits again after the backoff"
         );
 
