@@ -1,6 +1,7 @@
 # bundle-init tasks. `just` lists them.
 
 target := "x86_64-unknown-linux-musl"
+aarch64 := "aarch64-unknown-linux-musl"
 release := "target/" + target + "/release"
 # No PIE: `file` then says "statically linked", and the loader has nothing to relocate.
 static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"]'"
@@ -14,6 +15,12 @@ build:
     cargo build --release --target {{target}} {{static}}
     @file {{release}}/bundle-init
     @ls -l {{release}}/bundle-init
+
+# The same static binaries for aarch64, linked by rust-lld (no cross compiler needed).
+build-aarch64:
+    rustup target add {{aarch64}} >/dev/null
+    cargo build --release --target {{aarch64}} --config 'target.{{aarch64}}.linker="rust-lld"' --config 'target.{{aarch64}}.rustflags=["-C","relocation-model=static"]'
+    @file target/{{aarch64}}/release/bundle-init
 
 # Both images: the distribution image (one file) and the demo bundle image.
 image: build

@@ -11,7 +11,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// The kernel's atomic pipe write size on Linux.
-pub const PIPE_BUF: usize = 4096;
+pub const PIPE_BUF: usize = libc::PIPE_BUF;
 /// Longest line content in one record; longer lines are split into several records.
 pub const MAX_LINE: usize = PIPE_BUF - 64;
 /// A sink holding more than this stops reading daemons' pipes until it drains, so a stuck

@@ -20,7 +20,7 @@ use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_s
 /// How long bundle-init keeps trying to write queued output after deciding to exit.
 const FINAL_FLUSH: Duration = Duration::from_millis(500);
 /// si_code of a signal sent with kill(2).
-const SI_USER: i32 = 0;
+const SI_USER: i32 = libc::SI_USER;
 
 pub struct Settings {
     pub setup: ChildSetup,

@@ -4,13 +4,44 @@ use std::fmt;
 
 use crate::sys::MAX_SIGNAL;
 
-const NAMES: [&str; 31] = [
-    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
-    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+/// The standard signals by name, with this target's numbers.
+const NAMES: [(&str, i32); 31] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
 ];
 
-/// The first and last real-time signals as the kernel and glibc number them.
+/// The first real-time signal as glibc, procps and util-linux name it: the kernel's 32
+/// plus the two the C libraries keep for themselves (a naming convention, not an ABI value;
+/// musl keeps three, so its SIGRTMIN() says 35).
 const RTMIN: i32 = 34;
 const RTMAX: i32 = MAX_SIGNAL;
 
@@ -20,8 +51,10 @@ pub struct Sig(pub i32);
 
 impl fmt::Display for Sig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == self.0) {
+            return write!(f, "SIG{name}");
+        }
         match self.0 {
-            n @ 1..=31 => write!(f, "SIG{}", NAMES[n as usize - 1]),
             n if n == RTMIN => f.write_str("SIGRTMIN"),
             n if n == RTMAX => f.write_str("SIGRTMAX"),
             n if n > RTMIN && n < RTMAX => write!(f, "SIGRTMIN+{}", n - RTMIN),
@@ -43,8 +76,8 @@ pub fn parse_signal(text: &str) -> Result<Sig, String> {
             Err(format!("signal number {n} is out of range 1-{MAX_SIGNAL}"))
         };
     }
-    if let Some(i) = NAMES.iter().position(|n| *n == name) {
-        return Ok(Sig(i as i32 + 1));
+    if let Some((_, number)) = NAMES.iter().find(|(n, _)| *n == name) {
+        return Ok(Sig(*number));
     }
     let offset = |rest: &str| {
         rest.parse::<i32>()

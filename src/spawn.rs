@@ -250,10 +250,7 @@ fn describe_errno(errno: i32) -> String {
     }
 }
 
-const ENOENT: i32 = 2;
-const EAGAIN: i32 = 11;
-const ENOMEM: i32 = 12;
-const ENOTDIR: i32 = 20;
+use libc::{EAGAIN, ENOENT, ENOMEM, ENOTDIR};
 
 /// The environment for a daemon whose spec changes it, or None to inherit unchanged.
 pub fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
@@ -349,7 +346,13 @@ mod tests {
         let not_found = classify(OsStr::new("/nope"), "d", &spec, ChildStep::Exec, ENOENT);
         assert_eq!((not_found.transient, not_found.code), (false, 127));
         assert_eq!(not_found.message, "/nope: No such file or directory");
-        let denied = classify(OsStr::new("/nope"), "d", &spec, ChildStep::Exec, 13);
+        let denied = classify(
+            OsStr::new("/nope"),
+            "d",
+            &spec,
+            ChildStep::Exec,
+            libc::EACCES,
+        );
         assert_eq!(
             (denied.code, denied.message.as_str()),
             (126, "/nope: Permission denied")

@@ -1,8 +1,10 @@
 //! The few libc calls rustix does not wrap: signal masks, signalfd, `kill` with any pid
-//! (including -1 and process groups), and a read-only look at one signal disposition.
+//! (including -1 and process groups), a disposition for tests, and the child's side of
+//! fork/exec.
 //!
-//! std already links libc (musl in the release build), so these are plain declarations.
-//! Every function here is a thin, safe wrapper; the `unsafe` stays in this file.
+//! Layouts, constants and declarations come from the `libc` crate, so the same code is
+//! right on every architecture it builds for. Every function here is a thin, safe
+//! wrapper; the `unsafe` stays in this file.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -20,134 +22,111 @@ pub const FAULT_SIGNALS: [i32; 7] = [
     libc_sig::ABRT,
 ];
 
-/// Linux x86_64 signal numbers used by name in the code.
+/// Signal numbers used by name in the code, as this target's libc defines them.
 pub mod libc_sig {
-    pub const HUP: i32 = 1;
-    pub const INT: i32 = 2;
-    pub const QUIT: i32 = 3;
-    pub const ILL: i32 = 4;
-    pub const TRAP: i32 = 5;
-    pub const ABRT: i32 = 6;
-    pub const BUS: i32 = 7;
-    pub const FPE: i32 = 8;
-    pub const KILL: i32 = 9;
-    pub const USR1: i32 = 10;
-    pub const SEGV: i32 = 11;
-    pub const USR2: i32 = 12;
-    pub const PIPE: i32 = 13;
-    pub const TERM: i32 = 15;
-    pub const CHLD: i32 = 17;
-    pub const STOP: i32 = 19;
-    pub const TSTP: i32 = 20;
-    pub const TTIN: i32 = 21;
-    pub const TTOU: i32 = 22;
-    pub const SYS: i32 = 31;
+    pub const HUP: i32 = libc::SIGHUP;
+    pub const INT: i32 = libc::SIGINT;
+    pub const QUIT: i32 = libc::SIGQUIT;
+    pub const ILL: i32 = libc::SIGILL;
+    pub const TRAP: i32 = libc::SIGTRAP;
+    pub const ABRT: i32 = libc::SIGABRT;
+    pub const BUS: i32 = libc::SIGBUS;
+    pub const FPE: i32 = libc::SIGFPE;
+    pub const KILL: i32 = libc::SIGKILL;
+    pub const USR1: i32 = libc::SIGUSR1;
+    pub const SEGV: i32 = libc::SIGSEGV;
+    pub const USR2: i32 = libc::SIGUSR2;
+    pub const PIPE: i32 = libc::SIGPIPE;
+    pub const TERM: i32 = libc::SIGTERM;
+    pub const CHLD: i32 = libc::SIGCHLD;
+    pub const STOP: i32 = libc::SIGSTOP;
+    pub const TSTP: i32 = libc::SIGTSTP;
+    pub const TTIN: i32 = libc::SIGTTIN;
+    pub const TTOU: i32 = libc::SIGTTOU;
+    pub const SYS: i32 = libc::SIGSYS;
 }
 
-/// The highest signal number Linux knows.
+/// The highest signal number: the kernel's _NSIG on x86_64 and aarch64 (a unit test holds
+/// it to libc's SIGRTMAX, which is a function and cannot name a constant).
 pub const MAX_SIGNAL: i32 = 64;
 
-/// `sigset_t` as glibc and musl lay it out on Linux: 1024 bits, signal N at bit N-1.
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SigSet {
-    words: [u64; 16],
+/// A signal set, `sigset_t` as this target's libc lays it out.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl PartialEq for SigSet {
+    fn eq(&self, other: &SigSet) -> bool {
+        (1..=MAX_SIGNAL).all(|sig| self.contains(sig) == other.contains(sig))
+    }
 }
 
+impl Eq for SigSet {}
+
 impl SigSet {
-    pub const fn empty() -> SigSet {
-        SigSet { words: [0; 16] }
+    pub fn empty() -> SigSet {
+        // SAFETY: sigset_t is plain data; all zeroes is a valid (empty) set, and
+        // sigemptyset only writes through the pointer it is given.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, writable sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        SigSet(set)
     }
 
     /// Every signal the kernel knows (1..=64).
-    pub const fn full() -> SigSet {
+    pub fn full() -> SigSet {
         let mut set = SigSet::empty();
-        set.words[0] = u64::MAX;
+        for sig in 1..=MAX_SIGNAL {
+            set.add(sig);
+        }
         set
     }
 
     pub fn add(&mut self, sig: i32) {
         if (1..=MAX_SIGNAL).contains(&sig) {
-            self.words[0] |= 1u64 << (sig - 1);
+            // SAFETY: a valid set and an in-range number; sigaddset only writes the set.
+            unsafe { libc::sigaddset(&mut self.0, sig) };
         }
     }
 
     pub fn remove(&mut self, sig: i32) {
         if (1..=MAX_SIGNAL).contains(&sig) {
-            self.words[0] &= !(1u64 << (sig - 1));
+            // SAFETY: a valid set and an in-range number; sigdelset only writes the set.
+            unsafe { libc::sigdelset(&mut self.0, sig) };
         }
     }
 
     /// Signals 1..=64 as a bit mask, the way /proc/PID/status shows SigBlk.
     pub fn first_word(&self) -> u64 {
-        self.words[0]
+        (1..=MAX_SIGNAL)
+            .filter(|&sig| self.contains(sig))
+            .fold(0, |mask, sig| mask | 1u64 << (sig - 1))
     }
 
     pub fn contains(&self, sig: i32) -> bool {
-        (1..=MAX_SIGNAL).contains(&sig) && self.words[0] & (1u64 << (sig - 1)) != 0
+        // SAFETY: a valid set and an in-range number; sigismember only reads the set.
+        (1..=MAX_SIGNAL).contains(&sig) && unsafe { libc::sigismember(&self.0, sig) } == 1
     }
 }
 
-/// `struct sigaction` on Linux x86_64, identical for glibc and musl.
-#[repr(C)]
-struct SigAction {
-    handler: usize,
-    mask: SigSet,
-    flags: c_int,
-    restorer: usize,
+/// `struct pollfd`, kept as one array across loop iterations (rustix's borrowing PollFd
+/// would tie it to the descriptors' lifetimes).
+pub type PollFd = libc::pollfd;
+
+pub const POLLIN: i16 = libc::POLLIN;
+pub const POLLOUT: i16 = libc::POLLOUT;
+
+/// errno after a failed libc call.
+fn errno() -> c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
-
-const SIG_IGN: usize = 1;
-
-const SIG_BLOCK: c_int = 0;
-const SIG_SETMASK: c_int = 2;
-const SFD_CLOEXEC: c_int = 0o2000000;
-
-unsafe extern "C" {
-    fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
-    fn signalfd(fd: c_int, mask: *const SigSet, flags: c_int) -> c_int;
-    fn kill(pid: c_int, sig: c_int) -> c_int;
-    fn sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
-    fn poll(fds: *mut PollFd, count: u64, timeout_ms: c_int) -> c_int;
-    fn fork() -> c_int;
-    fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char)
-    -> c_int;
-    fn _exit(code: c_int) -> !;
-    fn setpgid(pid: c_int, pgid: c_int) -> c_int;
-    fn setgroups(count: usize, groups: *const u32) -> c_int;
-    fn setgid(gid: u32) -> c_int;
-    fn setuid(uid: u32) -> c_int;
-    fn chdir(path: *const c_char) -> c_int;
-    fn dup2(old: c_int, new: c_int) -> c_int;
-    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
-    fn tcsetpgrp(fd: c_int, pgrp: c_int) -> c_int;
-    fn getpid() -> c_int;
-    fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
-    fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
-    fn __errno_location() -> *mut c_int;
-    static environ: *const *const c_char;
-}
-
-/// `struct pollfd`. Declared here (rather than rustix's borrowing PollFd) so the loop can
-/// keep one array across iterations without tying it to descriptor lifetimes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct PollFd {
-    pub fd: c_int,
-    pub events: i16,
-    pub revents: i16,
-}
-
-pub const POLLIN: i16 = 0x1;
-pub const POLLOUT: i16 = 0x4;
 
 /// Waits for any of `fds` or `timeout_ms` (-1: for ever). EINTR counts as "nothing ready".
 pub fn wait_for(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: the pointer and length describe a valid, writable slice of pollfd.
-    let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) };
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     if n < 0 {
         let err = io::Error::last_os_error();
-        return if err.raw_os_error() == Some(4) {
+        return if err.raw_os_error() == Some(libc::EINTR) {
             Ok(0)
         } else {
             Err(err)
@@ -160,7 +139,7 @@ pub fn wait_for(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
 pub fn block_signals(set: &SigSet) -> io::Result<SigSet> {
     let mut old = SigSet::empty();
     // SAFETY: both pointers are valid for the call; sigprocmask only reads `set`.
-    if unsafe { sigprocmask(SIG_BLOCK, set, &mut old) } != 0 {
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set.0, &mut old.0) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(old)
@@ -169,7 +148,7 @@ pub fn block_signals(set: &SigSet) -> io::Result<SigSet> {
 /// Replaces the signal mask. Async-signal-safe: used between fork and exec.
 pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
     // SAFETY: `set` is a valid sigset; a null `old` is allowed.
-    if unsafe { sigprocmask(SIG_SETMASK, set, std::ptr::null_mut()) } != 0 {
+    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set.0, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -179,7 +158,7 @@ pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
 /// said it is ready, or when nothing but a signal can happen.
 pub fn open_signalfd(set: &SigSet) -> io::Result<OwnedFd> {
     // SAFETY: -1 asks for a new descriptor; `set` is valid for the call.
-    let fd = unsafe { signalfd(-1, set, SFD_CLOEXEC) };
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -190,7 +169,7 @@ pub fn open_signalfd(set: &SigSet) -> io::Result<OwnedFd> {
 /// `kill(2)` with any target: a pid, `-pgid` for a process group, or -1 for everyone.
 pub fn send_signal(target: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill has no memory arguments.
-    if unsafe { kill(target, sig) } != 0 {
+    if unsafe { libc::kill(target, sig) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -198,14 +177,11 @@ pub fn send_signal(target: i32, sig: i32) -> io::Result<()> {
 
 /// Sets `sig` to be ignored (the tests use it to give bundle-init an inherited SIG_IGN).
 pub fn ignore_signal(sig: i32) -> io::Result<()> {
-    let act = SigAction {
-        handler: SIG_IGN,
-        mask: SigSet::empty(),
-        flags: 0,
-        restorer: 0,
-    };
+    // SAFETY: sigaction is plain data; zeroes are an empty mask and no flags.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = libc::SIG_IGN;
     // SAFETY: `act` is a valid sigaction; a null `old` is allowed.
-    if unsafe { sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
+    if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -221,19 +197,22 @@ pub struct SignalInfo {
     pub sender: u32,
 }
 
-/// `struct signalfd_siginfo` is 128 bytes; the fields we read sit at fixed offsets.
-pub const SIGINFO_SIZE: usize = 128;
+/// The size of one signalfd record, `struct signalfd_siginfo`.
+pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
 
 impl SignalInfo {
     pub fn parse(record: &[u8]) -> Option<SignalInfo> {
         if record.len() < SIGINFO_SIZE {
             return None;
         }
-        let word = |at: usize| [record[at], record[at + 1], record[at + 2], record[at + 3]];
+        // SAFETY: the slice holds at least one whole record; read_unaligned copies it out
+        // whatever the buffer's alignment, and any bit pattern is a valid signalfd_siginfo.
+        let info =
+            unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<libc::signalfd_siginfo>()) };
         Some(SignalInfo {
-            signo: u32::from_ne_bytes(word(0)) as i32,
-            code: i32::from_ne_bytes(word(8)),
-            sender: u32::from_ne_bytes(word(12)),
+            signo: info.ssi_signo as i32,
+            code: info.ssi_code,
+            sender: info.ssi_pid,
         })
     }
 }
@@ -242,7 +221,7 @@ impl SignalInfo {
 pub fn fork_process() -> io::Result<i32> {
     // SAFETY: bundle-init is single-threaded, so the child may go on running Rust code
     // until exec; `child` below only makes async-signal-safe calls.
-    let pid = unsafe { fork() };
+    let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -295,98 +274,137 @@ impl ChildStep {
     }
 }
 
-const PR_SET_NO_NEW_PRIVS: c_int = 38;
-const F_SETFD: c_int = 2;
-const F_DUPFD_CLOEXEC: c_int = 1030;
-const EACCES: c_int = 13;
-
 /// The child's side: set up and exec, or report (step, errno) on the report pipe and exit
-/// 127. Makes only async-signal-safe system calls and allocates nothing.
+/// 127. Makes only async-signal-safe system calls and allocates nothing: every pointer
+/// comes from `plan`, which the parent prepared (the child has its own copy of it).
 pub fn child(plan: &ExecPlan<'_>) -> ! {
-    // SAFETY: every pointer comes from `plan`, which the parent keeps alive (the child has
-    // its own copy of the address space); the calls are plain system call wrappers.
-    unsafe {
-        unsafe fn report_and_exit(fd: c_int, step: ChildStep) -> ! {
-            // SAFETY: errno is thread-local and valid; the buffer lives on this stack.
-            unsafe {
-                let report = [step as u32, *__errno_location() as u32];
-                write(fd, report.as_ptr().cast::<u8>(), 8);
-                _exit(127)
-            }
-        }
-        let mut report = plan.report;
-        if setpgid(0, 0) != 0 {
-            report_and_exit(report, ChildStep::ProcessGroup);
-        }
-        if plan.give_terminal {
-            // Still fully blocked here, so SIGTTOU cannot stop us for asking.
-            tcsetpgrp(0, getpid());
-        }
-        for (fd, target) in [(plan.stdout, 1), (plan.stderr, 2)] {
-            if let Some(fd) = fd
-                && dup2(fd, target) < 0
-            {
-                report_and_exit(report, ChildStep::Redirect);
-            }
-        }
-        if let Some((fd, target)) = plan.notify {
-            // The number the daemon asked for may be one of the two pipes of this very
-            // start. The report pipe moves out of its way (to the lowest free number, which
-            // cannot be `target` while the report sits there); a notification pipe already
-            // on `target` only loses its CLOEXEC, which dup2 onto itself would leave set.
-            if report == target {
-                let moved = fcntl(report, F_DUPFD_CLOEXEC, 3);
-                if moved < 0 {
-                    report_and_exit(report, ChildStep::Redirect);
-                }
-                report = moved;
-            }
-            let placed = if fd == target {
-                fcntl(fd, F_SETFD, 0)
-            } else {
-                dup2(fd, target)
-            };
-            if placed < 0 {
-                report_and_exit(report, ChildStep::Redirect);
-            }
-        }
-        if let Some(dir) = plan.cwd
-            && chdir(dir.as_ptr()) != 0
-        {
-            report_and_exit(report, ChildStep::WorkingDirectory);
-        }
-        if let Some((uid, gid)) = plan.user
-            && (setgroups(0, std::ptr::null()) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
-        {
-            report_and_exit(report, ChildStep::User);
-        }
-        if plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            report_and_exit(report, ChildStep::NoNewPrivs);
-        }
-        if set_signal_mask(&plan.mask).is_err() {
-            report_and_exit(report, ChildStep::Signals);
-        }
-        let envp = match plan.envp {
-            Some(envp) => envp.as_ptr(),
-            None => environ,
-        };
-        // execvp's rules: try each candidate; a permission error is remembered but the
-        // search goes on; "not found" is reported only if nothing else went wrong.
-        let mut saw_eacces = false;
-        for path in plan.candidates {
-            execve(path.as_ptr(), plan.argv.as_ptr(), envp);
-            let errno = *__errno_location();
-            match errno {
-                EACCES => saw_eacces = true,
-                2 | 20 => {} // ENOENT, ENOTDIR: try the next one
-                _ => report_and_exit(report, ChildStep::Exec),
-            }
-        }
-        if saw_eacces {
-            *__errno_location() = EACCES;
-        }
-        report_and_exit(report, ChildStep::Exec)
+    let report = plan.report;
+    // SAFETY: setpgid has no memory arguments.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        fail(report, ChildStep::ProcessGroup);
     }
+    if plan.give_terminal {
+        // Still fully blocked here, so SIGTTOU cannot stop us for asking.
+        // SAFETY: no memory arguments; a failure only leaves the terminal where it was.
+        unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+    }
+    for (fd, target) in [(plan.stdout, 1), (plan.stderr, 2)] {
+        if let Some(fd) = fd
+            && duplicate_onto(fd, target) < 0
+        {
+            fail(report, ChildStep::Redirect);
+        }
+    }
+    let report = match plan.notify {
+        Some((fd, target)) => place_notify_descriptor(fd, target, report),
+        None => report,
+    };
+    if let Some(dir) = plan.cwd {
+        // SAFETY: `dir` is a NUL-terminated string the parent keeps alive.
+        if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
+            fail(report, ChildStep::WorkingDirectory);
+        }
+    }
+    if let Some((uid, gid)) = plan.user {
+        become_user(uid, gid, report);
+    }
+    // SAFETY: prctl with integer arguments only.
+    if plan.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        fail(report, ChildStep::NoNewPrivs);
+    }
+    if set_signal_mask(&plan.mask).is_err() {
+        fail(report, ChildStep::Signals);
+    }
+    exec_first_candidate(plan, report)
+}
+
+/// dup2(2): `fd` also becomes `target`, without close-on-exec.
+fn duplicate_onto(fd: c_int, target: c_int) -> c_int {
+    // SAFETY: no memory arguments.
+    unsafe { libc::dup2(fd, target) }
+}
+
+/// Gives the notification pipe `fd` to the daemon as `target`. The number the daemon
+/// asked for may be one of the two pipes of this very start: the report pipe moves out of
+/// its way (to the lowest free number, which cannot be `target` while the report sits
+/// there); a notification pipe already on `target` only loses its CLOEXEC, which dup2 onto
+/// itself would leave set. Returns where the report pipe is now.
+fn place_notify_descriptor(fd: c_int, target: c_int, mut report: c_int) -> c_int {
+    if report == target {
+        // SAFETY: fcntl with integer arguments only.
+        let moved = unsafe { libc::fcntl(report, libc::F_DUPFD_CLOEXEC, 3) };
+        if moved < 0 {
+            fail(report, ChildStep::Redirect);
+        }
+        report = moved;
+    }
+    let placed = if fd == target {
+        // SAFETY: fcntl with integer arguments only.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
+    } else {
+        duplicate_onto(fd, target)
+    };
+    if placed < 0 {
+        fail(report, ChildStep::Redirect);
+    }
+    report
+}
+
+/// Drops supplementary groups, then the gid, then the uid: the order in which each step
+/// is still allowed.
+fn become_user(uid: u32, gid: u32, report: c_int) {
+    // SAFETY: a count of 0 with a null list is how setgroups clears the groups.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        fail(report, ChildStep::User);
+    }
+    // SAFETY: no memory arguments.
+    if unsafe { libc::setgid(gid) } != 0 {
+        fail(report, ChildStep::User);
+    }
+    // SAFETY: no memory arguments.
+    if unsafe { libc::setuid(uid) } != 0 {
+        fail(report, ChildStep::User);
+    }
+}
+
+/// execvp's rules: try each candidate; a permission error is remembered but the search
+/// goes on; "not found" is reported only if nothing else went wrong.
+fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
+    let envp = match plan.envp {
+        Some(envp) => envp.as_ptr(),
+        // SAFETY: reading the C runtime's `environ` pointer; nothing writes it here.
+        None => unsafe { environ },
+    };
+    let mut saw_eacces = false;
+    for path in plan.candidates {
+        // SAFETY: path, argv and envp are NUL-terminated strings in NULL-terminated arrays
+        // that the parent keeps alive; execve returns only on failure.
+        unsafe { libc::execve(path.as_ptr(), plan.argv.as_ptr(), envp) };
+        match errno() {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR => {} // try the next one
+            _ => fail(report, ChildStep::Exec),
+        }
+    }
+    if saw_eacces {
+        // SAFETY: errno is this thread's, always valid to write.
+        unsafe { *libc::__errno_location() = libc::EACCES };
+    }
+    fail(report, ChildStep::Exec)
+}
+
+/// Reports (step, errno) on the report pipe and exits 127.
+fn fail(report: c_int, step: ChildStep) -> ! {
+    let words = [step as u32, errno() as u32];
+    // SAFETY: the buffer lives on this stack for the call.
+    unsafe { libc::write(report, words.as_ptr().cast(), std::mem::size_of_val(&words)) };
+    // SAFETY: _exit ends the child at once, running none of the parent's exit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+unsafe extern "C" {
+    /// The C runtime's environment (POSIX declares it; the `libc` crate does not).
+    static environ: *const *const c_char;
 }
 
 #[cfg(test)]
@@ -406,6 +424,12 @@ mod tests {
         set.add(65);
         assert!(!set.contains(0) && !set.contains(65));
         assert!(SigSet::full().contains(libc_sig::TERM));
+        assert_eq!(set.first_word(), 1 << 63);
+    }
+
+    #[test]
+    fn the_highest_signal_is_libcs_sigrtmax() {
+        assert_eq!(MAX_SIGNAL, libc::SIGRTMAX());
     }
 
     #[test]

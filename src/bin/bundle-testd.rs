@@ -42,12 +42,7 @@ use std::time::{Duration, Instant};
 use bundle_init::signal::{Sig, parse_signal};
 use bundle_init::sys::{self, POLLIN, PollFd, SIGINFO_SIZE, SigSet, SignalInfo, libc_sig};
 
-unsafe extern "C" {
-    fn fork() -> i32;
-    fn _exit(code: i32) -> !;
-    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
-    fn execv(path: *const c_char, argv: *const *const c_char) -> c_int;
-}
+use libc::{_exit, execv, fork, waitpid};
 
 struct Options {
     name: String,
