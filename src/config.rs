@@ -910,6 +910,30 @@ mod tests {
         assert_eq!(b.daemons[0].argv, vec![OsString::from("/bin/a")]);
     }
 
+    /// Each rule of the small value parsers, with an input only that rule rejects.
+    #[test]
+    fn every_rule_of_the_value_parsers_rejects_its_input() {
+        assert_eq!(
+            error("frobnicate = 1\n"),
+            "b.conf:1: unknown bundle key \"frobnicate\""
+        );
+        assert!(
+            error("[a]\nrun = x\nunset = A=B\n").contains("bad environment variable name \"A=B\"")
+        );
+        assert!(error("[a]\nrun = x\nenv = =v\n").contains("bad environment variable name \"\""));
+        assert!(parse_str("[a]\nrun = x\nunset = A_B\n").is_ok());
+        // Twelve digits are allowed (the value then decides), thirteen are not.
+        assert_eq!(parse_duration("000000000001s"), Ok(Duration::from_secs(1)));
+        assert!(
+            parse_duration("0000000000001s")
+                .unwrap_err()
+                .contains("finer than")
+        );
+        assert!(error("[a]\nrun = x\nuser = 4294967295:0\n").contains("must be numeric"));
+        assert!(error("[a]\nrun = x\nuser = 0:4294967295\n").contains("must be numeric"));
+        assert!(parse_str("[a]\nrun = x\nuser = 4294967294:4294967294\n").is_ok());
+    }
+
     #[test]
     fn durations_need_a_unit() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
