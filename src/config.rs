@@ -11,12 +11,12 @@
 //! Every error names the file and line: `PATH:LINE: what is wrong`. The format is
 //! documented in README.md; keep the two in step.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
+use crate::keys;
+use crate::plan::{DaemonSpec, Plan, ReadyCheck, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 
@@ -36,14 +36,11 @@ pub struct Bundle {
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RouteSpec {
-    Shutdown,
-    Ignore,
-    ForwardAll,
-    Forward(Vec<String>),
-    Restart(Vec<String>),
-    Status,
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    pub action: &'static keys::RouteAction,
+    /// The daemons it names (none for actions that take none).
+    pub names: Vec<String>,
 }
 
 /// `PATH:LINE: message` (LINE omitted for whole-file problems).
@@ -200,7 +197,7 @@ impl Parser<'_> {
                 self.once(key)?;
                 self.bundle.shutdown_grace = parse_duration(value).map_err(|m| self.error(m))?;
             }
-            _ if DAEMON_KEYS.contains(&key) => {
+            _ if keys::daemon_key(key).is_some() => {
                 return Err(self.error(format!("\"{key}\" belongs in a [daemon] section")));
             }
             _ => return Err(self.error(format!("unknown bundle key \"{key}\""))),
@@ -222,131 +219,41 @@ impl Parser<'_> {
             .next()
             .ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
         let names: Vec<String> = words.map(str::to_string).collect();
-        let needs_names = |route: fn(Vec<String>) -> RouteSpec| {
-            if names.is_empty() {
-                Err(self.error(format!("\"{action}\" needs at least one daemon name")))
-            } else {
-                Ok(route(names.clone()))
-            }
+        let Some(definition) = keys::route_action(action) else {
+            return Err(self.error(format!(
+                "unknown route action \"{action}\" (expected {})",
+                keys::route_action_names()
+            )));
         };
-        let no_names = |route: RouteSpec| {
-            if names.is_empty() {
-                Ok(route)
-            } else {
-                Err(self.error(format!("\"{action}\" takes no daemon names")))
-            }
-        };
-        match action {
-            "restart" => needs_names(RouteSpec::Restart),
-            "forward" => needs_names(RouteSpec::Forward),
-            "forward-all" => no_names(RouteSpec::ForwardAll),
-            "shutdown" => no_names(RouteSpec::Shutdown),
-            "ignore" => no_names(RouteSpec::Ignore),
-            "status" => no_names(RouteSpec::Status),
-            other => Err(self.error(format!(
-                "unknown route action \"{other}\" (expected restart, forward, forward-all, shutdown, ignore or status)"
-            ))),
+        match (definition.takes_names, names.is_empty()) {
+            (true, true) => Err(self.error(format!("\"{action}\" needs at least one daemon name"))),
+            (false, false) => Err(self.error(format!("\"{action}\" takes no daemon names"))),
+            _ => Ok(RouteSpec {
+                action: definition,
+                names,
+            }),
         }
     }
 
     fn daemon_key(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let repeatable = matches!(key, "env" | "unset" | "unset-prefix");
-        if !repeatable && DAEMON_KEYS.contains(&key) {
+        let Some(definition) = keys::daemon_key(key) else {
+            return Err(self.error(self.not_a_daemon_key(key)));
+        };
+        if !definition.repeatable {
             self.once(key)?;
         }
-        let line = self.line;
-        let path = self.path;
-        let err = |message: String| ConfigError {
-            path: path.to_string(),
-            line: Some(line),
-            message,
-        };
         let Some(daemon) = self.bundle.daemons.last_mut() else {
-            return Err(err("internal: no section".to_string()));
+            return Err(self.error("internal: no section".to_string()));
         };
-        match key {
-            "run" => {
-                let words = split_words(value).map_err(err)?;
-                if words.is_empty() {
-                    return Err(err("\"run\" needs a program".to_string()));
-                }
-                daemon.argv = words.into_iter().map(OsString::from).collect();
-            }
-            "cwd" => {
-                if !value.starts_with('/') {
-                    return Err(err(format!("cwd \"{value}\" must be an absolute path")));
-                }
-                daemon.cwd = Some(PathBuf::from(value));
-            }
-            "env" => {
-                let (name, val) = value
-                    .split_once('=')
-                    .ok_or_else(|| err(format!("env needs NAME=VALUE, found \"{value}\"")))?;
-                let name = name.trim();
-                check_env_name(name).map_err(err)?;
-                daemon.env.set.push((name.into(), val.trim().into()));
-            }
-            "unset" | "unset-prefix" => {
-                let names: Vec<&str> = value.split_whitespace().collect();
-                if names.is_empty() {
-                    return Err(err(format!("\"{key}\" needs at least one name")));
-                }
-                for name in names {
-                    check_env_name(name).map_err(err)?;
-                    let list = if key == "unset" {
-                        &mut daemon.env.unset
-                    } else {
-                        &mut daemon.env.unset_prefixes
-                    };
-                    list.push(name.into());
-                }
-            }
-            "user" => daemon.user = Some(parse_user(value).map_err(err)?),
-            "stop-signal" => {
-                let sig = parse_signal(value).map_err(err)?;
-                if sig.0 == libc_sig::STOP {
-                    return Err(err(
-                        "SIGSTOP does not end a process; choose another stop-signal".to_string(),
-                    ));
-                }
-                daemon.stop_signal = sig;
-            }
-            "grace" => daemon.grace = parse_duration(value).map_err(err)?,
-            "on-exit" => {
-                daemon.on_exit = match value {
-                    "keep-running" => ExitPolicy::KeepRunning,
-                    "restart" => ExitPolicy::Restart,
-                    "stop-bundle" => ExitPolicy::StopBundle,
-                    other => {
-                        return Err(err(format!(
-                            "unknown on-exit \"{other}\" (expected keep-running, restart or stop-bundle)"
-                        )));
-                    }
-                }
-            }
-            "restart-delay" => daemon.backoff.initial = parse_duration(value).map_err(err)?,
-            "restart-delay-max" => daemon.backoff.max = parse_duration(value).map_err(err)?,
-            "stable-after" => daemon.backoff.stable_after = parse_duration(value).map_err(err)?,
-            "prefix-output" => daemon.prefix_output = parse_bool(value).map_err(err)?,
-            "signal-group" => daemon.signal_group = parse_bool(value).map_err(err)?,
-            "no-new-privs" => daemon.no_new_privs = parse_bool(value).map_err(err)?,
-            "ready" => daemon.ready = Some(parse_ready(value).map_err(err)?),
-            "ready-timeout" => daemon.ready_timeout = parse_duration(value).map_err(err)?,
-            "after" => {
-                let names: Vec<String> = value.split_whitespace().map(str::to_string).collect();
-                if names.is_empty() {
-                    return Err(err("\"after\" needs at least one daemon name".to_string()));
-                }
-                daemon.after = names;
-            }
-            _ if key == "shutdown-grace" || key.starts_with("on ") => {
-                return Err(err(format!(
-                    "\"{key}\" is a bundle key: put it before the first [daemon]"
-                )));
-            }
-            _ => return Err(err(format!("unknown key \"{key}\" in [{}]", daemon.name))),
+        (definition.parse)(daemon, value).map_err(|m| self.error(m))
+    }
+
+    fn not_a_daemon_key(&self, key: &str) -> String {
+        if key == "shutdown-grace" || key.starts_with("on ") {
+            return format!("\"{key}\" is a bundle key: put it before the first [daemon]");
         }
-        Ok(())
+        let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
+        format!("unknown key \"{key}\" in [{section}]")
     }
 
     fn finish(self) -> Result<Bundle, ConfigError> {
@@ -401,41 +308,18 @@ impl Parser<'_> {
             }
         }
         for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
-            if let RouteSpec::Forward(names) | RouteSpec::Restart(names) = route {
-                for name in names {
-                    if !self.bundle.daemons.iter().any(|d| &d.name == name) {
-                        return Err(at(
-                            line,
-                            format!("route for {sig} names unknown daemon \"{name}\""),
-                        ));
-                    }
+            for name in &route.names {
+                if !self.bundle.daemons.iter().any(|d| &d.name == name) {
+                    return Err(at(
+                        line,
+                        format!("route for {sig} names unknown daemon \"{name}\""),
+                    ));
                 }
             }
         }
         Ok(self.bundle)
     }
 }
-
-const DAEMON_KEYS: [&str; 18] = [
-    "ready",
-    "ready-timeout",
-    "after",
-    "run",
-    "cwd",
-    "env",
-    "unset",
-    "unset-prefix",
-    "user",
-    "stop-signal",
-    "grace",
-    "on-exit",
-    "restart-delay",
-    "restart-delay-max",
-    "stable-after",
-    "prefix-output",
-    "signal-group",
-    "no-new-privs",
-];
 
 fn check_name(name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -454,7 +338,7 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn check_env_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.contains(['=', ' ', '\t']) {
         Err(format!("bad environment variable name \"{name}\""))
     } else {
@@ -505,7 +389,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH` or `notify:FD`.
-fn parse_ready(text: &str) -> Result<ReadyCheck, String> {
+pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, String> {
     let bad = || {
         format!(
             "bad ready check \"{text}\" (expected tcp:HOST:PORT, unix:/PATH, file:/PATH or notify:FD)"
@@ -537,16 +421,8 @@ fn parse_ready(text: &str) -> Result<ReadyCheck, String> {
     }
 }
 
-fn parse_bool(text: &str) -> Result<bool, String> {
-    match text {
-        "yes" | "true" | "on" => Ok(true),
-        "no" | "false" | "off" => Ok(false),
-        _ => Err(format!("expected yes or no, found \"{text}\"")),
-    }
-}
-
 /// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
-fn parse_user(text: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_user(text: &str) -> Result<(u32, u32), String> {
     let bad = || format!("user \"{text}\" must be numeric UID:GID, e.g. 65534:65534");
     let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
     let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
@@ -660,15 +536,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
     };
     let mut routes = Routes::bundle_defaults();
     for (sig, spec) in &bundle.routes {
-        let route = match spec {
-            RouteSpec::Shutdown => Route::Shutdown,
-            RouteSpec::Ignore => Route::Ignore,
-            RouteSpec::ForwardAll => Route::ForwardAll,
-            RouteSpec::Forward(names) => Route::Forward(index_of(names)),
-            RouteSpec::Restart(names) => Route::Restart(index_of(names)),
-            RouteSpec::Status => Route::Status,
-        };
-        routes.set(*sig, route);
+        routes.set(*sig, (spec.action.route)(index_of(&spec.names)));
     }
     Ok(Plan {
         daemons: chosen.into_iter().cloned().collect(),
@@ -683,6 +551,8 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{ExitPolicy, Route};
+    use std::ffi::OsString;
 
     fn parse_str(text: &str) -> Result<Bundle, ConfigError> {
         parse("b.conf", text.as_bytes())
@@ -700,14 +570,18 @@ mod tests {
         let names: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["egress", "pipelock", "git-gate", "supervise"]);
         assert_eq!(bundle.shutdown_grace, Duration::from_secs(8));
-        assert!(bundle.routes.contains(&(
-            Sig(libc_sig::HUP),
-            RouteSpec::Forward(vec!["egress".into()])
-        )));
-        assert!(bundle.routes.contains(&(
-            Sig(libc_sig::USR1),
-            RouteSpec::Restart(vec!["pipelock".into()])
-        )));
+        let route = |sig: i32| {
+            let (_, spec) = bundle.routes.iter().find(|(s, _)| s.0 == sig).unwrap();
+            (spec.action.name, spec.names.clone())
+        };
+        assert_eq!(
+            route(libc_sig::HUP),
+            ("forward", vec!["egress".to_string()])
+        );
+        assert_eq!(
+            route(libc_sig::USR1),
+            ("restart", vec!["pipelock".to_string()])
+        );
         assert!(
             bundle.daemons[0].env.unset_prefixes.is_empty(),
             "egress keeps the credentials"

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod keys;
 pub mod output;
 pub mod plan;
 pub mod ready;
@@ -194,7 +195,7 @@ fn bundle_plan(path: &str, check: bool) -> Result<Option<Plan>, u8> {
         EXIT_USAGE
     })?;
     if check {
-        print(&describe_plan(path, &plan));
+        print(&keys::describe_plan(path, &plan));
         return Ok(None);
     }
     Ok(Some(plan))
@@ -218,141 +219,6 @@ fn single_child_plan(options: &Options) -> Plan {
         success_codes: options.success_codes.clone(),
         single_child: true,
     }
-}
-
-/// The plan in words, for `--check`.
-pub fn describe_plan(path: &str, plan: &Plan) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    let names = |indices: &[usize]| -> String {
-        let list: Vec<&str> = indices
-            .iter()
-            .map(|&i| plan.daemons[i].name.as_str())
-            .collect();
-        if list.is_empty() {
-            "(no selected daemon)".to_string()
-        } else {
-            list.join(" ")
-        }
-    };
-    let _ = writeln!(
-        text,
-        "{path}: OK, {} daemon(s) in start order",
-        plan.daemons.len()
-    );
-    let _ = writeln!(
-        text,
-        "shutdown-grace = {}",
-        supervisor::human(plan.shutdown_grace)
-    );
-    for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
-        let action = match route {
-            plan::Route::Shutdown => "shutdown".to_string(),
-            plan::Route::Ignore => "ignore".to_string(),
-            plan::Route::ForwardAll => "forward-all".to_string(),
-            plan::Route::Forward(list) => format!("forward {}", names(list)),
-            plan::Route::Restart(list) => format!("restart {}", names(list)),
-            plan::Route::Status => "status".to_string(),
-        };
-        let _ = writeln!(text, "on {sig} = {action}");
-    }
-    let _ = writeln!(text, "any other signal = forward-all");
-    for d in &plan.daemons {
-        let argv: Vec<String> = d
-            .argv
-            .iter()
-            .map(|a| quote_word(&a.to_string_lossy()))
-            .collect();
-        let _ = writeln!(text, "[{}]", d.name);
-        let _ = writeln!(text, "  run = {}", argv.join(" "));
-        if let Some(cwd) = &d.cwd {
-            let _ = writeln!(text, "  cwd = {}", cwd.display());
-        }
-        for (k, v) in &d.env.set {
-            let _ = writeln!(
-                text,
-                "  env = {}={}",
-                k.to_string_lossy(),
-                v.to_string_lossy()
-            );
-        }
-        for (key, list) in [
-            ("unset", &d.env.unset),
-            ("unset-prefix", &d.env.unset_prefixes),
-        ] {
-            if !list.is_empty() {
-                let words: Vec<_> = list.iter().map(|n| n.to_string_lossy()).collect();
-                let _ = writeln!(text, "  {key} = {}", words.join(" "));
-            }
-        }
-        if let Some((uid, gid)) = d.user {
-            let _ = writeln!(text, "  user = {uid}:{gid}");
-        }
-        let _ = writeln!(
-            text,
-            "  stop-signal = {}, grace = {}, on-exit = {}",
-            d.stop_signal,
-            supervisor::human(d.grace),
-            d.on_exit.name()
-        );
-        if d.on_exit == ExitPolicy::Restart {
-            let b = d.backoff;
-            let _ = writeln!(
-                text,
-                "  restart-delay = {}, restart-delay-max = {}, stable-after = {}",
-                supervisor::human(b.initial),
-                supervisor::human(b.max),
-                supervisor::human(b.stable_after)
-            );
-        }
-        if let Some(check) = &d.ready {
-            let check = match check {
-                plan::ReadyCheck::Tcp(addr) => format!("tcp:{addr}"),
-                plan::ReadyCheck::Unix(path) => format!("unix:{}", path.display()),
-                plan::ReadyCheck::File(path) => format!("file:{}", path.display()),
-                plan::ReadyCheck::Notify(fd) => format!("notify:{fd}"),
-            };
-            let _ = writeln!(text, "  ready = {check}");
-        }
-        if !d.after.is_empty() {
-            let _ = writeln!(
-                text,
-                "  after = {}, ready-timeout = {}",
-                d.after.join(" "),
-                supervisor::human(d.ready_timeout)
-            );
-        }
-        let yes = |b: bool| if b { "yes" } else { "no" };
-        let _ = writeln!(
-            text,
-            "  prefix-output = {}, signal-group = {}, no-new-privs = {}",
-            yes(d.prefix_output),
-            yes(d.signal_group),
-            yes(d.no_new_privs)
-        );
-    }
-    text
-}
-
-/// A word as the bundle file's `run` line would take it back: bare when it can be,
-/// double-quoted (escaping `"` and `\`) otherwise.
-fn quote_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && !word
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
-    if plain {
-        return word.to_string();
-    }
-    let mut quoted = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\') {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Opens /dev/null on any of 0, 1, 2 that is closed, so that no descriptor bundle-init
@@ -395,38 +261,4 @@ fn owns_terminal() -> bool {
     let stdin = output::borrow_fd(0);
     rustix::termios::isatty(stdin)
         && rustix::termios::tcgetpgrp(stdin).is_ok_and(|pgrp| pgrp == rustix::process::getpgrp())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printed_words_split_back_into_the_same_words() {
-        let words = [
-            "plain",
-            "two words",
-            "say \"hi\"",
-            "back\\slash",
-            "it's",
-            "",
-        ];
-        let line: Vec<String> = words.iter().map(|w| quote_word(w)).collect();
-        assert_eq!(config::split_words(&line.join(" ")).unwrap(), words);
-    }
-
-    #[test]
-    fn check_prints_a_plan_that_names_every_route_and_daemon() {
-        let bundle = config::parse(
-            "b",
-            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\n",
-        )
-        .unwrap();
-        let plan = config::select(&bundle, None).unwrap();
-        let text = describe_plan("b", &plan);
-        assert!(text.contains("on SIGUSR1 = restart a"), "{text}");
-        assert!(text.contains("on SIGTERM = shutdown"), "{text}");
-        assert!(text.contains("run = /bin/a \"x y\""), "{text}");
-        assert!(text.contains("user = 1:2"), "{text}");
-    }
 }

@@ -97,24 +97,29 @@ pub struct DaemonSpec {
 }
 
 impl DaemonSpec {
+    /// A daemon with every key at its default (`keys::DAEMON_KEYS` says which).
     pub fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
-        DaemonSpec {
+        let mut spec = DaemonSpec {
             name: name.to_string(),
             argv,
             cwd: None,
             env: EnvPlan::default(),
             user: None,
             stop_signal: Sig(libc_sig::TERM),
-            grace: Duration::from_secs(8),
+            grace: Duration::ZERO,
             on_exit: ExitPolicy::KeepRunning,
             backoff: Backoff::default(),
-            prefix_output: true,
+            prefix_output: false,
             signal_group: false,
             no_new_privs: false,
             ready: None,
             after: Vec::new(),
-            ready_timeout: Duration::from_secs(30),
+            ready_timeout: Duration::ZERO,
+        };
+        for key in crate::keys::DAEMON_KEYS {
+            (key.default)(&mut spec);
         }
+        spec
     }
 }
 

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         let first = bundle.daemons.first().map(|d| d.name.clone()).unwrap_or_default();
         for selection in [None, Some(first.as_str()), Some(""), Some("nope")] {
             if let Ok(plan) = bundle_init::config::select(&bundle, selection) {
-                let _ = bundle_init::describe_plan("fuzz.bundle", &plan);
+                let _ = bundle_init::keys::describe_plan("fuzz.bundle", &plan);
             }
         }
     }

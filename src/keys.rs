@@ -1,0 +1,503 @@
+//! The bundle file's vocabulary, each word defined once: every daemon key (its name, its
+//! default, how a value updates a daemon, how `--check` prints it) and every route action
+//! (its name, whether it names daemons, the route it makes, how it prints). The parser in
+//! `config`, the defaults in `plan::DaemonSpec::new` and the `--check` printer below all
+//! read these tables, so a new key is one entry here plus its test.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{check_env_name, parse_duration, parse_ready, parse_user, split_words};
+use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
+use crate::signal::{Sig, parse_signal};
+use crate::supervisor::human;
+use crate::sys::libc_sig;
+
+/// One key of a `[daemon]` section.
+pub struct DaemonKey {
+    pub name: &'static str,
+    /// May appear more than once in a section: each line adds to the list.
+    pub repeatable: bool,
+    /// Sets the key's default on a fresh spec.
+    pub default: fn(&mut DaemonSpec),
+    /// Applies one value; the error becomes `PATH:LINE: message`.
+    pub parse: fn(&mut DaemonSpec, &str) -> Result<(), String>,
+    /// The values `--check` prints, one `key = value` line each (none: no line).
+    pub print: fn(&DaemonSpec) -> Vec<String>,
+}
+
+fn nothing(_: &mut DaemonSpec) {}
+
+fn one(value: String) -> Vec<String> {
+    vec![value]
+}
+
+fn yes_no(value: bool) -> Vec<String> {
+    one(if value { "yes" } else { "no" }.to_string())
+}
+
+/// Backoff settings only matter, and only print, under `on-exit = restart`.
+fn when_restarting(spec: &DaemonSpec, value: Duration) -> Vec<String> {
+    if spec.on_exit == ExitPolicy::Restart {
+        one(human(value))
+    } else {
+        vec![]
+    }
+}
+
+pub const DAEMON_KEYS: &[DaemonKey] = &[
+    DaemonKey {
+        name: "run",
+        repeatable: false,
+        default: nothing, // given with the section: a daemon without `run` is an error
+        parse: |d, v| {
+            let words = split_words(v)?;
+            if words.is_empty() {
+                return Err("\"run\" needs a program".to_string());
+            }
+            d.argv = words.into_iter().map(OsString::from).collect();
+            Ok(())
+        },
+        print: |d| {
+            let words: Vec<String> = d
+                .argv
+                .iter()
+                .map(|a| quote_word(&a.to_string_lossy()))
+                .collect();
+            one(words.join(" "))
+        },
+    },
+    DaemonKey {
+        name: "cwd",
+        repeatable: false,
+        default: |d| d.cwd = None,
+        parse: |d, v| {
+            if !v.starts_with('/') {
+                return Err(format!("cwd \"{v}\" must be an absolute path"));
+            }
+            d.cwd = Some(PathBuf::from(v));
+            Ok(())
+        },
+        print: |d| d.cwd.iter().map(|c| c.display().to_string()).collect(),
+    },
+    DaemonKey {
+        name: "env",
+        repeatable: true,
+        default: |d| d.env.set.clear(),
+        parse: |d, v| {
+            let (name, value) = v
+                .split_once('=')
+                .ok_or_else(|| format!("env needs NAME=VALUE, found \"{v}\""))?;
+            let name = name.trim();
+            check_env_name(name)?;
+            d.env.set.push((name.into(), value.trim().into()));
+            Ok(())
+        },
+        print: |d| {
+            let pair = |(k, v): &(OsString, OsString)| {
+                format!("{}={}", k.to_string_lossy(), v.to_string_lossy())
+            };
+            d.env.set.iter().map(pair).collect()
+        },
+    },
+    DaemonKey {
+        name: "unset",
+        repeatable: true,
+        default: |d| d.env.unset.clear(),
+        parse: |d, v| add_names(&mut d.env.unset, "unset", v),
+        print: |d| names_line(&d.env.unset),
+    },
+    DaemonKey {
+        name: "unset-prefix",
+        repeatable: true,
+        default: |d| d.env.unset_prefixes.clear(),
+        parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
+        print: |d| names_line(&d.env.unset_prefixes),
+    },
+    DaemonKey {
+        name: "user",
+        repeatable: false,
+        default: |d| d.user = None,
+        parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
+        print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
+    },
+    DaemonKey {
+        name: "stop-signal",
+        repeatable: false,
+        default: |d| d.stop_signal = Sig(libc_sig::TERM),
+        parse: |d, v| {
+            let sig = parse_signal(v)?;
+            if sig.0 == libc_sig::STOP {
+                return Err("SIGSTOP does not end a process; choose another stop-signal".into());
+            }
+            d.stop_signal = sig;
+            Ok(())
+        },
+        print: |d| one(d.stop_signal.to_string()),
+    },
+    DaemonKey {
+        name: "grace",
+        repeatable: false,
+        default: |d| d.grace = Duration::from_secs(8),
+        parse: |d, v| parse_duration(v).map(|value| d.grace = value),
+        print: |d| one(human(d.grace)),
+    },
+    DaemonKey {
+        name: "on-exit",
+        repeatable: false,
+        default: |d| d.on_exit = ExitPolicy::KeepRunning,
+        parse: |d, v| {
+            d.on_exit = match v {
+                "keep-running" => ExitPolicy::KeepRunning,
+                "restart" => ExitPolicy::Restart,
+                "stop-bundle" => ExitPolicy::StopBundle,
+                other => {
+                    return Err(format!(
+                        "unknown on-exit \"{other}\" (expected keep-running, restart or stop-bundle)"
+                    ));
+                }
+            };
+            Ok(())
+        },
+        print: |d| one(d.on_exit.name().to_string()),
+    },
+    DaemonKey {
+        name: "restart-delay",
+        repeatable: false,
+        default: |d| d.backoff.initial = Duration::from_secs(1),
+        parse: |d, v| parse_duration(v).map(|value| d.backoff.initial = value),
+        print: |d| when_restarting(d, d.backoff.initial),
+    },
+    DaemonKey {
+        name: "restart-delay-max",
+        repeatable: false,
+        default: |d| d.backoff.max = Duration::from_secs(30),
+        parse: |d, v| parse_duration(v).map(|value| d.backoff.max = value),
+        print: |d| when_restarting(d, d.backoff.max),
+    },
+    DaemonKey {
+        name: "stable-after",
+        repeatable: false,
+        default: |d| d.backoff.stable_after = Duration::from_secs(10),
+        parse: |d, v| parse_duration(v).map(|value| d.backoff.stable_after = value),
+        print: |d| when_restarting(d, d.backoff.stable_after),
+    },
+    DaemonKey {
+        name: "ready",
+        repeatable: false,
+        default: |d| d.ready = None,
+        parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
+        print: |d| d.ready.iter().map(describe_check).collect(),
+    },
+    DaemonKey {
+        name: "after",
+        repeatable: false,
+        default: |d| d.after.clear(),
+        parse: |d, v| {
+            let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+            if names.is_empty() {
+                return Err("\"after\" needs at least one daemon name".to_string());
+            }
+            d.after = names;
+            Ok(())
+        },
+        print: |d| names_line(&d.after),
+    },
+    DaemonKey {
+        name: "ready-timeout",
+        repeatable: false,
+        default: |d| d.ready_timeout = Duration::from_secs(30),
+        parse: |d, v| parse_duration(v).map(|value| d.ready_timeout = value),
+        // Only waiting for `after` has a timeout.
+        print: |d| match d.after.is_empty() {
+            true => vec![],
+            false => one(human(d.ready_timeout)),
+        },
+    },
+    DaemonKey {
+        name: "prefix-output",
+        repeatable: false,
+        default: |d| d.prefix_output = true,
+        parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
+        print: |d| yes_no(d.prefix_output),
+    },
+    DaemonKey {
+        name: "signal-group",
+        repeatable: false,
+        default: |d| d.signal_group = false,
+        parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
+        print: |d| yes_no(d.signal_group),
+    },
+    DaemonKey {
+        name: "no-new-privs",
+        repeatable: false,
+        default: |d| d.no_new_privs = false,
+        parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
+        print: |d| yes_no(d.no_new_privs),
+    },
+];
+
+/// The definition of daemon key `name`.
+pub fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
+    DAEMON_KEYS.iter().find(|k| k.name == name)
+}
+
+/// Adds the names of an `unset` or `unset-prefix` line.
+fn add_names(list: &mut Vec<OsString>, key: &str, value: &str) -> Result<(), String> {
+    let names: Vec<&str> = value.split_whitespace().collect();
+    if names.is_empty() {
+        return Err(format!("\"{key}\" needs at least one name"));
+    }
+    for name in names {
+        check_env_name(name)?;
+        list.push(name.into());
+    }
+    Ok(())
+}
+
+/// All the names on one line, or no line when there are none.
+fn names_line<T: AsRef<std::ffi::OsStr>>(names: &[T]) -> Vec<String> {
+    if names.is_empty() {
+        return vec![];
+    }
+    let words: Vec<String> = names
+        .iter()
+        .map(|n| n.as_ref().to_string_lossy().into_owned())
+        .collect();
+    one(words.join(" "))
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("expected yes or no, found \"{text}\"")),
+    }
+}
+
+fn describe_check(check: &ReadyCheck) -> String {
+    match check {
+        ReadyCheck::Tcp(addr) => format!("tcp:{addr}"),
+        ReadyCheck::Unix(path) => format!("unix:{}", path.display()),
+        ReadyCheck::File(path) => format!("file:{}", path.display()),
+        ReadyCheck::Notify(fd) => format!("notify:{fd}"),
+    }
+}
+
+/// One action a signal route can take: `on SIGNAL = ACTION [NAME...]`.
+pub struct RouteAction {
+    pub name: &'static str,
+    /// Whether the action names daemons (`restart a b`) or takes none (`shutdown`).
+    pub takes_names: bool,
+    /// The route, given the named daemons' indices (empty when it takes none).
+    pub route: fn(Vec<usize>) -> Route,
+    /// The named daemons if `route` is this action's, for printing it back.
+    pub names_in: fn(&Route) -> Option<&[usize]>,
+}
+
+impl std::fmt::Debug for RouteAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+pub const ROUTE_ACTIONS: &[RouteAction] = &[
+    RouteAction {
+        name: "restart",
+        takes_names: true,
+        route: Route::Restart,
+        names_in: |r| match r {
+            Route::Restart(list) => Some(list),
+            _ => None,
+        },
+    },
+    RouteAction {
+        name: "forward",
+        takes_names: true,
+        route: Route::Forward,
+        names_in: |r| match r {
+            Route::Forward(list) => Some(list),
+            _ => None,
+        },
+    },
+    RouteAction {
+        name: "forward-all",
+        takes_names: false,
+        route: |_| Route::ForwardAll,
+        names_in: |r| matches!(r, Route::ForwardAll).then_some(&[]),
+    },
+    RouteAction {
+        name: "shutdown",
+        takes_names: false,
+        route: |_| Route::Shutdown,
+        names_in: |r| matches!(r, Route::Shutdown).then_some(&[]),
+    },
+    RouteAction {
+        name: "ignore",
+        takes_names: false,
+        route: |_| Route::Ignore,
+        names_in: |r| matches!(r, Route::Ignore).then_some(&[]),
+    },
+    RouteAction {
+        name: "status",
+        takes_names: false,
+        route: |_| Route::Status,
+        names_in: |r| matches!(r, Route::Status).then_some(&[]),
+    },
+];
+
+/// The definition of route action `name`.
+pub fn route_action(name: &str) -> Option<&'static RouteAction> {
+    ROUTE_ACTIONS.iter().find(|a| a.name == name)
+}
+
+/// "restart, forward, forward-all, shutdown, ignore or status", for error messages.
+pub fn route_action_names() -> String {
+    let names: Vec<&str> = ROUTE_ACTIONS.iter().map(|a| a.name).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    format!("{} or {last}", rest.join(", "))
+}
+
+/// What `--check` prints: the plan after selection, in a form the parser reads back
+/// (besides the header and the trailing note on other signals).
+pub fn describe_plan(path: &str, plan: &Plan) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{path}: OK, {} daemon(s) in start order",
+        plan.daemons.len()
+    );
+    let _ = writeln!(text, "shutdown-grace = {}", human(plan.shutdown_grace));
+    for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
+        let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
+    }
+    let _ = writeln!(text, "any other signal = forward-all");
+    for daemon in &plan.daemons {
+        let _ = writeln!(text, "[{}]", daemon.name);
+        for key in DAEMON_KEYS {
+            for value in (key.print)(daemon) {
+                let _ = writeln!(text, "{} = {value}", key.name);
+            }
+        }
+    }
+    text
+}
+
+fn describe_route(plan: &Plan, route: &Route) -> String {
+    let Some((action, indices)) = ROUTE_ACTIONS
+        .iter()
+        .find_map(|a| (a.names_in)(route).map(|names| (a, names)))
+    else {
+        return String::new();
+    };
+    if !action.takes_names {
+        return action.name.to_string();
+    }
+    let names: Vec<&str> = indices
+        .iter()
+        .map(|&i| plan.daemons[i].name.as_str())
+        .collect();
+    if names.is_empty() {
+        format!("{} (no selected daemon)", action.name)
+    } else {
+        format!("{} {}", action.name, names.join(" "))
+    }
+}
+
+/// A word as the bundle file's `run` line would take it back: bare when it can be,
+/// double-quoted (escaping `"` and `\`) otherwise.
+pub fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
+    if plain {
+        return word.to_string();
+    }
+    let mut quoted = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn printed_words_split_back_into_the_same_words() {
+        let words = [
+            "plain",
+            "two words",
+            "say \"hi\"",
+            "back\\slash",
+            "it's",
+            "",
+        ];
+        let line: Vec<String> = words.iter().map(|w| quote_word(w)).collect();
+        assert_eq!(config::split_words(&line.join(" ")).unwrap(), words);
+    }
+
+    #[test]
+    fn check_prints_a_plan_that_names_every_route_and_daemon() {
+        let bundle = config::parse(
+            "b",
+            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\n",
+        )
+        .unwrap();
+        let plan = config::select(&bundle, None).unwrap();
+        let text = describe_plan("b", &plan);
+        assert!(text.contains("on SIGUSR1 = restart a"), "{text}");
+        assert!(text.contains("on SIGTERM = shutdown"), "{text}");
+        assert!(text.contains("run = /bin/a \"x y\""), "{text}");
+        assert!(text.contains("user = 1:2"), "{text}");
+    }
+
+    /// Every key prints what it parsed: the printed plan, read back, is the same plan.
+    #[test]
+    fn a_printed_plan_parses_back_to_the_same_daemons() {
+        let source = "on SIGHUP = forward b\non SIGUSR1 = restart a b\non SIGUSR2 = ignore\n\
+            [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv = MODE=strict\nenv = X=1\n\
+            unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\nstop-signal = INT\n\
+            grace = 1.5s\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 2s\n\
+            stable-after = 1m\nready = tcp:127.0.0.1:80\nprefix-output = no\n\
+            signal-group = yes\nno-new-privs = yes\n\
+            [b]\nrun = b\nafter = a\nready-timeout = 5s\nready = notify:5\n";
+        let plan = config::select(&config::parse("b", source.as_bytes()).unwrap(), None).unwrap();
+        let printed = describe_plan("b", &plan);
+        let body: String = printed
+            .lines()
+            .filter(|l| !l.starts_with("b: OK") && !l.starts_with("any other signal"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let again = config::select(&config::parse("b", body.as_bytes()).unwrap(), None).unwrap();
+        assert_eq!(again.daemons, plan.daemons, "{printed}");
+        assert_eq!(again.routes, plan.routes, "{printed}");
+    }
+
+    #[test]
+    fn every_key_and_action_is_defined_once() {
+        for (i, key) in DAEMON_KEYS.iter().enumerate() {
+            assert!(
+                !DAEMON_KEYS[..i].iter().any(|k| k.name == key.name),
+                "{}",
+                key.name
+            );
+        }
+        for (i, action) in ROUTE_ACTIONS.iter().enumerate() {
+            assert!(!ROUTE_ACTIONS[..i].iter().any(|a| a.name == action.name));
+        }
+        assert_eq!(
+            route_action_names(),
+            "restart, forward, forward-all, shutdown, ignore or status"
+        );
+    }
+}
