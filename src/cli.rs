@@ -72,7 +72,29 @@ pub fn parse(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Command, String> {
-    use lexopt::prelude::*;
+    let mut options = options_from_env(env)?;
+    // A subcommand must come first: `bundle-init -- status` runs a program called status.
+    if let Some(first) = args.first()
+        && let Some(request) = control_request(first, &args[1..])
+    {
+        return request.map(Command::Control);
+    }
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        match next_flag(&mut parser, &mut options)? {
+            Flag::Applied => {}
+            Flag::Ends(command) => return Ok(command),
+            Flag::NoMore => return check_combination(options),
+        }
+    }
+}
+
+fn describe(e: lexopt::Error) -> String {
+    e.to_string()
+}
+
+/// The defaults the environment sets (tini's variables and bundle-init's own).
+fn options_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, String> {
     let set = |names: [&str; 2]| names.iter().any(|n| env(n).is_some());
     let mut options = Options {
         require_subreaper: set(["BUNDLE_INIT_SUBREAPER", "TINI_SUBREAPER"]),
@@ -93,64 +115,70 @@ pub fn parse(
     if let Some(path) = env("BUNDLE_INIT_BUNDLE").filter(|p| !p.is_empty()) {
         options.bundle = Some(path.to_string_lossy().into_owned());
     }
-    // A subcommand must come first: `bundle-init -- status` runs a program called status.
-    if let Some(first) = args.first()
-        && let Some(request) = control_request(first, &args[1..])
-    {
-        return request.map(Command::Control);
-    }
-    let mut parser = lexopt::Parser::from_args(args);
-    let describe = |e: lexopt::Error| e.to_string();
-    while let Some(arg) = parser.next().map_err(describe)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
-            Long("version") => return Ok(Command::Version),
-            Short('l') => return Ok(Command::License),
-            Short('s') => options.require_subreaper = true,
-            Short('g') => options.signal_group = true,
-            Short('v') => options.verbosity = options.verbosity.saturating_add(1).min(9),
-            Short('w') => options.warn_orphans = true,
-            Short('e') => {
-                let text = parser
-                    .value()
-                    .map_err(describe)?
-                    .to_string_lossy()
-                    .into_owned();
-                let code = text
-                    .parse::<u8>()
-                    .map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
-                options.success_codes.push(code);
-            }
-            Short('p') => {
-                let text = parser
-                    .value()
-                    .map_err(describe)?
-                    .to_string_lossy()
-                    .into_owned();
-                options.parent_death_signal =
-                    Some(parse_signal(&text).map_err(|m| format!("-p: {m}"))?);
-            }
-            Long("stop-others") => {
-                let text = parser
-                    .value()
-                    .map_err(describe)?
-                    .to_string_lossy()
-                    .into_owned();
-                options.stop_others =
-                    Some(parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?);
-            }
-            Long("bundle") => {
-                let path = parser.value().map_err(describe)?;
-                options.bundle = Some(path.to_string_lossy().into_owned());
-            }
-            Long("check") => options.check = true,
-            Value(program) => {
-                options.program.push(program);
-                options.program.extend(parser.raw_args().map_err(describe)?);
-            }
-            _ => return Err(arg.unexpected().to_string()),
+    Ok(options)
+}
+
+/// The value of the flag just read, as text.
+fn flag_value(parser: &mut lexopt::Parser) -> Result<String, String> {
+    Ok(parser
+        .value()
+        .map_err(describe)?
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// What reading one argument did.
+enum Flag {
+    Applied,
+    /// Help, version or license: nothing else matters.
+    Ends(Command),
+    NoMore,
+}
+
+/// Reads and applies the next argument.
+fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag, String> {
+    use lexopt::prelude::*;
+    let Some(arg) = parser.next().map_err(describe)? else {
+        return Ok(Flag::NoMore);
+    };
+    match arg {
+        Short('h') | Long("help") => return Ok(Flag::Ends(Command::Help)),
+        Long("version") => return Ok(Flag::Ends(Command::Version)),
+        Short('l') => return Ok(Flag::Ends(Command::License)),
+        Short('s') => options.require_subreaper = true,
+        Short('g') => options.signal_group = true,
+        Short('v') => options.verbosity = options.verbosity.saturating_add(1).min(9),
+        Short('w') => options.warn_orphans = true,
+        Short('e') => {
+            let text = flag_value(parser)?;
+            let code = text
+                .parse::<u8>()
+                .map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
+            options.success_codes.push(code);
         }
+        Short('p') => {
+            let text = flag_value(parser)?;
+            let sig = parse_signal(&text).map_err(|m| format!("-p: {m}"))?;
+            options.parent_death_signal = Some(sig);
+        }
+        Long("stop-others") => {
+            let text = flag_value(parser)?;
+            let grace = parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?;
+            options.stop_others = Some(grace);
+        }
+        Long("bundle") => options.bundle = Some(flag_value(parser)?),
+        Long("check") => options.check = true,
+        Value(program) => {
+            options.program.push(program);
+            options.program.extend(parser.raw_args().map_err(describe)?);
+        }
+        _ => return Err(arg.unexpected().to_string()),
     }
+    Ok(Flag::Applied)
+}
+
+/// A program or a bundle, not both and not neither.
+fn check_combination(options: Options) -> Result<Command, String> {
     match (&options.bundle, options.program.is_empty()) {
         (Some(_), false) => Err("give either a program or --bundle, not both".to_string()),
         (None, true) if options.check => Err("--check needs --bundle PATH".to_string()),

@@ -41,11 +41,6 @@ pub fn spawn(
     setup: ChildSetup,
     output: ChildOutput,
 ) -> Result<i32, SpawnFailure> {
-    let invalid = |what: &str| SpawnFailure {
-        transient: false,
-        code: 126,
-        message: format!("{what} contains a NUL byte"),
-    };
     let Some(program) = spec.argv.first() else {
         return Err(SpawnFailure {
             transient: false,
@@ -53,49 +48,16 @@ pub fn spawn(
             message: "empty command".to_string(),
         });
     };
-    let env = child_environment(&spec.env);
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| c_string(a))
-        .collect::<Option<_>>()
-        .ok_or_else(|| invalid("the command"))?;
-    let envp: Option<Vec<CString>> = match &env {
-        Some(vars) => Some(
-            vars.iter()
-                .map(|(k, v)| {
-                    let mut pair = k.clone();
-                    pair.push("=");
-                    pair.push(v);
-                    c_string(&pair)
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| invalid("the environment"))?,
-        ),
-        None => None,
-    };
-    let path_var = match &env {
-        Some(vars) => vars
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone()),
-        None => std::env::var_os("PATH"),
-    };
-    let candidates =
-        search_path(program, path_var.as_deref()).ok_or_else(|| invalid("the program path"))?;
-    let cwd = match &spec.cwd {
-        Some(dir) => Some(c_string(dir.as_os_str()).ok_or_else(|| invalid("cwd"))?),
-        None => None,
-    };
-    let argv_ptrs = null_terminated(&argv);
-    let envp_ptrs = envp.as_ref().map(|e| null_terminated(e));
+    let strings = ExecStrings::new(spec, program)?;
+    let argv = null_terminated(&strings.argv);
+    let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| fork_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
-        candidates: &candidates,
-        argv: &argv_ptrs,
-        envp: envp_ptrs.as_deref(),
-        cwd: cwd.as_deref(),
+        candidates: &strings.candidates,
+        argv: &argv,
+        envp: envp.as_deref(),
+        cwd: strings.cwd.as_deref(),
         user: spec.user,
         stdout: output.stdout,
         stderr: output.stderr,
@@ -111,23 +73,88 @@ pub fn spawn(
         Err(e) => return Err(fork_failure(program, e)),
     };
     drop(report_write);
-    // The child closes its end by exec (CLOEXEC): EOF means it is running the program.
-    let mut report = [0u8; 8];
-    let got = read_full(&report_read, &mut report);
-    if got < 8 {
-        return Ok(pid);
+    match read_exec_report(&report_read) {
+        None => Ok(pid),
+        Some((step, errno)) => {
+            // It failed and exited 127 right after writing: reap it here, before the
+            // loop's wait(-1) could mistake it for something else.
+            let _ = rustix::process::waitpid(
+                rustix::process::Pid::from_raw(pid),
+                rustix::process::WaitOptions::empty(),
+            );
+            Err(classify(program, &spec.name, spec, step, errno))
+        }
     }
-    // It failed and exited 127 right after writing: reap it here, before the loop's
-    // wait(-1) could mistake it for something else.
-    let _ = rustix::process::waitpid(
-        rustix::process::Pid::from_raw(pid),
-        rustix::process::WaitOptions::empty(),
-    );
-    let step = ChildStep::from_code(u32::from_ne_bytes([
-        report[0], report[1], report[2], report[3],
-    ]));
-    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-    Err(classify(program, &spec.name, spec, step, errno))
+}
+
+/// The strings a child needs, made before fork: the child may not allocate.
+struct ExecStrings {
+    argv: Vec<CString>,
+    /// None: the child inherits bundle-init's environment unchanged.
+    envp: Option<Vec<CString>>,
+    /// Paths to try in order, as execvp would.
+    candidates: Vec<CString>,
+    cwd: Option<CString>,
+}
+
+impl ExecStrings {
+    fn new(spec: &DaemonSpec, program: &OsStr) -> Result<ExecStrings, SpawnFailure> {
+        let invalid = |what: &str| SpawnFailure {
+            transient: false,
+            code: 126,
+            message: format!("{what} contains a NUL byte"),
+        };
+        let env = child_environment(&spec.env);
+        let argv: Option<Vec<CString>> = spec.argv.iter().map(|a| c_string(a)).collect();
+        let envp = match &env {
+            Some(vars) => {
+                Some(environment_strings(vars).ok_or_else(|| invalid("the environment"))?)
+            }
+            None => None,
+        };
+        let path_var = match &env {
+            Some(vars) => vars
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone()),
+            None => std::env::var_os("PATH"),
+        };
+        let cwd = match &spec.cwd {
+            Some(dir) => Some(c_string(dir.as_os_str()).ok_or_else(|| invalid("cwd"))?),
+            None => None,
+        };
+        Ok(ExecStrings {
+            argv: argv.ok_or_else(|| invalid("the command"))?,
+            envp,
+            candidates: search_path(program, path_var.as_deref())
+                .ok_or_else(|| invalid("the program path"))?,
+            cwd,
+        })
+    }
+}
+
+/// `NAME=VALUE` strings; None if one contains a NUL byte.
+fn environment_strings(vars: &[(OsString, OsString)]) -> Option<Vec<CString>> {
+    vars.iter()
+        .map(|(k, v)| {
+            let mut pair = k.clone();
+            pair.push("=");
+            pair.push(v);
+            c_string(&pair)
+        })
+        .collect()
+}
+
+/// What the child wrote on the report pipe before it exited: (step, errno), or None when
+/// the pipe closed empty because exec succeeded (it is CLOEXEC).
+fn read_exec_report(report: &OwnedFd) -> Option<(ChildStep, i32)> {
+    let mut bytes = [0u8; 8];
+    if read_full(report, &mut bytes) < bytes.len() {
+        return None;
+    }
+    let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+    let step = ChildStep::from_code(u32::from_ne_bytes(word(0)));
+    Some((step, i32::from_ne_bytes(word(4))))
 }
 
 fn c_string(text: &OsStr) -> Option<CString> {

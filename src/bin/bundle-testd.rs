@@ -210,53 +210,68 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
     if options.report {
         report(inherited);
     }
-    let signals = match sys::open_signalfd(&SigSet::full()) {
-        Ok(fd) => fd,
+    let held = match open_everything(&options) {
+        Ok(held) => held,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "bundle-testd: signalfd: {e}");
+            let _ = writeln!(std::io::stderr(), "bundle-testd: {e}");
             return 1;
         }
     };
+    say_started(&options);
+    keep_running(&options, &held)
+}
+
+/// What the daemon holds while it runs.
+struct Held {
+    signals: std::os::fd::OwnedFd,
+    listener: Option<TcpListener>,
+    /// Held for the process's life: the kernel queues connections, all a check needs.
+    _unix_listener: Option<std::os::unix::net::UnixListener>,
+}
+
+fn open_everything(options: &Options) -> Result<Held, String> {
+    let signals = sys::open_signalfd(&SigSet::full()).map_err(|e| format!("signalfd: {e}"))?;
     // A slow start, as real daemons have: nothing listens until it is over.
     if !options.delay.is_zero() {
         std::thread::sleep(options.delay);
     }
-    // Held for the process's life: the kernel queues connections, which is all a check needs.
-    let _unix_listener = match &options.listen_unix {
+    let unix_listener = match &options.listen_unix {
         Some(path) => {
             let _ = std::fs::remove_file(path);
-            match std::os::unix::net::UnixListener::bind(path) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    let _ = writeln!(std::io::stderr(), "bundle-testd: listen {path}: {e}");
-                    return 1;
-                }
-            }
+            let bound = std::os::unix::net::UnixListener::bind(path);
+            Some(bound.map_err(|e| format!("listen {path}: {e}"))?)
         }
         None => None,
     };
     let listener = match &options.listen {
-        Some(addr) => match TcpListener::bind(addr.as_str()) {
-            Ok(l) => {
-                let _ = l.set_nonblocking(true);
-                Some(l)
-            }
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "bundle-testd: listen {addr}: {e}");
-                return 1;
-            }
-        },
+        Some(addr) => {
+            let bound =
+                TcpListener::bind(addr.as_str()).map_err(|e| format!("listen {addr}: {e}"))?;
+            let _ = bound.set_nonblocking(true);
+            Some(bound)
+        }
         None => None,
     };
-    // "started" means: signals are handled and the listener (if any) accepts connections.
-    note(&options, "started");
+    Ok(Held {
+        signals,
+        listener,
+        _unix_listener: unix_listener,
+    })
+}
+
+/// "started" means: signals are handled and the listener (if any) accepts connections.
+/// Then whatever else the options ask for at start.
+fn say_started(options: &Options) {
+    note(options, "started");
     if let Some(fd) = options.notify_fd {
+        // SAFETY: the descriptor was given to us by number; a closed one only fails the write.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         // The s6 convention: a newline on the descriptor says "ready".
-        let _ = rustix::io::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"\n");
+        let _ = rustix::io::write(fd, b"\n");
     }
     if options.orphans > 0 {
         make_orphans(options.orphans);
-        note(&options, &format!("made {} orphans", options.orphans));
+        note(options, &format!("made {} orphans", options.orphans));
     }
     if options.flood > 0 {
         flood(options.flood);
@@ -264,33 +279,26 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
     }
+}
+
+/// Notes signals and serves connections until a signal ends it or `--exit-after` comes.
+fn keep_running(options: &Options, held: &Held) -> i32 {
     let started = Instant::now();
     let mut clients: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     loop {
-        let mut fds = vec![PollFd {
-            fd: signals.as_raw_fd(),
+        let watched = |fd: i32| PollFd {
+            fd,
             events: POLLIN,
             revents: 0,
-        }];
-        if let Some(l) = &listener {
-            fds.push(PollFd {
-                fd: l.as_raw_fd(),
-                events: POLLIN,
-                revents: 0,
-            });
-        }
-        for (c, _) in &clients {
-            fds.push(PollFd {
-                fd: c.as_raw_fd(),
-                events: POLLIN,
-                revents: 0,
-            });
-        }
+        };
+        let mut fds = vec![watched(held.signals.as_raw_fd())];
+        fds.extend(held.listener.iter().map(|l| watched(l.as_raw_fd())));
+        fds.extend(clients.iter().map(|(c, _)| watched(c.as_raw_fd())));
         let timeout = match options.exit_after {
             Some((after, code)) => {
                 let left = after.saturating_sub(started.elapsed());
                 if left.is_zero() {
-                    note(&options, &format!("exiting with code {code}"));
+                    note(options, &format!("exiting with code {code}"));
                     return code;
                 }
                 left.as_millis().max(1) as i32
@@ -299,32 +307,36 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
         };
         let _ = sys::wait_for(&mut fds, timeout);
         if fds[0].revents != 0 {
-            let mut buf = [0u8; SIGINFO_SIZE * 8];
-            // One read per wake-up: the signalfd blocks, and poll tells us when there is more.
-            if let Ok(n) = rustix::io::read(&signals, &mut buf) {
-                for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
-                    let Some(info) = SignalInfo::parse(record) else {
-                        continue;
-                    };
-                    if info.signo == libc_sig::CHLD {
-                        reap_children();
-                        continue;
-                    }
-                    note(&options, &format!("got {}", Sig(info.signo)));
-                    if options.die_on.contains(&info.signo) && !options.ignore.contains(&info.signo)
-                    {
-                        die_by(info.signo);
-                    }
-                }
-            }
+            note_signals(options, &held.signals);
         }
-        if let Some(l) = &listener {
+        if let Some(l) = &held.listener {
             while let Ok((stream, _)) = l.accept() {
                 let _ = stream.set_nonblocking(true);
                 clients.push((stream, Vec::new()));
             }
         }
-        clients.retain_mut(|(stream, pending)| serve(&options, stream, pending));
+        clients.retain_mut(|(stream, pending)| serve(options, stream, pending));
+    }
+}
+
+/// One read per wake-up: the signalfd blocks, and poll tells us when there is more.
+fn note_signals(options: &Options, signals: &std::os::fd::OwnedFd) {
+    let mut buf = [0u8; SIGINFO_SIZE * 8];
+    let Ok(n) = rustix::io::read(signals, &mut buf) else {
+        return;
+    };
+    for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
+        let Some(info) = SignalInfo::parse(record) else {
+            continue;
+        };
+        if info.signo == libc_sig::CHLD {
+            reap_children();
+            continue;
+        }
+        note(options, &format!("got {}", Sig(info.signo)));
+        if options.die_on.contains(&info.signo) && !options.ignore.contains(&info.signo) {
+            die_by(info.signo);
+        }
     }
 }
 
@@ -377,6 +389,7 @@ fn make_orphans(count: u32) {
         // SAFETY: the child only calls fork and _exit, both async-signal-safe.
         let child = unsafe { fork() };
         if child == 0 {
+            // SAFETY: fork again and leave at once; both calls are async-signal-safe.
             unsafe {
                 fork();
                 _exit(0);
@@ -434,6 +447,7 @@ fn report(inherited: SigSet) {
     fds.sort();
     // The directory handle read_dir used is gone by now; drop numbers that no longer exist.
     fds.retain(|&fd| {
+        // SAFETY: fcntl on a number that may be closed by now just fails with EBADF.
         rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).is_ok()
     });
     let fds: Vec<String> = fds.iter().map(i32::to_string).collect();

@@ -303,9 +303,20 @@ impl Launch {
         self
     }
 
+    /// bundle-init itself, or as PID 1: unshare, which forks bundle-testd, which announces
+    /// the fork and execs bundle-init.
+    fn command(&self) -> Command {
+        if !self.as_pid1 {
+            return Command::new(bundle_init_bin());
+        }
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--mount-proc", TESTD, "--announce-exec"]);
+        c.arg(ANNOUNCE_FD.to_string()).arg(bundle_init_bin());
+        c
+    }
+
     pub fn start(self) -> Init {
         let tag = ProcessTag::new();
-        // As PID 1: unshare forks, bundle-testd announces the fork and execs bundle-init.
         let (announced, announce) = if self.as_pid1 {
             let (read, write) =
                 rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("a pipe");
@@ -313,14 +324,7 @@ impl Launch {
         } else {
             (None, None)
         };
-        let mut command = if self.as_pid1 {
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", TESTD, "--announce-exec"]);
-            c.arg(ANNOUNCE_FD.to_string()).arg(bundle_init_bin());
-            c
-        } else {
-            Command::new(bundle_init_bin())
-        };
+        let mut command = self.command();
         command
             .args(&self.args)
             .env("PATH", test_path())
