@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::parse_duration;
 use crate::signal::{Sig, parse_signal};
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
        bundle-init [OPTIONS] --bundle PATH               supervise the daemons of a bundle file
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
@@ -55,16 +55,16 @@ pub enum Command {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    pub require_subreaper: bool,
-    pub signal_group: bool,
-    pub success_codes: Vec<u8>,
-    pub parent_death_signal: Option<Sig>,
-    pub verbosity: u8,
-    pub warn_orphans: bool,
-    pub stop_others: Option<Duration>,
-    pub bundle: Option<String>,
-    pub check: bool,
-    pub program: Vec<OsString>,
+    pub(crate) require_subreaper: bool,
+    pub(crate) signal_group: bool,
+    pub(crate) success_codes: Vec<u8>,
+    pub(crate) parent_death_signal: Option<Sig>,
+    pub(crate) verbosity: u8,
+    pub(crate) warn_orphans: bool,
+    pub(crate) stop_others: Option<Duration>,
+    pub(crate) bundle: Option<String>,
+    pub(crate) check: bool,
+    pub(crate) program: Vec<OsString>,
 }
 
 /// Parses arguments (without argv[0]); `env` looks up environment variables.

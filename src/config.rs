@@ -21,34 +21,34 @@ use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 
 /// Limits that keep hostile input from costing more than a clear error.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
-pub const MAX_LINE_BYTES: usize = 16 * 1024;
-pub const MAX_DAEMONS: usize = 256;
-pub const MAX_NAME_LEN: usize = 32;
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_DAEMONS: usize = 256;
+pub(crate) const MAX_NAME_LEN: usize = 32;
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// A bundle file, parsed and checked; selection has not been applied yet.
 #[derive(Clone, Debug)]
 pub struct Bundle {
     pub daemons: Vec<DaemonSpec>,
-    pub routes: Vec<(Sig, RouteSpec)>,
-    pub shutdown_grace: Duration,
+    pub(crate) routes: Vec<(Sig, RouteSpec)>,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
 #[derive(Clone, Debug)]
-pub struct RouteSpec {
-    pub action: &'static keys::RouteAction,
+pub(crate) struct RouteSpec {
+    pub(crate) action: &'static keys::RouteAction,
     /// The daemons it names (none for actions that take none).
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
 }
 
 /// `PATH:LINE: message` (LINE omitted for whole-file problems).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    pub path: String,
-    pub line: Option<usize>,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) line: Option<usize>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -62,7 +62,7 @@ impl fmt::Display for ConfigError {
 
 /// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
 /// reading it whole.
-pub fn load(path: &str) -> Result<Bundle, ConfigError> {
+pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
     use std::io::Read;
     let whole = |message: String| ConfigError {
         path: path.to_string(),

@@ -24,14 +24,14 @@ use crate::signal::parse_signal;
 use crate::supervisor::{ClientId, ControlRequest, Reply, Time};
 
 /// A request longer than this is refused.
-pub const MAX_REQUEST: usize = 512;
+pub(crate) const MAX_REQUEST: usize = 512;
 /// Connections served at once; more are answered `ERR busy` and closed.
-pub const MAX_CLIENTS: usize = 8;
+pub(crate) const MAX_CLIENTS: usize = 8;
 /// A client has this long to send its request.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Parses one request line (without its newline).
-pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
+pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
     use ControlRequest as Request;
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -50,7 +50,7 @@ pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
 
 /// The socket address: BUNDLE_INIT_CONTROL if set, else the name derived from the PID
 /// namespace.
-pub fn address() -> std::io::Result<SocketAddrUnix> {
+pub(crate) fn address() -> std::io::Result<SocketAddrUnix> {
     match std::env::var_os("BUNDLE_INIT_CONTROL") {
         Some(name) => {
             use std::os::unix::ffi::OsStrExt;
@@ -80,7 +80,7 @@ fn derived_name() -> String {
 }
 
 /// Opens the listening socket (non-blocking, close-on-exec).
-pub fn listen() -> std::io::Result<OwnedFd> {
+pub(crate) fn listen() -> std::io::Result<OwnedFd> {
     let addr = address()?;
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
@@ -100,7 +100,7 @@ pub fn listen() -> std::io::Result<OwnedFd> {
 
 /// Client side: sends `request`, prints the answer, returns the exit code: 0 OK, 1 refused
 /// or failed, 3 no bundle-init reachable.
-pub fn client(request: &str) -> u8 {
+pub(crate) fn client(request: &str) -> u8 {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let addr = match address() {
@@ -158,7 +158,7 @@ pub fn client(request: &str) -> u8 {
 
 /// What the loop polls for a client.
 #[derive(Clone, Copy)]
-pub enum Interest {
+pub(crate) enum Interest {
     Listener,
     Client(usize),
 }
@@ -173,7 +173,7 @@ struct Client {
 }
 
 /// The listening socket and the clients being served.
-pub struct Server {
+pub(crate) struct Server {
     listener: OwnedFd,
     clients: Vec<Client>,
     my_uid: u32,
@@ -181,7 +181,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn open() -> std::io::Result<Server> {
+    pub(crate) fn open() -> std::io::Result<Server> {
         Ok(Server {
             listener: listen()?,
             clients: Vec::new(),
@@ -191,7 +191,7 @@ impl Server {
     }
 
     /// Descriptors to poll for reading: the listener and clients still sending a request.
-    pub fn interests(&self) -> impl Iterator<Item = (RawFd, Interest)> + '_ {
+    pub(crate) fn interests(&self) -> impl Iterator<Item = (RawFd, Interest)> + '_ {
         let clients = self
             .clients
             .iter()
@@ -201,12 +201,12 @@ impl Server {
         std::iter::once((self.listener.as_raw_fd(), Interest::Listener)).chain(clients)
     }
 
-    pub fn next_deadline(&self) -> Option<Time> {
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
         self.clients.iter().filter_map(|c| c.deadline).min()
     }
 
     /// Accepts every pending connection; refuses strangers and the ones over the cap.
-    pub fn accept(&mut self, now: Time) {
+    pub(crate) fn accept(&mut self, now: Time) {
         while let Ok(fd) =
             rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
         {
@@ -250,7 +250,7 @@ impl Server {
 
     /// Reads from client `index`. Returns its request once a whole line is in, for the
     /// supervisor; a request that cannot be parsed is refused here.
-    pub fn readable(&mut self, index: usize) -> Option<(ClientId, ControlRequest)> {
+    pub(crate) fn readable(&mut self, index: usize) -> Option<(ClientId, ControlRequest)> {
         let client = self.clients.get_mut(index)?;
         let line = match read_request(client) {
             Ok(Some(line)) => line,
@@ -285,7 +285,7 @@ impl Server {
     }
 
     /// Writes the supervisor's reply to `client` and closes the connection.
-    pub fn reply(&mut self, client: ClientId, reply: &Reply) {
+    pub(crate) fn reply(&mut self, client: ClientId, reply: &Reply) {
         if let Some(index) = self.clients.iter().position(|c| c.id == client) {
             let client = self.clients.remove(index);
             answer(&client.fd, reply);
@@ -293,7 +293,7 @@ impl Server {
     }
 
     /// Refuses the clients that did not send a request in time.
-    pub fn expire(&mut self, now: Time) {
+    pub(crate) fn expire(&mut self, now: Time) {
         self.clients.retain(|client| {
             let late = client.deadline.is_some_and(|d| now >= d);
             if late {

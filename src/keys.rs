@@ -16,16 +16,16 @@ use crate::supervisor::human;
 use crate::sys::libc_sig;
 
 /// One key of a `[daemon]` section.
-pub struct DaemonKey {
-    pub name: &'static str,
+pub(crate) struct DaemonKey {
+    pub(crate) name: &'static str,
     /// May appear more than once in a section: each line adds to the list.
-    pub repeatable: bool,
+    pub(crate) repeatable: bool,
     /// Sets the key's default on a fresh spec.
-    pub default: fn(&mut DaemonSpec),
+    pub(crate) default: fn(&mut DaemonSpec),
     /// Applies one value; the error becomes `PATH:LINE: message`.
-    pub parse: fn(&mut DaemonSpec, &str) -> Result<(), String>,
+    pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), String>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
-    pub print: fn(&DaemonSpec) -> Vec<String>,
+    pub(crate) print: fn(&DaemonSpec) -> Vec<String>,
 }
 
 fn nothing(_: &mut DaemonSpec) {}
@@ -47,7 +47,7 @@ fn when_restarting(spec: &DaemonSpec, value: Duration) -> Vec<String> {
     }
 }
 
-pub const DAEMON_KEYS: &[DaemonKey] = &[
+pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "run",
         repeatable: false,
@@ -240,7 +240,7 @@ pub const DAEMON_KEYS: &[DaemonKey] = &[
 ];
 
 /// The definition of daemon key `name`.
-pub fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
+pub(crate) fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
     DAEMON_KEYS.iter().find(|k| k.name == name)
 }
 
@@ -287,14 +287,14 @@ fn describe_check(check: &ReadyCheck) -> String {
 }
 
 /// One action a signal route can take: `on SIGNAL = ACTION [NAME...]`.
-pub struct RouteAction {
-    pub name: &'static str,
+pub(crate) struct RouteAction {
+    pub(crate) name: &'static str,
     /// Whether the action names daemons (`restart a b`) or takes none (`shutdown`).
-    pub takes_names: bool,
+    pub(crate) takes_names: bool,
     /// The route, given the named daemons' indices (empty when it takes none).
-    pub route: fn(Vec<usize>) -> Route,
+    pub(crate) route: fn(Vec<usize>) -> Route,
     /// The named daemons if `route` is this action's, for printing it back.
-    pub names_in: fn(&Route) -> Option<&[usize]>,
+    pub(crate) names_in: fn(&Route) -> Option<&[usize]>,
 }
 
 impl std::fmt::Debug for RouteAction {
@@ -303,7 +303,7 @@ impl std::fmt::Debug for RouteAction {
     }
 }
 
-pub const ROUTE_ACTIONS: &[RouteAction] = &[
+pub(crate) const ROUTE_ACTIONS: &[RouteAction] = &[
     RouteAction {
         name: "restart",
         takes_names: true,
@@ -349,12 +349,12 @@ pub const ROUTE_ACTIONS: &[RouteAction] = &[
 ];
 
 /// The definition of route action `name`.
-pub fn route_action(name: &str) -> Option<&'static RouteAction> {
+pub(crate) fn route_action(name: &str) -> Option<&'static RouteAction> {
     ROUTE_ACTIONS.iter().find(|a| a.name == name)
 }
 
 /// "restart, forward, forward-all, shutdown, ignore or status", for error messages.
-pub fn route_action_names() -> String {
+pub(crate) fn route_action_names() -> String {
     let names: Vec<&str> = ROUTE_ACTIONS.iter().map(|a| a.name).collect();
     let (last, rest) = names.split_last().unwrap_or((&"", &[]));
     format!("{} or {last}", rest.join(", "))
@@ -408,7 +408,7 @@ fn describe_route(plan: &Plan, route: &Route) -> String {
 
 /// A word as the bundle file's `run` line would take it back: bare when it can be,
 /// double-quoted (escaping `"` and `\`) otherwise.
-pub fn quote_word(word: &str) -> String {
+pub(crate) fn quote_word(word: &str) -> String {
     let plain = !word.is_empty()
         && !word
             .chars()

@@ -1,17 +1,24 @@
 //! bundle-init: a tiny static PID 1 that reaps, forwards signals and supervises a bundle
 //! of named daemons. `main.rs` only collects argv; everything starts in [`run`].
 
+// The public surface is what the rest of this repository uses from outside the crate:
+// - `run`: main.rs;
+// - `cli::parse`, `config::{parse, select}`, `keys::describe_plan` and the `plan` types they
+//   pass around: the fuzz targets;
+// - `config::{parse_duration, split_words}`, `signal`, and `sys`'s signal calls: the tests
+//   and bundle-testd (which shares the crate's signal handling rather than copying it).
+// Everything else is `pub(crate)`: the supervisor and the modules that carry out its actions.
 pub mod cli;
 pub mod config;
-pub mod control;
+mod control;
 pub mod keys;
-pub mod output;
+mod output;
 pub mod plan;
-pub mod ready;
-pub mod runtime;
+mod ready;
+mod runtime;
 pub mod signal;
-pub mod spawn;
-pub mod supervisor;
+mod spawn;
+mod supervisor;
 pub mod sys;
 
 use std::ffi::OsString;
@@ -104,10 +111,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Command::Run(options) => options,
     };
     let plan = match &options.bundle {
-        Some(path) => match bundle_plan(path, options.check) {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return 0,
-            Err(code) => return code,
+        Some(path) => match bundle_plan(path) {
+            Ok(plan) if options.check => return print(&keys::describe_plan(path, &plan)),
+            Ok(plan) => plan,
+            Err(e) => {
+                say(format_args!("{e}"));
+                return EXIT_USAGE;
+            }
         },
         None => single_child_plan(&options),
     };
@@ -183,22 +193,27 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
     }
 }
 
-/// Loads and selects a bundle. Ok(None): `--check` printed the plan and nothing runs.
-fn bundle_plan(path: &str, check: bool) -> Result<Option<Plan>, u8> {
-    let bundle = config::load(path).map_err(|e| {
-        say(format_args!("{e}"));
-        EXIT_USAGE
-    })?;
-    let selection = std::env::var("BUNDLE_INIT_DAEMONS").ok();
-    let plan = config::select(&bundle, selection.as_deref()).map_err(|e| {
-        say(format_args!("BUNDLE_INIT_DAEMONS: {}", e.0));
-        EXIT_USAGE
-    })?;
-    if check {
-        print(&keys::describe_plan(path, &plan));
-        return Ok(None);
+/// Why a bundle file could not become a plan: the message names the file and line, or the
+/// variable that selected daemons.
+enum PlanError {
+    Config(config::ConfigError),
+    Selection(config::SelectionError),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Config(e) => e.fmt(f),
+            PlanError::Selection(e) => write!(f, "BUNDLE_INIT_DAEMONS: {}", e.0),
+        }
     }
-    Ok(Some(plan))
+}
+
+/// Loads a bundle file and applies the BUNDLE_INIT_DAEMONS selection.
+fn bundle_plan(path: &str) -> Result<Plan, PlanError> {
+    let bundle = config::load(path).map_err(PlanError::Config)?;
+    let selection = std::env::var("BUNDLE_INIT_DAEMONS").ok();
+    config::select(&bundle, selection.as_deref()).map_err(PlanError::Selection)
 }
 
 fn single_child_plan(options: &Options) -> Plan {

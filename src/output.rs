@@ -11,24 +11,24 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// The kernel's atomic pipe write size on Linux.
-pub const PIPE_BUF: usize = libc::PIPE_BUF;
+pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
 /// Longest line content in one record; longer lines are split into several records.
-pub const MAX_LINE: usize = PIPE_BUF - 64;
+pub(crate) const MAX_LINE: usize = PIPE_BUF - 64;
 /// A sink holding more than this stops reading daemons' pipes until it drains, so a stuck
 /// reader makes the daemons wait (as a plain pipe would) instead of growing memory.
-pub const HIGH_WATER: usize = 64 * 1024;
+pub(crate) const HIGH_WATER: usize = 64 * 1024;
 /// Bytes one write tries to move when the descriptor is non-blocking.
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Cuts a byte stream into prefixed, newline-terminated records.
 #[derive(Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     partial: Vec<u8>,
 }
 
 impl LineSplitter {
     /// Appends a record to `out` for each complete line in `data`; keeps the rest.
-    pub fn feed(&mut self, prefix: &[u8], mut data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn feed(&mut self, prefix: &[u8], mut data: &[u8], out: &mut Vec<u8>) {
         while !data.is_empty() {
             let room = MAX_LINE - self.partial.len();
             let window = &data[..data.len().min(room + 1)];
@@ -46,7 +46,7 @@ impl LineSplitter {
     }
 
     /// Ends a final line that had no newline (the daemon exited mid-line).
-    pub fn finish(&mut self, prefix: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, prefix: &[u8], out: &mut Vec<u8>) {
         if !self.partial.is_empty() {
             self.emit(prefix, &[], out);
         }
@@ -62,14 +62,14 @@ impl LineSplitter {
 }
 
 /// One of bundle-init's own outputs (stdout or stderr) with a queue in front of it.
-pub struct Sink {
+pub(crate) struct Sink {
     /// A private non-blocking file description of the same pipe, when one could be opened.
     private: Option<OwnedFd>,
     raw: RawFd,
     pending: Vec<u8>,
     broken: bool,
     /// Bundle-init's own log lines dropped because the queue was full or the output broken.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 impl Sink {
@@ -77,7 +77,7 @@ impl Sink {
     /// with O_NONBLOCK: a new file description, so the shared one that unprefixed children
     /// also write to keeps its blocking mode. Otherwise writes stay blocking and are sized
     /// to what poll said fits.
-    pub fn new(raw: RawFd) -> Sink {
+    pub(crate) fn new(raw: RawFd) -> Sink {
         let fd = borrow_fd(raw);
         let is_fifo =
             rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
@@ -100,26 +100,26 @@ impl Sink {
     }
 
     /// Whether `raw` and this sink write to the same file (stdout and stderr often do).
-    pub fn same_file_as(&self, raw: RawFd) -> bool {
+    pub(crate) fn same_file_as(&self, raw: RawFd) -> bool {
         let a = rustix::fs::fstat(borrow_fd(self.raw));
         let b = rustix::fs::fstat(borrow_fd(raw));
         matches!((a, b), (Ok(a), Ok(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino)
     }
 
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.private.as_ref().map_or(self.raw, |fd| fd.as_raw_fd())
     }
 
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.pending.len() < HIGH_WATER
     }
 
-    pub fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         !self.pending.is_empty() && !self.broken
     }
 
     /// Queues records; once the output is broken, they are discarded.
-    pub fn queue(&mut self) -> Option<&mut Vec<u8>> {
+    pub(crate) fn queue(&mut self) -> Option<&mut Vec<u8>> {
         if self.broken {
             None
         } else {
@@ -128,7 +128,7 @@ impl Sink {
     }
 
     /// Queues one of bundle-init's own lines, or drops it when the queue is full.
-    pub fn log_line(&mut self, line: &[u8]) {
+    pub(crate) fn log_line(&mut self, line: &[u8]) {
         if self.broken || self.pending.len() + line.len() > HIGH_WATER * 2 {
             self.dropped += 1;
         } else {
@@ -137,7 +137,7 @@ impl Sink {
     }
 
     /// Writes what it can without blocking. Call when poll reports the descriptor writable.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while self.wants_write() {
             let limit = if self.private.is_some() {
                 WRITE_CHUNK
@@ -182,7 +182,7 @@ fn whole_records(pending: &[u8], limit: usize) -> usize {
 
 /// Borrows a descriptor bundle-init does not own: 0, 1 and 2 (opened at start
 /// if they were closed, never closed), or inherited ones it only looks at.
-pub fn borrow_fd(raw: RawFd) -> BorrowedFd<'static> {
+pub(crate) fn borrow_fd(raw: RawFd) -> BorrowedFd<'static> {
     // SAFETY: these descriptors are never closed by bundle-init; a number that is not open
     // only makes the system call that uses it fail with EBADF.
     unsafe { BorrowedFd::borrow_raw(raw) }

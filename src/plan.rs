@@ -10,7 +10,7 @@ use crate::sys::{MAX_SIGNAL, libc_sig};
 
 /// What happens when a daemon exits without having been asked to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitPolicy {
+pub(crate) enum ExitPolicy {
     /// Log it; the siblings carry on; nothing restarts it.
     KeepRunning,
     /// Start it again after a backoff that doubles up to a cap.
@@ -20,7 +20,7 @@ pub enum ExitPolicy {
 }
 
 impl ExitPolicy {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ExitPolicy::KeepRunning => "keep-running",
             ExitPolicy::Restart => "restart",
@@ -32,10 +32,10 @@ impl ExitPolicy {
 /// Delays between automatic restarts: `initial`, doubling up to `max`; a run that lasted
 /// at least `stable_after` counts as healthy and brings the delay back to `initial`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-    pub stable_after: Duration,
+pub(crate) struct Backoff {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+    pub(crate) stable_after: Duration,
 }
 
 impl Default for Backoff {
@@ -51,16 +51,16 @@ impl Default for Backoff {
 /// The environment a daemon starts with: bundle-init's own, minus `unset` names and
 /// `unset_prefixes`, plus `set` (applied last, so a set variable survives a prefix unset).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EnvPlan {
-    pub set: Vec<(OsString, OsString)>,
-    pub unset: Vec<OsString>,
-    pub unset_prefixes: Vec<OsString>,
+pub(crate) struct EnvPlan {
+    pub(crate) set: Vec<(OsString, OsString)>,
+    pub(crate) unset: Vec<OsString>,
+    pub(crate) unset_prefixes: Vec<OsString>,
 }
 
 /// How bundle-init knows a daemon is ready (checked by bundle-init itself: the image may
 /// have no tool to do it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadyCheck {
+pub(crate) enum ReadyCheck {
     /// A TCP connection to `host:port` is accepted.
     Tcp(String),
     /// A connection to this Unix socket is accepted.
@@ -74,31 +74,31 @@ pub enum ReadyCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonSpec {
     pub name: String,
-    pub argv: Vec<OsString>,
-    pub cwd: Option<PathBuf>,
-    pub env: EnvPlan,
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) env: EnvPlan,
     /// Numeric uid and gid; supplementary groups are cleared when set.
-    pub user: Option<(u32, u32)>,
-    pub stop_signal: Sig,
+    pub(crate) user: Option<(u32, u32)>,
+    pub(crate) stop_signal: Sig,
     /// How long a stop signal may take before SIGKILL, on restart and at shutdown.
-    pub grace: Duration,
-    pub on_exit: ExitPolicy,
-    pub backoff: Backoff,
+    pub(crate) grace: Duration,
+    pub(crate) on_exit: ExitPolicy,
+    pub(crate) backoff: Backoff,
     /// Route stdout/stderr through bundle-init as `[name] line`.
-    pub prefix_output: bool,
+    pub(crate) prefix_output: bool,
     /// Signals go to the daemon's whole process group instead of its pid.
-    pub signal_group: bool,
-    pub no_new_privs: bool,
-    pub ready: Option<ReadyCheck>,
+    pub(crate) signal_group: bool,
+    pub(crate) no_new_privs: bool,
+    pub(crate) ready: Option<ReadyCheck>,
     /// Names of daemons that must be ready before this one starts.
-    pub after: Vec<String>,
+    pub(crate) after: Vec<String>,
     /// How long to wait for `after` before the exit policy applies.
-    pub ready_timeout: Duration,
+    pub(crate) ready_timeout: Duration,
 }
 
 impl DaemonSpec {
     /// A daemon with every key at its default (`keys::DAEMON_KEYS` says which).
-    pub fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
+    pub(crate) fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
         let mut spec = DaemonSpec {
             name: name.to_string(),
             argv,
@@ -125,7 +125,7 @@ impl DaemonSpec {
 
 /// What a signal sent to bundle-init does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// Stop every daemon and exit.
     Shutdown,
     /// Drop it.
@@ -142,13 +142,13 @@ pub enum Route {
 
 /// A route per signal number (index 0 unused).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Routes {
+pub(crate) struct Routes {
     table: Vec<Route>,
 }
 
 impl Routes {
     /// Bundle defaults: TERM, INT and QUIT shut down; everything else goes to every daemon.
-    pub fn bundle_defaults() -> Routes {
+    pub(crate) fn bundle_defaults() -> Routes {
         let mut routes = Routes::forward_everything();
         for sig in [libc_sig::TERM, libc_sig::INT, libc_sig::QUIT] {
             routes.set(Sig(sig), Route::Shutdown);
@@ -157,24 +157,27 @@ impl Routes {
     }
 
     /// tini's behaviour: every signal goes to the child, TERM included.
-    pub fn forward_everything() -> Routes {
+    pub(crate) fn forward_everything() -> Routes {
         Routes {
             table: vec![Route::ForwardAll; MAX_SIGNAL as usize + 1],
         }
     }
 
-    pub fn set(&mut self, sig: Sig, route: Route) {
+    pub(crate) fn set(&mut self, sig: Sig, route: Route) {
         if let Some(slot) = self.table.get_mut(sig.0 as usize) {
             *slot = route;
         }
     }
 
-    pub fn get(&self, sig: Sig) -> &Route {
+    pub(crate) fn get(&self, sig: Sig) -> &Route {
         self.table.get(sig.0 as usize).unwrap_or(&Route::Ignore)
     }
 
     /// Routes that differ from `base`, for printing a plan.
-    pub fn changed_from<'a>(&'a self, base: &'a Routes) -> impl Iterator<Item = (Sig, &'a Route)> {
+    pub(crate) fn changed_from<'a>(
+        &'a self,
+        base: &'a Routes,
+    ) -> impl Iterator<Item = (Sig, &'a Route)> {
         (1..self.table.len())
             .filter(move |&n| self.table[n] != base.table[n])
             .map(move |n| (Sig(n as i32), &self.table[n]))
@@ -184,16 +187,16 @@ impl Routes {
 /// Everything the supervisor needs to run.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub daemons: Vec<DaemonSpec>,
-    pub routes: Routes,
+    pub(crate) daemons: Vec<DaemonSpec>,
+    pub(crate) routes: Routes,
     /// Bundle mode: the one shared deadline for shutdown. Single-child mode: how long
     /// leftover processes get after the child exits (only if `stop_leftovers`).
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// After the daemons are gone, TERM (then KILL at the deadline) any other process
     /// still around instead of exiting at once.
-    pub stop_leftovers: bool,
+    pub(crate) stop_leftovers: bool,
     /// Exit codes reported as 0 (tini's `-e`).
-    pub success_codes: Vec<u8>,
+    pub(crate) success_codes: Vec<u8>,
     /// Single-child mode: the bundle's exit code is the child's, not the highest failure.
-    pub single_child: bool,
+    pub(crate) single_child: bool,
 }

@@ -16,7 +16,7 @@ use crate::plan::ReadyCheck;
 use crate::supervisor::Time;
 
 /// How often a failed connect or a missing file is tried again.
-pub const RETRY: Duration = Duration::from_millis(100);
+pub(crate) const RETRY: Duration = Duration::from_millis(100);
 
 struct Probe {
     next_at: Time,
@@ -27,12 +27,12 @@ struct Probe {
 }
 
 #[derive(Clone, Copy)]
-pub enum Interest {
+pub(crate) enum Interest {
     Connect(usize),
     Notify(usize),
 }
 
-pub struct Probes {
+pub(crate) struct Probes {
     /// Each daemon's check, from its spec.
     checks: Vec<Option<ReadyCheck>>,
     probes: Vec<Option<Probe>>,
@@ -42,13 +42,13 @@ pub struct Probes {
 }
 
 /// A notification pipe for one spawn: the child gets `write` as descriptor `target`.
-pub struct NotifyPipe {
-    pub write: OwnedFd,
-    pub target: i32,
+pub(crate) struct NotifyPipe {
+    pub(crate) write: OwnedFd,
+    pub(crate) target: i32,
 }
 
 /// A TCP check's address: a numeric address, or `localhost` (no name lookups in PID 1).
-pub fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
+pub(crate) fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
     if let Some(port) = text.strip_prefix("localhost:") {
         return Some(std::net::SocketAddr::from((
             [127, 0, 0, 1],
@@ -59,7 +59,7 @@ pub fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
 }
 
 impl Probes {
-    pub fn new(checks: Vec<Option<ReadyCheck>>) -> Probes {
+    pub(crate) fn new(checks: Vec<Option<ReadyCheck>>) -> Probes {
         let daemons = checks.len();
         Probes {
             checks,
@@ -70,7 +70,7 @@ impl Probes {
 
     /// Before spawning daemon `index`: the pipe its notify check reads, if it has one. A
     /// fresh pipe per start, so a new process never inherits an old one's notification.
-    pub fn notify_pipe(&mut self, index: usize) -> Option<NotifyPipe> {
+    pub(crate) fn notify_pipe(&mut self, index: usize) -> Option<NotifyPipe> {
         let Some(Some(ReadyCheck::Notify(target))) = self.checks.get(index) else {
             return None;
         };
@@ -83,7 +83,7 @@ impl Probes {
     }
 
     /// Starts daemon `index`'s check; the first attempt runs at the next `run_due`.
-    pub fn start(&mut self, index: usize, now: Time) {
+    pub(crate) fn start(&mut self, index: usize, now: Time) {
         let Some(slot) = self.probes.get_mut(index) else {
             return;
         };
@@ -95,14 +95,14 @@ impl Probes {
     }
 
     /// Stops daemon `index`'s check and closes whatever it held.
-    pub fn stop(&mut self, index: usize) {
+    pub(crate) fn stop(&mut self, index: usize) {
         if let Some(slot) = self.probes.get_mut(index) {
             *slot = None;
         }
     }
 
     /// Runs the probes that are due; returns the daemons found ready (their probes stop).
-    pub fn run_due(&mut self, now: Time) -> Vec<usize> {
+    pub(crate) fn run_due(&mut self, now: Time) -> Vec<usize> {
         let mut ready = Vec::new();
         for index in 0..self.probes.len() {
             let (Some(probe), Some(check)) = (self.probes[index].as_mut(), &self.checks[index])
@@ -123,7 +123,7 @@ impl Probes {
     }
 
     /// Descriptors to poll: connects under way (for writability) and notification pipes.
-    pub fn interests(&self) -> impl Iterator<Item = (RawFd, i16, Interest)> + '_ {
+    pub(crate) fn interests(&self) -> impl Iterator<Item = (RawFd, i16, Interest)> + '_ {
         self.probes.iter().enumerate().flat_map(|(index, probe)| {
             let probe = probe.as_ref();
             let connect = probe.and_then(|p| p.connecting.as_ref()).map(|fd| {
@@ -142,7 +142,7 @@ impl Probes {
 
     /// A polled descriptor is ready; returns the daemon if it became ready (its probe
     /// stops).
-    pub fn event(&mut self, interest: Interest, now: Time) -> Option<usize> {
+    pub(crate) fn event(&mut self, interest: Interest, now: Time) -> Option<usize> {
         let ready = self.observe(interest, now)?;
         self.probes[ready] = None;
         Some(ready)
@@ -173,7 +173,7 @@ impl Probes {
     }
 
     /// The next time a probe wants to run again.
-    pub fn next_deadline(&self) -> Option<Time> {
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
         self.probes
             .iter()
             .flatten()

@@ -22,9 +22,9 @@ const FINAL_FLUSH: Duration = Duration::from_millis(500);
 /// si_code of a signal sent with kill(2).
 const SI_USER: i32 = libc::SI_USER;
 
-pub struct Settings {
-    pub setup: ChildSetup,
-    pub pid1: bool,
+pub(crate) struct Settings {
+    pub(crate) setup: ChildSetup,
+    pub(crate) pid1: bool,
 }
 
 /// One daemon output stream: a pipe kept for bundle-init's whole life, so restarts reuse
@@ -50,7 +50,7 @@ enum Source {
     Ready(crate::ready::Interest),
 }
 
-pub struct Runtime {
+pub(crate) struct Runtime {
     sup: Supervisor,
     signals: OwnedFd,
     settings: Settings,
@@ -66,7 +66,7 @@ pub struct Runtime {
     probes: crate::ready::Probes,
 }
 
-pub fn now() -> Time {
+pub(crate) fn now() -> Time {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     // Nanoseconds since boot fit a u64 for 584 years; from_nanos has no panic path.
     Duration::from_nanos(
@@ -77,7 +77,7 @@ pub fn now() -> Time {
 }
 
 impl Runtime {
-    pub fn new(
+    pub(crate) fn new(
         sup: Supervisor,
         signals: OwnedFd,
         settings: Settings,
@@ -134,7 +134,7 @@ impl Runtime {
     }
 
     /// Runs until the supervisor says exit; returns the exit code.
-    pub fn run(mut self) -> u8 {
+    pub(crate) fn run(mut self) -> u8 {
         let mut actions = Actions::new();
         self.sup.start(now(), &mut actions);
         loop {

@@ -17,26 +17,26 @@ use crate::sys::{self, ChildStep, ExecPlan, SigSet};
 
 /// What every child gets back from bundle-init's own start.
 #[derive(Clone, Copy)]
-pub struct ChildSetup {
-    pub inherited_mask: SigSet,
+pub(crate) struct ChildSetup {
+    pub(crate) inherited_mask: SigSet,
     /// Make the child's process group the terminal's foreground group.
-    pub give_terminal: bool,
+    pub(crate) give_terminal: bool,
 }
 
 /// Where a child's stdout and stderr go: inherited (None), or onto this descriptor.
 #[derive(Clone, Copy, Default)]
-pub struct ChildOutput {
-    pub stdout: Option<RawFd>,
-    pub stderr: Option<RawFd>,
+pub(crate) struct ChildOutput {
+    pub(crate) stdout: Option<RawFd>,
+    pub(crate) stderr: Option<RawFd>,
     /// The write end of a readiness notification pipe, and the number the child gets it as.
-    pub notify: Option<(RawFd, i32)>,
+    pub(crate) notify: Option<(RawFd, i32)>,
 }
 
 /// Default search path when neither the daemon's environment nor bundle-init's has PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Spawns `spec` and returns its pid.
-pub fn spawn(
+pub(crate) fn spawn(
     spec: &DaemonSpec,
     setup: ChildSetup,
     output: ChildOutput,
@@ -280,7 +280,7 @@ fn describe_errno(errno: i32) -> String {
 use libc::{EAGAIN, ENOENT, ENOMEM, ENOTDIR};
 
 /// The environment for a daemon whose spec changes it, or None to inherit unchanged.
-pub fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
+pub(crate) fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
     if plan.set.is_empty() && plan.unset.is_empty() && plan.unset_prefixes.is_empty() {
         return None;
     }
@@ -288,7 +288,7 @@ pub fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
 }
 
 /// Pure part of `child_environment`: removes by name and by prefix, then sets.
-pub fn apply_env_plan(
+pub(crate) fn apply_env_plan(
     base: impl Iterator<Item = (OsString, OsString)>,
     plan: &EnvPlan,
 ) -> Vec<(OsString, OsString)> {

@@ -13,18 +13,18 @@ use crate::signal::Sig;
 use crate::sys::libc_sig;
 
 /// A reading of the monotonic clock.
-pub type Time = Duration;
+pub(crate) type Time = Duration;
 
 /// How a child ended, as `wait` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     Code(u8),
     Signal(i32),
 }
 
 impl ExitStatus {
     /// The shell's convention: the exit code, or 128+N when signal N killed it.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             ExitStatus::Code(c) => c,
             ExitStatus::Signal(n) => 128u8.saturating_add(n.clamp(0, 127) as u8),
@@ -43,7 +43,7 @@ impl fmt::Display for ExitStatus {
 
 /// Log levels; a message is shown when its level is at most the verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     Error = 0,
     /// Warnings and the lifecycle of daemons (starts, exits, restarts): shown by default.
     Notice = 1,
@@ -53,21 +53,21 @@ pub enum Level {
 
 /// Why a spawn failed, as the supervisor needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpawnFailure {
+pub(crate) struct SpawnFailure {
     /// fork itself failed (EAGAIN under a process limit, ENOMEM): worth retrying whatever
     /// the exit policy says.
-    pub transient: bool,
+    pub(crate) transient: bool,
     /// The code this counts as when it is not transient: 127 not found, 126 not runnable.
-    pub code: u8,
-    pub message: String,
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 /// A control client, numbered by the driver; replies name it.
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;
 
 /// What a control client can ask (parsed from its request line by `control`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ControlRequest {
+pub(crate) enum ControlRequest {
     Status { json: bool },
     Restart(Vec<String>),
     Signal(String, Sig),
@@ -76,7 +76,7 @@ pub enum ControlRequest {
 
 /// The answer to a control request: `OK` and a body, or `ERR reason` and a body.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     Ok(String),
     Err { reason: String, body: String },
 }
@@ -91,7 +91,7 @@ impl Reply {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Start daemon `index`; answer with `Supervisor::on_spawned`.
     Spawn(usize),
     /// Send `sig` to `pid`, or to its process group when `group`.
@@ -123,7 +123,7 @@ pub enum Action {
 
 /// Who asked for a restart: a signal route or the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     Signal(Sig),
     Control,
 }
@@ -147,7 +147,7 @@ struct RestartRequest {
 
 /// What became of a restart request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestartOutcome {
+pub(crate) enum RestartOutcome {
     /// The daemon is being stopped, or started if it was down.
     Begun,
     /// A restart was already under way; this request joined it.
@@ -208,11 +208,11 @@ impl State {
 }
 
 #[derive(Clone, Debug)]
-pub struct Daemon {
-    pub spec: DaemonSpec,
+pub(crate) struct Daemon {
+    pub(crate) spec: DaemonSpec,
     state: State,
-    pub restarts: u32,
-    pub last_exit: Option<ExitStatus>,
+    pub(crate) restarts: u32,
+    pub(crate) last_exit: Option<ExitStatus>,
     /// Crashes since the last stable run; sets the next backoff delay.
     crashes_in_a_row: u32,
     /// Running, and its readiness check (if any) has passed.
@@ -222,7 +222,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn pid(&self) -> Option<i32> {
+    pub(crate) fn pid(&self) -> Option<i32> {
         match self.state {
             State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
             _ => None,
@@ -231,11 +231,6 @@ impl Daemon {
 
     fn is_live(&self) -> bool {
         self.pid().is_some()
-    }
-
-    /// Running, and its readiness check (if it has one) has passed.
-    pub fn is_ready(&self) -> bool {
-        self.ready
     }
 
     fn is_running(&self) -> bool {
@@ -288,7 +283,7 @@ enum LeftoverSweep {
     Reaped,
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     daemons: Vec<Daemon>,
     routes: Routes,
     shutdown_grace: Duration,
@@ -309,10 +304,10 @@ pub struct Supervisor {
     replies: Vec<PendingReply>,
 }
 
-pub type Actions = VecDeque<Action>;
+pub(crate) type Actions = VecDeque<Action>;
 
 impl Supervisor {
-    pub fn new(plan: Plan) -> Supervisor {
+    pub(crate) fn new(plan: Plan) -> Supervisor {
         let names: Vec<String> = plan.daemons.iter().map(|d| d.name.clone()).collect();
         let lifecycle = if plan.single_child {
             Level::Info
@@ -349,21 +344,21 @@ impl Supervisor {
         }
     }
 
-    pub fn daemons(&self) -> &[Daemon] {
+    pub(crate) fn daemons(&self) -> &[Daemon] {
         &self.daemons
     }
 
     /// The daemon whose live process is `pid`.
-    pub fn daemon_of(&self, pid: i32) -> Option<usize> {
+    pub(crate) fn daemon_of(&self, pid: i32) -> Option<usize> {
         self.daemons.iter().position(|d| d.pid() == Some(pid))
     }
 
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         !matches!(self.phase, Phase::Running)
     }
 
     /// Starts every daemon, in order.
-    pub fn start(&mut self, now: Time, out: &mut Actions) {
+    pub(crate) fn start(&mut self, now: Time, out: &mut Actions) {
         if self.daemons.is_empty() {
             self.log(out, Level::Notice, || {
                 "no daemon selected; nothing to do".to_string()
@@ -422,7 +417,7 @@ impl Supervisor {
     }
 
     /// The readiness check of `index` passed (its probe stops by itself).
-    pub fn on_ready(&mut self, index: usize, now: Time, out: &mut Actions) {
+    pub(crate) fn on_ready(&mut self, index: usize, now: Time, out: &mut Actions) {
         let Some(daemon) = self.daemons.get_mut(index) else {
             return;
         };
@@ -436,7 +431,7 @@ impl Supervisor {
     }
 
     /// The driver carried out `Action::Spawn(index)`.
-    pub fn on_spawned(
+    pub(crate) fn on_spawned(
         &mut self,
         index: usize,
         result: Result<i32, SpawnFailure>,
@@ -520,7 +515,7 @@ impl Supervisor {
     }
 
     /// A child was reaped: a daemon, or an orphan bundle-init adopted.
-    pub fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) {
+    pub(crate) fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) {
         let Some(index) = self.daemon_of(pid) else {
             let level = self.orphans;
             self.log(out, level, || format!("reaped zombie pid {pid} ({status})"));
@@ -564,7 +559,7 @@ impl Supervisor {
 
     /// Called after every reaping pass: `children_remain` says whether wait found other
     /// children still alive. Shutdown finishes here once nothing is left to wait for.
-    pub fn after_reaping(&mut self, children_remain: bool, out: &mut Actions) {
+    pub(crate) fn after_reaping(&mut self, children_remain: bool, out: &mut Actions) {
         self.leftovers = children_remain;
         if let Phase::ShuttingDown {
             leftovers: sweep @ LeftoverSweep::AwaitingReap,
@@ -576,7 +571,7 @@ impl Supervisor {
         self.check_shutdown_done(out);
     }
 
-    pub fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Actions) {
+    pub(crate) fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Actions) {
         match self.routes.get(sig) {
             Route::Shutdown if self.is_shutting_down() => self.log(out, Level::Notice, || {
                 format!("received {sig} again: already shutting down, ignored")
@@ -607,7 +602,7 @@ impl Supervisor {
     }
 
     /// Restart one daemon in place; the same rules whoever asks.
-    pub fn request_restart(
+    pub(crate) fn request_restart(
         &mut self,
         index: usize,
         by: Cause,
@@ -715,7 +710,7 @@ impl Supervisor {
 
     /// A control client's request. Every request is answered with `Action::Reply`: at once,
     /// or for a restart when the replacements run (or gave up, or the deadline passed).
-    pub fn on_control(
+    pub(crate) fn on_control(
         &mut self,
         client: ClientId,
         request: ControlRequest,
@@ -877,7 +872,7 @@ impl Supervisor {
 
     /// One line per daemon: name, state, pid, uptime, restarts, last exit. With `json`, one
     /// JSON object per line.
-    pub fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
+    pub(crate) fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
         self.daemons
             .iter()
             .map(|d| {
@@ -920,7 +915,7 @@ impl Supervisor {
 
     /// Ok when every daemon runs (and is ready, if it has a check); otherwise what is
     /// wrong, daemon by daemon.
-    pub fn health(&self) -> Result<(), Vec<String>> {
+    pub(crate) fn health(&self) -> Result<(), Vec<String>> {
         let problems: Vec<String> = self
             .daemons
             .iter()
@@ -953,7 +948,7 @@ impl Supervisor {
     /// Acts on every deadline that has come: SIGKILL after a grace, the end of a backoff or
     /// of a wait for dependencies, the end of the shutdown budget, a control reply's
     /// deadline.
-    pub fn on_tick(&mut self, now: Time, out: &mut Actions) {
+    pub(crate) fn on_tick(&mut self, now: Time, out: &mut Actions) {
         let running = !self.is_shutting_down();
         for index in 0..self.daemons.len() {
             match self.daemons[index].state {
@@ -1025,7 +1020,7 @@ impl Supervisor {
 
     /// The earliest time `on_tick` has something to do, or None: then nothing but an
     /// event can change anything, and the loop may sleep for ever.
-    pub fn next_deadline(&self) -> Option<Time> {
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
         let running = !self.is_shutting_down();
         let daemons = self.daemons.iter().filter_map(|d| match d.state {
             State::Stopping { kill_at, .. } => kill_at,
@@ -1065,14 +1060,20 @@ impl Supervisor {
     }
 
     /// Sending an action's signal failed (usually: the process was already gone).
-    pub fn on_signal_failed(&mut self, target: i32, sig: Sig, error: &str, out: &mut Actions) {
+    pub(crate) fn on_signal_failed(
+        &mut self,
+        target: i32,
+        sig: Sig,
+        error: &str,
+        out: &mut Actions,
+    ) {
         self.log(out, Level::Debug, || {
             format!("sending {sig} to {target} failed: {error}")
         });
     }
 
     /// bundle-init is about to exit and its sinks dropped `count` of its own log lines.
-    pub fn on_log_lines_dropped(&mut self, count: u64, out: &mut Actions) {
+    pub(crate) fn on_log_lines_dropped(&mut self, count: u64, out: &mut Actions) {
         if count > 0 {
             self.log(out, Level::Notice, || {
                 format!("{count} of bundle-init's own log lines were dropped")
@@ -1081,7 +1082,7 @@ impl Supervisor {
     }
 
     /// A system call in the driver failed; the loop goes on.
-    pub fn on_driver_error(&mut self, what: &str, error: &str, out: &mut Actions) {
+    pub(crate) fn on_driver_error(&mut self, what: &str, error: &str, out: &mut Actions) {
         self.log(out, Level::Error, || format!("{what} failed: {error}"));
     }
 
@@ -1233,7 +1234,7 @@ impl Supervisor {
 
     /// Lines above `level` are never formatted: a signal storm or a zombie flood must not
     /// cost a format per event. Everything is shown until this is called.
-    pub fn set_verbosity(&mut self, verbosity: u8) {
+    pub(crate) fn set_verbosity(&mut self, verbosity: u8) {
         self.verbosity = match verbosity {
             0 => Level::Error,
             1 => Level::Notice,
@@ -1243,7 +1244,7 @@ impl Supervisor {
     }
 
     /// With `-w`, reaped orphans are logged at the default level rather than as debug.
-    pub fn set_orphan_warnings(&mut self, warn: bool) {
+    pub(crate) fn set_orphan_warnings(&mut self, warn: bool) {
         self.orphans = if warn { Level::Notice } else { Level::Debug };
     }
 }
@@ -1263,7 +1264,7 @@ fn stopped_code(status: ExitStatus, stop_signal: Sig) -> u8 {
 }
 
 /// `1.5s`, `250ms`, `2m`: for log lines.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -1984,7 +1985,7 @@ mod tests {
         sup.on_ready(0, secs(0.5), &mut out);
         assert_eq!(spawns(&out), vec![1]);
         assert!(logs(&out).contains("db is ready"));
-        assert!(sup.daemons()[0].is_ready());
+        assert!(sup.daemons()[0].ready);
     }
 
     #[test]
@@ -2051,7 +2052,7 @@ mod tests {
         sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
         sup.on_ready(0, secs(0.2), &mut out);
         sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
-        assert!(!sup.daemons()[0].is_ready());
+        assert!(!sup.daemons()[0].ready);
         assert!(sup.status_lines(secs(1.0), false)[0].contains("ready no"));
     }
 }

@@ -12,7 +12,7 @@ use std::os::raw::{c_char, c_int};
 
 /// Synchronous fault signals stay unblocked: blocking them would turn a crash of
 /// bundle-init into a hang instead of a visible death.
-pub const FAULT_SIGNALS: [i32; 7] = [
+pub(crate) const FAULT_SIGNALS: [i32; 7] = [
     libc_sig::SEGV,
     libc_sig::BUS,
     libc_sig::ILL,
@@ -40,15 +40,12 @@ pub mod libc_sig {
     pub const TERM: i32 = libc::SIGTERM;
     pub const CHLD: i32 = libc::SIGCHLD;
     pub const STOP: i32 = libc::SIGSTOP;
-    pub const TSTP: i32 = libc::SIGTSTP;
-    pub const TTIN: i32 = libc::SIGTTIN;
-    pub const TTOU: i32 = libc::SIGTTOU;
     pub const SYS: i32 = libc::SIGSYS;
 }
 
 /// The highest signal number: the kernel's _NSIG on x86_64 and aarch64 (a unit test holds
 /// it to libc's SIGRTMAX, which is a function and cannot name a constant).
-pub const MAX_SIGNAL: i32 = 64;
+pub(crate) const MAX_SIGNAL: i32 = 64;
 
 /// A signal set, `sigset_t` as this target's libc lays it out.
 #[derive(Clone, Copy)]
@@ -102,7 +99,7 @@ impl SigSet {
             .fold(0, |mask, sig| mask | 1u64 << (sig - 1))
     }
 
-    pub fn contains(&self, sig: i32) -> bool {
+    pub(crate) fn contains(&self, sig: i32) -> bool {
         // SAFETY: a valid set and an in-range number; sigismember only reads the set.
         (1..=MAX_SIGNAL).contains(&sig) && unsafe { libc::sigismember(&self.0, sig) } == 1
     }
@@ -113,7 +110,7 @@ impl SigSet {
 pub type PollFd = libc::pollfd;
 
 pub const POLLIN: i16 = libc::POLLIN;
-pub const POLLOUT: i16 = libc::POLLOUT;
+pub(crate) const POLLOUT: i16 = libc::POLLOUT;
 
 /// errno after a failed libc call.
 fn errno() -> c_int {
@@ -218,7 +215,7 @@ impl SignalInfo {
 }
 
 /// fork(2). Ok(0) in the child, Ok(pid) in the parent.
-pub fn fork_process() -> io::Result<i32> {
+pub(crate) fn fork_process() -> io::Result<i32> {
     // SAFETY: bundle-init is single-threaded, so the child may go on running Rust code
     // until exec; `child` below only makes async-signal-safe calls.
     let pid = unsafe { libc::fork() };
@@ -229,28 +226,28 @@ pub fn fork_process() -> io::Result<i32> {
 }
 
 /// Everything a child needs between fork and exec, prepared (and allocated) beforehand.
-pub struct ExecPlan<'a> {
+pub(crate) struct ExecPlan<'a> {
     /// Paths to try in order (one, or one per PATH entry), NUL-terminated.
-    pub candidates: &'a [std::ffi::CString],
+    pub(crate) candidates: &'a [std::ffi::CString],
     /// argv and envp as NULL-terminated pointer arrays; envp None inherits `environ`.
-    pub argv: &'a [*const c_char],
-    pub envp: Option<&'a [*const c_char]>,
-    pub cwd: Option<&'a std::ffi::CStr>,
-    pub user: Option<(u32, u32)>,
-    pub stdout: Option<c_int>,
-    pub stderr: Option<c_int>,
+    pub(crate) argv: &'a [*const c_char],
+    pub(crate) envp: Option<&'a [*const c_char]>,
+    pub(crate) cwd: Option<&'a std::ffi::CStr>,
+    pub(crate) user: Option<(u32, u32)>,
+    pub(crate) stdout: Option<c_int>,
+    pub(crate) stderr: Option<c_int>,
     /// (descriptor, number the child gets it as): the readiness notification pipe.
-    pub notify: Option<(c_int, c_int)>,
-    pub give_terminal: bool,
-    pub no_new_privs: bool,
-    pub mask: SigSet,
+    pub(crate) notify: Option<(c_int, c_int)>,
+    pub(crate) give_terminal: bool,
+    pub(crate) no_new_privs: bool,
+    pub(crate) mask: SigSet,
     /// Write end of the CLOEXEC pipe the child reports a failure on.
-    pub report: c_int,
+    pub(crate) report: c_int,
 }
 
 /// Which step of starting a child failed, as the child reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChildStep {
+pub(crate) enum ChildStep {
     ProcessGroup = 1,
     Redirect = 2,
     WorkingDirectory = 3,
@@ -261,7 +258,7 @@ pub enum ChildStep {
 }
 
 impl ChildStep {
-    pub fn from_code(code: u32) -> ChildStep {
+    pub(crate) fn from_code(code: u32) -> ChildStep {
         match code {
             1 => ChildStep::ProcessGroup,
             2 => ChildStep::Redirect,
@@ -277,7 +274,7 @@ impl ChildStep {
 /// The child's side: set up and exec, or report (step, errno) on the report pipe and exit
 /// 127. Makes only async-signal-safe system calls and allocates nothing: every pointer
 /// comes from `plan`, which the parent prepared (the child has its own copy of it).
-pub fn child(plan: &ExecPlan<'_>) -> ! {
+pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
     let report = plan.report;
     // SAFETY: setpgid has no memory arguments.
     if unsafe { libc::setpgid(0, 0) } != 0 {
