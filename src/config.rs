@@ -183,7 +183,7 @@ impl Parser<'_> {
 
     fn bundle_key(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         if let Some(signal) = key.strip_prefix("on ").or_else(|| key.strip_prefix("on\t")) {
-            let sig = parse_signal(signal).map_err(|m| self.error(m))?;
+            let sig = parse_signal(signal).map_err(|e| self.error(e.to_string()))?;
             let route = self.route(sig, value)?;
             if self.bundle.routes.iter().any(|(s, _)| *s == sig) {
                 return Err(self.error(format!("{sig} is routed twice")));

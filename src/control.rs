@@ -30,10 +30,30 @@ pub(crate) const MAX_CLIENTS: usize = 8;
 /// A client has this long to send its request.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Why a request line was refused; `Display` is the `ERR` line's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RequestError {
+    NotUtf8,
+    Empty,
+    Unknown(String),
+    BadSignal(crate::signal::SignalError),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::NotUtf8 => f.write_str("request is not UTF-8"),
+            RequestError::Empty => f.write_str("empty request"),
+            RequestError::Unknown(text) => write!(f, "unknown request \"{text}\""),
+            RequestError::BadSignal(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Parses one request line (without its newline).
-pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
+pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError> {
     use ControlRequest as Request;
-    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let text = std::str::from_utf8(line).map_err(|_| RequestError::NotUtf8)?;
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => Ok(Request::Status { json: false }),
@@ -42,9 +62,12 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
         ["restart", names @ ..] if !names.is_empty() => Ok(Request::Restart(
             names.iter().map(|n| n.to_string()).collect(),
         )),
-        ["signal", name, sig] => Ok(Request::Signal(name.to_string(), parse_signal(sig)?)),
-        [] => Err("empty request".to_string()),
-        _ => Err(format!("unknown request \"{}\"", text.trim())),
+        ["signal", name, sig] => {
+            let sig = parse_signal(sig).map_err(RequestError::BadSignal)?;
+            Ok(Request::Signal(name.to_string(), sig))
+        }
+        [] => Err(RequestError::Empty),
+        _ => Err(RequestError::Unknown(text.trim().to_string())),
     }
 }
 
@@ -267,7 +290,7 @@ impl Server {
                 Some((client.id, request))
             }
             Err(why) => {
-                self.refuse(index, why);
+                self.refuse(index, why.to_string());
                 None
             }
         }
@@ -373,20 +396,14 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_a_reason() {
-        assert!(parse_request(b"").unwrap_err().contains("empty"));
-        assert!(
-            parse_request(b"restart")
-                .unwrap_err()
-                .contains("unknown request")
-        );
-        assert!(
-            parse_request(b"signal a NOPE")
-                .unwrap_err()
-                .contains("NOPE")
-        );
-        assert!(parse_request(b"signal a").is_err());
-        assert!(parse_request(b"reboot").unwrap_err().contains("reboot"));
-        assert!(parse_request(b"\xff").unwrap_err().contains("UTF-8"));
+        let refusal = |line: &[u8]| parse_request(line).unwrap_err().to_string();
+        assert_eq!(refusal(b""), "empty request");
+        assert_eq!(refusal(b"restart"), "unknown request \"restart\"");
+        assert_eq!(refusal(b"signal a NOPE"), "unknown signal \"NOPE\"");
+        assert_eq!(refusal(b"signal a"), "unknown request \"signal a\"");
+        assert_eq!(refusal(b" reboot now"), "unknown request \"reboot now\"");
+        assert_eq!(parse_request(b"\xff"), Err(RequestError::NotUtf8));
+        assert_eq!(refusal(b"\xff"), "request is not UTF-8");
     }
 
     #[test]

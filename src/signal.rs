@@ -63,9 +63,33 @@ impl fmt::Display for Sig {
     }
 }
 
-/// Parses a signal name or number; the error says what was wrong.
-pub fn parse_signal(text: &str) -> Result<Sig, String> {
-    let bad = || format!("unknown signal \"{text}\"");
+/// Why a signal name or number was refused; `Display` is the message for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignalError {
+    Unknown(String),
+    OutOfRange(i64),
+}
+
+impl fmt::Display for SignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalError::Unknown(text) => write!(f, "unknown signal \"{text}\""),
+            SignalError::OutOfRange(n) => {
+                write!(f, "signal number {n} is out of range 1-{MAX_SIGNAL}")
+            }
+        }
+    }
+}
+
+impl From<SignalError> for String {
+    fn from(e: SignalError) -> String {
+        e.to_string()
+    }
+}
+
+/// Parses a signal name or number.
+pub fn parse_signal(text: &str) -> Result<Sig, SignalError> {
+    let bad = || SignalError::Unknown(text.to_string());
     let trimmed = text.trim();
     let upper = trimmed.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -73,7 +97,7 @@ pub fn parse_signal(text: &str) -> Result<Sig, String> {
         return if (1..=i64::from(MAX_SIGNAL)).contains(&n) {
             Ok(Sig(n as i32))
         } else {
-            Err(format!("signal number {n} is out of range 1-{MAX_SIGNAL}"))
+            Err(SignalError::OutOfRange(n))
         };
     }
     if let Some((_, number)) = NAMES.iter().find(|(n, _)| *n == name) {
@@ -116,8 +140,12 @@ mod tests {
 
     #[test]
     fn nonsense_is_rejected_with_a_reason() {
-        assert!(parse_signal("USR3").unwrap_err().contains("USR3"));
-        assert!(parse_signal("0").unwrap_err().contains("out of range"));
+        let unknown = parse_signal("USR3").unwrap_err();
+        assert_eq!(unknown, SignalError::Unknown("USR3".into()));
+        assert_eq!(unknown.to_string(), "unknown signal \"USR3\"");
+        let zero = parse_signal("0").unwrap_err();
+        assert_eq!(zero, SignalError::OutOfRange(0));
+        assert_eq!(zero.to_string(), "signal number 0 is out of range 1-64");
         assert!(parse_signal("99999999999999999999").is_err());
         assert!(parse_signal("RTMIN+99").is_err());
         assert!(parse_signal("").is_err());
