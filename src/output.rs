@@ -202,6 +202,64 @@ mod tests {
         out
     }
 
+    /// With the longest prefix a daemon name allows, every record still fits in the
+    /// kernel's atomic pipe write (4096 bytes on Linux), however long the line.
+    #[test]
+    fn every_record_fits_in_one_atomic_pipe_write() {
+        assert_eq!(PIPE_BUF, 4096);
+        let prefix = format!("[{}] ", "n".repeat(crate::config::MAX_NAME_LEN));
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        splitter.feed(prefix.as_bytes(), &vec![b'x'; 3 * PIPE_BUF], &mut out);
+        splitter.finish(prefix.as_bytes(), &mut out);
+        let records: Vec<&[u8]> = out.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(records.len(), 4, "12288 bytes in records of at most 4032");
+        for record in records {
+            assert!(
+                record.len() <= PIPE_BUF,
+                "a record of {} bytes",
+                record.len()
+            );
+        }
+    }
+
+    /// A pipe whose read end the test holds, and a sink on its write end.
+    fn sink_on_a_pipe() -> (Sink, OwnedFd, OwnedFd) {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        rustix::fs::fcntl_setfl(&read, OFlags::NONBLOCK).unwrap();
+        (Sink::new(write.as_raw_fd()), read, write)
+    }
+
+    #[test]
+    fn a_sink_keeps_reading_daemons_until_64_kib_are_queued() {
+        let (mut sink, _read, _write) = sink_on_a_pipe();
+        sink.queue().unwrap().resize(64 * 1024 - 1, b'x');
+        assert!(sink.has_room());
+        sink.queue().unwrap().push(b'x');
+        assert!(!sink.has_room());
+    }
+
+    /// flush writes whole records while the pipe takes them, and returns once it is full.
+    #[test]
+    fn flush_writes_whole_records_until_the_pipe_is_full() {
+        let (mut sink, read, _write) = sink_on_a_pipe();
+        let record = b"[d] 0123456789012345678901234567890123\n";
+        let total = 4000 * record.len(); // more than a pipe holds (64 KiB by default)
+        for _ in 0..4000 {
+            sink.queue().unwrap().extend_from_slice(record);
+        }
+        sink.flush();
+        let mut taken = vec![0u8; total];
+        let n = rustix::io::read(&read, &mut taken).unwrap();
+        assert!(n > 0 && n < total, "the pipe took {n} of {total} bytes");
+        assert_eq!(n % record.len(), 0, "a write ended inside a record");
+        assert_eq!(
+            sink.pending.len(),
+            total - n,
+            "what was not written is still queued"
+        );
+    }
+
     #[test]
     fn lines_are_prefixed_and_kept_whole_across_reads() {
         assert_eq!(
