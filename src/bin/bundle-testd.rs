@@ -379,7 +379,7 @@ fn die_by(sig: i32) -> ! {
 fn reap_children() {
     let mut status = 0;
     // SAFETY: plain waitpid with a valid status pointer.
-    while unsafe { waitpid(-1, &mut status, 1) } > 0 {}
+    while unsafe { waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
 }
 
 /// Each round forks a child that forks a grandchild and exits at once: the grandchild is
