@@ -67,11 +67,53 @@ pub struct Options {
     pub(crate) program: Vec<OsString>,
 }
 
+/// Why the command line was refused; `Display` is the message, followed by the usage line.
+#[derive(Debug)]
+pub enum UsageError {
+    Flag(lexopt::Error),
+    Verbosity { name: &'static str, text: String },
+    ExitCode(String),
+    ParentDeathSignal(crate::signal::SignalError),
+    StopOthers(crate::config::ValueError),
+    ProgramAndBundle,
+    CheckWithoutBundle,
+    NoProgram,
+    Subcommand(String),
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use UsageError as E;
+        match self {
+            E::Flag(e) => e.fmt(f),
+            E::Verbosity { name, text } => {
+                write!(f, "{name}=\"{text}\" is not a verbosity level (0-3)")
+            }
+            E::ExitCode(text) => write!(f, "-e {text}: exit code must be 0-255"),
+            E::ParentDeathSignal(e) => write!(f, "-p: {e}"),
+            E::StopOthers(e) => write!(f, "--stop-others: {e}"),
+            E::ProgramAndBundle => f.write_str("give either a program or --bundle, not both"),
+            E::CheckWithoutBundle => f.write_str("--check needs --bundle PATH"),
+            E::NoProgram => f.write_str("no program given (see --help)"),
+            E::Subcommand(request) => write!(
+                f,
+                "usage: bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health (got \"{request}\")"
+            ),
+        }
+    }
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        UsageError::Flag(e)
+    }
+}
+
 /// Parses arguments (without argv[0]); `env` looks up environment variables.
 pub fn parse(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Command, String> {
+) -> Result<Command, UsageError> {
     let mut options = options_from_env(env)?;
     // A subcommand must come first: `bundle-init -- status` runs a program called status.
     if let Some(first) = args.first()
@@ -89,12 +131,8 @@ pub fn parse(
     }
 }
 
-fn describe(e: lexopt::Error) -> String {
-    e.to_string()
-}
-
 /// The defaults the environment sets (tini's variables and bundle-init's own).
-fn options_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, String> {
+fn options_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, UsageError> {
     let set = |names: [&str; 2]| names.iter().any(|n| env(n).is_some());
     let mut options = Options {
         require_subreaper: set(["BUNDLE_INIT_SUBREAPER", "TINI_SUBREAPER"]),
@@ -108,7 +146,10 @@ fn options_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, S
             options.verbosity = text
                 .trim()
                 .parse::<u8>()
-                .map_err(|_| format!("{name}=\"{text}\" is not a verbosity level (0-3)"))?
+                .map_err(|_| UsageError::Verbosity {
+                    name,
+                    text: text.to_string(),
+                })?
                 .min(9);
         }
     }
@@ -119,12 +160,8 @@ fn options_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, S
 }
 
 /// The value of the flag just read, as text.
-fn flag_value(parser: &mut lexopt::Parser) -> Result<String, String> {
-    Ok(parser
-        .value()
-        .map_err(describe)?
-        .to_string_lossy()
-        .into_owned())
+fn flag_value(parser: &mut lexopt::Parser) -> Result<String, UsageError> {
+    Ok(parser.value()?.to_string_lossy().into_owned())
 }
 
 /// What reading one argument did.
@@ -136,9 +173,9 @@ enum Flag {
 }
 
 /// Reads and applies the next argument.
-fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag, String> {
+fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag, UsageError> {
     use lexopt::prelude::*;
-    let Some(arg) = parser.next().map_err(describe)? else {
+    let Some(arg) = parser.next()? else {
         return Ok(Flag::NoMore);
     };
     match arg {
@@ -153,36 +190,36 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
             let text = flag_value(parser)?;
             let code = text
                 .parse::<u8>()
-                .map_err(|_| format!("-e {text}: exit code must be 0-255"))?;
+                .map_err(|_| UsageError::ExitCode(text.clone()))?;
             options.success_codes.push(code);
         }
         Short('p') => {
             let text = flag_value(parser)?;
-            let sig = parse_signal(&text).map_err(|m| format!("-p: {m}"))?;
+            let sig = parse_signal(&text).map_err(UsageError::ParentDeathSignal)?;
             options.parent_death_signal = Some(sig);
         }
         Long("stop-others") => {
             let text = flag_value(parser)?;
-            let grace = parse_duration(&text).map_err(|m| format!("--stop-others: {m}"))?;
+            let grace = parse_duration(&text).map_err(UsageError::StopOthers)?;
             options.stop_others = Some(grace);
         }
         Long("bundle") => options.bundle = Some(flag_value(parser)?),
         Long("check") => options.check = true,
         Value(program) => {
             options.program.push(program);
-            options.program.extend(parser.raw_args().map_err(describe)?);
+            options.program.extend(parser.raw_args()?);
         }
-        _ => return Err(arg.unexpected().to_string()),
+        _ => return Err(arg.unexpected().into()),
     }
     Ok(Flag::Applied)
 }
 
 /// A program or a bundle, not both and not neither.
-fn check_combination(options: Options) -> Result<Command, String> {
+fn check_combination(options: Options) -> Result<Command, UsageError> {
     match (&options.bundle, options.program.is_empty()) {
-        (Some(_), false) => Err("give either a program or --bundle, not both".to_string()),
-        (None, true) if options.check => Err("--check needs --bundle PATH".to_string()),
-        (None, true) => Err("no program given (see --help)".to_string()),
+        (Some(_), false) => Err(UsageError::ProgramAndBundle),
+        (None, true) if options.check => Err(UsageError::CheckWithoutBundle),
+        (None, true) => Err(UsageError::NoProgram),
         _ => Ok(Command::Run(options)),
     }
 }
@@ -192,7 +229,7 @@ fn check_combination(options: Options) -> Result<Command, String> {
 const SUBCOMMANDS: [&str; 4] = ["status", "restart", "signal", "health"];
 
 /// Some(request) when `first` is a subcommand (checked with the server's own parser).
-fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String, String>> {
+fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String, UsageError>> {
     let word = first.to_str()?;
     if !SUBCOMMANDS.contains(&word) {
         return None;
@@ -202,9 +239,7 @@ fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String,
     let request = words.join(" ");
     Some(match crate::control::parse_request(request.as_bytes()) {
         Ok(_) => Ok(request),
-        Err(_) => Err(format!(
-            "usage: bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health (got \"{request}\")"
-        )),
+        Err(_) => Err(UsageError::Subcommand(request)),
     })
 }
 
@@ -212,12 +247,20 @@ fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String,
 mod tests {
     use super::*;
 
+    /// `parse` with the error as the message a user sees.
+    fn parse_text(
+        args: Vec<OsString>,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Command, String> {
+        parse(args, env).map_err(|e| e.to_string())
+    }
+
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
     }
 
     fn run(list: &[&str]) -> Result<Options, String> {
-        match parse(args(list), &|_| None)? {
+        match parse_text(args(list), &|_| None)? {
             Command::Run(o) => Ok(o),
             other => panic!("expected Run, got {other:?}"),
         }
@@ -250,14 +293,14 @@ mod tests {
             "TINI_VERBOSITY" => Some(OsString::from("3")),
             _ => None,
         };
-        let Command::Run(o) = parse(args(&["app"]), &env).unwrap() else {
+        let Command::Run(o) = parse_text(args(&["app"]), &env).unwrap() else {
             panic!()
         };
         assert!(o.require_subreaper && o.signal_group);
         assert_eq!(o.verbosity, 3);
         let bad = |name: &str| (name == "BUNDLE_INIT_VERBOSITY").then(|| OsString::from("loud"));
         assert!(
-            parse(args(&["app"]), &bad)
+            parse_text(args(&["app"]), &bad)
                 .unwrap_err()
                 .contains("BUNDLE_INIT_VERBOSITY")
         );
@@ -290,32 +333,35 @@ mod tests {
     #[test]
     fn subcommands_become_control_requests() {
         assert_eq!(
-            parse(args(&["status", "--json"]), &|_| None),
+            parse_text(args(&["status", "--json"]), &|_| None),
             Ok(Command::Control("status --json".into()))
         );
         assert_eq!(
-            parse(args(&["restart", "a", "b"]), &|_| None),
+            parse_text(args(&["restart", "a", "b"]), &|_| None),
             Ok(Command::Control("restart a b".into()))
         );
         assert_eq!(
-            parse(args(&["signal", "a", "HUP"]), &|_| None),
+            parse_text(args(&["signal", "a", "HUP"]), &|_| None),
             Ok(Command::Control("signal a HUP".into()))
         );
         assert!(
-            parse(args(&["restart"]), &|_| None)
+            parse_text(args(&["restart"]), &|_| None)
                 .unwrap_err()
                 .contains("usage")
         );
-        assert!(parse(args(&["signal", "a"]), &|_| None).is_err());
+        assert!(parse_text(args(&["signal", "a"]), &|_| None).is_err());
         // After --, a program of that name runs.
         assert_eq!(run(&["--", "status"]).unwrap().program, args(&["status"]));
     }
 
     #[test]
     fn help_version_and_license_win() {
-        assert_eq!(parse(args(&["-h"]), &|_| None), Ok(Command::Help));
-        assert_eq!(parse(args(&["--version"]), &|_| None), Ok(Command::Version));
-        assert_eq!(parse(args(&["-l"]), &|_| None), Ok(Command::License));
+        assert_eq!(parse_text(args(&["-h"]), &|_| None), Ok(Command::Help));
+        assert_eq!(
+            parse_text(args(&["--version"]), &|_| None),
+            Ok(Command::Version)
+        );
+        assert_eq!(parse_text(args(&["-l"]), &|_| None), Ok(Command::License));
     }
 
     #[test]
@@ -325,7 +371,7 @@ mod tests {
             Some("/b")
         );
         let env = |name: &str| (name == "BUNDLE_INIT_BUNDLE").then(|| OsString::from("/e"));
-        let Command::Run(o) = parse(args(&["--check"]), &env).unwrap() else {
+        let Command::Run(o) = parse_text(args(&["--check"]), &env).unwrap() else {
             panic!()
         };
         assert!(o.check);

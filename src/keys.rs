@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{check_env_name, parse_duration, parse_ready, parse_user, split_words};
+use crate::config::{
+    ValueError, check_env_name, parse_duration, parse_ready, parse_user, split_words,
+};
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::supervisor::human;
@@ -23,7 +25,7 @@ pub(crate) struct DaemonKey {
     /// Sets the key's default on a fresh spec.
     pub(crate) default: fn(&mut DaemonSpec),
     /// Applies one value; the error becomes `PATH:LINE: message`.
-    pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), String>,
+    pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), ValueError>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
     pub(crate) print: fn(&DaemonSpec) -> Vec<String>,
 }
@@ -55,7 +57,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         parse: |d, v| {
             let words = split_words(v)?;
             if words.is_empty() {
-                return Err("\"run\" needs a program".to_string());
+                return Err(ValueError::NoProgram);
             }
             d.argv = words.into_iter().map(OsString::from).collect();
             Ok(())
@@ -75,7 +77,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         default: |d| d.cwd = None,
         parse: |d, v| {
             if !v.starts_with('/') {
-                return Err(format!("cwd \"{v}\" must be an absolute path"));
+                return Err(ValueError::RelativeCwd(v.to_string()));
             }
             d.cwd = Some(PathBuf::from(v));
             Ok(())
@@ -89,7 +91,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         parse: |d, v| {
             let (name, value) = v
                 .split_once('=')
-                .ok_or_else(|| format!("env needs NAME=VALUE, found \"{v}\""))?;
+                .ok_or_else(|| ValueError::EnvPair(v.to_string()))?;
             let name = name.trim();
             check_env_name(name)?;
             d.env.set.push((name.into(), value.trim().into()));
@@ -130,7 +132,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         parse: |d, v| {
             let sig = parse_signal(v)?;
             if sig.0 == libc_sig::STOP {
-                return Err("SIGSTOP does not end a process; choose another stop-signal".into());
+                return Err(ValueError::StopSignalStop);
             }
             d.stop_signal = sig;
             Ok(())
@@ -153,11 +155,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
                 "keep-running" => ExitPolicy::KeepRunning,
                 "restart" => ExitPolicy::Restart,
                 "stop-bundle" => ExitPolicy::StopBundle,
-                other => {
-                    return Err(format!(
-                        "unknown on-exit \"{other}\" (expected keep-running, restart or stop-bundle)"
-                    ));
-                }
+                other => return Err(ValueError::OnExit(other.to_string())),
             };
             Ok(())
         },
@@ -198,7 +196,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if names.is_empty() {
-                return Err("\"after\" needs at least one daemon name".to_string());
+                return Err(ValueError::NoNames("after"));
             }
             d.after = names;
             Ok(())
@@ -245,10 +243,10 @@ pub(crate) fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
 }
 
 /// Adds the names of an `unset` or `unset-prefix` line.
-fn add_names(list: &mut Vec<OsString>, key: &str, value: &str) -> Result<(), String> {
+fn add_names(list: &mut Vec<OsString>, key: &'static str, value: &str) -> Result<(), ValueError> {
     let names: Vec<&str> = value.split_whitespace().collect();
     if names.is_empty() {
-        return Err(format!("\"{key}\" needs at least one name"));
+        return Err(ValueError::NoNames(key));
     }
     for name in names {
         check_env_name(name)?;
@@ -269,11 +267,11 @@ fn names_line<T: AsRef<std::ffi::OsStr>>(names: &[T]) -> Vec<String> {
     one(words.join(" "))
 }
 
-fn parse_bool(text: &str) -> Result<bool, String> {
+fn parse_bool(text: &str) -> Result<bool, ValueError> {
     match text {
         "yes" | "true" | "on" => Ok(true),
         "no" | "false" | "off" => Ok(false),
-        _ => Err(format!("expected yes or no, found \"{text}\"")),
+        _ => Err(ValueError::Bool(text.to_string())),
     }
 }
 
