@@ -1988,6 +1988,61 @@ mod tests {
         assert!(sup.daemons()[0].ready);
     }
 
+    /// A probe's report counts once, and only for a process that is running: one that
+    /// arrives late (the daemon died meanwhile) or twice changes nothing.
+    #[test]
+    fn a_ready_report_counts_once_and_only_while_running() {
+        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::Restart));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        sup.on_ready(0, secs(0.5), &mut out);
+        out.clear();
+        sup.on_ready(0, secs(0.6), &mut out);
+        assert!(out.is_empty(), "a second report: {out:?}");
+        sup.on_exit(100, ExitStatus::Code(1), secs(1.0), &mut out);
+        out.clear();
+        sup.on_ready(0, secs(1.1), &mut out);
+        assert!(out.is_empty(), "a late report for a dead process: {out:?}");
+        assert!(!sup.daemons()[0].ready);
+        assert!(sup.health().unwrap_err()[0].starts_with("db is down"));
+    }
+
+    /// `restarts` counts every start after the first, whatever caused it, and the log says
+    /// which kind of start it was.
+    #[test]
+    fn starts_are_counted_and_named_by_their_cause() {
+        let mut plan = seed_plan(ExitPolicy::Restart);
+        plan.daemons.truncate(1);
+        let mut sup = Supervisor::new(plan);
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        assert_eq!(logs(&out), "egress started: pid 100");
+        assert_eq!(sup.daemons()[0].restarts, 0);
+        out.clear();
+        sup.on_exit(100, ExitStatus::Code(1), secs(20.0), &mut out);
+        sup.on_tick(secs(21.0), &mut out);
+        sup.on_spawned(0, Ok(101), secs(21.0), &mut out);
+        assert!(
+            logs(&out).ends_with("egress started again: pid 101"),
+            "{}",
+            logs(&out)
+        );
+        assert_eq!(sup.daemons()[0].restarts, 1, "a crash restart counts");
+        out.clear();
+        sup.request_restart(0, Cause::Control, secs(30.0), &mut out);
+        sup.on_exit(
+            101,
+            ExitStatus::Signal(libc_sig::TERM),
+            secs(30.1),
+            &mut out,
+        );
+        sup.on_spawned(0, Ok(102), secs(30.2), &mut out);
+        assert!(logs(&out).contains("egress restarted (control): pid 101 -> 102"));
+        assert_eq!(sup.daemons()[0].restarts, 2, "a requested restart counts");
+    }
+
     #[test]
     fn without_a_check_running_is_ready() {
         let mut sup = Supervisor::new(ordered_plan(false, ExitPolicy::KeepRunning));
