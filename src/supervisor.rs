@@ -1780,7 +1780,7 @@ mod tests {
         };
         assert_eq!(status.lines().count(), 3);
         assert!(
-            status.starts_with("egress           running   pid 100"),
+            status.starts_with("egress           running   pid 100     up 5s        restarts 0"),
             "{status}"
         );
         out.clear();
@@ -1851,6 +1851,32 @@ mod tests {
         sup.on_tick(secs(8.0), &mut out);
         let body = "pipelock not restarted: did not come back up (was pid 101)\n";
         assert_eq!(replies(&out), [(7, refused("restart failed", body))]);
+    }
+
+    #[test]
+    fn control_restart_whose_replacement_cannot_start_is_answered_at_once() {
+        let mut plan = seed_plan(ExitPolicy::Restart);
+        plan.daemons.truncate(1);
+        let mut sup = Supervisor::new(plan);
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        sup.on_control(
+            3,
+            ControlRequest::Restart(vec!["egress".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        out.clear();
+        let failure = SpawnFailure {
+            transient: true,
+            code: 126,
+            message: "fork failed".into(),
+        };
+        sup.on_spawned(0, Err(failure), secs(1.2), &mut out);
+        let body = "egress not restarted: did not come back up (was pid 100)\n";
+        assert_eq!(replies(&out), [(3, refused("restart failed", body))]);
     }
 
     #[test]
@@ -1986,6 +2012,12 @@ mod tests {
         assert_eq!(spawns(&out), vec![1]);
         assert!(logs(&out).contains("db is ready"));
         assert!(sup.daemons()[0].ready);
+        sup.on_spawned(1, Ok(101), secs(0.6), &mut out);
+        assert_eq!(
+            sup.health(),
+            Ok(()),
+            "ready with a check, and running without one"
+        );
     }
 
     /// A probe's report counts once, and only for a process that is running: one that
