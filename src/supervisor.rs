@@ -1585,6 +1585,48 @@ mod tests {
         assert_eq!(exit_code(&out), Some(0));
     }
 
+    /// With no daemon left but orphans still alive, only the shutdown deadline can wake
+    /// the loop to SIGKILL them.
+    #[test]
+    fn leftovers_that_outlive_their_term_are_killed_at_the_deadline() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        for pid in [100, 101, 102] {
+            sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        }
+        sup.after_reaping(true, &mut out);
+        sup.after_reaping(true, &mut out);
+        assert_eq!(sup.next_deadline(), Some(secs(9.0)));
+        out.clear();
+        sup.on_tick(secs(9.0), &mut out);
+        assert!(out.contains(&Action::SignalLeftovers(KILL)), "{out:?}");
+    }
+
+    #[test]
+    fn the_drivers_failures_are_logged_at_their_levels() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal_failed(-7, TERM, "No such process", &mut out);
+        assert_eq!(
+            out.pop_front(),
+            Some(Action::Log(
+                Level::Debug,
+                "sending SIGTERM to -7 failed: No such process".into()
+            ))
+        );
+        sup.on_log_lines_dropped(0, &mut out);
+        assert!(out.is_empty(), "nothing dropped, nothing said");
+        sup.on_log_lines_dropped(3, &mut out);
+        assert_eq!(logs(&out), "3 of bundle-init's own log lines were dropped");
+        out.clear();
+        sup.on_driver_error("poll", "Bad address", &mut out);
+        assert_eq!(
+            out.pop_front(),
+            Some(Action::Log(Level::Error, "poll failed: Bad address".into()))
+        );
+    }
+
     #[test]
     fn exit_code_is_the_highest_failure_before_shutdown() {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
