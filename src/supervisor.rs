@@ -1603,6 +1603,34 @@ mod tests {
         assert!(out.contains(&Action::SignalLeftovers(KILL)), "{out:?}");
     }
 
+    /// -v levels: 0 errors only, 1 adds notices (the default), 2 info, 3 debug.
+    #[test]
+    fn verbosity_levels_show_what_they_promise() {
+        let shown = |verbosity: u8| -> Vec<Level> {
+            let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+            sup.set_verbosity(verbosity);
+            let mut out = Actions::new();
+            sup.on_driver_error("poll", "x", &mut out); // Error
+            sup.on_log_lines_dropped(1, &mut out); // Notice
+            sup.on_signal(HUP, secs(1.0), &mut out); // Info: forwarded
+            sup.on_signal_failed(1, HUP, "x", &mut out); // Debug
+            let mut levels: Vec<Level> = out
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Log(level, _) => Some(*level),
+                    _ => None,
+                })
+                .collect();
+            levels.dedup();
+            levels
+        };
+        use Level::*;
+        assert_eq!(shown(0), [Error]);
+        assert_eq!(shown(1), [Error, Notice]);
+        assert_eq!(shown(2), [Error, Notice, Info]);
+        assert_eq!(shown(3), [Error, Notice, Info, Debug]);
+    }
+
     #[test]
     fn the_drivers_failures_are_logged_at_their_levels() {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
