@@ -116,7 +116,7 @@ stress N="20" *FILTER:
 
 mutants_files := "--file src/supervisor.rs --file src/config.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
 mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening"
-mutants_limits := "--jobs 1 --timeout 120 --build-timeout 300"
+mutants_limits := "--jobs 1 --timeout 45 --build-timeout 300"
 
 # Which realistic bugs would the unit and PID-1 suites miss? Debug builds, one mutant at a
 # time. Score, survivors and run time: docs/TESTING.md.
