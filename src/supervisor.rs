@@ -1951,10 +1951,7 @@ mod tests {
 
     #[test]
     fn control_restarts_refused_are_answered_at_once_with_the_reason() {
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
         out.clear();
         sup.on_control(
             1,
@@ -1999,10 +1996,7 @@ mod tests {
 
     #[test]
     fn probes_start_with_a_running_daemon_and_stop_when_it_leaves() {
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.0), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
         assert!(out.contains(&Action::StartProbe { index: 0, pid: 100 }));
         out.clear();
         // Restarted before it was ready: the probe about the old process stops.
@@ -2044,6 +2038,16 @@ mod tests {
         sup.set_orphan_warnings(true);
         sup.on_exit(4244, ExitStatus::Signal(9), secs(1.0), &mut out);
         assert_eq!(logs(&out), "reaped zombie pid 4244 (was killed by SIGKILL)");
+    }
+
+    /// The ordered plan with db's check, db running as pid 100 (not ready yet) and app
+    /// waiting for it; the actions that came out so far.
+    fn db_running(app_policy: ExitPolicy) -> (Supervisor, Actions) {
+        let mut sup = Supervisor::new(ordered_plan(true, app_policy));
+        let mut out = Actions::new();
+        sup.start(secs(0.0), &mut out);
+        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        (sup, out)
     }
 
     fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
@@ -2094,10 +2098,7 @@ mod tests {
     /// arrives late (the daemon died meanwhile) or twice changes nothing.
     #[test]
     fn a_ready_report_counts_once_and_only_while_running() {
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::Restart));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::Restart);
         sup.on_ready(0, secs(0.5), &mut out);
         out.clear();
         sup.on_ready(0, secs(0.6), &mut out);
@@ -2156,10 +2157,7 @@ mod tests {
 
     #[test]
     fn a_wait_that_times_out_follows_the_exit_policy() {
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
         out.clear();
         sup.on_tick(secs(5.0), &mut out);
         assert!(
@@ -2176,10 +2174,7 @@ mod tests {
             ]
         );
 
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::Restart));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::Restart);
         sup.on_tick(secs(5.0), &mut out);
         assert_eq!(sup.daemons()[1].state, State::Backoff { until: secs(6.0) });
         sup.on_tick(secs(6.0), &mut out);
@@ -2189,10 +2184,7 @@ mod tests {
             "waits again after the backoff"
         );
 
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::StopBundle));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::StopBundle);
         sup.on_tick(secs(5.0), &mut out);
         assert_eq!(
             signals(&out),
@@ -2203,10 +2195,7 @@ mod tests {
 
     #[test]
     fn readiness_ends_with_the_process() {
-        let mut sup = Supervisor::new(ordered_plan(true, ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.start(secs(0.0), &mut out);
-        sup.on_spawned(0, Ok(100), secs(0.1), &mut out);
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
         sup.on_ready(0, secs(0.2), &mut out);
         sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
         assert!(!sup.daemons()[0].ready);

@@ -22,6 +22,19 @@ fn client(init: &Init, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Sends daemon `name` a USR2 through the control channel and waits until it noted it (the
+/// only daemon that will); returns every signal `name` noted, the barrier last.
+fn signals_noted_after_a_barrier(init: &Init, name: &str) -> Vec<String> {
+    assert_eq!(client(init, &["signal", name, "USR2"]).0, 0);
+    wait_for_usr2_barrier(&init.stdout, 1);
+    let prefix = format!("[{name}] ");
+    init.stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.starts_with(&prefix) && l.contains(" got "))
+        .collect()
+}
+
 fn two_daemons(dir: &TempDir, extra: &str) -> Init {
     let bundle = dir.write(
         "c.bundle",
@@ -88,15 +101,8 @@ fn restart_by_name_prints_old_and_new_pid_and_leaves_siblings_alone() {
     let web = started_pid(&init.stdout.wait_for("web's start", |l| {
         l.starts_with("[web] web ") && l.ends_with(" started")
     }));
-    // Barrier: web notes a USR2 sent now; anything the restart had sent it comes first.
-    assert_eq!(client(&init, &["signal", "web", "USR2"]).0, 0);
-    wait_for_usr2_barrier(&init.stdout, 1);
-    let web_noted: Vec<String> = init
-        .stdout
-        .all()
-        .into_iter()
-        .filter(|l| l.starts_with("[web] ") && l.contains(" got "))
-        .collect();
+    // Anything the restart had sent web comes before the barrier.
+    let web_noted = signals_noted_after_a_barrier(&init, "web");
     assert_eq!(
         web_noted,
         [format!("[web] web {web} got SIGUSR2")],
@@ -169,15 +175,8 @@ fn signal_reaches_one_daemon() {
     init.stdout.wait_for("web noting HUP", |l| {
         l.starts_with("[web] ") && l.ends_with("got SIGHUP")
     });
-    // Barrier: worker notes a USR2 sent after the HUP; a stray HUP would come before it.
-    assert_eq!(client(&init, &["signal", "worker", "USR2"]).0, 0);
-    wait_for_usr2_barrier(&init.stdout, 1);
-    let worker: Vec<String> = init
-        .stdout
-        .all()
-        .into_iter()
-        .filter(|l| l.starts_with("[worker] ") && l.contains(" got "))
-        .collect();
+    // A stray HUP would come before the barrier.
+    let worker = signals_noted_after_a_barrier(&init, "worker");
     assert_eq!(
         worker.len(),
         1,
