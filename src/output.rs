@@ -17,8 +17,6 @@ pub(crate) const MAX_LINE: usize = PIPE_BUF - 64;
 /// A sink holding more than this stops reading daemons' pipes until it drains, so a stuck
 /// reader makes the daemons wait (as a plain pipe would) instead of growing memory.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
-/// Bytes one write tries to move when the descriptor is non-blocking.
-const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Cuts a byte stream into prefixed, newline-terminated records.
 #[derive(Default)]
@@ -128,43 +126,50 @@ impl Sink {
     }
 
     /// Queues one of bundle-init's own lines, or drops it when the queue is full.
+    /// A line longer than PIPE_BUF is cut to fit, so it too is one atomic write.
     pub(crate) fn log_line(&mut self, line: &[u8]) {
         if self.broken || self.pending.len() + line.len() > HIGH_WATER * 2 {
             self.dropped += 1;
+        } else if line.len() > PIPE_BUF {
+            self.pending.extend_from_slice(&line[..PIPE_BUF - 4]);
+            self.pending.extend_from_slice(b"...\n");
         } else {
             self.pending.extend_from_slice(line);
         }
     }
 
     /// Writes what it can without blocking. Call when poll reports the descriptor writable.
+    ///
+    /// Every write is at most PIPE_BUF bytes and ends on a record boundary. A pipe takes
+    /// such a write whole or not at all, so a daemon with `prefix-output = no` that writes
+    /// to the same pipe can never land inside one of our records.
     pub(crate) fn flush(&mut self) {
-        while self.wants_write() {
-            let limit = if self.private.is_some() {
-                WRITE_CHUNK
-            } else {
-                PIPE_BUF
-            };
-            let chunk = whole_records(&self.pending, limit);
+        let mut written = 0;
+        while !self.broken && written < self.pending.len() {
+            let chunk = whole_records(&self.pending[written..], PIPE_BUF);
             let fd = match &self.private {
                 Some(fd) => fd.as_fd(),
                 None => borrow_fd(self.raw),
             };
-            match rustix::io::write(fd, &self.pending[..chunk]) {
-                Ok(written) => {
-                    self.pending.drain(..written);
+            match rustix::io::write(fd, &self.pending[written..written + chunk]) {
+                Ok(n) => {
+                    written += n;
                     if self.private.is_none() {
-                        return; // one write per poll: a blocking descriptor must not block
+                        break; // one write per poll: a blocking descriptor must not block
                     }
                 }
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => break,
                 Err(_) => {
                     // EPIPE, EBADF, EIO...: the reader is gone. Drop output, keep supervising.
                     self.broken = true;
                     self.pending = Vec::new();
+                    return;
                 }
             }
         }
+        // One move of what is left, not one per write.
+        self.pending.drain(..written);
     }
 }
 
@@ -258,6 +263,42 @@ mod tests {
             total - n,
             "what was not written is still queued"
         );
+    }
+
+    /// Each write is one atomic pipe write: at most PIPE_BUF bytes, ending on a record.
+    /// A pipe with one free page takes 4096 bytes of a 64 KiB write, which ends inside a
+    /// record; another writer's line would then land inside ours.
+    #[test]
+    fn a_nearly_full_pipe_gets_whole_records_only() {
+        let (mut sink, read, write) = sink_on_a_pipe();
+        let capacity = rustix::pipe::fcntl_getpipe_size(&write).unwrap();
+        let filler = vec![b'f'; capacity - PIPE_BUF];
+        assert_eq!(rustix::io::write(&write, &filler).unwrap(), filler.len());
+        let record = [&b"[d] "[..], &[b'x'; 300], b"\n"].concat();
+        for _ in 0..20 {
+            sink.queue().unwrap().extend_from_slice(&record);
+        }
+        sink.flush();
+        let written = 20 * record.len() - sink.pending.len();
+        assert!(written > 0, "the free page took something");
+        assert_eq!(written % record.len(), 0, "a write ended inside a record");
+        let mut buf = vec![0u8; capacity];
+        let n = rustix::io::read(&read, &mut buf).unwrap();
+        assert_eq!(n, filler.len() + written);
+        sink.flush();
+        assert!(sink.pending.is_empty(), "then the rest fits");
+        let n = rustix::io::read(&read, &mut buf).unwrap();
+        assert_eq!(n, 20 * record.len() - written, "nothing lost or repeated");
+    }
+
+    #[test]
+    fn a_long_log_line_is_cut_to_one_atomic_write() {
+        let (mut sink, _read, _write) = sink_on_a_pipe();
+        let mut line = vec![b'l'; 3 * PIPE_BUF];
+        line.push(b'\n');
+        sink.log_line(&line);
+        assert_eq!(sink.pending.len(), PIPE_BUF);
+        assert!(sink.pending.ends_with(b"...\n"));
     }
 
     #[test]

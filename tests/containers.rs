@@ -574,3 +574,31 @@ fn ordered_start_waits_for_readiness_in_a_container() {
         "{log:#?}"
     );
 }
+
+/// The mixed-writer run of the hardening suite with podman's own pipes: `--log-driver
+/// passthrough` hands the test's pipe to the container as its stdout, and the test reads it
+/// slowly.
+#[test]
+fn prefixed_records_stay_whole_beside_an_unprefixed_writer_in_a_container() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-mixed");
+    let bundle = with_bundle(&dir, common::MIXED_WRITERS_BUNDLE);
+    let mut child = Command::new("podman")
+        .args(["run", "--rm", "--log-driver", "passthrough"])
+        .args(run_flags())
+        .args(strs(&bundle))
+        .arg(DEMO)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = Lines::from_reader(common::SlowReader(child.stdout.take().unwrap()));
+    let stderr = Lines::from_reader(child.stderr.take().unwrap());
+    let status = child.wait().unwrap();
+    stdout.wait_closed();
+    assert!(status.success(), "{status:?}: {}", stderr.text());
+    common::assert_no_spliced_line(&stdout.all());
+}

@@ -422,6 +422,20 @@ fn broken_outputs_do_not_stop_supervision() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+/// A daemon with `prefix-output = no` shares bundle-init's stdout pipe. Behind a slow
+/// reader, a write that ended mid-record let its line land inside a `[name] ` record, and
+/// the rest of that record showed up later without its prefix.
+#[test]
+fn prefixed_records_stay_whole_beside_an_unprefixed_writer_behind_a_slow_reader() {
+    let dir = TempDir::new("mixed");
+    let bundle = dir.write("m.bundle", MIXED_WRITERS_BUNDLE);
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    let stdout = init.release_stdout_slowly();
+    assert_eq!(init.wait_exit(), 0);
+    stdout.wait_closed();
+    assert_no_spliced_line(&stdout.all());
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]

@@ -6,7 +6,7 @@
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
-//!              [--exit-runs N FILE]
+//!              [--exit-runs N FILE] [--line-writes]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -14,6 +14,8 @@
 //! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
 //! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
 //! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
+//!   in 64 KiB writes, or one write per line with `--line-writes` (each then is atomic on a
+//!   pipe, as a well-behaved unprefixed daemon's lines are);
 //! - `--delay` waits before listening and saying "started" (a slow daemon); `--notify-fd`
 //!   then writes a newline to that descriptor; `--listen-unix` accepts on a Unix socket;
 //! - `--exit-runs N FILE`: only the first N runs (counted by appending a line to FILE) obey
@@ -54,6 +56,7 @@ struct Options {
     listen: Option<String>,
     orphans: u32,
     flood: u64,
+    line_writes: bool,
     report: bool,
     ready_file: Option<String>,
     timestamps: bool,
@@ -119,6 +122,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         listen: None,
         orphans: 0,
         flood: 0,
+        line_writes: false,
         report: false,
         ready_file: None,
         timestamps: false,
@@ -150,6 +154,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("listen") => o.listen = Some(text(&mut p)?),
             Long("orphans") => o.orphans = text(&mut p)?.parse().map_err(|_| "bad count")?,
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
+            Long("line-writes") => o.line_writes = true,
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
@@ -274,7 +279,8 @@ fn say_started(options: &Options) {
         note(options, &format!("made {} orphans", options.orphans));
     }
     if options.flood > 0 {
-        flood(options.flood);
+        let chunk = if options.line_writes { 1 } else { 64 * 1024 };
+        flood(options.flood, chunk);
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
@@ -403,8 +409,9 @@ fn make_orphans(count: u32) {
     }
 }
 
-fn flood(bytes: u64) {
-    // Whole lines in 64 KiB writes: the writer must not be what limits a throughput test.
+/// Whole lines, written once at least `chunk` bytes are ready. 64 KiB writes keep the writer
+/// from being what limits a throughput test.
+fn flood(bytes: u64, chunk_size: usize) {
     let mut out = std::io::stdout().lock();
     let mut chunk = Vec::with_capacity(70 * 1024);
     let mut written = 0u64;
@@ -416,7 +423,7 @@ fn flood(bytes: u64) {
         chunk.extend_from_slice(line.as_bytes());
         written += line.len() as u64;
         n += 1;
-        if chunk.len() >= 64 * 1024 || written >= bytes {
+        if chunk.len() >= chunk_size || written >= bytes {
             if out.write_all(&chunk).is_err() {
                 return;
             }

@@ -33,6 +33,18 @@ pub const TERM: i32 = 15;
 /// Generous: CI machines are slow; a test that passes waits far less.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A reader slower than any writer: at most 1500 bytes a read (not a page, so pages free
+/// up one at a time) and a pause after each. The pause sets a rate; it waits for nothing.
+pub struct SlowReader<R>(pub R);
+
+impl<R: Read> Read for SlowReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_micros(200));
+        let n = buf.len().min(1500);
+        self.0.read(&mut buf[..n])
+    }
+}
+
 /// The lines so far, and whether the writer has closed its end.
 type Shared = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;
 
@@ -433,6 +445,14 @@ impl Init {
         self.stdout.inner.0.lock().unwrap().1 = true;
     }
 
+    /// Starts reading a held stdout slowly, so the pipe stays nearly full and every writer
+    /// waits for room; returns its lines (also in `self.stdout` from now on).
+    pub fn release_stdout_slowly(&mut self) -> Lines {
+        let held = self.held_stdout.take().expect("stdout was not held");
+        self.stdout = Lines::from_reader(SlowReader(held));
+        self.stdout.clone()
+    }
+
     /// Starts reading a held stdout; returns its lines (also in `self.stdout` from now on).
     pub fn release_stdout(&mut self) -> Lines {
         let held = self.held_stdout.take().expect("stdout was not held");
@@ -653,4 +673,52 @@ pub fn assert_hup_reached_egress_only(lines: &Lines) {
         .collect();
     assert_eq!(hups.len(), 1, "{hups:?}");
     assert!(hups[0].starts_with("[egress] egress "), "{hups:?}");
+}
+
+/// Two prefixed daemons flood, and one with `prefix-output = no` floods the same stdout one
+/// line per write. Behind a slow reader, every writer keeps waiting for room in the pipe.
+pub const MIXED_WRITERS_BUNDLE: &str = "\
+[a]\nrun = bundle-testd --name a --flood 1500000 --exit-after 0s 0\n\
+[b]\nrun = bundle-testd --name b --flood 1500000 --exit-after 0s 0\n\
+[plain]\nprefix-output = no\n\
+run = bundle-testd --name plain --flood 1000000 --line-writes --exit-after 0s 0\n";
+
+/// Checks every line of a MIXED_WRITERS_BUNDLE run: each is a whole flood line, prefixed
+/// for a and b, bare for plain, numbered in order per writer, or a daemon's own note.
+/// A record cut by a partial write shows up as a line of the wrong length or an
+/// unprefixed fragment.
+pub fn assert_no_spliced_line(lines: &[String]) {
+    let mut next: std::collections::HashMap<&str, u64> = [("a", 0), ("b", 0), ("plain", 0)].into();
+    let mut corrupted = Vec::new();
+    for line in lines {
+        let (name, rest) = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Some((name, rest)) if name == "a" || name == "b" => (name, rest),
+            _ => ("plain", line.as_str()),
+        };
+        let Some(number) = rest.strip_prefix("flood line ") else {
+            if !rest.starts_with(&format!("{name} ")) {
+                corrupted.push(line.clone());
+            }
+            continue;
+        };
+        let well_formed = number.len() == 10 + 1 + 71 && number[11..].bytes().all(|b| b == b'x');
+        match number[..10.min(number.len())].parse::<u64>() {
+            Ok(n) if well_formed => {
+                if n != next[name] {
+                    corrupted.push(format!("{line} (expected number {})", next[name]));
+                }
+                next.insert(name, n + 1);
+            }
+            _ => corrupted.push(line.clone()),
+        }
+    }
+    assert!(
+        corrupted.is_empty(),
+        "{} corrupted lines of {}, first: {:?}",
+        corrupted.len(),
+        lines.len(),
+        &corrupted[..corrupted.len().min(5)]
+    );
+    // 94-byte lines: all of each flood arrived.
+    assert_eq!((next["a"], next["b"], next["plain"]), (15958, 15958, 10639));
 }
