@@ -6,6 +6,8 @@
 //! container's PID 1: server and client compute the same name with no configuration.
 //! Abstract sockets are also scoped to the network namespace, so containers never see each
 //! other's. `BUNDLE_INIT_CONTROL` names another socket: `@name` (abstract) or a path.
+//! A path is someone's file system: bundle-init replaces only a stale socket there, never
+//! another file or a live instance's socket, and removes its own at exit.
 //!
 //! Protocol: one request line; the answer is `OK` or `ERR reason` on the first line, then
 //! a body; the server closes the connection after answering.
@@ -16,6 +18,9 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
@@ -76,7 +81,6 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError>
 pub(crate) fn address() -> std::io::Result<SocketAddrUnix> {
     match std::env::var_os("BUNDLE_INIT_CONTROL") {
         Some(name) => {
-            use std::os::unix::ffi::OsStrExt;
             let bytes = name.as_bytes();
             match bytes.strip_prefix(b"@") {
                 Some(abstract_name) => Ok(SocketAddrUnix::new_abstract_name(abstract_name)?),
@@ -102,8 +106,98 @@ fn derived_name() -> String {
     }
 }
 
-/// Opens the listening socket (non-blocking, close-on-exec).
-pub(crate) fn listen() -> std::io::Result<OwnedFd> {
+/// Why there is no control socket. bundle-init then runs without one, after a warning.
+#[derive(Debug)]
+pub(crate) enum ListenError {
+    /// Something that is not a socket is at the path: never removed.
+    NotASocket(PathBuf),
+    /// A socket at the path still accepts connections: another bundle-init serves it.
+    InUse(PathBuf),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenError::NotASocket(path) => write!(
+                f,
+                "{} exists and is not a socket; it is left alone",
+                path.display()
+            ),
+            ListenError::InUse(path) => write!(
+                f,
+                "{} is served by another live process; it is left to that one",
+                path.display()
+            ),
+            ListenError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<std::io::Error> for ListenError {
+    fn from(e: std::io::Error) -> ListenError {
+        ListenError::Io(e)
+    }
+}
+
+impl From<rustix::io::Errno> for ListenError {
+    fn from(e: rustix::io::Errno) -> ListenError {
+        ListenError::Io(e.into())
+    }
+}
+
+/// The socket file bundle-init created, removed at exit if it is still the same file.
+struct BoundPath {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundPath {
+    fn identity(path: &Path) -> Option<(u64, u64)> {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+}
+
+impl Drop for BoundPath {
+    fn drop(&mut self) {
+        // Only our own socket: another instance may have replaced a file we thought stale.
+        if BoundPath::identity(&self.path) == Some((self.dev, self.ino)) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Makes room for a socket at `path`: nothing there, or a stale socket (connection
+/// refused), which is removed. Anything else is left alone and refused.
+fn claim_path(path: &Path) -> Result<(), ListenError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ListenError::NotASocket(path.to_path_buf()));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ListenError::InUse(path.to_path_buf())),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            std::fs::remove_file(path)?;
+            Ok(())
+        }
+        // EAGAIN: a live listener with a full backlog.
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+            Err(ListenError::InUse(path.to_path_buf()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the listening socket (non-blocking, close-on-exec); for a path, also what removes
+/// the file at exit.
+fn listen() -> Result<(OwnedFd, Option<BoundPath>), ListenError> {
     let addr = address()?;
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
@@ -111,14 +205,26 @@ pub(crate) fn listen() -> std::io::Result<OwnedFd> {
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
-    if let Some(path) = addr.path() {
-        // A stale socket file from an earlier run would make bind fail.
-        use std::os::unix::ffi::OsStrExt;
-        let _ = std::fs::remove_file(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    let path = addr
+        .path()
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p.to_bytes())));
+    if let Some(path) = &path {
+        claim_path(path)?;
     }
-    rustix::net::bind(&fd, &addr)?;
+    match rustix::net::bind(&fd, &addr) {
+        Ok(()) => {}
+        // Another instance bound it between our check and our bind.
+        Err(rustix::io::Errno::ADDRINUSE) if path.is_some() => {
+            return Err(ListenError::InUse(path.unwrap_or_default()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let bound = path.and_then(|path| {
+        let (dev, ino) = BoundPath::identity(&path)?;
+        Some(BoundPath { path, dev, ino })
+    });
     rustix::net::listen(&fd, MAX_CLIENTS as i32)?;
-    Ok(fd)
+    Ok((fd, bound))
 }
 
 /// Client side: sends `request`, prints the answer, returns the exit code: 0 OK, 1 refused
@@ -198,15 +304,19 @@ struct Client {
 /// The listening socket and the clients being served.
 pub(crate) struct Server {
     listener: OwnedFd,
+    /// Removes the socket file at exit (declared after the listener: dropped after it).
+    _bound_path: Option<BoundPath>,
     clients: Vec<Client>,
     my_uid: u32,
     next_id: ClientId,
 }
 
 impl Server {
-    pub(crate) fn open() -> std::io::Result<Server> {
+    pub(crate) fn open() -> Result<Server, ListenError> {
+        let (listener, bound_path) = listen()?;
         Ok(Server {
-            listener: listen()?,
+            listener,
+            _bound_path: bound_path,
             clients: Vec::new(),
             my_uid: rustix::process::geteuid().as_raw(),
             next_id: 0,

@@ -252,3 +252,93 @@ fn a_status_route_writes_the_status_to_the_log() {
         "{lines:?}"
     );
 }
+
+/// `bundle-init ARGS` from the test's own namespace, against the socket at `path`.
+fn path_client(path: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bundle_init_bin())
+        .args(args)
+        .env("BUNDLE_INIT_CONTROL", path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A bundle of one daemon named `name`, controlled through the socket at `path`.
+fn on_a_path(dir: &TempDir, name: &str, path: &str) -> Init {
+    let bundle = dir.write(
+        &format!("{name}.bundle"),
+        &format!("[{name}]\nrun = bundle-testd --name {name}\n"),
+    );
+    let init = Launch::subreaper(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_CONTROL", path)
+        .start();
+    init.stdout.wait_for(&format!("{name} started"), |l| {
+        l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
+    });
+    init
+}
+
+/// A regular file where the control socket should go is never removed: bundle-init warns
+/// and runs without control.
+#[test]
+fn a_control_path_that_is_not_a_socket_is_left_alone() {
+    let dir = TempDir::new("ctl-file");
+    let path = dir.write("precious", "keep me\n");
+    let mut init = on_a_path(&dir, "web", &path);
+    init.stderr.wait_for_text(&format!(
+        "warning: no control socket ({path} exists and is not a socket; it is left alone)"
+    ));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me\n");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me\n");
+}
+
+/// A second bundle-init on the same path does not take a live socket from the first, which
+/// stays reachable; the first removes its socket file at exit.
+#[test]
+fn a_live_control_socket_is_not_taken_and_is_removed_at_exit() {
+    let dir = TempDir::new("ctl-live");
+    let path = dir.path("control.sock");
+    let mut first = on_a_path(&dir, "first", &path);
+    let mut second = on_a_path(&dir, "second", &path);
+    second.stderr.wait_for_text(&format!(
+        "warning: no control socket ({path} is served by another live process; it is left to that one)"
+    ));
+    let (code, out, err) = path_client(&path, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("first "), "the first still answers: {out}");
+    second.signal(TERM);
+    assert_eq!(second.wait_exit(), 0);
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the second removed the first's socket"
+    );
+    assert_eq!(path_client(&path, &["health"]).0, 0);
+    first.signal(TERM);
+    assert_eq!(first.wait_exit(), 0);
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the socket file is removed at exit"
+    );
+}
+
+/// A socket file nobody listens on (connection refused) is stale: it is replaced.
+#[test]
+fn a_stale_control_socket_is_replaced() {
+    let dir = TempDir::new("ctl-stale");
+    let path = dir.path("control.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(std::path::Path::new(&path).exists(), "a stale socket file");
+    let mut init = on_a_path(&dir, "web", &path);
+    let (code, out, err) = path_client(&path, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("web "), "{out}");
+    assert!(!init.stderr.text().contains("no control socket"));
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+}
