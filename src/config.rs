@@ -209,6 +209,11 @@ impl Parser<'_> {
         if matches!(sig.0, libc_sig::KILL | libc_sig::STOP) {
             return Err(self.error(format!("{sig} cannot be caught, so it cannot be routed")));
         }
+        if crate::sys::FAULT_SIGNALS.contains(&sig.0) {
+            return Err(self.error(format!(
+                "{sig} reports a fault in bundle-init itself and keeps its default action, so it cannot be routed"
+            )));
+        }
         if sig.0 == libc_sig::CHLD {
             return Err(
                 self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string())
@@ -731,6 +736,16 @@ mod tests {
             "b.conf:1: SIGKILL cannot be caught, so it cannot be routed"
         );
         assert_eq!(error("on CHLD = ignore\n").split(':').nth(1), Some("1"));
+        for fault in ["SEGV", "BUS", "ILL", "FPE", "TRAP", "SYS", "ABRT"] {
+            assert_eq!(
+                error(&format!(
+                    "# faults\non SIG{fault} = restart a\n[a]\nrun = x\n"
+                )),
+                format!(
+                    "b.conf:2: SIG{fault} reports a fault in bundle-init itself and keeps its default action, so it cannot be routed"
+                )
+            );
+        }
         assert!(error("on HUP = reload\n").contains("unknown route action \"reload\""));
         assert!(error("on HUP = restart\n").contains("needs at least one daemon name"));
         assert!(error("on HUP = shutdown now\n").contains("takes no daemon names"));

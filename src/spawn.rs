@@ -65,6 +65,7 @@ pub(crate) fn spawn(
         give_terminal: setup.give_terminal,
         no_new_privs: spec.no_new_privs,
         mask: setup.inherited_mask,
+        parent: rustix::process::getpid().as_raw_nonzero().get(),
         report: report_write.as_raw_fd(),
     };
     let pid = match sys::fork_process() {
@@ -260,6 +261,7 @@ fn classify(
         ChildStep::Redirect => (126, format!("output redirection: {reason}")),
         ChildStep::NoNewPrivs => (126, format!("no-new-privs: {reason}")),
         ChildStep::Signals => (126, format!("signal setup: {reason}")),
+        ChildStep::ParentDeath => (126, format!("parent-death signal: {reason}")),
     };
     SpawnFailure {
         transient: false,

@@ -241,6 +241,8 @@ pub(crate) struct ExecPlan<'a> {
     pub(crate) give_terminal: bool,
     pub(crate) no_new_privs: bool,
     pub(crate) mask: SigSet,
+    /// bundle-init's pid: the child dies with it (parent-death signal).
+    pub(crate) parent: i32,
     /// Write end of the CLOEXEC pipe the child reports a failure on.
     pub(crate) report: c_int,
 }
@@ -255,6 +257,7 @@ pub(crate) enum ChildStep {
     NoNewPrivs = 5,
     Signals = 6,
     Exec = 7,
+    ParentDeath = 8,
 }
 
 impl ChildStep {
@@ -266,6 +269,7 @@ impl ChildStep {
             4 => ChildStep::User,
             5 => ChildStep::NoNewPrivs,
             6 => ChildStep::Signals,
+            8 => ChildStep::ParentDeath,
             _ => ChildStep::Exec,
         }
     }
@@ -305,6 +309,8 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
     if let Some((uid, gid)) = plan.user {
         become_user(uid, gid, report);
     }
+    // After the credential change, which clears the parent-death signal.
+    die_with_parent(plan.parent, report);
     // SAFETY: prctl with integer arguments only.
     if plan.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         fail(report, ChildStep::NoNewPrivs);
@@ -366,6 +372,21 @@ fn become_user(uid: u32, gid: u32, report: c_int) {
 
 /// execvp's rules: try each candidate; a permission error is remembered but the search
 /// goes on; "not found" is reported only if nothing else went wrong.
+/// Asks for SIGKILL when bundle-init dies, so no daemon outlives it (with no bundle-init
+/// left, nobody would escalate after a gentler signal). Then checks the parent again: if
+/// it died before the request, the signal will never come.
+fn die_with_parent(parent: i32, report: c_int) {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        fail(report, ChildStep::ParentDeath);
+    }
+    // SAFETY: getppid has no arguments and cannot fail.
+    if unsafe { libc::getppid() } != parent {
+        // SAFETY: _exit ends this process at once; nothing of the parent's is shared.
+        unsafe { libc::_exit(127) };
+    }
+}
+
 fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
     let envp = match plan.envp {
         Some(envp) => envp.as_ptr(),

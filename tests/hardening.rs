@@ -436,6 +436,52 @@ fn prefixed_records_stay_whole_beside_an_unprefixed_writer_behind_a_slow_reader(
     assert_no_spliced_line(&stdout.all());
 }
 
+/// bundle-init not as PID 1, killed outright (SIGKILL, or a fault signal from outside): its
+/// daemons must not run on, orphaned under the host's init. One daemon changed its uid,
+/// which clears a parent-death signal set before the change.
+#[test]
+fn no_daemon_outlives_a_killed_bundle_init() {
+    let dir = TempDir::new("pdeath");
+    let bundle = dir.write(
+        "p.bundle",
+        "[root]
+run = bundle-testd --name root --ignore TERM
+         [nobody]
+run = bundle-testd --name nobody --ignore TERM
+user = 65534:65534
+",
+    );
+    const ABRT: i32 = 6;
+    for (launch, daemons, signal) in [
+        (Launch::subreaper(&["--bundle", &bundle]), 2, ABRT),
+        (
+            Launch::subreaper(&["--", TESTD, "--name", "single", "--ignore", "TERM"]),
+            1,
+            KILL,
+        ),
+    ] {
+        let mut init = launch.start();
+        let started = init
+            .stdout
+            .wait_for_n(daemons, "started lines", |l| l.ends_with(" started"));
+        let daemons: Vec<_> = started
+            .iter()
+            .map(|line| {
+                let pid = rustix::process::Pid::from_raw(started_pid(line)).unwrap();
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap()
+            })
+            .collect();
+        init.signal(signal);
+        assert_eq!(init.wait_exit(), 128 + signal);
+        for (daemon, line) in daemons.iter().zip(&started) {
+            assert!(
+                wait_readable(daemon, PATIENCE),
+                "outlived bundle-init: {line}"
+            );
+        }
+    }
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]
