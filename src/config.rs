@@ -707,6 +707,21 @@ mod tests {
         assert_eq!(b.routes.len(), 4);
     }
 
+    /// Fault signals keep their default action: a route on one could never fire.
+    #[test]
+    fn routes_on_fault_signals_are_refused() {
+        for fault in ["SEGV", "BUS", "ILL", "FPE", "TRAP", "SYS", "ABRT"] {
+            assert_eq!(
+                error(&format!(
+                    "# faults\non SIG{fault} = restart a\n[a]\nrun = x\n"
+                )),
+                format!(
+                    "b.conf:2: SIG{fault} reports a fault in bundle-init itself and keeps its default action, so it cannot be routed"
+                )
+            );
+        }
+    }
+
     #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
@@ -736,16 +751,6 @@ mod tests {
             "b.conf:1: SIGKILL cannot be caught, so it cannot be routed"
         );
         assert_eq!(error("on CHLD = ignore\n").split(':').nth(1), Some("1"));
-        for fault in ["SEGV", "BUS", "ILL", "FPE", "TRAP", "SYS", "ABRT"] {
-            assert_eq!(
-                error(&format!(
-                    "# faults\non SIG{fault} = restart a\n[a]\nrun = x\n"
-                )),
-                format!(
-                    "b.conf:2: SIG{fault} reports a fault in bundle-init itself and keeps its default action, so it cannot be routed"
-                )
-            );
-        }
         assert!(error("on HUP = reload\n").contains("unknown route action \"reload\""));
         assert!(error("on HUP = restart\n").contains("needs at least one daemon name"));
         assert!(error("on HUP = shutdown now\n").contains("takes no daemon names"));
