@@ -773,11 +773,6 @@ impl Supervisor {
         now: Time,
         out: &mut Actions,
     ) {
-        if self.is_shutting_down() {
-            let reply = Reply::refused("shutting down: restart ignored");
-            out.push_back(Action::Reply { client, reply });
-            return;
-        }
         let mut longest = Duration::ZERO;
         let mut awaited = Vec::with_capacity(indices.len());
         for &index in indices {
@@ -1971,10 +1966,10 @@ mod tests {
             secs(2.0),
             &mut out,
         );
-        assert_eq!(
-            replies(&out),
-            [(2, refused("shutting down: restart ignored", ""))]
-        );
+        let db = sup.daemons[sup.index_of("db").unwrap()].pid().unwrap();
+        let body = format!("db not restarted: shutting down (was pid {db})\n");
+        assert_eq!(replies(&out), [(2, refused("restart failed", &body))]);
+        assert!(logs(&out).contains("restart of db (control) ignored: shutting down"));
     }
 
     #[test]

@@ -342,3 +342,77 @@ fn a_stale_control_socket_is_replaced() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+/// A client, timed: every refusal must come at once, not after a restart's deadline.
+fn timed_client(init: &Init, args: &[&str]) -> (i32, String, Duration) {
+    let asked = Instant::now();
+    let (code, _, err) = client(init, args);
+    (code, err, asked.elapsed())
+}
+
+/// Every request that is refused or ignored is answered at once, with the reason the log
+/// gives. A restart of a daemon waiting for `after` used to wait out grace + 5 s (13 s)
+/// and then say "did not come back up".
+#[test]
+fn every_refused_request_is_answered_at_once_with_the_reason_the_log_gives() {
+    let dir = TempDir::new("ctl-refusals");
+    let bundle = dir.write(
+        "r.bundle",
+        &format!(
+            "shutdown-grace = 60s\n\
+             [a]\nrun = bundle-testd --name a --ignore TERM\nready = file:{}\nready-timeout = 10m\ngrace = 60s\n\
+             [b]\nrun = bundle-testd --name b\nafter = a\n",
+            dir.path("never")
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("a started", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    let prompt = Duration::from_secs(2);
+
+    let (code, err, took) = timed_client(&init, &["restart", "b"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "bundle-init: restart failed\nb not restarted: it is waiting for what it starts after (was pid -)\n"
+        )
+    );
+    assert!(took < prompt, "answered after {took:?}");
+    init.stderr.wait_for_text(
+        "[bundle-init] restart of b (control) ignored: it is waiting for what it starts after",
+    );
+
+    let (code, err, took) = timed_client(&init, &["signal", "b", "HUP"]);
+    assert_eq!((code, err.as_str()), (1, "bundle-init: b is not running\n"));
+    assert!(took < prompt, "answered after {took:?}");
+
+    let (code, err, took) = timed_client(&init, &["restart", "nobody"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "bundle-init: unknown daemon \"nobody\" (known: a, b)\n")
+    );
+    assert!(took < prompt, "answered after {took:?}");
+
+    // a ignores TERM and has 60 s: the shutdown stays under way while we ask.
+    init.signal(TERM);
+    init.stderr.wait_for_text("received SIGTERM: shutting down");
+    let (code, err, took) = timed_client(&init, &["restart", "a"]);
+    let a = init.stdout.wait_for("a's pid", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    assert_eq!(
+        (code, err),
+        (
+            1,
+            format!(
+                "bundle-init: restart failed\na not restarted: shutting down (was pid {})\n",
+                started_pid(&a)
+            )
+        )
+    );
+    assert!(took < prompt, "answered after {took:?}");
+    init.stderr
+        .wait_for_text("[bundle-init] restart of a (control) ignored: shutting down");
+}
