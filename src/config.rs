@@ -69,7 +69,7 @@ pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
         line: None,
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| whole(format!("cannot open: {e}")))?;
+    let file = open_regular(path).map_err(whole)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -81,6 +81,27 @@ pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
         )));
     }
     parse(path, &bytes)
+}
+
+/// Opens `path` for reading only if it is a regular file. The open itself never waits (a
+/// FIFO with no writer would block it for ever, with every signal already blocked), and
+/// never makes a terminal ours; then fstat says what it is.
+fn open_regular(path: &str) -> Result<std::fs::File, String> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty())
+        .map_err(|e| format!("cannot open: {}", std::io::Error::from(e)))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("cannot open: {e}"))?;
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => return Ok(std::fs::File::from(fd)),
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Socket => "a socket",
+        _ => "not a file",
+    };
+    Err(format!("is {kind}, not a regular file"))
 }
 
 /// Parses bundle-file bytes. `path` is only used in error messages.

@@ -181,15 +181,19 @@ fn claim_path(path: &Path) -> Result<(), ListenError> {
     if !meta.file_type().is_socket() {
         return Err(ListenError::NotASocket(path.to_path_buf()));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(ListenError::InUse(path.to_path_buf())),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+    // Non-blocking: a live listener with a full backlog answers EAGAIN instead of making
+    // bundle-init wait before its loop runs.
+    let probe = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Err(ListenError::InUse(path.to_path_buf())),
+        Err(rustix::io::Errno::CONNREFUSED) => {
             std::fs::remove_file(path)?;
             Ok(())
-        }
-        // EAGAIN: a live listener with a full backlog.
-        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-            Err(ListenError::InUse(path.to_path_buf()))
         }
         Err(e) => Err(e.into()),
     }

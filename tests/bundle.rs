@@ -362,6 +362,39 @@ fn bad_bundle_files_fail_with_path_and_line_and_check_prints_the_plan() {
     );
 }
 
+/// `--bundle` must name a regular file. A FIFO used to hang bundle-init for ever in open(),
+/// with every signal already blocked, so only SIGKILL could end it.
+#[test]
+fn a_bundle_path_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = TempDir::new("not-regular");
+    let fifo = dir.path("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        fifo.as_str(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let directory = dir.0.to_string_lossy().into_owned();
+    for (path, kind) in [
+        (fifo.as_str(), "a FIFO"),
+        (directory.as_str(), "a directory"),
+        ("/dev/null", "a character device"),
+        // bundle-init's own stdin, which the tests set to /dev/null.
+        ("/proc/self/fd/0", "a character device"),
+    ] {
+        let mut init = Launch::pid1(&["--bundle", path]).start();
+        assert_eq!(init.wait_exit(), 2, "{path}");
+        assert_eq!(
+            init.stderr.all(),
+            [format!(
+                "bundle-init: {path}: is {kind}, not a regular file"
+            )]
+        );
+    }
+}
+
 #[test]
 fn exit_policies_keep_running_restart_and_stop_bundle() {
     let dir = TempDir::new("policies");
