@@ -55,6 +55,8 @@ pub(crate) struct Runtime {
     signals: OwnedFd,
     settings: Settings,
     my_pid: i32,
+    /// Leftovers that got SIGTERM already (-1: everyone, as PID 1).
+    termed: Vec<i32>,
     pipes: Vec<Option<DaemonPipes>>,
     sinks: Vec<Sink>,
     /// Index into `sinks` for stderr (0, stdout's, when both are one file).
@@ -122,6 +124,7 @@ impl Runtime {
             signals,
             settings,
             my_pid: rustix::process::getpid().as_raw_nonzero().get(),
+            termed: Vec::new(),
             pipes,
             sinks,
             err_sink,
@@ -344,7 +347,7 @@ impl Runtime {
                 }
             }
         };
-        self.sup.after_reaping(children_remain, actions);
+        self.sup.after_reaping(children_remain, now, actions);
     }
 
     fn read_pipe(&mut self, daemon: usize, stream: usize) {
@@ -442,14 +445,26 @@ impl Runtime {
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only
     /// bundle-init's own children that are not daemons: never processes it does not own.
+    ///
+    /// The supervisor asks again whenever orphans may have been adopted. SIGTERM goes to
+    /// each process once (a second TERM means "hurry" to some programs); SIGKILL to
+    /// whatever is there each time.
     fn signal_leftovers(&mut self, sig: Sig) {
+        let once = sig.0 == sys::libc_sig::TERM;
         if self.settings.pid1 {
-            let _ = sys::send_signal(-1, sig.0);
+            if !(once && self.termed.contains(&-1)) {
+                let _ = sys::send_signal(-1, sig.0);
+                self.termed.push(-1);
+            }
             return;
         }
         for pid in own_children(self.my_pid) {
-            if self.sup.daemon_of(pid).is_none() {
-                let _ = sys::send_signal(pid, sig.0);
+            if self.sup.daemon_of(pid).is_some() || (once && self.termed.contains(&pid)) {
+                continue;
+            }
+            let _ = sys::send_signal(pid, sig.0);
+            if once {
+                self.termed.push(pid);
             }
         }
     }

@@ -259,6 +259,11 @@ struct AwaitedRestart {
     refused: Option<&'static str>,
 }
 
+/// After the shutdown budget's SIGKILL round, how often leftovers are looked for again, and
+/// how long past the budget bundle-init keeps looking before it exits without them.
+const SWEEP_RESCAN: Duration = Duration::from_millis(100);
+const SWEEP_TAIL: Duration = Duration::from_secs(2);
+
 /// How long past the longest grace a control client waits for a restart to finish.
 const RESTART_REPLY_MARGIN: Duration = Duration::from_secs(5);
 
@@ -298,6 +303,11 @@ pub(crate) struct Supervisor {
     exit_code: u8,
     /// Whether the last reaping pass saw children still alive (true until one says not).
     leftovers: bool,
+    /// Whether a child was reaped since the last reaping pass ended: its children, if it
+    /// had any, were just adopted and have not been swept yet.
+    reaped_in_this_pass: bool,
+    /// When the last reaping pass ended.
+    last_reaping: Time,
     /// The most detailed level shown.
     verbosity: Level,
     /// Control clients waiting for restarts to finish.
@@ -339,6 +349,8 @@ impl Supervisor {
             phase: Phase::Running,
             exit_code: 0,
             leftovers: true,
+            reaped_in_this_pass: false,
+            last_reaping: Time::ZERO,
             verbosity: Level::Debug,
             replies: Vec::new(),
         }
@@ -516,6 +528,7 @@ impl Supervisor {
 
     /// A child was reaped: a daemon, or an orphan bundle-init adopted.
     pub(crate) fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Actions) {
+        self.reaped_in_this_pass = true;
         let Some(index) = self.daemon_of(pid) else {
             let level = self.orphans;
             self.log(out, level, || format!("reaped zombie pid {pid} ({status})"));
@@ -559,14 +572,38 @@ impl Supervisor {
 
     /// Called after every reaping pass: `children_remain` says whether wait found other
     /// children still alive. Shutdown finishes here once nothing is left to wait for.
-    pub(crate) fn after_reaping(&mut self, children_remain: bool, out: &mut Actions) {
+    ///
+    /// During the sweep, a pass that reaped someone while children remain sweeps again:
+    /// the children of the one that died were just adopted (a subreaper's only sign of an
+    /// adoption), and the earlier signal never reached them. Each new sweep needs a death,
+    /// so this ends.
+    pub(crate) fn after_reaping(&mut self, children_remain: bool, now: Time, out: &mut Actions) {
+        let reaped = std::mem::take(&mut self.reaped_in_this_pass);
         self.leftovers = children_remain;
+        self.last_reaping = now;
+        let daemons_gone = !self.daemons.iter().any(Daemon::is_live);
         if let Phase::ShuttingDown {
-            leftovers: sweep @ LeftoverSweep::AwaitingReap,
+            leftovers: sweep,
+            killed,
             ..
         } = &mut self.phase
         {
-            *sweep = LeftoverSweep::Reaped;
+            let sig = if *killed {
+                libc_sig::KILL
+            } else {
+                libc_sig::TERM
+            };
+            match sweep {
+                LeftoverSweep::AwaitingReap | LeftoverSweep::Reaped
+                    if self.stop_leftovers && daemons_gone && children_remain && reaped =>
+                {
+                    *sweep = LeftoverSweep::AwaitingReap;
+                    out.push_back(Action::SignalLeftovers(Sig(sig)));
+                    return;
+                }
+                LeftoverSweep::AwaitingReap => *sweep = LeftoverSweep::Reaped,
+                _ => {}
+            }
         }
         self.check_shutdown_done(out);
     }
@@ -969,7 +1006,36 @@ impl Supervisor {
             }
         }
         self.end_shutdown_budget_if_due(now, out);
+        self.sweep_again_after_the_budget(now, out);
         self.settle_replies(now, out);
+    }
+
+    /// After the SIGKILL round, leftovers may still be adopted without any event (the
+    /// parent of an orphan was not our child): look again every SWEEP_RESCAN until wait
+    /// says there are no children, or give up SWEEP_TAIL after the budget.
+    fn sweep_again_after_the_budget(&mut self, now: Time, out: &mut Actions) {
+        let Phase::ShuttingDown {
+            deadline,
+            killed: true,
+            leftovers: LeftoverSweep::Reaped,
+        } = self.phase
+        else {
+            return;
+        };
+        if !self.stop_leftovers || !self.leftovers || self.daemons.iter().any(Daemon::is_live) {
+            return;
+        }
+        if now >= deadline + SWEEP_TAIL {
+            let line = format!(
+                "processes are still left {} after SIGKILL: exiting without them",
+                human(SWEEP_TAIL)
+            );
+            self.log(out, Level::Notice, || line);
+            self.finish(out);
+        } else if now >= self.last_reaping + SWEEP_RESCAN {
+            self.set_sweep(LeftoverSweep::AwaitingReap);
+            out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
+        }
     }
 
     /// A daemon's ready-timeout passed before what it starts after was ready.
@@ -1003,6 +1069,7 @@ impl Supervisor {
             self.kill_now(index, out);
         }
         if self.stop_leftovers {
+            self.set_sweep(LeftoverSweep::AwaitingReap);
             out.push_back(Action::SignalLeftovers(Sig(libc_sig::KILL)));
         }
         let line = format!(
@@ -1030,6 +1097,13 @@ impl Supervisor {
                 killed: false,
                 ..
             } => Some(deadline),
+            Phase::ShuttingDown {
+                deadline,
+                killed: true,
+                leftovers: LeftoverSweep::Reaped,
+            } if self.leftovers => {
+                Some((self.last_reaping + SWEEP_RESCAN).min(deadline + SWEEP_TAIL))
+            }
             _ => None,
         };
         let replies = self.replies.iter().map(|p| p.deadline);
@@ -1189,11 +1263,16 @@ impl Supervisor {
         if self.daemons.iter().any(Daemon::is_live) {
             return;
         }
-        if self.stop_leftovers && !killed {
+        if self.stop_leftovers {
             match leftovers {
                 LeftoverSweep::NotYet => {
                     self.set_sweep(LeftoverSweep::AwaitingReap);
-                    out.push_back(Action::SignalLeftovers(Sig(libc_sig::TERM)));
+                    let sig = if killed {
+                        libc_sig::KILL
+                    } else {
+                        libc_sig::TERM
+                    };
+                    out.push_back(Action::SignalLeftovers(Sig(sig)));
                     return;
                 }
                 LeftoverSweep::AwaitingReap => return,
@@ -1391,9 +1470,9 @@ mod tests {
     /// What the driver does once every child is reaped: report it, and report again after
     /// carrying out a SignalLeftovers (it reaps right after signalling).
     fn nothing_left(sup: &mut Supervisor, out: &mut Actions) {
-        sup.after_reaping(false, out);
+        sup.after_reaping(false, secs(0.0), out);
         if matches!(out.back(), Some(Action::SignalLeftovers(_))) {
-            sup.after_reaping(false, out);
+            sup.after_reaping(false, secs(0.0), out);
         }
     }
 
@@ -1541,7 +1620,7 @@ mod tests {
         assert!(logs(&out).contains("already shutting down"));
         sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(2.0), &mut out);
         sup.on_exit(102, ExitStatus::Code(0), secs(2.0), &mut out);
-        sup.after_reaping(true, &mut out);
+        sup.after_reaping(true, secs(0.0), &mut out);
         assert_eq!(exit_code(&out), None);
         assert_eq!(sup.next_deadline(), Some(secs(9.0)));
         out.clear();
@@ -1570,7 +1649,7 @@ mod tests {
         sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
         sup.on_exit(101, ExitStatus::Code(143), secs(1.1), &mut out);
         sup.on_exit(102, ExitStatus::Code(0), secs(1.1), &mut out);
-        sup.after_reaping(true, &mut out);
+        sup.after_reaping(true, secs(0.0), &mut out);
         assert!(
             out.contains(&Action::SignalLeftovers(TERM)),
             "orphans get TERM once the daemons are gone"
@@ -1590,12 +1669,93 @@ mod tests {
         for pid in [100, 101, 102] {
             sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
         }
-        sup.after_reaping(true, &mut out);
-        sup.after_reaping(true, &mut out);
+        sup.after_reaping(true, secs(0.0), &mut out);
+        sup.after_reaping(true, secs(0.0), &mut out);
         assert_eq!(sup.next_deadline(), Some(secs(9.0)));
         out.clear();
         sup.on_tick(secs(9.0), &mut out);
         assert!(out.contains(&Action::SignalLeftovers(KILL)), "{out:?}");
+    }
+
+    /// Orphans adopted during the sweep are swept too: a pass that reaped someone while
+    /// children remain signals again (TERM before the budget is over, KILL after). After
+    /// the KILL round it looks again every 100 ms, and gives up 2 s after the budget.
+    #[test]
+    fn the_sweep_follows_adoptions_until_no_child_is_left() {
+        let sweeps = |out: &Actions| -> Vec<Sig> {
+            out.iter()
+                .filter_map(|a| match a {
+                    Action::SignalLeftovers(sig) => Some(*sig),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        for pid in [100, 101, 102] {
+            sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        }
+        sup.after_reaping(true, secs(1.1), &mut out);
+        assert_eq!(sweeps(&out), [TERM], "the first sweep");
+        sup.after_reaping(true, secs(1.1), &mut out);
+        out.clear();
+        sup.on_exit(200, ExitStatus::Code(0), secs(2.0), &mut out);
+        sup.after_reaping(true, secs(2.0), &mut out);
+        assert_eq!(sweeps(&out), [TERM], "200's children were adopted");
+        sup.after_reaping(true, secs(2.0), &mut out);
+        out.clear();
+        sup.after_reaping(true, secs(3.0), &mut out);
+        assert!(
+            sweeps(&out).is_empty(),
+            "nobody reaped: nothing new to sweep"
+        );
+        sup.on_tick(secs(9.0), &mut out);
+        assert_eq!(sweeps(&out), [KILL], "the budget is over");
+        sup.after_reaping(true, secs(9.0), &mut out);
+        assert_eq!(exit_code(&out), None, "children remain: no exit yet");
+        assert_eq!(sup.next_deadline(), Some(secs(9.1)));
+        out.clear();
+        sup.on_tick(secs(9.1), &mut out);
+        assert_eq!(sweeps(&out), [KILL], "looked again");
+        sup.after_reaping(true, secs(9.1), &mut out);
+        out.clear();
+        sup.on_exit(
+            201,
+            ExitStatus::Signal(libc_sig::KILL),
+            secs(9.15),
+            &mut out,
+        );
+        sup.after_reaping(true, secs(9.15), &mut out);
+        assert_eq!(sweeps(&out), [KILL], "201's children were adopted");
+        sup.after_reaping(true, secs(9.15), &mut out);
+        assert_eq!(sup.next_deadline(), Some(secs(9.25)));
+        out.clear();
+        sup.on_tick(secs(11.0), &mut out);
+        assert!(logs(&out).contains("processes are still left 2s after SIGKILL"));
+        assert_eq!(exit_code(&out), Some(0));
+    }
+
+    #[test]
+    fn the_sweep_ends_when_no_child_is_left_after_the_kill_round() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        for pid in [100, 101, 102] {
+            sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        }
+        sup.after_reaping(true, secs(1.1), &mut out);
+        sup.after_reaping(true, secs(1.1), &mut out);
+        sup.on_tick(secs(9.0), &mut out);
+        sup.after_reaping(true, secs(9.0), &mut out);
+        sup.on_exit(
+            200,
+            ExitStatus::Signal(libc_sig::KILL),
+            secs(9.01),
+            &mut out,
+        );
+        sup.after_reaping(false, secs(9.01), &mut out);
+        assert_eq!(exit_code(&out), Some(0));
     }
 
     /// -v levels: 0 errors only, 1 adds notices (the default), 2 info, 3 debug.

@@ -602,3 +602,35 @@ fn prefixed_records_stay_whole_beside_an_unprefixed_writer_in_a_container() {
     assert!(status.success(), "{status:?}: {}", stderr.text());
     common::assert_no_spliced_line(&stdout.all());
 }
+
+/// The leftover tree of the hardening suite (a setsid child that ignores TERM, and its
+/// child) in a container: as PID 1, and as a subreaper under `podman run --init`
+/// (catatonit as PID 1). bundle-init sweeps until wait reports no children, so it reaps
+/// both itself (`-w` logs each), instead of leaving the last one to the kernel or catatonit.
+#[test]
+fn a_leftover_tree_is_swept_to_the_last_process_in_a_container() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-tree");
+    let bundle = with_bundle(
+        &dir,
+        "shutdown-grace = 2s\n[t]\nrun = bundle-testd --name t --tree --exit-after 0s 0\n",
+    );
+    for init_flag in [&[][..], &["--init"][..]] {
+        let extra = [strs(&bundle), init_flag.to_vec()].concat();
+        let c = Container::run(&extra, DEMO, &["-w"]);
+        let line = c.stdout.wait_for("the tree", |l| l.contains(" tree "));
+        assert_eq!(c.wait(), 0, "{}", c.stderr.text());
+        c.stderr.wait_closed();
+        for pid in line.rsplit(' ').take(2) {
+            assert_eq!(
+                c.stderr
+                    .count(|l| l.contains("eaped zombie") && l.contains(&format!("pid {pid} "))),
+                1,
+                "{init_flag:?}: bundle-init did not reap {pid} itself:\n{}",
+                c.stderr.text()
+            );
+        }
+    }
+}

@@ -482,6 +482,59 @@ user = 65534:65534
     }
 }
 
+/// A leftover tree: a child in its own session that ignores TERM, with a child of its own
+/// that ignores TERM too. The first is adopted and gets TERM, then SIGKILL at the deadline;
+/// only then is the second adopted. bundle-init used to exit right after the SIGKILL round,
+/// and the second ran on (as a subreaper) or was left to the kernel (as PID 1). Now it
+/// sweeps until wait reports no children: it reaps both itself, and `-w` says so.
+#[test]
+fn a_leftover_tree_that_ignores_term_is_swept_to_the_last_process() {
+    let dir = TempDir::new("tree");
+    let bundle = dir.write(
+        "t.bundle",
+        "shutdown-grace = 3s\n[t]\nrun = bundle-testd --name t --tree --exit-after 0s 0\n",
+    );
+    let single = ["--stop-others", "3s", "--", TESTD, "--name", "t", "--tree"];
+    let single = [&single[..], &["--exit-after", "0s", "0"]].concat();
+    for (launch, as_pid1) in [
+        (Launch::pid1(&[&["-w"], &single[..]].concat()), true),
+        (Launch::subreaper(&[&["-w"], &single[..]].concat()), false),
+        (Launch::subreaper(&["-w", "--bundle", &bundle]), false),
+    ] {
+        let mut init = launch.start();
+        let line = init.stdout.wait_for("the tree", |l| l.contains(" tree "));
+        let tree: Vec<i32> = line
+            .rsplit(' ')
+            .take(2)
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let pidfds: Vec<_> = tree
+            .iter()
+            .filter(|_| !as_pid1) // namespace pids mean nothing out here
+            .map(|&pid| {
+                let pid = rustix::process::Pid::from_raw(pid).unwrap();
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap()
+            })
+            .collect();
+        assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+        for pid in &tree {
+            assert!(
+                init.stderr
+                    .count(|l| l.contains("eaped zombie") && l.contains(&format!("pid {pid} ")))
+                    == 1,
+                "bundle-init did not reap {pid} itself:\n{}",
+                init.stderr.text()
+            );
+        }
+        for pidfd in &pidfds {
+            assert!(
+                wait_readable(pidfd, Duration::ZERO),
+                "outlived the sweep: {line}"
+            );
+        }
+    }
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]

@@ -6,13 +6,16 @@
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
-//!              [--exit-runs N FILE] [--line-writes]
+//!              [--exit-runs N FILE] [--line-writes] [--tree]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
 //!   `--die-on` adds more (the seed's firewall dies on USR1); other signals are only noted;
 //! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
 //! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
+//! - `--tree` makes a leftover tree: a child in a new session, and its child; both keep
+//!   every signal but KILL blocked, so TERM never ends them. The child prints
+//!   `NAME tree CHILD GRANDCHILD` once both exist;
 //! - `--flood BYTES` writes BYTES of numbered lines to stdout, then goes on running;
 //!   in 64 KiB writes, or one write per line with `--line-writes` (each then is atomic on a
 //!   pipe, as a well-behaved unprefixed daemon's lines are);
@@ -55,6 +58,7 @@ struct Options {
     exit_runs: Option<(u64, String)>,
     listen: Option<String>,
     orphans: u32,
+    tree: bool,
     flood: u64,
     line_writes: bool,
     report: bool,
@@ -121,6 +125,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         exit_runs: None,
         listen: None,
         orphans: 0,
+        tree: false,
         flood: 0,
         line_writes: false,
         report: false,
@@ -155,6 +160,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("orphans") => o.orphans = text(&mut p)?.parse().map_err(|_| "bad count")?,
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
             Long("line-writes") => o.line_writes = true,
+            Long("tree") => o.tree = true,
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
@@ -274,6 +280,9 @@ fn say_started(options: &Options) {
         // The s6 convention: a newline on the descriptor says "ready".
         let _ = rustix::io::write(fd, b"\n");
     }
+    if options.tree {
+        make_tree(options);
+    }
     if options.orphans > 0 {
         make_orphans(options.orphans);
         note(options, &format!("made {} orphans", options.orphans));
@@ -390,6 +399,29 @@ fn reap_children() {
 
 /// Each round forks a child that forks a grandchild and exits at once: the grandchild is
 /// re-parented to the nearest subreaper (bundle-init) and exits, a zombie it must reap.
+/// A child in its own session and a grandchild, both with every signal blocked (inherited
+/// from main): only SIGKILL ends them. The child says which pids they have.
+fn make_tree(options: &Options) {
+    // SAFETY: the child goes on as a plain single-threaded process (this program has no
+    // threads); it only forks, prints and sleeps.
+    if unsafe { fork() } != 0 {
+        return;
+    }
+    // SAFETY: no arguments; a failure only leaves the child in our session.
+    unsafe { libc::setsid() };
+    // SAFETY: as above: the grandchild only sleeps.
+    let grandchild = unsafe { fork() };
+    if grandchild > 0 {
+        note(
+            options,
+            &format!("tree {} {grandchild}", std::process::id()),
+        );
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 fn make_orphans(count: u32) {
     for _ in 0..count {
         // SAFETY: the child only calls fork and _exit, both async-signal-safe.

@@ -438,6 +438,12 @@ impl Init {
         })
     }
 
+    /// Host pids of every process this launch started that is still there (bundle-init and
+    /// whatever descends from it, wherever it was re-parented), zombies included.
+    pub fn tagged_processes(&self) -> Vec<i32> {
+        self.tag.processes()
+    }
+
     /// Closes the read end of a held stdout: every write bundle-init makes gets EPIPE.
     pub fn close_stdout(&mut self) {
         drop(self.held_stdout.take().expect("stdout was not held"));
