@@ -110,10 +110,19 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Command::License => return print(LICENSE),
         Command::Run(options) => options,
     };
+    let open_file_limit = sys::raise_open_file_limit();
     let plan = match &options.bundle {
         Some(path) => match bundle_plan(path) {
-            Ok(plan) if options.check => return print(&keys::describe_plan(path, &plan)),
-            Ok(plan) => plan,
+            Ok(plan) => {
+                if let Err(e) = descriptors_fit(&plan) {
+                    say(format_args!("{path}: {e}"));
+                    return EXIT_SETUP_FAILED;
+                }
+                if options.check {
+                    return print(&keys::describe_plan(path, &plan));
+                }
+                plan
+            }
             Err(e) => {
                 say(format_args!("{e}"));
                 return EXIT_USAGE;
@@ -124,12 +133,27 @@ pub fn run(args: Vec<OsString>) -> u8 {
     let setup = ChildSetup {
         inherited_mask,
         give_terminal: plan.single_child && owns_terminal(),
+        open_file_limit,
     };
     if !plan.single_child {
         // Descriptors bundle-init inherited are its own business, not every daemon's.
         close_inherited_on_exec();
     }
     start(plan, options, setup, &blocked)
+}
+
+/// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
+/// limit) with those open now. Checked before anything starts: a bundle that cannot have
+/// them all would otherwise fail part-way, at some daemon's start or restart.
+fn descriptors_fit(plan: &Plan) -> Result<(), String> {
+    let needed = sys::open_descriptors() + plan.descriptors_needed();
+    let limit = sys::open_file_limit();
+    if needed as u64 <= limit {
+        return Ok(());
+    }
+    Err(format!(
+        "the bundle needs up to {needed} open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is {limit}: raise it (podman run --ulimit nofile=N:N) or set prefix-output = no for some daemons"
+    ))
 }
 
 fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u8 {

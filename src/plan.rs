@@ -200,3 +200,63 @@ pub struct Plan {
     /// Single-child mode: the bundle's exit code is the child's, not the highest failure.
     pub(crate) single_child: bool,
 }
+
+/// Descriptors bundle-init itself may hold at once besides its daemons': the signalfd, a
+/// private description of stdout and of stderr, the control listener with its 8 clients
+/// and one more being refused, a start's report pipe, and a file read from /proc.
+pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 2 + 1;
+
+impl Plan {
+    /// Descriptors the running bundle may need at once, on top of those already open: its
+    /// own, and per daemon 4 for prefixed output (a pipe for stdout and one for stderr,
+    /// both ends kept so restarts reuse them), 2 for a notify pipe, 1 for a tcp or unix
+    /// readiness probe.
+    pub(crate) fn descriptors_needed(&self) -> usize {
+        let per_daemon = |d: &DaemonSpec| {
+            let output = if d.prefix_output { 4 } else { 0 };
+            let ready = match d.ready {
+                Some(ReadyCheck::Notify(_)) => 2,
+                Some(ReadyCheck::Tcp(_) | ReadyCheck::Unix(_)) => 1,
+                Some(ReadyCheck::File(_)) | None => 0,
+            };
+            output + ready
+        };
+        OWN_DESCRIPTORS + self.daemons.iter().map(per_daemon).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(prefix_output: bool, ready: Option<ReadyCheck>) -> DaemonSpec {
+        let mut spec = DaemonSpec::new("d", vec!["x".into()]);
+        spec.prefix_output = prefix_output;
+        spec.ready = ready;
+        spec
+    }
+
+    #[test]
+    fn descriptors_needed_count_output_pipes_and_probes() {
+        let plan = |daemons| Plan {
+            daemons,
+            routes: Routes::bundle_defaults(),
+            shutdown_grace: Duration::from_secs(8),
+            stop_leftovers: true,
+            success_codes: vec![],
+            single_child: false,
+        };
+        assert_eq!(plan(vec![]).descriptors_needed(), OWN_DESCRIPTORS);
+        let mixed = plan(vec![
+            daemon(true, None),
+            daemon(false, None),
+            daemon(true, Some(ReadyCheck::Notify(5))),
+            daemon(false, Some(ReadyCheck::Tcp("127.0.0.1:1".into()))),
+            daemon(false, Some(ReadyCheck::File("/f".into()))),
+        ]);
+        assert_eq!(mixed.descriptors_needed(), OWN_DESCRIPTORS + 4 + 4 + 2 + 1);
+        // 256 prefixed daemons do not fit under the 1024 the project's podman flags set.
+        let many = plan((0..256).map(|_| daemon(true, None)).collect());
+        assert_eq!(many.descriptors_needed(), OWN_DESCRIPTORS + 1024);
+    }
+}

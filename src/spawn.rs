@@ -21,6 +21,8 @@ pub(crate) struct ChildSetup {
     pub(crate) inherited_mask: SigSet,
     /// Make the child's process group the terminal's foreground group.
     pub(crate) give_terminal: bool,
+    /// RLIMIT_NOFILE as bundle-init inherited it (it raised its own).
+    pub(crate) open_file_limit: Option<libc::rlimit>,
 }
 
 /// Where a child's stdout and stderr go: inherited (None), or onto this descriptor.
@@ -52,7 +54,7 @@ pub(crate) fn spawn(
     let argv = null_terminated(&strings.argv);
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| fork_failure(program, io::Error::from(e)))?;
+        .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
         candidates: &strings.candidates,
         argv: &argv,
@@ -66,6 +68,7 @@ pub(crate) fn spawn(
         no_new_privs: spec.no_new_privs,
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
+        open_file_limit: setup.open_file_limit,
         report: report_write.as_raw_fd(),
     };
     let pid = match sys::fork_process() {
@@ -203,6 +206,25 @@ fn search_path(program: &OsStr, path: Option<&OsStr>) -> Option<Vec<CString>> {
             CString::new(full).ok()
         })
         .collect()
+}
+
+/// The pipe a start reports on could not be made. Out of descriptors (EMFILE, ENFILE) can
+/// pass, as a process limit can: retried with backoff, like a fork failure.
+fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
+    let errno = error.raw_os_error().unwrap_or(0);
+    let text = if matches!(errno, libc::EMFILE | libc::ENFILE) {
+        "cannot create a pipe to start it: too many open descriptors (RLIMIT_NOFILE?)".to_string()
+    } else {
+        format!(
+            "cannot create a pipe to start it: {}",
+            describe_errno(errno)
+        )
+    };
+    SpawnFailure {
+        transient: matches!(errno, libc::EMFILE | libc::ENFILE | ENOMEM),
+        code: 126,
+        message: format!("{}: {text}", program.to_string_lossy()),
+    }
 }
 
 fn fork_failure(program: &OsStr, error: io::Error) -> SpawnFailure {

@@ -243,6 +243,9 @@ pub(crate) struct ExecPlan<'a> {
     pub(crate) mask: SigSet,
     /// bundle-init's pid: the child dies with it (parent-death signal).
     pub(crate) parent: i32,
+    /// RLIMIT_NOFILE as bundle-init inherited it, before it raised its own soft limit:
+    /// a program written for select() must not see more than it would have.
+    pub(crate) open_file_limit: Option<libc::rlimit>,
     /// Write end of the CLOEXEC pipe the child reports a failure on.
     pub(crate) report: c_int,
 }
@@ -315,6 +318,11 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
     if plan.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         fail(report, ChildStep::NoNewPrivs);
     }
+    if let Some(limit) = &plan.open_file_limit {
+        // SAFETY: `limit` is a valid rlimit the parent keeps alive. Lowering a soft limit
+        // cannot fail; if it did, the child would only keep the raised one.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+    }
     if set_signal_mask(&plan.mask).is_err() {
         fail(report, ChildStep::Signals);
     }
@@ -372,6 +380,47 @@ fn become_user(uid: u32, gid: u32, report: c_int) {
 
 /// execvp's rules: try each candidate; a permission error is remembered but the search
 /// goes on; "not found" is reported only if nothing else went wrong.
+/// Raises the soft RLIMIT_NOFILE to the hard limit, so a bundle of many daemons fits in
+/// whatever the engine allows. Returns the limit as it was, for the children; None if it
+/// could not be read (then nothing changed).
+pub(crate) fn raise_open_file_limit() -> Option<libc::rlimit> {
+    let mut inherited = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut inherited) } != 0 {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: inherited.rlim_max,
+        rlim_max: inherited.rlim_max,
+    };
+    // SAFETY: setrlimit reads one rlimit we own. Raising a soft limit up to the hard
+    // limit is always allowed; a failure leaves the old limit, which is still correct.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    Some(inherited)
+}
+
+/// The soft RLIMIT_NOFILE now: the highest descriptor number plus one that open() may use.
+pub(crate) fn open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return u64::MAX;
+    }
+    limit.rlim_cur
+}
+
+/// How many descriptors are open now (3 when /proc cannot tell).
+pub(crate) fn open_descriptors() -> usize {
+    // The directory's own descriptor is in the listing while it is read.
+    std::fs::read_dir("/proc/self/fd").map_or(3, |dir| dir.count().saturating_sub(1))
+}
+
 /// Asks for SIGKILL when bundle-init dies, so no daemon outlives it (with no bundle-init
 /// left, nobody would escalate after a gentler signal). Then checks the parent again: if
 /// it died before the request, the signal will never come.

@@ -634,3 +634,42 @@ fn a_leftover_tree_is_swept_to_the_last_process_in_a_container() {
         }
     }
 }
+
+/// Under the project's `--ulimit nofile=1024:1024`: 256 prefixed daemons (4 descriptors
+/// each) cannot fit, and both --check and the start say so plainly, before anything
+/// starts (the start used to fail part-way with `cannot create output pipes`). 251, the
+/// most that fit as the README works out (3 + 16 + 4 x 251 = 1023), all start.
+#[test]
+fn the_descriptor_limit_is_checked_before_anything_starts_in_a_container() {
+    if !engine_ready() {
+        return;
+    }
+    let bundle_of = |dir: &TempDir, count: usize| {
+        let text: String = (0..count)
+            .map(|i| format!("[d{i}]\nrun = bundle-testd --name d{i}\n"))
+            .collect();
+        with_bundle(dir, &text)
+    };
+    let dir = TempDir::new("c-nofile");
+    let over = bundle_of(&dir, 256);
+    for args in [&["--check"][..], &[][..]] {
+        let c = Container::run(&strs(&over), DEMO, args);
+        assert_eq!(c.wait(), 1, "{args:?}");
+        c.stderr.wait_closed();
+        let err = c.stderr.all();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(
+            err[0].contains("the bundle needs up to 1043 open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is 1024"),
+            "{err:?}"
+        );
+        c.stdout.wait_closed();
+        assert!(c.stdout.all().is_empty(), "nothing started: {args:?}");
+    }
+    let dir = TempDir::new("c-nofile-fits");
+    let fits = bundle_of(&dir, 251);
+    let c = Container::run(&strs(&fits), DEMO, &[]);
+    c.stdout
+        .wait_for_n(251, "251 daemons started", |l| l.ends_with(" started"));
+    c.kill("TERM");
+    assert_eq!(c.wait(), 0, "{}", c.stderr.text());
+}

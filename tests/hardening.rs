@@ -535,6 +535,130 @@ fn a_leftover_tree_that_ignores_term_is_swept_to_the_last_process() {
     }
 }
 
+/// RLIMIT_NOFILE as soft:hard, set in the child before bundle-init runs.
+fn open_file_limit(soft: u64, hard: u64) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        let limit = rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+        Ok(())
+    }
+}
+
+/// "Max open files" of `pid` as (soft, hard), from /proc/PID/limits.
+fn max_open_files(pid: i32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[3].to_string(), words[4].to_string())
+}
+
+/// A bundle of `count` prefixed daemons.
+fn many_daemons(dir: &TempDir, count: usize) -> String {
+    let text: String = (0..count)
+        .map(|i| format!("[d{i}]\nrun = bundle-testd --name d{i}\n"))
+        .collect();
+    dir.write("many.bundle", &text)
+}
+
+/// 40 prefixed daemons need 160 descriptors for their output alone. With a soft limit of
+/// 64 and a hard one of 4096, bundle-init raises its own soft limit and starts them all
+/// (it used to stop at `cannot create output pipes`), and each daemon gets the limit
+/// bundle-init inherited, 64:4096.
+#[test]
+fn bundle_init_raises_its_descriptor_limit_and_children_get_the_inherited_one() {
+    let dir = TempDir::new("nofile");
+    let bundle = many_daemons(&dir, 40);
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .prepare(open_file_limit(64, 4096))
+        .start();
+    let started = init
+        .stdout
+        .wait_for_n(40, "40 daemons started", |l| l.ends_with(" started"));
+    assert_eq!(max_open_files(init.pid()), ("4096".into(), "4096".into()));
+    // Inside the namespace the daemon's pid means nothing here: find it among the tagged.
+    let daemon = init
+        .tagged_processes()
+        .into_iter()
+        .find(|&pid| pid != init.pid() && pid != init.child.id() as i32)
+        .unwrap();
+    assert_eq!(max_open_files(daemon), ("64".into(), "4096".into()));
+    assert_eq!(started.len(), 40);
+}
+
+/// When the descriptors cannot fit even at the hard limit, --check and the start both say
+/// how many are needed and what the limit is, and nothing starts.
+#[test]
+fn a_bundle_over_the_descriptor_limit_is_refused_before_anything_starts() {
+    let dir = TempDir::new("nofile-over");
+    let bundle = many_daemons(&dir, 40);
+    for args in [
+        vec!["--check", "--bundle", &bundle],
+        vec!["--bundle", &bundle],
+    ] {
+        let mut init = Launch::pid1(&args)
+            .prepare(open_file_limit(100, 100))
+            .start();
+        assert_eq!(init.wait_exit(), 1);
+        let err = init.stderr.all();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(
+            err[0].starts_with(&format!("bundle-init: {bundle}: the bundle needs up to "))
+                && err[0].contains(
+                    "open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is 100"
+                ),
+            "{err:?}"
+        );
+        assert!(init.stdout.all().is_empty(), "nothing started");
+    }
+}
+
+/// Out of descriptors at a later start (the limit lowered from outside): the failure is
+/// a pipe failure, retried with backoff like a failed fork, not "fork failed" (126) and
+/// given up.
+#[test]
+fn a_start_out_of_descriptors_is_a_pipe_failure_and_is_retried() {
+    let dir = TempDir::new("emfile");
+    let bundle = dir.write(
+        "e.bundle",
+        "on SIGUSR1 = restart a\n[a]\nrun = bundle-testd --name a\nrestart-delay = 200ms\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("a started", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    let pid = rustix::process::Pid::from_raw(init.pid()).unwrap();
+    let open = std::fs::read_dir(format!("/proc/{}/fd", init.pid()))
+        .unwrap()
+        .count() as u64;
+    // Only the soft limit: raising a hard one back needs CAP_SYS_RESOURCE.
+    let hard = max_open_files(init.pid()).1.parse().ok();
+    let tight = rustix::process::Rlimit {
+        current: Some(open),
+        maximum: hard,
+    };
+    let old =
+        rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, tight).unwrap();
+    init.signal(USR1);
+    init.stderr.wait_for_text(
+        "cannot start a: bundle-testd: cannot create a pipe to start it: too many open descriptors (RLIMIT_NOFILE?); retrying in 200ms",
+    );
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, old).unwrap();
+    init.stdout.wait_for_n(2, "a started again", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    assert!(
+        !init.stderr.text().contains("fork failed"),
+        "{}",
+        init.stderr.text()
+    );
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]

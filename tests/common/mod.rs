@@ -355,11 +355,12 @@ impl Launch {
         unsafe {
             command.pre_exec(move || {
                 only_standard_descriptors();
-                if let Some(f) = prepare.as_mut() {
-                    f()?;
-                }
+                // Before `prepare`, which may lower RLIMIT_NOFILE under ANNOUNCE_FD.
                 if let Some(fd) = announce_fd {
                     give_descriptor(fd, ANNOUNCE_FD)?;
+                }
+                if let Some(f) = prepare.as_mut() {
+                    f()?;
                 }
                 Ok(())
             });
