@@ -112,21 +112,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
     };
     let open_file_limit = sys::raise_open_file_limit();
     let plan = match &options.bundle {
-        Some(path) => match bundle_plan(path) {
-            Ok(plan) => {
-                if let Err(e) = descriptors_fit(&plan) {
-                    say(format_args!("{path}: {e}"));
-                    return EXIT_SETUP_FAILED;
-                }
-                if options.check {
-                    return print(&keys::describe_plan(path, &plan));
-                }
-                plan
-            }
-            Err(e) => {
-                say(format_args!("{e}"));
-                return EXIT_USAGE;
-            }
+        Some(path) => match checked_bundle_plan(path) {
+            Ok(plan) if options.check => return print(&keys::describe_plan(path, &plan)),
+            Ok(plan) => plan,
+            Err(code) => return code,
         },
         None => single_child_plan(&options),
     };
@@ -140,6 +129,20 @@ pub fn run(args: Vec<OsString>) -> u8 {
         close_inherited_on_exec();
     }
     start(plan, options, setup, &blocked)
+}
+
+/// The bundle file's plan, once it parsed and fits the descriptor limit; otherwise the
+/// exit code, after one line that says why.
+fn checked_bundle_plan(path: &str) -> Result<Plan, u8> {
+    let plan = bundle_plan(path).map_err(|e| {
+        say(format_args!("{e}"));
+        EXIT_USAGE
+    })?;
+    descriptors_fit(&plan).map_err(|e| {
+        say(format_args!("{path}: {e}"));
+        EXIT_SETUP_FAILED
+    })?;
+    Ok(plan)
 }
 
 /// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
