@@ -10,6 +10,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::supervisor::Time;
+
 /// The kernel's atomic pipe write size on Linux.
 pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
 /// Longest line content in one record; longer lines are split into several records.
@@ -68,6 +70,15 @@ pub(crate) struct Sink {
     broken: bool,
     /// Bundle-init's own log lines dropped because the queue was full or the output broken.
     pub(crate) dropped: u64,
+    /// A write got through since the loop last looked (see `note_progress`).
+    progressed: bool,
+    /// Since when the queue has been full with no write getting through.
+    stuck_since: Option<Time>,
+    /// Daemons' records are dropped instead of queued: shutdown began and the reader has
+    /// been stuck too long for the daemons to wait for it.
+    pub(crate) shedding: bool,
+    /// Lines of daemons' output dropped while shedding, not yet reported.
+    pub(crate) shed_lines: u64,
 }
 
 impl Sink {
@@ -94,6 +105,10 @@ impl Sink {
             pending: Vec::new(),
             broken: false,
             dropped: 0,
+            progressed: false,
+            stuck_since: None,
+            shedding: false,
+            shed_lines: 0,
         }
     }
 
@@ -154,6 +169,7 @@ impl Sink {
             match rustix::io::write(fd, &self.pending[written..written + chunk]) {
                 Ok(n) => {
                     written += n;
+                    self.progressed = true;
                     if self.private.is_none() {
                         break; // one write per poll: a blocking descriptor must not block
                     }
@@ -172,6 +188,46 @@ impl Sink {
         self.pending.drain(..written);
     }
 }
+
+impl Sink {
+    /// Called once per loop turn: a sink whose queue is full and took no write since the
+    /// last turn is stuck from now (or still stuck since earlier).
+    pub(crate) fn note_progress(&mut self, now: Time) {
+        let progressed = std::mem::take(&mut self.progressed);
+        if progressed || self.has_room() || self.broken {
+            self.stuck_since = None;
+        } else if self.stuck_since.is_none() {
+            self.stuck_since = Some(now);
+        }
+    }
+
+    /// When a stuck sink should start shedding, if it is stuck and not shedding yet.
+    pub(crate) fn shed_at(&self) -> Option<Time> {
+        self.stuck_since
+            .filter(|_| !self.shedding)
+            .map(|since| since + STUCK_AT_SHUTDOWN)
+    }
+
+    /// Daemons' records that cannot be queued are counted and dropped, whole.
+    pub(crate) fn shed(&mut self, records: &[u8]) {
+        let lines = records.iter().filter(|&&b| b == b'\n').count();
+        self.shed_lines += lines as u64;
+    }
+
+    /// Where daemons' records go: the queue, or None to shed them (full while shedding)
+    /// or discard them (broken output).
+    pub(crate) fn queue_for_daemons(&mut self) -> Option<&mut Vec<u8>> {
+        if self.shedding && !self.has_room() {
+            return None;
+        }
+        self.queue()
+    }
+}
+
+/// How long a full output may take no write at all, once shutdown began, before daemons'
+/// output is dropped instead of waited for: a daemon blocked writing to its full pipe
+/// cannot act on its stop signal, and would be SIGKILLed at its grace.
+pub(crate) const STUCK_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest prefix of `pending` of at most `limit` bytes that ends at a record boundary
 /// (or `limit` bytes when a single record is longer, which only happens mid-record).
@@ -289,6 +345,33 @@ mod tests {
         assert!(sink.pending.is_empty(), "then the rest fits");
         let n = rustix::io::read(&read, &mut buf).unwrap();
         assert_eq!(n, 20 * record.len() - written, "nothing lost or repeated");
+    }
+
+    /// A full queue that takes no write is stuck from the first turn that sees it; any
+    /// write clears that. Shedding drops whole records, counted as lines.
+    #[test]
+    fn a_stuck_sink_sheds_whole_records_and_counts_them() {
+        let (mut sink, read, _write) = sink_on_a_pipe();
+        let t = |s: f64| Time::from_secs_f64(s);
+        sink.queue().unwrap().resize(HIGH_WATER, b'x');
+        sink.note_progress(t(1.0));
+        assert_eq!(sink.shed_at(), Some(t(1.0) + STUCK_AT_SHUTDOWN));
+        sink.note_progress(t(1.5));
+        assert_eq!(sink.shed_at(), Some(t(2.0)), "still stuck since 1.0");
+        sink.shedding = true;
+        assert!(sink.shed_at().is_none(), "already shedding");
+        assert!(sink.queue_for_daemons().is_none());
+        sink.shed(b"[d] a\n[d] b\n");
+        assert_eq!(sink.shed_lines, 2);
+        // The reader takes something: a write gets through, and the sink has room again.
+        let mut buf = vec![0u8; 1 << 20];
+        sink.flush();
+        while rustix::io::read(&read, &mut buf).is_ok_and(|n| n > 0) {
+            sink.flush();
+        }
+        sink.note_progress(t(3.0));
+        assert!(sink.stuck_since.is_none());
+        assert!(sink.queue_for_daemons().is_some());
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) struct Runtime {
     poll_fds: Vec<PollFd>,
     poll_sources: Vec<Source>,
     read_buf: Vec<u8>,
+    /// Records cut only to be counted and dropped (a sink shedding at shutdown).
+    shed_buf: Vec<u8>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
 }
@@ -131,6 +133,7 @@ impl Runtime {
             poll_fds: Vec::new(),
             poll_sources: Vec::new(),
             read_buf,
+            shed_buf: Vec::new(),
             control,
             probes: crate::ready::Probes::new(checks),
         })
@@ -164,10 +167,17 @@ impl Runtime {
 
     /// Polls until something happens or the nearest deadline comes.
     fn wait_for_events(&mut self, actions: &mut Actions) {
+        let shed_at = self
+            .sinks
+            .iter()
+            .filter(|_| self.sup.is_shutting_down())
+            .filter_map(Sink::shed_at)
+            .min();
         let deadline = [
             self.sup.next_deadline(),
             self.control.as_ref().and_then(|c| c.next_deadline()),
             self.probes.next_deadline(),
+            shed_at,
         ]
         .into_iter()
         .flatten()
@@ -222,6 +232,25 @@ impl Runtime {
         if let Some(server) = self.control.as_mut() {
             server.expire(now);
         }
+        self.watch_sinks(now, actions);
+    }
+
+    /// Once shutdown began, a sink stuck for STUCK_AT_SHUTDOWN sheds daemons' output, so
+    /// daemons blocked writing can act on their stop signal. When it takes writes again,
+    /// one line says how much was lost.
+    fn watch_sinks(&mut self, now: Time, actions: &mut Actions) {
+        let shutting_down = self.sup.is_shutting_down();
+        for sink in &mut self.sinks {
+            sink.note_progress(now);
+            if shutting_down && sink.shed_at().is_some_and(|at| now >= at) {
+                sink.shedding = true;
+            }
+            if sink.shedding && sink.has_room() {
+                sink.shedding = false;
+                let lines = std::mem::take(&mut sink.shed_lines);
+                self.sup.on_output_shed(lines, false, actions);
+            }
+        }
     }
 
     /// New connections and request lines; each complete request goes to the supervisor.
@@ -260,8 +289,9 @@ impl Runtime {
         for (daemon, pipes) in self.pipes.iter().enumerate() {
             let Some(pipes) = pipes else { continue };
             for (stream, s) in pipes.streams.iter().enumerate() {
-                // A full sink means a slow reader: stop reading so the daemon waits.
-                if self.sinks[s.sink].has_room() {
+                // A full sink means a slow reader: stop reading so the daemon waits,
+                // unless the sink sheds at shutdown.
+                if self.sinks[s.sink].has_room() || self.sinks[s.sink].shedding {
                     add(s.read.as_raw_fd(), POLLIN, Source::Pipe { daemon, stream });
                 }
             }
@@ -359,10 +389,15 @@ impl Runtime {
             Ok(n) => n,
             Err(_) => return, // EAGAIN or EINTR: poll again
         };
-        if let Some(queue) = self.sinks[s.sink].queue() {
-            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], queue);
-        }
-        self.sinks[s.sink].flush();
+        let sink = &mut self.sinks[s.sink];
+        deliver(
+            s,
+            &pipes.prefix,
+            &self.read_buf[..n],
+            sink,
+            &mut self.shed_buf,
+        );
+        sink.flush();
     }
 
     /// Reads whatever a daemon left in its pipes and ends its last partial line.
@@ -376,9 +411,14 @@ impl Runtime {
             for _ in 0..64 {
                 match rustix::io::read(&s.read, &mut self.read_buf) {
                     Ok(n) if n > 0 => {
-                        if let Some(queue) = self.sinks[s.sink].queue() {
-                            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], queue);
-                        }
+                        let sink = &mut self.sinks[s.sink];
+                        deliver(
+                            s,
+                            &pipes.prefix,
+                            &self.read_buf[..n],
+                            sink,
+                            &mut self.shed_buf,
+                        );
                     }
                     _ => break,
                 }
@@ -483,8 +523,10 @@ impl Runtime {
             self.drain_daemon(daemon);
         }
         let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
+        let shed: u64 = self.sinks.iter().map(|s| s.shed_lines).sum();
         let mut actions = Actions::new();
         self.sup.on_log_lines_dropped(dropped, &mut actions);
+        self.sup.on_output_shed(shed, true, &mut actions);
         for action in actions {
             if let Action::Log(level, line) = action {
                 self.log(level, &line);
@@ -512,6 +554,18 @@ impl Runtime {
             let _ = sys::wait_for(&mut fds, left.as_millis().max(1) as i32);
         }
         code
+    }
+}
+
+/// Cuts what a daemon wrote into records for its sink, or counts and drops them whole
+/// when the sink sheds.
+fn deliver(stream: &mut Stream, prefix: &[u8], data: &[u8], sink: &mut Sink, shed: &mut Vec<u8>) {
+    if let Some(queue) = sink.queue_for_daemons() {
+        stream.splitter.feed(prefix, data, queue);
+    } else if sink.shedding {
+        shed.clear();
+        stream.splitter.feed(prefix, data, shed);
+        sink.shed(shed);
     }
 }
 

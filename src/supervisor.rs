@@ -1150,6 +1150,22 @@ impl Supervisor {
         }
     }
 
+    /// Daemons' output lines were dropped because the log reader was stuck at shutdown;
+    /// `at_exit` when the reader never caught up.
+    pub(crate) fn on_output_shed(&mut self, lines: u64, at_exit: bool, out: &mut Actions) {
+        if lines == 0 {
+            return;
+        }
+        let when = if at_exit {
+            "the log reader never caught up"
+        } else {
+            "the log reader was stuck"
+        };
+        self.log(out, Level::Notice, || {
+            format!("{lines} lines of daemon output were dropped at shutdown: {when}")
+        });
+    }
+
     /// A system call in the driver failed; the loop goes on.
     pub(crate) fn on_driver_error(&mut self, what: &str, error: &str, out: &mut Actions) {
         self.log(out, Level::Error, || format!("{what} failed: {error}"));

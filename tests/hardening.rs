@@ -659,6 +659,42 @@ fn a_start_out_of_descriptors_is_a_pipe_failure_and_is_retried() {
     );
 }
 
+/// A daemon blocked writing to its full output pipe cannot act on TERM. With a log reader
+/// that never reads, a clean stop used to end in SIGKILL at the grace (137). Now, a second
+/// after shutdown began, bundle-init drops the daemon's output instead, says how many
+/// lines it dropped, and the daemon stops on its TERM.
+#[test]
+fn a_stuck_log_reader_at_shutdown_costs_lines_not_a_sigkill() {
+    let dir = TempDir::new("stuck");
+    let bundle = dir.write(
+        "s.bundle",
+        "[flood]\nrun = bundle-testd --name flood --flood 50000000\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("flood started");
+    // Nobody reads stdout: the pipe and bundle-init's queue fill, then the flood blocks.
+    let flood = init.daemon_processes();
+    assert_eq!(flood.len(), 1, "{flood:?}");
+    wait_until_blocked_writing(flood[0]);
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    let err = init.stderr.text();
+    assert!(!err.contains("SIGKILL"), "{err}");
+    let dropped = init.stderr.wait_for("the dropped count", |l| {
+        l.ends_with(
+            " lines of daemon output were dropped at shutdown: the log reader never caught up",
+        )
+    });
+    let count: u64 = dropped
+        .trim_start_matches("[bundle-init] ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count > 0, "{dropped}");
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]

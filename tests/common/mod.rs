@@ -492,7 +492,10 @@ impl Init {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         self.exited = Some(code);
-        self.stdout.wait_closed();
+        // A held stdout is not being read: there is nothing to wait for.
+        if self.held_stdout.is_none() {
+            self.stdout.wait_closed();
+        }
         self.stderr.wait_closed();
         code
     }
@@ -623,6 +626,35 @@ pub fn wait_until_idle(pid: i32) {
             "pid {pid} never went idle: {syscall}"
         );
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until `pid` sleeps in a write to a full pipe (the kernel's wait channel says
+/// so). Samples /proc like `wait_until_idle`, for the same reason.
+pub fn wait_until_blocked_writing(pid: i32) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("pipe_write") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never blocked writing: {wchan}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+impl Init {
+    /// Host pids of the processes this launch started, other than bundle-init itself and
+    /// the unshare around it: its daemons and what they started.
+    pub fn daemon_processes(&self) -> Vec<i32> {
+        let outer = [self.pid(), self.child.id() as i32];
+        self.tagged_processes()
+            .into_iter()
+            .filter(|pid| !outer.contains(pid))
+            .collect()
     }
 }
 
