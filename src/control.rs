@@ -300,6 +300,9 @@ struct Client {
     id: ClientId,
     fd: OwnedFd,
     request: Vec<u8>,
+    /// When it was accepted or last sent a byte: with every slot taken, the client silent
+    /// the longest makes room for a new one.
+    last_heard: Time,
     /// The client must have sent its request by then; None once it was handed over (the
     /// supervisor answers every request, restarts by a deadline of their own).
     deadline: Option<Time>,
@@ -347,6 +350,9 @@ impl Server {
         while let Ok(fd) =
             rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
         {
+            if self.clients.len() >= MAX_CLIENTS && self.check_peer(&fd).is_ok() {
+                self.evict_the_most_silent();
+            }
             if let Err(why) = self.admit(&fd) {
                 answer(
                     &fd,
@@ -362,6 +368,7 @@ impl Server {
                 id: self.next_id,
                 fd,
                 request: Vec::new(),
+                last_heard: now,
                 deadline: Some(now + REQUEST_DEADLINE),
             });
         }
@@ -369,6 +376,34 @@ impl Server {
 
     /// Only bundle-init's own user and root may control it, and only so many at once.
     fn admit(&self, fd: &OwnedFd) -> Result<(), String> {
+        self.check_peer(fd)?;
+        if self.clients.len() >= MAX_CLIENTS {
+            return Err("busy: too many control clients at once".to_string());
+        }
+        Ok(())
+    }
+
+    /// With every slot taken, the client that has been silent the longest without a
+    /// complete request makes room: silent clients must not lock out a health probe.
+    /// Clients whose request is under way (a restart) keep their slots.
+    fn evict_the_most_silent(&mut self) {
+        let most_silent = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.deadline.is_some())
+            .min_by_key(|(_, c)| c.last_heard)
+            .map(|(i, _)| i);
+        if let Some(index) = most_silent {
+            self.refuse(
+                index,
+                "evicted: every slot was taken and this client had sent no request".to_string(),
+            );
+        }
+    }
+
+    /// Only bundle-init's own user and root may control it.
+    fn check_peer(&self, fd: &OwnedFd) -> Result<(), String> {
         match rustix::net::sockopt::socket_peercred(fd).map(|c| c.uid.as_raw()) {
             Ok(uid) if uid == self.my_uid || uid == 0 => {}
             Ok(uid) => {
@@ -379,17 +414,18 @@ impl Server {
             }
             Err(e) => return Err(format!("cannot check the peer's credentials: {e}")),
         }
-        if self.clients.len() >= MAX_CLIENTS {
-            return Err("busy: too many control clients at once".to_string());
-        }
         Ok(())
     }
 
     /// Reads from client `index`. Returns its request once a whole line is in, for the
     /// supervisor; a request that cannot be parsed is refused here.
-    pub(crate) fn readable(&mut self, index: usize) -> Option<(ClientId, ControlRequest)> {
+    pub(crate) fn readable(
+        &mut self,
+        index: usize,
+        now: Time,
+    ) -> Option<(ClientId, ControlRequest)> {
         let client = self.clients.get_mut(index)?;
-        let line = match read_request(client) {
+        let line = match read_request(client, now) {
             Ok(Some(line)) => line,
             Ok(None) => return None,
             Err(why) => {
@@ -450,12 +486,13 @@ impl Server {
 
 /// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client
 /// closed its end), Ok(None) while more may come, Err when the request is too long.
-fn read_request(client: &mut Client) -> Result<Option<Vec<u8>>, String> {
+fn read_request(client: &mut Client, now: Time) -> Result<Option<Vec<u8>>, String> {
     let mut buf = [0u8; MAX_REQUEST];
     let eof = match rustix::io::read(&client.fd, &mut buf) {
         Ok(0) => true,
         Ok(n) => {
             client.request.extend_from_slice(&buf[..n]);
+            client.last_heard = now;
             false
         }
         Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return Ok(None),

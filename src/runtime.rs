@@ -266,7 +266,7 @@ impl Runtime {
             match *interest {
                 Interest::Listener => server.accept(now),
                 Interest::Client(c) => {
-                    if let Some((client, request)) = server.readable(c) {
+                    if let Some((client, request)) = server.readable(c, now) {
                         self.sup.on_control(client, request, now, actions);
                     }
                 }

@@ -209,20 +209,9 @@ fn health_fails_when_a_daemon_is_down_and_says_which() {
 fn a_client_that_sends_nothing_does_not_delay_a_signal_route() {
     let dir = TempDir::new("ctl-silent");
     let init = two_daemons(&dir, "on SIGUSR1 = restart worker\n");
-    // Connect from here to the socket name of bundle-init's PID namespace, and stay silent.
-    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", init.pid())).unwrap();
-    let inode: String = ns
-        .to_string_lossy()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let addr =
-        std::os::unix::net::SocketAddr::from_abstract_name(format!("bundle-init.{inode}")).unwrap();
-    let mut silent = Vec::new();
-    for _ in 0..12 {
-        // More than the cap of 8: the extra ones are refused, none blocks anything.
-        silent.push(UnixStream::connect_addr(&addr).unwrap());
-    }
+    // More than the 8 slots: the extra ones evict earlier ones or are refused, and none
+    // blocks anything.
+    let _holder = silent_clients(&init, 12);
     let asked = Instant::now();
     init.signal(USR1);
     init.stderr.wait_for_text("worker restarted (SIGUSR1)");
@@ -236,7 +225,6 @@ fn a_client_that_sends_nothing_does_not_delay_a_signal_route() {
         0,
         "still answering with silent clients connected"
     );
-    drop(silent);
 }
 
 #[test]
@@ -415,4 +403,38 @@ fn every_refused_request_is_answered_at_once_with_the_reason_the_log_gives() {
     assert!(took < prompt, "answered after {took:?}");
     init.stderr
         .wait_for_text("[bundle-init] restart of a (control) ignored: shutting down");
+}
+
+/// Runs bundle-testd in `init`'s PID namespace (where a client must be) holding `count`
+/// silent connections to its control socket; returns once they are made. The tag kills
+/// it when dropped.
+fn silent_clients(init: &Init, count: usize) -> ProcessTag {
+    let tag = ProcessTag::new();
+    let pid = init.pid().to_string();
+    let count = count.to_string();
+    let mut holder = Command::new("nsenter");
+    holder
+        .args(["--target", &pid, "--pid", "--mount", "--", TESTD])
+        .args(["--name", "holder", "--silent-clients", &count])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    tag.mark(&mut holder);
+    let mut child = holder.spawn().unwrap();
+    let lines = Lines::from_reader(child.stdout.take().unwrap());
+    lines.wait_for("the holder's connections", |l| {
+        l.ends_with(&format!("holding {count} connections"))
+    });
+    tag
+}
+
+/// Eight silent clients in bundle-init's own namespace take every slot. A health probe
+/// used to be told `busy` (a failed liveness probe); now the client silent the longest
+/// makes room for it.
+#[test]
+fn a_probe_gets_through_while_eight_silent_clients_hold_every_slot() {
+    let dir = TempDir::new("ctl-evict");
+    let init = two_daemons(&dir, "");
+    let _holder = silent_clients(&init, 8);
+    let (code, out, err) = client(&init, &["health"]);
+    assert_eq!((code, out.as_str()), (0, "healthy\n"), "{err}");
 }

@@ -6,13 +6,16 @@
 //!              [--exit-after DURATION CODE] [--listen HOST:PORT] [--orphans N]
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
-//!              [--exit-runs N FILE] [--line-writes] [--tree]
+//!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
 //!   `--die-on` adds more (the seed's firewall dies on USR1); other signals are only noted;
 //! - `--listen` serves TCP: each line received is answered with `NAME PID: line`;
 //! - `--orphans N` makes N processes whose parent exits at once (a zombie flood for PID 1);
+//! - `--silent-clients N` connects N times to bundle-init's control socket (the name derived
+//!   from its PID namespace, as the client finds it) and sends nothing, then says
+//!   `NAME PID holding N connections`;
 //! - `--tree` makes a leftover tree: a child in a new session, and its child; both keep
 //!   every signal but KILL blocked, so TERM never ends them. The child prints
 //!   `NAME tree CHILD GRANDCHILD` once both exist;
@@ -59,6 +62,7 @@ struct Options {
     listen: Option<String>,
     orphans: u32,
     tree: bool,
+    silent_clients: u32,
     flood: u64,
     line_writes: bool,
     report: bool,
@@ -126,6 +130,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         listen: None,
         orphans: 0,
         tree: false,
+        silent_clients: 0,
         flood: 0,
         line_writes: false,
         report: false,
@@ -161,6 +166,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
             Long("line-writes") => o.line_writes = true,
             Long("tree") => o.tree = true,
+            Long("silent-clients") => {
+                o.silent_clients = text(&mut p)?.parse().map_err(|_| "bad count")?
+            }
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
@@ -283,6 +291,9 @@ fn say_started(options: &Options) {
     if options.tree {
         make_tree(options);
     }
+    if options.silent_clients > 0 {
+        hold_silent_connections(options);
+    }
     if options.orphans > 0 {
         make_orphans(options.orphans);
         note(options, &format!("made {} orphans", options.orphans));
@@ -399,6 +410,30 @@ fn reap_children() {
 
 /// Each round forks a child that forks a grandchild and exits at once: the grandchild is
 /// re-parented to the nearest subreaper (bundle-init) and exits, a zombie it must reap.
+/// Connects to the control socket of the bundle-init in our PID namespace, as many times as
+/// asked, and keeps the connections open without a word for the rest of the process's life.
+fn hold_silent_connections(options: &Options) {
+    use std::os::linux::net::SocketAddrExt;
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let name = format!("bundle-init.{inode}");
+    let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) else {
+        return;
+    };
+    let mut held = 0;
+    for _ in 0..options.silent_clients {
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect_addr(&addr) {
+            std::mem::forget(stream);
+            held += 1;
+        }
+    }
+    note(options, &format!("holding {held} connections"));
+}
+
 /// A child in its own session and a grandchild, both with every signal blocked (inherited
 /// from main): only SIGKILL ends them. The child says which pids they have.
 fn make_tree(options: &Options) {
