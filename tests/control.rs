@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -405,10 +403,22 @@ fn every_refused_request_is_answered_at_once_with_the_reason_the_log_gives() {
         .wait_for_text("[bundle-init] restart of a (control) ignored: shutting down");
 }
 
-/// Runs bundle-testd in `init`'s PID namespace (where a client must be) holding `count`
-/// silent connections to its control socket; returns once they are made. The tag kills
-/// it when dropped.
-fn silent_clients(init: &Init, count: usize) -> ProcessTag {
+/// bundle-testd in `init`'s PID namespace (where a client must be) holding silent
+/// connections to its control socket; killed and waited for when dropped.
+struct SilentClients {
+    tag: ProcessTag,
+    nsenter: std::process::Child,
+}
+
+impl Drop for SilentClients {
+    fn drop(&mut self) {
+        self.tag.kill_all();
+        let _ = self.nsenter.wait();
+    }
+}
+
+/// Starts a SilentClients with `count` connections; returns once they are made.
+fn silent_clients(init: &Init, count: usize) -> SilentClients {
     let tag = ProcessTag::new();
     let pid = init.pid().to_string();
     let count = count.to_string();
@@ -419,12 +429,12 @@ fn silent_clients(init: &Init, count: usize) -> ProcessTag {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     tag.mark(&mut holder);
-    let mut child = holder.spawn().unwrap();
-    let lines = Lines::from_reader(child.stdout.take().unwrap());
+    let mut nsenter = holder.spawn().unwrap();
+    let lines = Lines::from_reader(nsenter.stdout.take().unwrap());
     lines.wait_for("the holder's connections", |l| {
         l.ends_with(&format!("holding {count} connections"))
     });
-    tag
+    SilentClients { tag, nsenter }
 }
 
 /// Eight silent clients in bundle-init's own namespace take every slot. A health probe

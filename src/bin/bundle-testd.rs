@@ -118,28 +118,35 @@ fn announce_and_exec(argv: *const *const c_char) -> c_int {
     127
 }
 
+/// The daemon's defaults: TERM, INT and QUIT end it, as they end most daemons.
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            name: "testd".into(),
+            log: None,
+            ignore: vec![],
+            die_on: vec![libc_sig::TERM, libc_sig::INT, libc_sig::QUIT],
+            exit_after: None,
+            exit_runs: None,
+            listen: None,
+            orphans: 0,
+            tree: false,
+            silent_clients: 0,
+            flood: 0,
+            line_writes: false,
+            report: false,
+            ready_file: None,
+            timestamps: false,
+            delay: Duration::ZERO,
+            notify_fd: None,
+            listen_unix: None,
+        }
+    }
+}
+
 fn parse(args: Vec<OsString>) -> Result<Options, String> {
     use lexopt::prelude::*;
-    let mut o = Options {
-        name: "testd".into(),
-        log: None,
-        ignore: vec![],
-        die_on: vec![libc_sig::TERM, libc_sig::INT, libc_sig::QUIT],
-        exit_after: None,
-        exit_runs: None,
-        listen: None,
-        orphans: 0,
-        tree: false,
-        silent_clients: 0,
-        flood: 0,
-        line_writes: false,
-        report: false,
-        ready_file: None,
-        timestamps: false,
-        delay: Duration::ZERO,
-        notify_fd: None,
-        listen_unix: None,
-    };
+    let mut o = Options::default();
     let mut p = lexopt::Parser::from_args(args);
     let text = |p: &mut lexopt::Parser| -> Result<String, String> {
         p.value()
