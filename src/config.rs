@@ -104,6 +104,9 @@ fn open_regular(path: &str) -> Result<std::fs::File, String> {
     Err(format!("is {kind}, not a regular file"))
 }
 
+/// What some editors put at the start of a UTF-8 file; invisible in an error message.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Parses bundle-file bytes. `path` is only used in error messages.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
     let mut parser = Parser {
@@ -146,12 +149,29 @@ impl Parser<'_> {
         }
     }
 
+    /// A line that starts with `[` but does not end with `]`.
+    fn bad_header(&self, text: &str) -> ConfigError {
+        if text.contains(']') {
+            self.error(format!(
+                "section header \"{text}\" has text after its closing ] (a comment must be on a line of its own)"
+            ))
+        } else {
+            self.error(format!("section header \"{text}\" has no closing ]"))
+        }
+    }
+
     fn parse_line(&mut self, raw: &[u8]) -> Result<(), ConfigError> {
         if raw.len() > MAX_LINE_BYTES {
             return Err(self.error(format!("line is longer than {MAX_LINE_BYTES} bytes")));
         }
         if raw.contains(&0) {
             return Err(self.error("line contains a NUL byte".to_string()));
+        }
+        if self.line == 1 && raw.starts_with(UTF8_BOM) {
+            return Err(self.error(
+                "the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one"
+                    .to_string(),
+            ));
         }
         let text = std::str::from_utf8(raw)
             .map_err(|_| self.error("line is not valid UTF-8".to_string()))?;
@@ -162,9 +182,8 @@ impl Parser<'_> {
         if let Some(rest) = text.strip_prefix('[') {
             let name = rest
                 .strip_suffix(']')
-                .ok_or_else(|| self.error(format!("section header \"{text}\" has no closing ]")))?
-                .trim();
-            return self.start_section(name);
+                .ok_or_else(|| self.bad_header(text))?;
+            return self.start_section(name.trim());
         }
         let (key, value) = text
             .split_once('=')
@@ -728,6 +747,19 @@ mod tests {
         assert_eq!(b.routes.len(), 4);
     }
 
+    /// What is actually wrong, not a symptom: a comment after a header, an invisible BOM.
+    #[test]
+    fn header_comments_and_a_bom_are_named() {
+        assert_eq!(
+            error("[a] # x\nrun = x\n"),
+            "b.conf:1: section header \"[a] # x\" has text after its closing ] (a comment must be on a line of its own)"
+        );
+        assert_eq!(
+            error("\u{feff}[a]\nrun = x\n"),
+            "b.conf:1: the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one"
+        );
+    }
+
     /// Fault signals keep their default action: a route on one could never fire.
     #[test]
     fn routes_on_fault_signals_are_refused() {
@@ -783,6 +815,7 @@ mod tests {
         assert!(error("[a]\nrun = x\nshutdown-grace = 1s\n").contains("bundle key"));
         assert!(error("[a b]\n").contains("may only use"));
         assert!(error("[a\n").contains("no closing ]"));
+
         assert!(error("[a]\nrun = x\nuser = root\n").contains("numeric UID:GID"));
         assert!(error("[a]\nrun = x\non-exit = sometimes\n").contains("unknown on-exit"));
         assert!(

@@ -52,12 +52,18 @@ pub(crate) fn spawn(
     };
     let strings = ExecStrings::new(spec, program)?;
     let argv = null_terminated(&strings.argv);
+    let shell_argvs: Vec<_> = strings
+        .candidates
+        .iter()
+        .map(|path| shell_argv(path, &argv))
+        .collect();
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
         candidates: &strings.candidates,
         argv: &argv,
+        shell_argvs: &shell_argvs,
         envp: envp.as_deref(),
         cwd: strings.cwd.as_deref(),
         user: spec.user,
@@ -165,6 +171,19 @@ fn c_string(text: &OsStr) -> Option<CString> {
     CString::new(text.as_bytes()).ok()
 }
 
+/// The shell that runs a program the kernel will not (ENOEXEC: a script without `#!`),
+/// as glibc's execvp does.
+pub(crate) const SHELL: &std::ffi::CStr = c"/bin/sh";
+
+/// `/bin/sh PATH ARG...`: the argv for running candidate `path` with the shell.
+fn shell_argv(path: &CString, argv: &[*const std::ffi::c_char]) -> Vec<*const std::ffi::c_char> {
+    let args = argv.get(1..).unwrap_or_default();
+    [SHELL.as_ptr(), path.as_ptr()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect()
+}
+
 fn null_terminated(strings: &[CString]) -> Vec<*const std::ffi::c_char> {
     strings
         .iter()
@@ -251,7 +270,11 @@ fn classify(
     step: ChildStep,
     errno: i32,
 ) -> SpawnFailure {
-    let reason = describe_errno(errno);
+    let reason = if step == ChildStep::Exec && errno == libc::ENOEXEC {
+        "not a format this system can run, and no /bin/sh to run it as a script".to_string()
+    } else {
+        describe_errno(errno)
+    };
     let program = program.to_string_lossy();
     let (code, message) = match step {
         ChildStep::Exec => {

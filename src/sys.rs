@@ -231,6 +231,8 @@ pub(crate) struct ExecPlan<'a> {
     pub(crate) candidates: &'a [std::ffi::CString],
     /// argv and envp as NULL-terminated pointer arrays; envp None inherits `environ`.
     pub(crate) argv: &'a [*const c_char],
+    /// Per candidate, `/bin/sh CANDIDATE ARG...` (NULL-terminated), for ENOEXEC.
+    pub(crate) shell_argvs: &'a [Vec<*const c_char>],
     pub(crate) envp: Option<&'a [*const c_char]>,
     pub(crate) cwd: Option<&'a std::ffi::CStr>,
     pub(crate) user: Option<(u32, u32)>,
@@ -443,13 +445,14 @@ fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
         None => unsafe { environ },
     };
     let mut saw_eacces = false;
-    for path in plan.candidates {
+    for (path, shell_argv) in plan.candidates.iter().zip(plan.shell_argvs) {
         // SAFETY: path, argv and envp are NUL-terminated strings in NULL-terminated arrays
         // that the parent keeps alive; execve returns only on failure.
         unsafe { libc::execve(path.as_ptr(), plan.argv.as_ptr(), envp) };
         match errno() {
             libc::EACCES => saw_eacces = true,
             libc::ENOENT | libc::ENOTDIR => {} // try the next one
+            libc::ENOEXEC => run_with_shell(shell_argv, envp, report),
             _ => fail(report, ChildStep::Exec),
         }
     }
@@ -457,6 +460,17 @@ fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
         // SAFETY: errno is this thread's, always valid to write.
         unsafe { *libc::__errno_location() = libc::EACCES };
     }
+    fail(report, ChildStep::Exec)
+}
+
+/// A file the kernel will not run (a script without `#!`): run it with /bin/sh, as
+/// glibc's execvp and so tini do. Without /bin/sh it stays ENOEXEC.
+fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, report: c_int) -> ! {
+    // SAFETY: shell_argv is a NULL-terminated array of strings the parent keeps alive
+    // (its first entry is the static "/bin/sh"); execve returns only on failure.
+    unsafe { libc::execve(shell_argv[0], shell_argv.as_ptr(), envp) };
+    // SAFETY: errno is this thread's, always valid to write.
+    unsafe { *libc::__errno_location() = libc::ENOEXEC };
     fail(report, ChildStep::Exec)
 }
 

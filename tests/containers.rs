@@ -673,3 +673,25 @@ fn the_descriptor_limit_is_checked_before_anything_starts_in_a_container() {
     c.kill("TERM");
     assert_eq!(c.wait(), 0, "{}", c.stderr.text());
 }
+
+/// A script without `#!` in a FROM scratch image: there is no /bin/sh to fall back on, so
+/// the start fails with 126 and says why.
+#[test]
+fn a_script_without_a_shebang_and_no_shell_is_126_with_a_clear_message() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("c-no-shell");
+    let script = dir.write("script", "echo hello\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mount = format!("{script}:/script:ro");
+    let c = Container::run(&["-v", &mount], DIST, &["/script"]);
+    assert_eq!(c.wait(), 126);
+    c.stderr.wait_closed();
+    assert_eq!(
+        c.stderr.all(),
+        [
+            "[bundle-init] error: cannot start script: /script: not a format this system can run, and no /bin/sh to run it as a script"
+        ]
+    );
+}

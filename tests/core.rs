@@ -93,6 +93,34 @@ fn usage_and_exec_errors_have_their_own_documented_codes() {
     );
 }
 
+/// A script without a `#!` line: the kernel refuses it (ENOEXEC), and glibc's execvp, so
+/// tini, runs it with /bin/sh. bundle-init used to exit 126 instead.
+#[test]
+fn a_script_without_a_shebang_runs_with_bin_sh_as_execvp_does() {
+    let dir = TempDir::new("no-shebang");
+    let script = dir.write("script", "echo \"script got $*\"\nexit 7\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, init) = exit_code_of(Launch::pid1(&[&script, "a", "b"]));
+    assert_eq!(code, 7, "{}", init.stderr.text());
+    assert_eq!(init.stdout.all(), ["script got a b"]);
+}
+
+/// Single-child mode has no bundle: its log speaks of the child, even at -v.
+#[test]
+fn single_child_mode_speaks_of_the_child_not_a_bundle() {
+    let (code, init) = exit_code_of(Launch::pid1(&["-v", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(code, 3);
+    let lines = init.stderr.all();
+    assert_eq!(
+        lines.last().unwrap(),
+        "[bundle-init] the child exited with code 3; exiting"
+    );
+    for line in &lines {
+        let text = line.trim_start_matches("[bundle-init] ");
+        assert!(!text.contains("bundle"), "{line}");
+    }
+}
+
 #[test]
 fn a_flood_of_orphans_leaves_no_zombie_as_pid1() {
     orphan_flood(Launch::pid1(&["-w", "--", TESTD, "--orphans", "500"]));
