@@ -153,6 +153,15 @@ impl Sink {
         }
     }
 
+    /// Writes what it can when poll has not been asked: only through a private
+    /// non-blocking description. A blocking descriptor is written only after poll said it
+    /// is writable (`flush`): a write to a full pipe would stop the whole loop.
+    pub(crate) fn flush_unpolled(&mut self) {
+        if self.private.is_some() {
+            self.flush();
+        }
+    }
+
     /// Writes what it can without blocking. Call when poll reports the descriptor writable.
     ///
     /// Every write is at most PIPE_BUF bytes and ends on a record boundary. A pipe takes

@@ -364,8 +364,10 @@ impl Runtime {
                     };
                     if let Some(daemon) = self.sup.daemon_of(pid) {
                         // Its last lines belong before the line that says it exited.
-                        self.drain_daemon(daemon);
+                        self.drain_daemon(daemon, true);
                     }
+                    // A later process may get the same pid: it has had no TERM.
+                    self.termed.retain(|&p| p != pid);
                     self.sup.on_exit(pid, status, now, actions);
                 }
                 Ok(None) => break true,
@@ -397,21 +399,29 @@ impl Runtime {
             sink,
             &mut self.shed_buf,
         );
-        sink.flush();
+        sink.flush_unpolled();
     }
 
-    /// Reads whatever a daemon left in its pipes and ends its last partial line.
-    fn drain_daemon(&mut self, daemon: usize) {
+    /// Reads whatever a daemon left in its pipes and ends its last partial line. While
+    /// running (`keep_within_room`), only as much as the queue has room for; at exit,
+    /// everything, for the final flush.
+    fn drain_daemon(&mut self, daemon: usize, keep_within_room: bool) {
         let Some(pipes) = self.pipes[daemon].as_mut() else {
             return;
         };
         for s in &mut pipes.streams {
+            let sink = &mut self.sinks[s.sink];
             // Bounded: at most a pipe's worth of reads, so a writer that keeps writing
-            // (an orphan holding the pipe) cannot keep us here.
+            // (an orphan holding the pipe) cannot keep us here; and only while the sink
+            // has room, so a stuck reader makes a crash loop wait, not grow the queue.
+            // What is left stays in the pipe, in order, for when the reader is back.
+            let mut emptied = false;
             for _ in 0..64 {
+                if keep_within_room && !sink.has_room() && !sink.shedding {
+                    break;
+                }
                 match rustix::io::read(&s.read, &mut self.read_buf) {
                     Ok(n) if n > 0 => {
-                        let sink = &mut self.sinks[s.sink];
                         deliver(
                             s,
                             &pipes.prefix,
@@ -420,11 +430,16 @@ impl Runtime {
                             &mut self.shed_buf,
                         );
                     }
-                    _ => break,
+                    _ => {
+                        emptied = true;
+                        break;
+                    }
                 }
             }
-            if let Some(queue) = self.sinks[s.sink].queue() {
-                s.splitter.finish(&pipes.prefix, queue);
+            // The daemon's last line may lack its newline: end it, but only once nothing
+            // more of it waits in the pipe.
+            if emptied {
+                deliver_end(s, &pipes.prefix, sink, &mut self.shed_buf);
             }
         }
     }
@@ -462,7 +477,7 @@ impl Runtime {
             }
         }
         for sink in &mut self.sinks {
-            sink.flush();
+            sink.flush_unpolled();
         }
         exit
     }
@@ -494,7 +509,9 @@ impl Runtime {
         if self.settings.pid1 {
             if !(once && self.termed.contains(&-1)) {
                 let _ = sys::send_signal(-1, sig.0);
-                self.termed.push(-1);
+                if once {
+                    self.termed.push(-1);
+                }
             }
             return;
         }
@@ -520,7 +537,7 @@ impl Runtime {
     /// Drains the daemons' last output and gives the sinks a short while to take it.
     fn exit(mut self, code: u8) -> u8 {
         for daemon in 0..self.pipes.len() {
-            self.drain_daemon(daemon);
+            self.drain_daemon(daemon, false);
         }
         let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
         let shed: u64 = self.sinks.iter().map(|s| s.shed_lines).sum();
@@ -533,16 +550,17 @@ impl Runtime {
             }
         }
         let give_up = now() + FINAL_FLUSH;
+        for sink in &mut self.sinks {
+            sink.flush_unpolled();
+        }
         loop {
-            for sink in &mut self.sinks {
-                sink.flush();
-            }
-            let mut fds: Vec<PollFd> = self
-                .sinks
+            let waiting: Vec<usize> = (0..self.sinks.len())
+                .filter(|&i| self.sinks[i].wants_write())
+                .collect();
+            let mut fds: Vec<PollFd> = waiting
                 .iter()
-                .filter(|s| s.wants_write())
-                .map(|s| PollFd {
-                    fd: s.fd(),
+                .map(|&i| PollFd {
+                    fd: self.sinks[i].fd(),
                     events: POLLOUT,
                     revents: 0,
                 })
@@ -552,6 +570,12 @@ impl Runtime {
                 break;
             }
             let _ = sys::wait_for(&mut fds, left.as_millis().max(1) as i32);
+            // Only the ones poll called writable: a blocking one may not be.
+            for (fd, &i) in fds.iter().zip(&waiting) {
+                if fd.revents != 0 {
+                    self.sinks[i].flush();
+                }
+            }
         }
         code
     }
@@ -565,6 +589,17 @@ fn deliver(stream: &mut Stream, prefix: &[u8], data: &[u8], sink: &mut Sink, she
     } else if sink.shedding {
         shed.clear();
         stream.splitter.feed(prefix, data, shed);
+        sink.shed(shed);
+    }
+}
+
+/// Ends a stream's last line that had no newline, into the queue or the shed count.
+fn deliver_end(stream: &mut Stream, prefix: &[u8], sink: &mut Sink, shed: &mut Vec<u8>) {
+    if let Some(queue) = sink.queue_for_daemons() {
+        stream.splitter.finish(prefix, queue);
+    } else if sink.shedding {
+        shed.clear();
+        stream.splitter.finish(prefix, shed);
         sink.shed(shed);
     }
 }

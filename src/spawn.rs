@@ -307,6 +307,10 @@ fn classify(
         ChildStep::NoNewPrivs => (126, format!("no-new-privs: {reason}")),
         ChildStep::Signals => (126, format!("signal setup: {reason}")),
         ChildStep::ParentDeath => (126, format!("parent-death signal: {reason}")),
+        ChildStep::Shell => (
+            126,
+            format!("{program}: a script without #!, and /bin/sh could not run it: {reason}"),
+        ),
     };
     SpawnFailure {
         transient: false,
@@ -412,6 +416,27 @@ mod tests {
         let direct = search_path(OsStr::new("./x"), Some(OsStr::new("/a"))).unwrap();
         assert_eq!(direct[0].as_bytes(), b"./x");
         assert_eq!(search_path(OsStr::new("sh"), None).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_script_the_shell_could_not_run_says_which_part_failed() {
+        let spec = DaemonSpec::new("d", vec!["/s".into()]);
+        let no_shell = classify(OsStr::new("/s"), "d", &spec, ChildStep::Exec, libc::ENOEXEC);
+        assert_eq!(
+            (no_shell.code, no_shell.message.as_str()),
+            (
+                126,
+                "/s: not a format this system can run, and no /bin/sh to run it as a script"
+            )
+        );
+        let shell_failed = classify(OsStr::new("/s"), "d", &spec, ChildStep::Shell, libc::E2BIG);
+        assert_eq!(
+            (shell_failed.code, shell_failed.message.as_str()),
+            (
+                126,
+                "/s: a script without #!, and /bin/sh could not run it: Argument list too long"
+            )
+        );
     }
 
     #[test]

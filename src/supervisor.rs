@@ -1097,11 +1097,16 @@ impl Supervisor {
                 killed: false,
                 ..
             } => Some(deadline),
+            // Only once the daemons are reaped: until then a SIGCHLD is what comes next, and
+            // a rescan time that stays in the past would spin the loop.
             Phase::ShuttingDown {
                 deadline,
                 killed: true,
                 leftovers: LeftoverSweep::Reaped,
-            } if self.leftovers => {
+            } if self.stop_leftovers
+                && self.leftovers
+                && !self.daemons.iter().any(Daemon::is_live) =>
+            {
                 Some((self.last_reaping + SWEEP_RESCAN).min(deadline + SWEEP_TAIL))
             }
             _ => None,
@@ -1750,6 +1755,30 @@ mod tests {
         sup.on_tick(secs(11.0), &mut out);
         assert!(logs(&out).contains("processes are still left 2s after SIGKILL"));
         assert_eq!(exit_code(&out), Some(0));
+    }
+
+    /// A daemon that outlives its SIGKILL (stuck in the kernel) is waited for through
+    /// SIGCHLD. The sweep's rescan must not become a deadline that stays in the past: the
+    /// loop would spin at full CPU until the daemon is reaped.
+    #[test]
+    fn no_rescan_deadline_while_a_killed_daemon_is_not_reaped_yet() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        sup.on_exit(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+        sup.on_exit(102, ExitStatus::Code(0), secs(1.1), &mut out);
+        sup.after_reaping(true, secs(1.1), &mut out);
+        sup.on_tick(secs(9.0), &mut out);
+        sup.after_reaping(true, secs(9.0), &mut out);
+        assert!(pid_of(&sup, 1).is_some(), "101 is killed but not reaped");
+        assert_eq!(
+            sup.next_deadline(),
+            None,
+            "only its SIGCHLD can change anything"
+        );
+        out.clear();
+        sup.on_tick(secs(20.0), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

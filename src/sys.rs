@@ -263,6 +263,7 @@ pub(crate) enum ChildStep {
     Signals = 6,
     Exec = 7,
     ParentDeath = 8,
+    Shell = 9,
 }
 
 impl ChildStep {
@@ -275,6 +276,7 @@ impl ChildStep {
             5 => ChildStep::NoNewPrivs,
             6 => ChildStep::Signals,
             8 => ChildStep::ParentDeath,
+            9 => ChildStep::Shell,
             _ => ChildStep::Exec,
         }
     }
@@ -469,9 +471,13 @@ fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, repo
     // SAFETY: shell_argv is a NULL-terminated array of strings the parent keeps alive
     // (its first entry is the static "/bin/sh"); execve returns only on failure.
     unsafe { libc::execve(shell_argv[0], shell_argv.as_ptr(), envp) };
-    // SAFETY: errno is this thread's, always valid to write.
-    unsafe { *libc::__errno_location() = libc::ENOEXEC };
-    fail(report, ChildStep::Exec)
+    if matches!(errno(), libc::ENOENT | libc::ENOTDIR) {
+        // No shell: the program's own failure is the one to report.
+        // SAFETY: errno is this thread's, always valid to write.
+        unsafe { *libc::__errno_location() = libc::ENOEXEC };
+        fail(report, ChildStep::Exec)
+    }
+    fail(report, ChildStep::Shell)
 }
 
 /// Reports (step, errno) on the report pipe and exits 127.

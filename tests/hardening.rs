@@ -695,6 +695,92 @@ fn a_stuck_log_reader_at_shutdown_costs_lines_not_a_sigkill() {
     assert!(count > 0, "{dropped}");
 }
 
+/// The same stuck reader when bundle-init cannot open a private non-blocking description
+/// of its stdout (a pipe owned by another uid: /proc/self/fd/1 is EACCES). Its writes are
+/// then blocking and may only follow poll's word that the pipe has room; a write made
+/// after reading a daemon's pipe used to block bundle-init itself, and nothing (not even
+/// SIGKILL at the grace) happened any more.
+#[test]
+fn a_stuck_reader_never_blocks_bundle_init_on_a_blocking_stdout() {
+    let dir = TempDir::new("stuck-blocking");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let bundle = dir.write(
+        "s.bundle",
+        "[flood]\nrun = bundle-testd --name flood --flood 50000000\n",
+    );
+    let mut init = Launch::subreaper(&["--bundle", &bundle])
+        .user(54321)
+        .hold_stdout()
+        .start();
+    init.stderr.wait_for_text("flood started");
+    let flood = init.daemon_processes();
+    assert_eq!(flood.len(), 1, "{flood:?}");
+    wait_until_blocked_writing(flood[0]);
+    wait_until_idle(init.pid());
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    init.stderr.wait_for("the dropped count", |l| {
+        l.ends_with(
+            " lines of daemon output were dropped at shutdown: the log reader never caught up",
+        )
+    });
+}
+
+/// A daemon restarted again and again while nobody reads bundle-init's stdout: what it
+/// left in its pipe at each exit used to be queued whatever the queue held, 60 KB more
+/// per restart, for ever. Now the rest stays in the pipe, and memory stays flat.
+#[test]
+fn restarts_behind_a_stuck_reader_do_not_grow_the_queue() {
+    let dir = TempDir::new("drain");
+    let ready = dir.path("flooded");
+    let bundle = dir.write(
+        "d.bundle",
+        &format!(
+            "on SIGUSR1 = restart d\n[d]\nrun = bundle-testd --name d --flood 60000 --ready-file {ready}\ngrace = 200ms\n"
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    // Each run writes its 60 KB before it is restarted: it says so in the file, or, once
+    // its own pipe holds what bundle-init left there, it waits in the write. Sampled, as
+    // wait_until_idle is: going to sleep in a write makes no event.
+    let flooded = || {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if std::fs::remove_file(&ready).is_ok() {
+                return;
+            }
+            let blocked = init.daemon_processes().into_iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    .is_ok_and(|w| w.contains("pipe_write"))
+            });
+            if blocked {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the daemon never flooded");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let restart = |n: usize| {
+        flooded();
+        init.signal(USR1);
+        init.stderr
+            .wait_for_n(n, "restarts", |l| l.contains("d restarted (SIGUSR1)"));
+    };
+    // Fill the stdout pipe and the queue first.
+    for n in 1..=4 {
+        restart(n);
+    }
+    let before = status_field(init.pid(), "VmRSS");
+    for n in 5..=20 {
+        restart(n);
+    }
+    let grown = status_field(init.pid(), "VmRSS").saturating_sub(before);
+    assert!(
+        grown < 256,
+        "bundle-init grew by {grown} KiB over 16 restarts"
+    );
+}
+
 /// Thousands of restarts of one daemon: bundle-init's memory and descriptors end where
 /// they started.
 #[test]
