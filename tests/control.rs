@@ -424,7 +424,7 @@ fn silent_clients(init: &Init, count: usize) -> SilentClients {
     let count = count.to_string();
     let mut holder = Command::new("nsenter");
     holder
-        .args(["--target", &pid, "--pid", "--mount", "--", TESTD])
+        .args(["--target", &pid, "--pid", "--mount", "--", testd()])
         .args(["--name", "holder", "--silent-clients", &count])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());

@@ -507,11 +507,30 @@ fn flood(bytes: u64, chunk_size: usize) {
     let _ = out.flush();
 }
 
+/// Signals whose disposition is "ignore", as a /proc-style bit mask (bit N-1 for signal N).
+fn ignored_signals() -> u64 {
+    let mut mask = 0u64;
+    for sig in 1..=64 {
+        // SAFETY: an all-zero sigaction is a valid value to be overwritten; with a null new
+        // action, sigaction only reads the current one into it.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: see above; an invalid signal number only returns EINVAL.
+        let ok = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0;
+        if ok && old.sa_sigaction == libc::SIG_IGN {
+            mask |= 1 << (sig - 1);
+        }
+    }
+    mask
+}
+
 fn report(inherited: SigSet) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     // The mask we were started with (we blocked everything first thing), as /proc prints it.
     let mut lines = vec![format!("report SigBlk={:016x}", inherited.first_word())];
-    for key in ["SigIgn", "Uid", "Gid", "Groups", "NoNewPrivs"] {
+    // Asked of sigaction, not read from /proc: under an emulator /proc shows the
+    // emulator's own dispositions, sigaction what this program was given.
+    lines.push(format!("report SigIgn={:016x}", ignored_signals()));
+    for key in ["Uid", "Gid", "Groups", "NoNewPrivs"] {
         let value = status
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{key}:")))
