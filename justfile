@@ -6,6 +6,8 @@ release := "target/" + target + "/release"
 # No PIE: `file` then says "statically linked", and the loader has nothing to relocate.
 static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"]'"
 podman_run := "podman run $(grep -v '^#' tests/containers/podman-run-flags | tr '\\n' ' ')"
+# This machine's architecture as podman names it (the images are tagged with it).
+host_arch := if arch() == "aarch64" { "arm64" } else { "amd64" }
 
 default:
     @just --list
@@ -58,10 +60,36 @@ test-aarch64: build-aarch64 binfmt
     sort -u "$skipped"
     rm -f "$skipped"
 
-# Both images: the distribution image (one file) and the demo bundle image.
-image: build
-    podman build --quiet --target demo -t localhost/bundle-init-demo .
-    podman build --quiet -t localhost/bundle-init .
+# Both architectures' builds: bundle-init and bundle-testd for x86_64 and aarch64.
+build-all: build build-aarch64
+
+# Each is tagged :amd64 and :arm64 (and :latest for this machine's architecture); each pair
+# is joined in a manifest list written as an OCI archive, target/image/NAME.oci.tar, so
+# `podman run --arch arm64 oci-archive:target/image/bundle-init.oci.tar` picks its instance.
+# The list is not kept in local storage: podman 4.3 cannot pick an instance from a local
+# list reliably (`run --arch` takes the wrong one, and `podman images` then fails).
+# The distribution image (one file) and the demo bundle image, for both architectures.
+image: build-all
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for arch in amd64 arm64; do
+        if [ "$arch" = amd64 ]; then target={{target}}; else target={{aarch64}}; fi
+        mkdir -p target/image/$arch
+        cp target/$target/release/bundle-init target/$target/release/bundle-testd target/image/$arch/
+        podman build --quiet --platform linux/$arch --target demo -t localhost/bundle-init-demo:$arch . >/dev/null
+        podman build --quiet --platform linux/$arch -t localhost/bundle-init:$arch . >/dev/null
+    done
+    for name in bundle-init bundle-init-demo; do
+        podman tag localhost/$name:{{host_arch}} localhost/$name:latest
+        list=localhost/$name-multiarch-$$
+        podman manifest create $list >/dev/null
+        for arch in amd64 arm64; do
+            podman manifest add $list containers-storage:localhost/$name:$arch >/dev/null
+        done
+        rm -f target/image/$name.oci.tar
+        podman manifest push --quiet --all $list oci-archive:target/image/$name.oci.tar:localhost/$name:latest
+        podman manifest rm $list >/dev/null
+    done
 
 # Everything CI runs: unit tests, PID-1 tests under unshare, container tests in podman.
 test: image
@@ -71,13 +99,24 @@ test: image
 test-containers: image
     BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release --test containers
 
+# The container suite again on the arm64 images, run by qemu-user through binfmt.
+test-containers-arm64: image binfmt
+    #!/usr/bin/env bash
+    set -euo pipefail
+    skipped=$(mktemp)
+    BUNDLE_INIT_REQUIRE_ENGINE=1 BUNDLE_INIT_ARCH=arm64 BUNDLE_INIT_EMULATED=1 BUNDLE_INIT_SKIPPED=$skipped \
+        cargo test --release --no-fail-fast --test containers
+    echo "skipped on the emulated run: $(sort -u "$skipped" | wc -l) checks"
+    sort -u "$skipped"
+    rm -f "$skipped"
+
 # The seed's four-daemon bundle in a container: restart one, reload one, stop, show logs.
 demo: image
     #!/usr/bin/env bash
     set -euo pipefail
     name=bundle-init-demo-$$
     trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
-    {{podman_run}} -d --name "$name" -e CRED_TOKEN=demo localhost/bundle-init-demo >/dev/null
+    {{podman_run}} -d --name "$name" -e CRED_TOKEN=demo localhost/bundle-init-demo:{{host_arch}} >/dev/null
     until podman logs "$name" 2>&1 | grep -q 'supervise .* started'; do sleep 0.1; done
     echo "== podman kill --signal USR1: restart pipelock only"
     podman kill --signal USR1 "$name" >/dev/null

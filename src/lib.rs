@@ -106,7 +106,11 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return control::client(&request);
         }
         Command::Help => return print(cli::USAGE),
-        Command::Version => return print(&format!("{VERSION_LINE}\n")),
+        Command::Version => {
+            // The architecture too: with one file per architecture, say which this is.
+            let arch = std::env::consts::ARCH;
+            return print(&format!("{VERSION_LINE} linux/{arch}\n"));
+        }
         Command::License => return print(LICENSE),
         Command::Run(options) => options,
     };

@@ -325,6 +325,13 @@ fn version_names_the_commit() {
         text.starts_with(&format!("bundle-init {} (", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
+    // The emulated run is the aarch64 build; otherwise the build for this machine.
+    let arch = if emulated() {
+        "aarch64"
+    } else {
+        std::env::consts::ARCH
+    };
+    assert!(text.ends_with(&format!(") linux/{arch}\n")), "{text}");
     assert!(out.status.success());
 }
 
