@@ -217,3 +217,48 @@ _mutants ARGS:
     reaper=$!
     trap 'kill $reaper 2>/dev/null' EXIT
     cargo mutants {{ARGS}} {{mutants_files}} {{mutants_limits}} {{mutants_tests}}
+
+# SOURCE_DATE_EPOCH is the last commit's time: the images' timestamps, not the clock's.
+# Release files in dist/: a static binary per architecture (uname -m names, and the same
+# file under podman's amd64/arm64 names), the multi-arch image as an OCI archive, SHA256SUMS.
+dist: build-all
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+    rm -rf dist && mkdir dist
+    for pair in x86_64:amd64:{{target}} aarch64:arm64:{{aarch64}}; do
+        IFS=: read -r uname podarch triple <<<"$pair"
+        bin=target/$triple/release/bundle-init
+        file "$bin" | grep -q 'statically linked' || { echo "dist: $bin is not static" >&2; exit 1; }
+        install -m 0755 "$bin" dist/bundle-init-$version-linux-$uname
+        install -m 0755 "$bin" dist/bundle-init-$version-linux-$podarch
+        touch -d "@$SOURCE_DATE_EPOCH" dist/bundle-init-$version-linux-$uname dist/bundle-init-$version-linux-$podarch
+        mkdir -p target/image/$podarch
+        cp "$bin" target/image/$podarch/bundle-init
+        podman build --quiet --timestamp "$SOURCE_DATE_EPOCH" --platform linux/$podarch \
+            -t localhost/bundle-init-release:$podarch . >/dev/null
+    done
+    list=localhost/bundle-init-release-list-$$
+    podman manifest create $list >/dev/null
+    for podarch in amd64 arm64; do
+        podman manifest add $list containers-storage:localhost/bundle-init-release:$podarch >/dev/null
+    done
+    # Pushed to a directory, then archived with fixed names, order, owners and times: the
+    # archive podman writes itself carries the clock's time.
+    rm -rf target/dist-oci
+    podman manifest push --quiet --all $list oci:target/dist-oci:localhost/bundle-init:$version
+    podman manifest rm $list >/dev/null
+    tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+        --format=gnu -C target/dist-oci -cf dist/bundle-init-$version.oci.tar .
+    touch -d "@$SOURCE_DATE_EPOCH" dist/bundle-init-$version.oci.tar
+    (cd dist && sha256sum bundle-init-* > SHA256SUMS)
+    ls -l dist && cat dist/SHA256SUMS
+
+# Two `just dist` runs, the second after the release builds were removed: the same bytes.
+dist-check:
+    just dist
+    cp dist/SHA256SUMS target/SHA256SUMS.first
+    rm -rf target/{{target}}/release target/{{aarch64}}/release
+    just dist
+    diff target/SHA256SUMS.first dist/SHA256SUMS && echo "dist is reproducible: identical SHA256SUMS"
