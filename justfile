@@ -6,6 +6,11 @@ release := "target/" + target + "/release"
 # No PIE: `file` then says "statically linked", and the loader has nothing to relocate.
 static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"]'"
 podman_run := "podman run $(grep -v '^#' tests/containers/podman-run-flags | tr '\\n' ' ')"
+# The binaries that ship (images, release files): the smallest build that passes the whole
+# suite on each architecture. x86_64: the nightly tiny build. aarch64: the stable build
+# (the tiny one cannot be linked here; README, "Which build ships").
+release_x86_64 := "target/tiny/" + target + "/release/bundle-init"
+release_aarch64 := "target/" + aarch64 + "/release/bundle-init"
 # This machine's architecture as podman names it (the images are tagged with it).
 host_arch := if arch() == "aarch64" { "arm64" } else { "amd64" }
 
@@ -69,13 +74,15 @@ build-all: build build-aarch64
 # The list is not kept in local storage: podman 4.3 cannot pick an instance from a local
 # list reliably (`run --arch` takes the wrong one, and `podman images` then fails).
 # The distribution image (one file) and the demo bundle image, for both architectures.
-image: build-all
+image: build-all build-tiny
     #!/usr/bin/env bash
     set -euo pipefail
     for arch in amd64 arm64; do
         if [ "$arch" = amd64 ]; then target={{target}}; else target={{aarch64}}; fi
         mkdir -p target/image/$arch
-        cp target/$target/release/bundle-init target/$target/release/bundle-testd target/image/$arch/
+        cp target/$target/release/bundle-testd target/image/$arch/
+        if [ "$arch" = amd64 ]; then init={{release_x86_64}}; else init={{release_aarch64}}; fi
+        cp "$init" target/image/$arch/bundle-init
         podman build --quiet --platform linux/$arch --target demo -t localhost/bundle-init-demo:$arch . >/dev/null
         podman build --quiet --platform linux/$arch -t localhost/bundle-init:$arch . >/dev/null
     done
@@ -162,7 +169,7 @@ build-tiny:
 
 # The same PID-1 and bundle test suites against the tiny build.
 test-tiny: build-tiny
-    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --test core --test bundle --test hardening
+    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control
 
 # Under load: two busy loops, the tests pinned to CPU 0 with 8 threads. FILTER narrows to
 # matching tests (`just stress 30 storm`). Results: docs/TESTING.md.
@@ -221,15 +228,14 @@ _mutants ARGS:
 # SOURCE_DATE_EPOCH is the last commit's time: the images' timestamps, not the clock's.
 # Release files in dist/: a static binary per architecture (uname -m names, and the same
 # file under podman's amd64/arm64 names), the multi-arch image as an OCI archive, SHA256SUMS.
-dist: build-all
+dist: build-all build-tiny
     #!/usr/bin/env bash
     set -euo pipefail
     export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
     rm -rf dist && mkdir dist
-    for pair in x86_64:amd64:{{target}} aarch64:arm64:{{aarch64}}; do
-        IFS=: read -r uname podarch triple <<<"$pair"
-        bin=target/$triple/release/bundle-init
+    for pair in x86_64:amd64:{{release_x86_64}} aarch64:arm64:{{release_aarch64}}; do
+        IFS=: read -r uname podarch bin <<<"$pair"
         file "$bin" | grep -q 'statically linked' || { echo "dist: $bin is not static" >&2; exit 1; }
         install -m 0755 "$bin" dist/bundle-init-$version-linux-$uname
         install -m 0755 "$bin" dist/bundle-init-$version-linux-$podarch
@@ -259,6 +265,6 @@ dist: build-all
 dist-check:
     just dist
     cp dist/SHA256SUMS target/SHA256SUMS.first
-    rm -rf target/{{target}}/release target/{{aarch64}}/release
+    rm -rf target/{{target}}/release target/{{aarch64}}/release target/tiny/{{target}}/release
     just dist
     diff target/SHA256SUMS.first dist/SHA256SUMS && echo "dist is reproducible: identical SHA256SUMS"
