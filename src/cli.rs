@@ -22,6 +22,8 @@ Options:
   -p SIGNAL            have SIGNAL delivered to bundle-init when its parent dies
   -v                   more log output (repeatable)
   -w                   warn about reaped zombies that were not the child
+  -r, --rewrite FROM:TO  forward signal FROM to the child as signal TO (repeatable);
+                       TO = 0 drops it (dumb-init's option; names or numbers)
   --stop-others GRACE  when the child exits, TERM the remaining processes and KILL them
                        after GRACE (e.g. 2s) instead of leaving them
   --bundle PATH        run the bundle file PATH (or set BUNDLE_INIT_BUNDLE)
@@ -62,6 +64,8 @@ pub struct Options {
     pub(crate) verbosity: u8,
     pub(crate) warn_orphans: bool,
     pub(crate) stop_others: Option<Duration>,
+    /// `--rewrite FROM:TO`: forward FROM as TO, or drop it (None).
+    pub(crate) rewrites: Vec<(Sig, Option<Sig>)>,
     pub(crate) bundle: Option<String>,
     pub(crate) check: bool,
     pub(crate) program: Vec<OsString>,
@@ -75,6 +79,8 @@ pub enum UsageError {
     ExitCode(String),
     ParentDeathSignal(crate::signal::SignalError),
     StopOthers(crate::config::ValueError),
+    Rewrite(String, String),
+    RewriteInBundle,
     ProgramAndBundle,
     CheckWithoutBundle,
     NoProgram,
@@ -92,6 +98,10 @@ impl std::fmt::Display for UsageError {
             E::ExitCode(text) => write!(f, "-e {text}: exit code must be 0-255"),
             E::ParentDeathSignal(e) => write!(f, "-p: {e}"),
             E::StopOthers(e) => write!(f, "--stop-others: {e}"),
+            E::Rewrite(text, why) => write!(f, "--rewrite {text}: {why}"),
+            E::RewriteInBundle => f.write_str(
+                "--rewrite is for single-child mode; in a bundle, give a daemon its stop-signal or route a signal with \"forward NAME as SIGNAL\"",
+            ),
             E::ProgramAndBundle => f.write_str("give either a program or --bundle, not both"),
             E::CheckWithoutBundle => f.write_str("--check needs --bundle PATH"),
             E::NoProgram => f.write_str("no program given (see --help)"),
@@ -203,6 +213,10 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
             let grace = parse_duration(&text).map_err(UsageError::StopOthers)?;
             options.stop_others = Some(grace);
         }
+        Short('r') | Long("rewrite") => {
+            let text = flag_value(parser)?;
+            options.rewrites.push(parse_rewrite(&text)?);
+        }
         Long("bundle") => options.bundle = Some(flag_value(parser)?),
         Long("check") => options.check = true,
         Value(program) => {
@@ -214,8 +228,31 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
     Ok(Flag::Applied)
 }
 
+/// `FROM:TO` with dumb-init's meaning: signal FROM is forwarded as TO; TO = 0 drops it.
+/// FROM must be a signal bundle-init can catch and forward.
+fn parse_rewrite(text: &str) -> Result<(Sig, Option<Sig>), UsageError> {
+    let bad = |why: &str| UsageError::Rewrite(text.to_string(), why.to_string());
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| bad("expected FROM:TO, e.g. TERM:QUIT"))?;
+    let from = parse_signal(from).map_err(|e| bad(&e.to_string()))?;
+    if !crate::plan::Routes::can_route(from) {
+        return Err(bad(&format!(
+            "{from} is never forwarded, so it cannot be rewritten"
+        )));
+    }
+    let to = match to.trim() {
+        "0" => None,
+        to => Some(parse_signal(to).map_err(|e| bad(&e.to_string()))?),
+    };
+    Ok((from, to))
+}
+
 /// A program or a bundle, not both and not neither.
 fn check_combination(options: Options) -> Result<Command, UsageError> {
+    if options.bundle.is_some() && !options.rewrites.is_empty() {
+        return Err(UsageError::RewriteInBundle);
+    }
     match (&options.bundle, options.program.is_empty()) {
         (Some(_), false) => Err(UsageError::ProgramAndBundle),
         (None, true) if options.check => Err(UsageError::CheckWithoutBundle),
@@ -257,6 +294,39 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn rewrite_takes_from_to_with_names_or_numbers_and_zero_drops() {
+        let o = run(&["-r", "TERM:QUIT", "--rewrite", "10:0", "app"]).unwrap();
+        assert_eq!(
+            o.rewrites,
+            [
+                (
+                    Sig(crate::sys::libc_sig::TERM),
+                    Some(Sig(crate::sys::libc_sig::QUIT))
+                ),
+                (Sig(crate::sys::libc_sig::USR1), None)
+            ]
+        );
+        assert_eq!(
+            run(&["-r", "TERM", "app"]).unwrap_err(),
+            "--rewrite TERM: expected FROM:TO, e.g. TERM:QUIT"
+        );
+        assert_eq!(
+            run(&["-r", "KILL:TERM", "app"]).unwrap_err(),
+            "--rewrite KILL:TERM: SIGKILL is never forwarded, so it cannot be rewritten"
+        );
+        assert!(
+            run(&["-r", "TERM:WAT", "app"])
+                .unwrap_err()
+                .starts_with("--rewrite TERM:WAT: ")
+        );
+        assert!(
+            run(&["-r", "TERM:QUIT", "--bundle", "b"])
+                .unwrap_err()
+                .starts_with("--rewrite is for single-child mode")
+        );
     }
 
     fn run(list: &[&str]) -> Result<Options, String> {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::keys;
-use crate::plan::{DaemonSpec, Plan, ReadyCheck, Routes};
+use crate::plan::{DaemonSpec, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 
@@ -41,6 +41,8 @@ pub(crate) struct RouteSpec {
     pub(crate) action: &'static keys::RouteAction,
     /// The daemons it names (none for actions that take none).
     pub(crate) names: Vec<String>,
+    /// `forward NAME... as SIGNAL`: the signal they get instead.
+    pub(crate) as_signal: Option<Sig>,
 }
 
 /// `PATH:LINE: message` (LINE omitted for whole-file problems).
@@ -263,7 +265,8 @@ impl Parser<'_> {
         let action = words
             .next()
             .ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
-        let names: Vec<String> = words.map(str::to_string).collect();
+        let mut names: Vec<String> = words.map(str::to_string).collect();
+        let as_signal = self.as_signal(action, &mut names)?;
         let Some(definition) = keys::route_action(action) else {
             return Err(self.error(format!(
                 "unknown route action \"{action}\" (expected {})",
@@ -276,8 +279,24 @@ impl Parser<'_> {
             _ => Ok(RouteSpec {
                 action: definition,
                 names,
+                as_signal,
             }),
         }
+    }
+
+    /// Takes a trailing `as SIGNAL` off a `forward` route's names.
+    fn as_signal(&self, action: &str, names: &mut Vec<String>) -> Result<Option<Sig>, ConfigError> {
+        let Some(at) = names.iter().position(|w| w == "as") else {
+            return Ok(None);
+        };
+        if action != "forward" || at + 2 != names.len() {
+            return Err(self.error(
+                "\"as SIGNAL\" goes at the end of a forward route: forward NAME... as SIGNAL",
+            ));
+        }
+        let sig = parse_signal(&names[at + 1]).map_err(|e| self.error(e))?;
+        names.truncate(at);
+        Ok(Some(sig))
     }
 
     fn daemon_key(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -658,7 +677,11 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
     };
     let mut routes = Routes::bundle_defaults();
     for (sig, spec) in &bundle.routes {
-        routes.set(*sig, (spec.action.route)(index_of(&spec.names)));
+        let route = match spec.as_signal {
+            Some(to) => Route::ForwardAs(index_of(&spec.names), to),
+            None => (spec.action.route)(index_of(&spec.names)),
+        };
+        routes.set(*sig, route);
     }
     Ok(Plan {
         daemons: chosen.into_iter().cloned().collect(),
@@ -758,6 +781,36 @@ mod tests {
             error("\u{feff}[a]\nrun = x\n"),
             "b.conf:1: the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one"
         );
+    }
+
+    /// `forward NAME... as SIGNAL` sends another signal; "as" belongs only there, last.
+    #[test]
+    fn a_forward_route_can_send_another_signal() {
+        let plan = select(
+            &parse(
+                "b",
+                b"on SIGHUP = forward b as QUIT\n[a]\nrun = x\n[b]\nrun = y\n",
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.routes.get(Sig(libc_sig::HUP)),
+            &Route::ForwardAs(vec![1], Sig(libc_sig::QUIT))
+        );
+        for bad in [
+            "on HUP = restart a as QUIT\n[a]\nrun = x\n",
+            "on HUP = forward a as\n[a]\nrun = x\n",
+            "on HUP = forward as QUIT a\n[a]\nrun = x\n",
+        ] {
+            assert!(
+                error(bad).contains("\"as SIGNAL\" goes at the end of a forward route"),
+                "{bad}: {}",
+                error(bad)
+            );
+        }
+        assert!(error("on HUP = forward a as SIGWAT\n[a]\nrun = x\n").starts_with("b.conf:1: "));
     }
 
     /// Fault signals keep their default action: a route on one could never fire.

@@ -316,7 +316,7 @@ pub(crate) const ROUTE_ACTIONS: &[RouteAction] = &[
         takes_names: true,
         route: Route::Forward,
         names_in: |r| match r {
-            Route::Forward(list) => Some(list),
+            Route::Forward(list) | Route::ForwardAs(list, _) => Some(list),
             _ => None,
         },
     },
@@ -397,10 +397,14 @@ fn describe_route(plan: &Plan, route: &Route) -> String {
         .iter()
         .map(|&i| plan.daemons[i].name.as_str())
         .collect();
+    let as_signal = match route {
+        Route::ForwardAs(_, to) => format!(" as {to}"),
+        _ => String::new(),
+    };
     if names.is_empty() {
-        format!("{} (no selected daemon)", action.name)
+        format!("{} (no selected daemon){as_signal}", action.name)
     } else {
-        format!("{} {}", action.name, names.join(" "))
+        format!("{} {}{as_signal}", action.name, names.join(" "))
     }
 }
 
@@ -463,6 +467,7 @@ mod tests {
     #[test]
     fn a_printed_plan_parses_back_to_the_same_daemons() {
         let source = "on SIGHUP = forward b\non SIGUSR1 = restart a b\non SIGUSR2 = ignore\n\
+            on SIGWINCH = forward a b as SIGQUIT\n\
             [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv = MODE=strict\nenv = X=1\n\
             unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\nstop-signal = INT\n\
             grace = 1.5s\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 2s\n\

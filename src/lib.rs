@@ -27,7 +27,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cli::{Command, Options};
-use plan::{DaemonSpec, ExitPolicy, Plan, Routes};
+use plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
 use spawn::ChildSetup;
 use supervisor::Supervisor;
 use sys::{FAULT_SIGNALS, SigSet};
@@ -257,9 +257,19 @@ fn single_child_plan(options: &Options) -> Plan {
     child.on_exit = ExitPolicy::StopBundle;
     child.prefix_output = false;
     child.signal_group = options.signal_group;
+    let mut routes = Routes::forward_everything();
+    for &(from, to) in &options.rewrites {
+        routes.set(
+            from,
+            match to {
+                Some(to) => Route::ForwardAs(vec![0], to),
+                None => Route::Ignore,
+            },
+        );
+    }
     Plan {
         daemons: vec![child],
-        routes: Routes::forward_everything(),
+        routes,
         shutdown_grace: options.stop_others.unwrap_or(Duration::ZERO),
         stop_leftovers: options.stop_others.is_some(),
         success_codes: options.success_codes.clone(),

@@ -134,6 +134,9 @@ pub(crate) enum Route {
     ForwardAll,
     /// Send it to these daemons (indices into `Plan::daemons`).
     Forward(Vec<usize>),
+    /// Send this other signal instead, to these daemons (`forward NAME as SIGNAL`, and
+    /// single-child mode's `--rewrite`).
+    ForwardAs(Vec<usize>, Sig),
     /// Restart these daemons in place; the signal itself is never passed on.
     Restart(Vec<usize>),
     /// Write every daemon's status to the log.
@@ -161,6 +164,14 @@ impl Routes {
         Routes {
             table: vec![Route::ForwardAll; MAX_SIGNAL as usize + 1],
         }
+    }
+
+    /// Whether a route on `sig` can ever fire: not KILL and STOP (never caught), not CHLD
+    /// (how bundle-init reaps), not a fault signal (left to its default action).
+    pub(crate) fn can_route(sig: Sig) -> bool {
+        use crate::sys::libc_sig;
+        !matches!(sig.0, libc_sig::KILL | libc_sig::STOP | libc_sig::CHLD)
+            && !crate::sys::FAULT_SIGNALS.contains(&sig.0)
     }
 
     pub(crate) fn set(&mut self, sig: Sig, route: Route) {

@@ -588,3 +588,37 @@ fn a_restart_is_prompt_while_a_daemon_floods_a_reader_that_does_not_read() {
         "no line lost while the reader was away"
     );
 }
+
+/// `forward NAME as SIGNAL`: the bundle's rewrite. Only b gets the signal, and as USR2.
+#[test]
+fn a_forward_route_can_rewrite_the_signal_for_its_daemons() {
+    let dir = TempDir::new("forward-as");
+    let bundle = dir.write(
+        "f.bundle",
+        "on SIGHUP = forward b as SIGUSR2\n[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    for name in ["a", "b"] {
+        init.stdout.wait_for(&format!("{name} started"), |l| {
+            l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
+        });
+    }
+    init.signal(HUP);
+    init.stdout.wait_for("b's USR2", |l| {
+        l.starts_with("[b] ") && l.ends_with("got SIGUSR2")
+    });
+    // The barrier: USR1 (10) goes to both and is read after a HUP (1) would have been.
+    init.signal(USR1);
+    wait_for_n_usr1(&init.stdout);
+    let out = init.stdout.text();
+    assert!(!out.contains("got SIGHUP"), "{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("[a] ") && l.ends_with("got SIGUSR2")),
+        "{out}"
+    );
+}
+
+fn wait_for_n_usr1(lines: &Lines) {
+    lines.wait_for_n(2, "both noting USR1", |l| l.ends_with("got SIGUSR1"));
+}

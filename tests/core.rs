@@ -122,6 +122,36 @@ fn single_child_mode_speaks_of_the_child_not_a_bundle() {
     }
 }
 
+/// dumb-init's `--rewrite`: an app that stops gracefully on QUIT gets QUIT when the engine
+/// (or Kubernetes, which ignores STOPSIGNAL) sends TERM; a rewrite to 0 drops a signal.
+#[test]
+fn rewrite_forwards_term_as_quit_and_drops_a_signal_rewritten_to_zero() {
+    let mut init = Launch::pid1(&[
+        "--rewrite",
+        "TERM:QUIT",
+        "-r",
+        "USR1:0",
+        "--",
+        testd(),
+        "--name",
+        "app",
+    ])
+    .start();
+    init.stdout.wait_for_text("app");
+    init.signal(USR1);
+    // The barrier: USR2 (12) is read after USR1 (10), so a forwarded USR1 would show first.
+    init.signal(USR2);
+    init.stdout.wait_for_text("got SIGUSR2");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 128 + 3, "the child died of its QUIT");
+    let out = init.stdout.text();
+    assert!(out.contains("got SIGQUIT"), "{out}");
+    assert!(
+        !out.contains("got SIGTERM") && !out.contains("got SIGUSR1"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_flood_of_orphans_leaves_no_zombie_as_pid1() {
     orphan_flood(Launch::pid1(&["-w", "--", testd(), "--orphans", "500"]));
