@@ -402,17 +402,23 @@ impl Server {
         }
     }
 
-    /// Only bundle-init's own user and root may control it.
+    /// Only processes in bundle-init's PID namespace (or below it), with its uid or root,
+    /// may control it. A peer outside the namespace shows pid 0 in SO_PEERCRED: in a pod,
+    /// every container shares the network namespace, and so the abstract socket, but not
+    /// (unless shareProcessNamespace) the PID namespace.
     fn check_peer(&self, fd: &OwnedFd) -> Result<(), String> {
-        match rustix::net::sockopt::socket_peercred(fd).map(|c| c.uid.as_raw()) {
-            Ok(uid) if uid == self.my_uid || uid == 0 => {}
-            Ok(uid) => {
-                return Err(format!(
-                    "permission denied: uid {uid} may not control this bundle-init (uid {})",
-                    self.my_uid
-                ));
-            }
-            Err(e) => return Err(format!("cannot check the peer's credentials: {e}")),
+        let cred = peer_credentials(fd)
+            .map_err(|e| format!("cannot check the peer's credentials: {e}"))?;
+        if cred.pid == 0 {
+            return Err(
+                "permission denied: the client is outside bundle-init's PID namespace".to_string(),
+            );
+        }
+        if cred.uid != self.my_uid && cred.uid != 0 {
+            return Err(format!(
+                "permission denied: uid {} may not control this bundle-init (uid {})",
+                cred.uid, self.my_uid
+            ));
         }
         Ok(())
     }
@@ -482,6 +488,32 @@ impl Server {
             !late
         });
     }
+}
+
+/// SO_PEERCRED as the kernel gives it. Read into libc's `ucred` directly: a pid of 0 (a
+/// peer in another PID namespace) is a valid answer, not an error.
+fn peer_credentials(fd: &OwnedFd) -> std::io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own and whose
+    // size `len` is.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred)
 }
 
 /// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client

@@ -448,3 +448,54 @@ fn a_probe_gets_through_while_eight_silent_clients_hold_every_slot() {
     let (code, out, err) = client(&init, &["health"]);
     assert_eq!((code, out.as_str()), (0, "healthy\n"), "{err}");
 }
+
+/// A client outside bundle-init's PID namespace (a sibling container in a pod shares the
+/// network namespace, and so the abstract socket) is refused by design, with one clear
+/// line. Its SO_PEERCRED pid is 0; rustix's UCred could not hold that, and the client used
+/// to see "No error information (os error 0)", or "(os error -1000)" as uid 1000.
+#[test]
+fn a_client_outside_the_pid_namespace_is_refused_with_a_clear_line() {
+    let dir = TempDir::new("ctl-outside");
+    let init = two_daemons(&dir, "");
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", init.pid())).unwrap();
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let name = format!("@bundle-init.{inode}");
+    for user in [None, Some("1000")] {
+        let mut command = match user {
+            None => Command::new(bundle_init_bin()),
+            Some(id) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid",
+                    id,
+                    "--regid",
+                    id,
+                    "--clear-groups",
+                    bundle_init_bin(),
+                ]);
+                c
+            }
+        };
+        let out = command
+            .arg("status")
+            .env("BUNDLE_INIT_CONTROL", &name)
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (
+                Some(1),
+                "bundle-init: permission denied: the client is outside bundle-init's PID namespace\n"
+                    .to_string()
+            ),
+            "as {user:?}"
+        );
+    }
+}
