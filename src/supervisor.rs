@@ -531,7 +531,10 @@ impl Supervisor {
         self.reaped_in_this_pass = true;
         let Some(index) = self.daemon_of(pid) else {
             let level = self.orphans;
-            self.log(out, level, || format!("reaped zombie pid {pid} ({status})"));
+            // tini's words, which scripts grep for; the status is ours.
+            self.log(out, level, || {
+                format!("Reaped zombie process with pid={pid} ({status})")
+            });
             return;
         };
         self.left_running(index, out);
@@ -2223,7 +2226,10 @@ mod tests {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
         let mut out = Actions::new();
         sup.on_exit(4242, ExitStatus::Code(0), secs(1.0), &mut out);
-        assert_eq!(logs(&out), "reaped zombie pid 4242 (exited with code 0)");
+        assert_eq!(
+            logs(&out),
+            "Reaped zombie process with pid=4242 (exited with code 0)"
+        );
         assert!(
             out.iter()
                 .all(|a| matches!(a, Action::Log(Level::Debug, _)))
@@ -2238,7 +2244,10 @@ mod tests {
         );
         sup.set_orphan_warnings(true);
         sup.on_exit(4244, ExitStatus::Signal(9), secs(1.0), &mut out);
-        assert_eq!(logs(&out), "reaped zombie pid 4244 (was killed by SIGKILL)");
+        assert_eq!(
+            logs(&out),
+            "Reaped zombie process with pid=4244 (was killed by SIGKILL)"
+        );
     }
 
     /// The ordered plan with db's check, db running as pid 100 (not ready yet) and app

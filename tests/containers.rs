@@ -366,7 +366,7 @@ fn a_zombie_flood_inside_the_container_leaves_no_zombie() {
     let c = Container::run(&all, demo(), &[]);
     c.stdout.wait_for_text("made 2000 orphans");
     c.stderr.wait_for_n(2000, "about reaped zombies", |l| {
-        l.contains("reaped zombie pid")
+        l.contains("Reaped zombie process with pid=")
     });
     // From the host: bundle-init is the container's PID 1; none of its children is a zombie.
     assert_eq!(zombie_children(c.host_pid()), Vec::<i32>::new());
@@ -654,7 +654,7 @@ fn a_leftover_tree_is_swept_to_the_last_process_in_a_container() {
         for pid in line.rsplit(' ').take(2) {
             assert_eq!(
                 c.stderr
-                    .count(|l| l.contains("eaped zombie") && l.contains(&format!("pid {pid} "))),
+                    .count(|l| l.contains(&format!("Reaped zombie process with pid={pid} "))),
                 1,
                 "{init_flag:?}: bundle-init did not reap {pid} itself:\n{}",
                 c.stderr.text()

@@ -179,7 +179,7 @@ fn orphan_flood(launch: Launch) {
     init.stdout.wait_for_text("made 500 orphans");
     // -w logs one line per reaped orphan: wait for all 500, then look for zombies.
     init.stderr.wait_for_n(500, "about reaped zombies", |l| {
-        l.contains("reaped zombie pid")
+        l.contains("Reaped zombie process with pid=")
     });
     assert_eq!(zombie_children(init.pid()), Vec::<i32>::new());
 }

@@ -542,7 +542,7 @@ fn a_leftover_tree_that_ignores_term_is_swept_to_the_last_process() {
         for pid in &tree {
             assert!(
                 init.stderr
-                    .count(|l| l.contains("eaped zombie") && l.contains(&format!("pid {pid} ")))
+                    .count(|l| l.contains(&format!("Reaped zombie process with pid={pid} ")))
                     == 1,
                 "bundle-init did not reap {pid} itself:\n{}",
                 init.stderr.text()
