@@ -499,3 +499,65 @@ fn a_client_outside_the_pid_namespace_is_refused_with_a_clear_line() {
         );
     }
 }
+
+/// An exec probe every 100 ms through a restart storm: `health` and `status` are answered
+/// within 100 ms each, restarts and their graces notwithstanding. (Connected directly, as a
+/// probe's client would, so the time is bundle-init's, not a process start's.)
+#[test]
+fn health_and_status_answer_within_100_ms_through_a_restart_storm() {
+    use std::io::{Read, Write};
+    use std::os::linux::net::SocketAddrExt;
+    let dir = TempDir::new("ctl-probe");
+    let name = format!("bundle-init-test-probe-{}", std::process::id());
+    let bundle = dir.write(
+        "p.bundle",
+        "on SIGUSR1 = restart web\n[web]\nrun = bundle-testd --name web --ignore TERM\ngrace = 200ms\n\
+         [db]\nrun = bundle-testd --name db\n",
+    );
+    let init = Launch::subreaper(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_CONTROL", &format!("@{name}"))
+        .start();
+    for daemon in ["web", "db"] {
+        init.stdout.wait_for(&format!("{daemon} started"), |l| {
+            l.starts_with(&format!("[{daemon}] ")) && l.ends_with(" started")
+        });
+    }
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let storming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let storm = {
+        let storming = storming.clone();
+        let pid = init.pid();
+        std::thread::spawn(move || {
+            while storming.load(std::sync::atomic::Ordering::SeqCst) {
+                rustix_kill(pid, USR1);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        for request in ["health\n", "status\n"] {
+            let asked = Instant::now();
+            let mut stream = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            let took = asked.elapsed();
+            assert!(!answer.is_empty(), "{request:?} got no answer");
+            slowest = slowest.max(took);
+        }
+        // A probe's period, not a wait for an event.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    storming.store(false, std::sync::atomic::Ordering::SeqCst);
+    storm.join().unwrap();
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest answer {slowest:?}"
+    );
+    assert!(
+        init.stderr.count(|l| l.contains("web restarted (SIGUSR1)")) >= 3,
+        "the storm restarted web: {}",
+        init.stderr.text()
+    );
+}
