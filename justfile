@@ -4,7 +4,10 @@ target := "x86_64-unknown-linux-musl"
 aarch64 := "aarch64-unknown-linux-musl"
 release := "target/" + target + "/release"
 # No PIE: `file` then says "statically linked", and the loader has nothing to relocate.
-static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"]'"
+# Dependencies' source paths are remapped: a release file must not depend on CARGO_HOME.
+cargo_home := env_var_or_default("CARGO_HOME", home_directory() + "/.cargo")
+remap := "\"--remap-path-prefix\",\"" + cargo_home + "=/cargo\""
+static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"," + remap + "]'"
 podman_run := "podman run $(grep -v '^#' tests/containers/podman-run-flags | tr '\\n' ' ')"
 # The binaries that ship (images, release files): the smallest build that passes the whole
 # suite on each architecture. x86_64: the nightly tiny build. aarch64: the stable build
@@ -26,7 +29,7 @@ build:
 # The same static binaries for aarch64, linked by rust-lld (no cross compiler needed).
 build-aarch64:
     rustup target add {{aarch64}} >/dev/null
-    cargo build --release --target {{aarch64}} --config 'target.{{aarch64}}.linker="rust-lld"' --config 'target.{{aarch64}}.rustflags=["-C","relocation-model=static"]'
+    cargo build --release --target {{aarch64}} --config 'target.{{aarch64}}.linker="rust-lld"' --config 'target.{{aarch64}}.rustflags=["-C","relocation-model=static",{{remap}}]'
     @file target/{{aarch64}}/release/bundle-init
 
 # Flag F: the interpreter is opened now, so it works inside containers and namespaces too.
@@ -231,7 +234,8 @@ _mutants ARGS:
 dist: build-all build-tiny
     #!/usr/bin/env bash
     set -euo pipefail
-    export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+    export SOURCE_DATE_EPOCH
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
     rm -rf dist && mkdir dist
     for pair in x86_64:amd64:{{release_x86_64}} aarch64:arm64:{{release_aarch64}}; do
@@ -258,7 +262,10 @@ dist: build-all build-tiny
     tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
         --format=gnu -C target/dist-oci -cf dist/bundle-init-$version.oci.tar .
     touch -d "@$SOURCE_DATE_EPOCH" dist/bundle-init-$version.oci.tar
-    (cd dist && sha256sum bundle-init-* > SHA256SUMS)
+    # The toolchains the files were built with: the same ones give the same bytes.
+    { rustc -V; rustc +nightly -V; podman --version; } > dist/TOOLCHAINS
+    touch -d "@$SOURCE_DATE_EPOCH" dist/TOOLCHAINS
+    (cd dist && sha256sum bundle-init-* TOOLCHAINS > SHA256SUMS)
     ls -l dist && cat dist/SHA256SUMS
 
 # Two `just dist` runs, the second after the release builds were removed: the same bytes.

@@ -215,7 +215,14 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
         }
         Short('r') | Long("rewrite") => {
             let text = flag_value(parser)?;
-            options.rewrites.push(parse_rewrite(&text)?);
+            let (from, to) = parse_rewrite(&text)?;
+            if options.rewrites.iter().any(|&(f, _)| f == from) {
+                return Err(UsageError::Rewrite(
+                    text,
+                    format!("{from} is rewritten twice"),
+                ));
+            }
+            options.rewrites.push((from, to));
         }
         Long("bundle") => options.bundle = Some(flag_value(parser)?),
         Long("check") => options.check = true,
@@ -242,7 +249,7 @@ fn parse_rewrite(text: &str) -> Result<(Sig, Option<Sig>), UsageError> {
         )));
     }
     let to = match to.trim() {
-        "0" => None,
+        to if to.parse::<u32>() == Ok(0) => None,
         to => Some(parse_signal(to).map_err(|e| bad(&e.to_string()))?),
     };
     Ok((from, to))
@@ -321,6 +328,11 @@ mod tests {
             run(&["-r", "TERM:WAT", "app"])
                 .unwrap_err()
                 .starts_with("--rewrite TERM:WAT: ")
+        );
+        assert_eq!(run(&["-r", "HUP:00", "app"]).unwrap().rewrites[0].1, None);
+        assert_eq!(
+            run(&["-r", "TERM:QUIT", "-r", "15:0", "app"]).unwrap_err(),
+            "--rewrite 15:0: SIGTERM is rewritten twice"
         );
         assert!(
             run(&["-r", "TERM:QUIT", "--bundle", "b"])

@@ -407,7 +407,7 @@ impl Server {
     /// every container shares the network namespace, and so the abstract socket, but not
     /// (unless shareProcessNamespace) the PID namespace.
     fn check_peer(&self, fd: &OwnedFd) -> Result<(), String> {
-        let cred = peer_credentials(fd)
+        let cred = crate::sys::peer_credentials(fd)
             .map_err(|e| format!("cannot check the peer's credentials: {e}"))?;
         if cred.pid == 0 {
             return Err(
@@ -488,32 +488,6 @@ impl Server {
             !late
         });
     }
-}
-
-/// SO_PEERCRED as the kernel gives it. Read into libc's `ucred` directly: a pid of 0 (a
-/// peer in another PID namespace) is a valid answer, not an error.
-fn peer_credentials(fd: &OwnedFd) -> std::io::Result<libc::ucred> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own and whose
-    // size `len` is.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cred)
 }
 
 /// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client

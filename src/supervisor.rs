@@ -633,7 +633,12 @@ impl Supervisor {
             // Forwarding is the hot path (every signal, in single-child mode): no allocation.
             Route::ForwardAll => self.forward(sig, 0..self.daemons.len(), out),
             Route::Forward(targets) => self.forward(sig, targets.iter().copied(), out),
-            Route::ForwardAs(targets, to) => self.forward(*to, targets.iter().copied(), out),
+            Route::ForwardAs(targets, to) => {
+                self.log(out, Level::Info, || {
+                    format!("received {sig}: forwarded as {to}")
+                });
+                self.forward(*to, targets.iter().copied(), out);
+            }
             Route::Restart(targets) => {
                 for index in targets.clone() {
                     self.request_restart(index, Cause::Signal(sig), now, out);

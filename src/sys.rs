@@ -1,6 +1,6 @@
 //! The few libc calls rustix does not wrap: signal masks, signalfd, `kill` with any pid
-//! (including -1 and process groups), a disposition for tests, and the child's side of
-//! fork/exec.
+//! (including -1 and process groups), a disposition for tests, SO_PEERCRED (where a pid
+//! of 0 is an answer), and the child's side of fork/exec.
 //!
 //! Layouts, constants and declarations come from the `libc` crate, so the same code is
 //! right on every architecture it builds for. Every function here is a thin, safe
@@ -492,6 +492,32 @@ fn fail(report: c_int, step: ChildStep) -> ! {
 unsafe extern "C" {
     /// The C runtime's environment (POSIX declares it; the `libc` crate does not).
     static environ: *const *const c_char;
+}
+
+/// SO_PEERCRED as the kernel gives it. Read into libc's `ucred` directly: a pid of 0 (a
+/// peer in another PID namespace) is a valid answer, not an error.
+pub(crate) fn peer_credentials(fd: &std::os::fd::OwnedFd) -> std::io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own and whose
+    // size `len` is.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred)
 }
 
 #[cfg(test)]
