@@ -1689,18 +1689,27 @@ mod tests {
         assert_eq!(exit_code(&out), Some(0));
     }
 
-    /// With no daemon left but orphans still alive, only the shutdown deadline can wake
-    /// the loop to SIGKILL them.
-    #[test]
-    fn leftovers_that_outlive_their_term_are_killed_at_the_deadline() {
+    /// The seed bundle shut down at 1 s, its three daemons gone at 1.1 s by their TERM,
+    /// orphans left: the first sweep (TERM) went out, and the driver's pass after it
+    /// reported children still there.
+    fn shut_down_leaving_orphans() -> (Supervisor, Actions) {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
         let mut out = Actions::new();
         sup.on_signal(TERM, secs(1.0), &mut out);
         for pid in [100, 101, 102] {
             sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
         }
-        sup.after_reaping(true, secs(0.0), &mut out);
-        sup.after_reaping(true, secs(0.0), &mut out);
+        sup.after_reaping(true, secs(1.1), &mut out);
+        assert!(out.contains(&Action::SignalLeftovers(TERM)), "{out:?}");
+        sup.after_reaping(true, secs(1.1), &mut out);
+        (sup, out)
+    }
+
+    /// With no daemon left but orphans still alive, only the shutdown deadline can wake
+    /// the loop to SIGKILL them.
+    #[test]
+    fn leftovers_that_outlive_their_term_are_killed_at_the_deadline() {
+        let (mut sup, mut out) = shut_down_leaving_orphans();
         assert_eq!(sup.next_deadline(), Some(secs(9.0)));
         out.clear();
         sup.on_tick(secs(9.0), &mut out);
@@ -1720,15 +1729,7 @@ mod tests {
                 })
                 .collect()
         };
-        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.on_signal(TERM, secs(1.0), &mut out);
-        for pid in [100, 101, 102] {
-            sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
-        }
-        sup.after_reaping(true, secs(1.1), &mut out);
-        assert_eq!(sweeps(&out), [TERM], "the first sweep");
-        sup.after_reaping(true, secs(1.1), &mut out);
+        let (mut sup, mut out) = shut_down_leaving_orphans();
         out.clear();
         sup.on_exit(200, ExitStatus::Code(0), secs(2.0), &mut out);
         sup.after_reaping(true, secs(2.0), &mut out);
@@ -1792,14 +1793,7 @@ mod tests {
 
     #[test]
     fn the_sweep_ends_when_no_child_is_left_after_the_kill_round() {
-        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.on_signal(TERM, secs(1.0), &mut out);
-        for pid in [100, 101, 102] {
-            sup.on_exit(pid, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
-        }
-        sup.after_reaping(true, secs(1.1), &mut out);
-        sup.after_reaping(true, secs(1.1), &mut out);
+        let (mut sup, mut out) = shut_down_leaving_orphans();
         sup.on_tick(secs(9.0), &mut out);
         sup.after_reaping(true, secs(9.0), &mut out);
         sup.on_exit(
