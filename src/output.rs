@@ -79,6 +79,8 @@ pub(crate) struct Sink {
     pub(crate) shedding: bool,
     /// Lines of daemons' output dropped while shedding, not yet reported.
     pub(crate) shed_lines: u64,
+    /// Where records to be dropped are cut, to be counted (reused, not reallocated).
+    scratch: Vec<u8>,
 }
 
 impl Sink {
@@ -109,6 +111,7 @@ impl Sink {
             stuck_since: None,
             shedding: false,
             shed_lines: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -129,15 +132,6 @@ impl Sink {
 
     pub(crate) fn wants_write(&self) -> bool {
         !self.pending.is_empty() && !self.broken
-    }
-
-    /// Queues records; once the output is broken, they are discarded.
-    pub(crate) fn queue(&mut self) -> Option<&mut Vec<u8>> {
-        if self.broken {
-            None
-        } else {
-            Some(&mut self.pending)
-        }
     }
 
     /// Queues one of bundle-init's own lines, or drops it when the queue is full.
@@ -217,19 +211,21 @@ impl Sink {
             .map(|since| since + STUCK_AT_SHUTDOWN)
     }
 
-    /// Daemons' records that cannot be queued are counted and dropped, whole.
-    pub(crate) fn shed(&mut self, records: &[u8]) {
-        let lines = records.iter().filter(|&&b| b == b'\n').count();
-        self.shed_lines += lines as u64;
-    }
-
-    /// Where daemons' records go: the queue, or None to shed them (full while shedding)
-    /// or discard them (broken output).
-    pub(crate) fn queue_for_daemons(&mut self) -> Option<&mut Vec<u8>> {
-        if self.shedding && !self.has_room() {
-            return None;
+    /// Takes daemons' records, cut into the buffer `cut` is given: queued, or, while the
+    /// sink sheds and is full, counted as lines and dropped whole. A broken output drops
+    /// them uncounted.
+    pub(crate) fn take_records(&mut self, cut: impl FnOnce(&mut Vec<u8>)) {
+        if self.broken {
+            return;
         }
-        self.queue()
+        if self.shedding && !self.has_room() {
+            self.scratch.clear();
+            cut(&mut self.scratch);
+            let lines = self.scratch.iter().filter(|&&b| b == b'\n').count();
+            self.shed_lines += lines as u64;
+        } else {
+            cut(&mut self.pending);
+        }
     }
 }
 
@@ -303,9 +299,9 @@ mod tests {
     #[test]
     fn a_sink_keeps_reading_daemons_until_64_kib_are_queued() {
         let (mut sink, _read, _write) = sink_on_a_pipe();
-        sink.queue().unwrap().resize(64 * 1024 - 1, b'x');
+        sink.take_records(|q| q.resize(64 * 1024 - 1, b'x'));
         assert!(sink.has_room());
-        sink.queue().unwrap().push(b'x');
+        sink.take_records(|q| q.push(b'x'));
         assert!(!sink.has_room());
     }
 
@@ -316,7 +312,7 @@ mod tests {
         let record = b"[d] 0123456789012345678901234567890123\n";
         let total = 4000 * record.len(); // more than a pipe holds (64 KiB by default)
         for _ in 0..4000 {
-            sink.queue().unwrap().extend_from_slice(record);
+            sink.take_records(|q| q.extend_from_slice(record));
         }
         sink.flush();
         let mut taken = vec![0u8; total];
@@ -341,7 +337,7 @@ mod tests {
         assert_eq!(rustix::io::write(&write, &filler).unwrap(), filler.len());
         let record = [&b"[d] "[..], &[b'x'; 300], b"\n"].concat();
         for _ in 0..20 {
-            sink.queue().unwrap().extend_from_slice(&record);
+            sink.take_records(|q| q.extend_from_slice(&record));
         }
         sink.flush();
         let written = 20 * record.len() - sink.pending.len();
@@ -362,16 +358,16 @@ mod tests {
     fn a_stuck_sink_sheds_whole_records_and_counts_them() {
         let (mut sink, read, _write) = sink_on_a_pipe();
         let t = |s: f64| Time::from_secs_f64(s);
-        sink.queue().unwrap().resize(HIGH_WATER, b'x');
+        sink.take_records(|q| q.resize(HIGH_WATER, b'x'));
         sink.note_progress(t(1.0));
         assert_eq!(sink.shed_at(), Some(t(1.0) + STUCK_AT_SHUTDOWN));
         sink.note_progress(t(1.5));
         assert_eq!(sink.shed_at(), Some(t(2.0)), "still stuck since 1.0");
         sink.shedding = true;
         assert!(sink.shed_at().is_none(), "already shedding");
-        assert!(sink.queue_for_daemons().is_none());
-        sink.shed(b"[d] a\n[d] b\n");
+        sink.take_records(|out| out.extend_from_slice(b"[d] a\n[d] b\n"));
         assert_eq!(sink.shed_lines, 2);
+        assert_eq!(sink.pending.len(), HIGH_WATER, "dropped, not queued");
         // The reader takes something: a write gets through, and the sink has room again.
         let mut buf = vec![0u8; 1 << 20];
         sink.flush();
@@ -380,7 +376,9 @@ mod tests {
         }
         sink.note_progress(t(3.0));
         assert!(sink.stuck_since.is_none());
-        assert!(sink.queue_for_daemons().is_some());
+        let before = sink.pending.len();
+        sink.take_records(|out| out.extend_from_slice(b"[d] c\n"));
+        assert_eq!(sink.pending.len(), before + 6, "queued again");
     }
 
     #[test]

@@ -64,8 +64,6 @@ pub(crate) struct Runtime {
     poll_fds: Vec<PollFd>,
     poll_sources: Vec<Source>,
     read_buf: Vec<u8>,
-    /// Records cut only to be counted and dropped (a sink shedding at shutdown).
-    shed_buf: Vec<u8>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
 }
@@ -133,7 +131,6 @@ impl Runtime {
             poll_fds: Vec::new(),
             poll_sources: Vec::new(),
             read_buf,
-            shed_buf: Vec::new(),
             control,
             probes: crate::ready::Probes::new(checks),
         })
@@ -392,13 +389,7 @@ impl Runtime {
             Err(_) => return, // EAGAIN or EINTR: poll again
         };
         let sink = &mut self.sinks[s.sink];
-        deliver(
-            s,
-            &pipes.prefix,
-            &self.read_buf[..n],
-            sink,
-            &mut self.shed_buf,
-        );
+        sink.take_records(|out| s.splitter.feed(&pipes.prefix, &self.read_buf[..n], out));
         sink.flush_unpolled();
     }
 
@@ -422,13 +413,9 @@ impl Runtime {
                 }
                 match rustix::io::read(&s.read, &mut self.read_buf) {
                     Ok(n) if n > 0 => {
-                        deliver(
-                            s,
-                            &pipes.prefix,
-                            &self.read_buf[..n],
-                            sink,
-                            &mut self.shed_buf,
-                        );
+                        sink.take_records(|out| {
+                            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], out);
+                        });
                     }
                     _ => {
                         emptied = true;
@@ -439,7 +426,7 @@ impl Runtime {
             // The daemon's last line may lack its newline: end it, but only once nothing
             // more of it waits in the pipe.
             if emptied {
-                deliver_end(s, &pipes.prefix, sink, &mut self.shed_buf);
+                sink.take_records(|out| s.splitter.finish(&pipes.prefix, out));
             }
         }
     }
@@ -578,29 +565,6 @@ impl Runtime {
             }
         }
         code
-    }
-}
-
-/// Cuts what a daemon wrote into records for its sink, or counts and drops them whole
-/// when the sink sheds.
-fn deliver(stream: &mut Stream, prefix: &[u8], data: &[u8], sink: &mut Sink, shed: &mut Vec<u8>) {
-    if let Some(queue) = sink.queue_for_daemons() {
-        stream.splitter.feed(prefix, data, queue);
-    } else if sink.shedding {
-        shed.clear();
-        stream.splitter.feed(prefix, data, shed);
-        sink.shed(shed);
-    }
-}
-
-/// Ends a stream's last line that had no newline, into the queue or the shed count.
-fn deliver_end(stream: &mut Stream, prefix: &[u8], sink: &mut Sink, shed: &mut Vec<u8>) {
-    if let Some(queue) = sink.queue_for_daemons() {
-        stream.splitter.finish(prefix, queue);
-    } else if sink.shedding {
-        shed.clear();
-        stream.splitter.finish(prefix, shed);
-        sink.shed(shed);
     }
 }
 

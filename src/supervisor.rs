@@ -1019,21 +1019,32 @@ impl Supervisor {
         self.settle_replies(now, out);
     }
 
+    /// The shutdown deadline, while the sweep looks for leftovers on a timer: after the
+    /// SIGKILL round, with every daemon reaped (until then a SIGCHLD is what comes next,
+    /// and a rescan time that stays in the past would spin the loop) and children left.
+    fn rescanning_after_the_budget(&self) -> Option<Time> {
+        match self.phase {
+            Phase::ShuttingDown {
+                deadline,
+                killed: true,
+                leftovers: LeftoverSweep::Reaped,
+            } if self.stop_leftovers
+                && self.leftovers
+                && !self.daemons.iter().any(Daemon::is_live) =>
+            {
+                Some(deadline)
+            }
+            _ => None,
+        }
+    }
+
     /// After the SIGKILL round, leftovers may still be adopted without any event (the
     /// parent of an orphan was not our child): look again every SWEEP_RESCAN until wait
     /// says there are no children, or give up SWEEP_TAIL after the budget.
     fn sweep_again_after_the_budget(&mut self, now: Time, out: &mut Actions) {
-        let Phase::ShuttingDown {
-            deadline,
-            killed: true,
-            leftovers: LeftoverSweep::Reaped,
-        } = self.phase
-        else {
+        let Some(deadline) = self.rescanning_after_the_budget() else {
             return;
         };
-        if !self.stop_leftovers || !self.leftovers || self.daemons.iter().any(Daemon::is_live) {
-            return;
-        }
         if now >= deadline + SWEEP_TAIL {
             let line = format!(
                 "processes are still left {} after SIGKILL: exiting without them",
@@ -1106,19 +1117,9 @@ impl Supervisor {
                 killed: false,
                 ..
             } => Some(deadline),
-            // Only once the daemons are reaped: until then a SIGCHLD is what comes next, and
-            // a rescan time that stays in the past would spin the loop.
-            Phase::ShuttingDown {
-                deadline,
-                killed: true,
-                leftovers: LeftoverSweep::Reaped,
-            } if self.stop_leftovers
-                && self.leftovers
-                && !self.daemons.iter().any(Daemon::is_live) =>
-            {
-                Some((self.last_reaping + SWEEP_RESCAN).min(deadline + SWEEP_TAIL))
-            }
-            _ => None,
+            _ => self
+                .rescanning_after_the_budget()
+                .map(|deadline| (self.last_reaping + SWEEP_RESCAN).min(deadline + SWEEP_TAIL)),
         };
         let replies = self.replies.iter().map(|p| p.deadline);
         daemons.chain(shutdown).chain(replies).min()
