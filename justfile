@@ -105,9 +105,9 @@ image: build-all build-tiny
 test: image
     BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release -- --test-threads 4
 
-# Only the tests that need a container engine.
+# Only the tests that need a container engine: containers, pods, compose.
 test-containers: image
-    BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release --test containers
+    BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release --test containers --test orchestrators
 
 # The container suite again on the arm64 images, run by qemu-user through binfmt.
 test-containers-arm64: image binfmt

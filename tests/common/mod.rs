@@ -3,6 +3,8 @@
 //! and its daemons print: tests wait for lines, never for time.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
