@@ -92,7 +92,7 @@ pub(crate) fn spawn(
                 rustix::process::Pid::from_raw(pid),
                 rustix::process::WaitOptions::empty(),
             );
-            Err(classify(program, &spec.name, spec, step, errno))
+            Err(classify(program, spec, step, errno))
         }
     }
 }
@@ -263,13 +263,7 @@ fn fork_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
 
 /// Sorts a failure the child reported: a program that is not there counts as exit code
 /// 127, anything else that stops it from running as 126, as shells report them.
-fn classify(
-    program: &OsStr,
-    name: &str,
-    spec: &DaemonSpec,
-    step: ChildStep,
-    errno: i32,
-) -> SpawnFailure {
+fn classify(program: &OsStr, spec: &DaemonSpec, step: ChildStep, errno: i32) -> SpawnFailure {
     let reason = if step == ChildStep::Exec && errno == libc::ENOEXEC {
         "not a format this system can run, and no /bin/sh to run it as a script".to_string()
     } else {
@@ -283,12 +277,8 @@ fn classify(
             } else {
                 126
             };
-            let message = if program == name {
-                reason
-            } else {
-                format!("{program}: {reason}")
-            };
-            (code, message)
+            // tini's wording, which scripts match.
+            (code, format!("exec {program} failed: {reason}"))
         }
         ChildStep::WorkingDirectory => {
             let dir = spec
@@ -421,15 +411,15 @@ mod tests {
     #[test]
     fn a_script_the_shell_could_not_run_says_which_part_failed() {
         let spec = DaemonSpec::new("d", vec!["/s".into()]);
-        let no_shell = classify(OsStr::new("/s"), "d", &spec, ChildStep::Exec, libc::ENOEXEC);
+        let no_shell = classify(OsStr::new("/s"), &spec, ChildStep::Exec, libc::ENOEXEC);
         assert_eq!(
             (no_shell.code, no_shell.message.as_str()),
             (
                 126,
-                "/s: not a format this system can run, and no /bin/sh to run it as a script"
+                "exec /s failed: not a format this system can run, and no /bin/sh to run it as a script"
             )
         );
-        let shell_failed = classify(OsStr::new("/s"), "d", &spec, ChildStep::Shell, libc::E2BIG);
+        let shell_failed = classify(OsStr::new("/s"), &spec, ChildStep::Shell, libc::E2BIG);
         assert_eq!(
             (shell_failed.code, shell_failed.message.as_str()),
             (
@@ -442,24 +432,20 @@ mod tests {
     #[test]
     fn failures_say_which_step_failed_and_map_to_shell_codes() {
         let mut spec = DaemonSpec::new("d", vec!["/nope".into()]);
-        let not_found = classify(OsStr::new("/nope"), "d", &spec, ChildStep::Exec, ENOENT);
+        let not_found = classify(OsStr::new("/nope"), &spec, ChildStep::Exec, ENOENT);
         assert_eq!((not_found.transient, not_found.code), (false, 127));
-        assert_eq!(not_found.message, "/nope: No such file or directory");
-        let denied = classify(
-            OsStr::new("/nope"),
-            "d",
-            &spec,
-            ChildStep::Exec,
-            libc::EACCES,
+        assert_eq!(
+            not_found.message,
+            "exec /nope failed: No such file or directory"
         );
+        let denied = classify(OsStr::new("/nope"), &spec, ChildStep::Exec, libc::EACCES);
         assert_eq!(
             (denied.code, denied.message.as_str()),
-            (126, "/nope: Permission denied")
+            (126, "exec /nope failed: Permission denied")
         );
         spec.cwd = Some("/srv/missing".into());
         let cwd = classify(
             OsStr::new("/nope"),
-            "d",
             &spec,
             ChildStep::WorkingDirectory,
             ENOENT,

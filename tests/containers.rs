@@ -662,7 +662,7 @@ fn a_script_without_a_shebang_and_no_shell_is_126_with_a_clear_message() {
     assert_eq!(
         c.stderr.all(),
         [
-            "[bundle-init] error: cannot start script: /script: not a format this system can run, and no /bin/sh to run it as a script"
+            "[bundle-init] error: cannot start script: exec /script failed: not a format this system can run, and no /bin/sh to run it as a script"
         ]
     );
 }

@@ -81,14 +81,18 @@ fn usage_and_exec_errors_have_their_own_documented_codes() {
     let (code, init) = exit_code_of(Launch::pid1(&["/does/not/exist"]));
     assert_eq!(code, 127);
     assert!(
-        init.stderr.text().contains("No such file or directory"),
+        init.stderr
+            .text()
+            .contains("exec /does/not/exist failed: No such file or directory"),
         "{}",
         init.stderr.text()
     );
     let (code, init) = exit_code_of(Launch::pid1(&["/etc"]));
     assert_eq!(code, 126);
     assert!(
-        init.stderr.text().contains("/etc: Permission denied"),
+        init.stderr
+            .text()
+            .contains("exec /etc failed: Permission denied"),
         "{}",
         init.stderr.text()
     );

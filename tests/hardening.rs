@@ -270,12 +270,15 @@ fn exec_failures_are_logged_with_the_daemon_name_and_follow_the_exit_policy() {
         ),
     );
     let mut init = Launch::pid1(&["--bundle", &bundle]).start();
-    init.stderr
-        .wait_for_text("cannot start missing: /no/such/program: No such file or directory");
-    init.stderr
-        .wait_for_text(&format!("cannot start dir: {d}: Permission denied"));
-    init.stderr
-        .wait_for_text(&format!("cannot start noexec: {noexec}: Permission denied"));
+    init.stderr.wait_for_text(
+        "cannot start missing: exec /no/such/program failed: No such file or directory",
+    );
+    init.stderr.wait_for_text(&format!(
+        "cannot start dir: exec {d} failed: Permission denied"
+    ));
+    init.stderr.wait_for_text(&format!(
+        "cannot start noexec: exec {noexec} failed: Permission denied"
+    ));
     // musl's execvp reports ENOEXEC; glibc's hands the file to /bin/sh, which fails on it.
     // Either way: a line naming the daemon, and its exit policy applies.
     init.stderr.wait_for("about garbage", |l| {

@@ -149,7 +149,8 @@ fn exec_failures_are_reported_whatever_notify_number_is_asked_for() {
     let mut init = Launch::pid1(&["--bundle", &bundle]).start();
     assert_eq!(init.wait_exit(), 127);
     for fd in 3..=40 {
-        let line = format!("cannot start m{fd}: /no/such/program: No such file or directory");
+        let line =
+            format!("cannot start m{fd}: exec /no/such/program failed: No such file or directory");
         assert!(
             init.stderr.text().contains(&line),
             "m{fd}:\n{}",
