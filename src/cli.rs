@@ -67,6 +67,9 @@ pub struct Options {
     /// `--rewrite FROM:TO`: forward FROM as TO, or drop it (None).
     pub(crate) rewrites: Vec<(Sig, Option<Sig>)>,
     pub(crate) bundle: Option<String>,
+    /// The first flag given that only means something for a single child (`-g`, `-e`,
+    /// `-r`, `--stop-others`): refused with `--bundle` rather than silently ignored.
+    pub(crate) single_child_flag: Option<&'static str>,
     pub(crate) check: bool,
     pub(crate) program: Vec<OsString>,
 }
@@ -80,7 +83,7 @@ pub enum UsageError {
     ParentDeathSignal(crate::signal::SignalError),
     StopOthers(crate::config::ValueError),
     Rewrite(String, String),
-    RewriteInBundle,
+    SingleChildFlagInBundle(&'static str),
     ProgramAndBundle,
     CheckWithoutBundle,
     NoProgram,
@@ -99,9 +102,13 @@ impl std::fmt::Display for UsageError {
             E::ParentDeathSignal(e) => write!(f, "-p: {e}"),
             E::StopOthers(e) => write!(f, "--stop-others: {e}"),
             E::Rewrite(text, why) => write!(f, "--rewrite {text}: {why}"),
-            E::RewriteInBundle => f.write_str(
-                "--rewrite is for single-child mode; in a bundle, give a daemon its stop-signal or route a signal with \"forward NAME as SIGNAL\"",
-            ),
+            E::SingleChildFlagInBundle(flag) => {
+                write!(
+                    f,
+                    "{flag} is for single-child mode; in a bundle, {}",
+                    bundle_instead(flag)
+                )
+            }
             E::ProgramAndBundle => f.write_str("give either a program or --bundle, not both"),
             E::CheckWithoutBundle => f.write_str("--check needs --bundle PATH"),
             E::NoProgram => f.write_str("no program given (see --help)"),
@@ -193,7 +200,10 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
         Long("version") => return Ok(Flag::Ends(Command::Version)),
         Short('l') => return Ok(Flag::Ends(Command::License)),
         Short('s') => options.require_subreaper = true,
-        Short('g') => options.signal_group = true,
+        Short('g') => {
+            options.signal_group = true;
+            options.single_child_flag.get_or_insert("-g");
+        }
         Short('v') => options.verbosity = options.verbosity.saturating_add(1).min(9),
         Short('w') => options.warn_orphans = true,
         Short('e') => {
@@ -202,6 +212,7 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
                 .parse::<u8>()
                 .map_err(|_| UsageError::ExitCode(text.clone()))?;
             options.success_codes.push(code);
+            options.single_child_flag.get_or_insert("-e");
         }
         Short('p') => {
             let text = flag_value(parser)?;
@@ -212,6 +223,7 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
             let text = flag_value(parser)?;
             let grace = parse_duration(&text).map_err(UsageError::StopOthers)?;
             options.stop_others = Some(grace);
+            options.single_child_flag.get_or_insert("--stop-others");
         }
         Short('r') | Long("rewrite") => {
             let text = flag_value(parser)?;
@@ -223,6 +235,7 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
                 ));
             }
             options.rewrites.push((from, to));
+            options.single_child_flag.get_or_insert("--rewrite");
         }
         Long("bundle") => options.bundle = Some(flag_value(parser)?),
         Long("check") => options.check = true,
@@ -255,10 +268,20 @@ fn parse_rewrite(text: &str) -> Result<(Sig, Option<Sig>), UsageError> {
     Ok((from, to))
 }
 
+/// What a bundle file says instead of a single-child flag.
+fn bundle_instead(flag: &str) -> &'static str {
+    match flag {
+        "-g" => "give a daemon signal-group = yes",
+        "-e" => "the exit code follows the shutdown rule (README, \"Shutdown and the exit code\")",
+        "--stop-others" => "leftovers are always swept within shutdown-grace",
+        _ => "give a daemon its stop-signal or route a signal with \"forward NAME as SIGNAL\"",
+    }
+}
+
 /// A program or a bundle, not both and not neither.
 fn check_combination(options: Options) -> Result<Command, UsageError> {
-    if options.bundle.is_some() && !options.rewrites.is_empty() {
-        return Err(UsageError::RewriteInBundle);
+    if let (Some(_), Some(flag)) = (&options.bundle, options.single_child_flag) {
+        return Err(UsageError::SingleChildFlagInBundle(flag));
     }
     match (&options.bundle, options.program.is_empty()) {
         (Some(_), false) => Err(UsageError::ProgramAndBundle),
@@ -339,6 +362,31 @@ mod tests {
                 .unwrap_err()
                 .starts_with("--rewrite is for single-child mode")
         );
+    }
+
+    /// Flags that mean nothing in a bundle are refused there, not silently ignored; the
+    /// environment's tini variables stay harmless defaults.
+    #[test]
+    fn single_child_flags_are_refused_with_a_bundle() {
+        for (flags, refused) in [
+            (&["-g", "--bundle", "b"][..], "-g"),
+            (&["--bundle", "b", "-e", "143"], "-e"),
+            (
+                &["--stop-others", "2s", "-g", "--bundle", "b"],
+                "--stop-others",
+            ),
+        ] {
+            let error = run(flags).unwrap_err();
+            assert!(
+                error.starts_with(&format!(
+                    "{refused} is for single-child mode; in a bundle, "
+                )),
+                "{error}"
+            );
+        }
+        let env = |name: &str| (name == "TINI_KILL_PROCESS_GROUP").then(|| OsString::from("1"));
+        let options = parse_text(args(&["--bundle", "b"]), &env);
+        assert!(matches!(options, Ok(Command::Run(o)) if o.signal_group));
     }
 
     fn run(list: &[&str]) -> Result<Options, String> {
