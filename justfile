@@ -63,7 +63,7 @@ test-aarch64: build-aarch64 binfmt
     skipped=$(mktemp)
     BUNDLE_INIT_BIN=$bin/bundle-init BUNDLE_INIT_TESTD=$bin/bundle-testd BUNDLE_INIT_EMULATED=1 \
         BUNDLE_INIT_SKIPPED=$skipped cargo test --release --no-fail-fast \
-        --test core --test bundle --test hardening --test readiness --test control -- --test-threads 2
+        --test core --test bundle --test hardening --test readiness --test control --test reload -- --test-threads 2
     echo "skipped on the emulated run: $(sort -u "$skipped" | wc -l) checks"
     sort -u "$skipped"
     rm -f "$skipped"
@@ -172,7 +172,7 @@ build-tiny:
 
 # The same PID-1 and bundle test suites against the tiny build.
 test-tiny: build-tiny
-    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control
+    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control --test reload
 
 # Under load: two busy loops, the tests pinned to CPU 0 with 8 threads. FILTER narrows to
 # matching tests (`just stress 30 storm`). Results: docs/TESTING.md.
@@ -180,7 +180,7 @@ test-tiny: build-tiny
 stress N="20" *FILTER:
     #!/usr/bin/env bash
     set -uo pipefail
-    cargo test --release --no-run --test core --test bundle --test readiness --test control --test hardening 2>/dev/null
+    cargo test --release --no-run --test core --test bundle --test readiness --test control --test hardening --test reload 2>/dev/null
     hogs=()
     for _ in 1 2; do (while :; do :; done) & hogs+=($!); done
     trap 'kill "${hogs[@]}" 2>/dev/null' EXIT
@@ -188,7 +188,7 @@ stress N="20" *FILTER:
     for round in $(seq 1 {{N}}); do
         log=target/stress-$round.log
         start=$SECONDS
-        if taskset -c 0 cargo test --release --test core --test bundle --test readiness --test control --test hardening -- --test-threads 8 {{FILTER}} >"$log" 2>&1; then
+        if taskset -c 0 cargo test --release --test core --test bundle --test readiness --test control --test hardening --test reload -- --test-threads 8 {{FILTER}} >"$log" 2>&1; then
             echo "round $round: pass ($((SECONDS - start)) s)"
             rm -f "$log"
         else
@@ -199,8 +199,8 @@ stress N="20" *FILTER:
     echo "stress: $(({{N}} - failed)) of {{N}} rounds passed"
     [ "$failed" -eq 0 ]
 
-mutants_files := "--file src/supervisor.rs --file src/config.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
-mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening"
+mutants_files := "--file src/supervisor.rs --file src/reload.rs --file src/config.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
+mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening --test reload"
 mutants_limits := "--jobs 1 --timeout 45 --build-timeout 300"
 
 # Which realistic bugs would the unit and PID-1 suites miss? Debug builds, one mutant at a

@@ -13,7 +13,7 @@ Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-comp
        bundle-init [OPTIONS] --bundle PATH               supervise the daemons of a bundle file
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
        bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health
-                                                         ask the running bundle-init (e.g. podman exec)
+       bundle-init reload [--dry-run]                    ask the running bundle-init (e.g. podman exec)
 
 Options:
   -s                   require becoming a child subreaper (done automatically when not PID 1)
@@ -47,7 +47,7 @@ Subcommands: 0 done; 1 refused, failed or unhealthy; 2 bad usage; 3 no bundle-in
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `status`, `restart`, `signal`, `health`: a request for a running bundle-init.
+    /// `status`, `restart`, `signal`, `health`, `reload`: a request for a running bundle-init.
     Control(String),
     Help,
     Version,
@@ -109,7 +109,9 @@ impl std::fmt::Display for UsageError {
                     bundle_instead(flag)
                 )
             }
-            E::ProgramAndBundle => f.write_str("give either a program or --bundle, not both"),
+            E::ProgramAndBundle => f.write_str(
+                "give either a program or --bundle (BUNDLE_INIT_BUNDLE sets it too; empty unsets it), not both",
+            ),
             E::CheckWithoutBundle => f.write_str("--check needs --bundle PATH"),
             E::NoProgram => f.write_str("no program given (see --help)"),
             E::Subcommand(request) => write!(
@@ -280,11 +282,14 @@ fn bundle_instead(flag: &str) -> &'static str {
 
 /// A program or a bundle, not both and not neither.
 fn check_combination(options: Options) -> Result<Command, UsageError> {
+    // A program and a bundle first: then a single-child flag is not the mistake.
+    if options.bundle.is_some() && !options.program.is_empty() {
+        return Err(UsageError::ProgramAndBundle);
+    }
     if let (Some(_), Some(flag)) = (&options.bundle, options.single_child_flag) {
         return Err(UsageError::SingleChildFlagInBundle(flag));
     }
     match (&options.bundle, options.program.is_empty()) {
-        (Some(_), false) => Err(UsageError::ProgramAndBundle),
         (None, true) if options.check => Err(UsageError::CheckWithoutBundle),
         (None, true) => Err(UsageError::NoProgram),
         _ => Ok(Command::Run(options)),
@@ -293,7 +298,7 @@ fn check_combination(options: Options) -> Result<Command, UsageError> {
 
 /// The client subcommands. A program that happens to be called `status` runs with
 /// `bundle-init -- status`.
-const SUBCOMMANDS: [&str; 4] = ["status", "restart", "signal", "health"];
+const SUBCOMMANDS: [&str; 5] = ["status", "restart", "signal", "health", "reload"];
 
 /// Some(request) when `first` is a subcommand (checked with the server's own parser).
 fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String, UsageError>> {
@@ -384,6 +389,18 @@ mod tests {
                 "{error}"
             );
         }
+        // A bundle from the environment (an image's ENV) and a program: that is the mistake.
+        let from_env = |name: &str| (name == "BUNDLE_INIT_BUNDLE").then(|| OsString::from("/b"));
+        let error = parse_text(args(&["-r", "TERM:QUIT", "--", "app"]), &from_env).unwrap_err();
+        assert!(
+            error.starts_with("give either a program or --bundle (BUNDLE_INIT_BUNDLE"),
+            "{error}"
+        );
+        assert!(
+            run(&["-r", "33:TERM", "app"])
+                .unwrap_err()
+                .contains("cannot be rewritten")
+        );
         let env = |name: &str| (name == "TINI_KILL_PROCESS_GROUP").then(|| OsString::from("1"));
         let options = parse_text(args(&["--bundle", "b"]), &env);
         assert!(matches!(options, Ok(Command::Run(o)) if o.signal_group));

@@ -261,12 +261,24 @@ impl Parser<'_> {
                 self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string())
             );
         }
+        if crate::sys::reserved_by_libc(sig.0) {
+            return Err(self.error(format!(
+                "{sig} is reserved by the C library and never reaches bundle-init, so it cannot be routed"
+            )));
+        }
         let mut words = value.split_whitespace();
         let action = words
             .next()
             .ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
         let mut names: Vec<String> = words.map(str::to_string).collect();
         let as_signal = self.as_signal(action, &mut names)?;
+        // Engines and orchestrators stop a container with SIGTERM: a route that did
+        // something else on it would leave nothing to stop the bundle gracefully.
+        if sig.0 == libc_sig::TERM && action != "shutdown" {
+            return Err(self.error(
+                "SIGTERM always shuts the bundle down (engines stop containers with it); to stop a daemon with another signal, give it stop-signal".to_string(),
+            ));
+        }
         let Some(definition) = keys::route_action(action) else {
             return Err(self.error(format!(
                 "unknown route action \"{action}\" (expected {})",
@@ -824,6 +836,43 @@ mod tests {
         }
     }
 
+    /// Whatever a bundle says, SIGTERM stops it: engines and orchestrators send nothing else.
+    #[test]
+    fn a_route_on_sigterm_other_than_shutdown_is_refused() {
+        for action in [
+            "forward a as QUIT",
+            "forward a",
+            "ignore",
+            "restart a",
+            "reload",
+        ] {
+            assert_eq!(
+                error(&format!("on SIGTERM = {action}\n[a]\nrun = x\n")),
+                "b.conf:1: SIGTERM always shuts the bundle down (engines stop containers with it); to stop a daemon with another signal, give it stop-signal",
+                "{action}"
+            );
+        }
+        assert!(parse_str("on TERM = shutdown\n[a]\nrun = x\n").is_ok());
+    }
+
+    /// Signals the C library keeps for itself never reach the signalfd: a route on one
+    /// would never fire (and, not blocked, the signal would kill a subreaper).
+    #[test]
+    fn routes_on_signals_the_c_library_reserves_are_refused() {
+        let reserved: Vec<i32> = (32..=34)
+            .filter(|&n| crate::sys::reserved_by_libc(n))
+            .collect();
+        assert!(
+            reserved.contains(&32) && reserved.contains(&33),
+            "{reserved:?}"
+        );
+        for n in reserved {
+            let found = error(&format!("on {n} = forward a\n[a]\nrun = x\n"));
+            assert!(found.contains("is reserved by the C library"), "{found}");
+        }
+        assert!(!crate::sys::reserved_by_libc(35) && !crate::sys::reserved_by_libc(15));
+    }
+
     #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
@@ -853,7 +902,7 @@ mod tests {
             "b.conf:1: SIGKILL cannot be caught, so it cannot be routed"
         );
         assert_eq!(error("on CHLD = ignore\n").split(':').nth(1), Some("1"));
-        assert!(error("on HUP = reload\n").contains("unknown route action \"reload\""));
+        assert!(error("on HUP = reboot\n").contains("unknown route action \"reboot\""));
         assert!(error("on HUP = restart\n").contains("needs at least one daemon name"));
         assert!(error("on HUP = shutdown now\n").contains("takes no daemon names"));
         assert!(

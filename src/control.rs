@@ -64,6 +64,8 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError>
         ["status"] => Ok(Request::Status { json: false }),
         ["status", "--json"] => Ok(Request::Status { json: true }),
         ["health"] => Ok(Request::Health),
+        ["reload"] => Ok(Request::Reload { dry_run: false }),
+        ["reload", "--dry-run"] => Ok(Request::Reload { dry_run: true }),
         ["restart", names @ ..] if !names.is_empty() => Ok(Request::Restart(
             names.iter().map(|n| n.to_string()).collect(),
         )),
@@ -541,6 +543,11 @@ mod tests {
             Ok(Request::Status { json: true })
         );
         assert_eq!(parse_request(b" health "), Ok(Request::Health));
+        assert_eq!(
+            parse_request(b"reload --dry-run"),
+            Ok(Request::Reload { dry_run: true })
+        );
+        assert!(parse_request(b"reload now").is_err());
         assert_eq!(
             parse_request(b"restart a b"),
             Ok(Request::Restart(vec!["a".into(), "b".into()]))

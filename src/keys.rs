@@ -22,6 +22,9 @@ pub(crate) struct DaemonKey {
     pub(crate) name: &'static str,
     /// May appear more than once in a section: each line adds to the list.
     pub(crate) repeatable: bool,
+    /// A reload applies a new value without restarting the daemon: the key is bookkeeping
+    /// (what to do after an exit, how long to wait), not how the process is started.
+    pub(crate) live: bool,
     /// Sets the key's default on a fresh spec.
     pub(crate) default: fn(&mut DaemonSpec),
     /// Applies one value; the error becomes `PATH:LINE: message`.
@@ -53,6 +56,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "run",
         repeatable: false,
+        live: false,
         default: nothing, // given with the section: a daemon without `run` is an error
         parse: |d, v| {
             let words = split_words(v)?;
@@ -74,6 +78,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "cwd",
         repeatable: false,
+        live: false,
         default: |d| d.cwd = None,
         parse: |d, v| {
             if !v.starts_with('/') {
@@ -87,6 +92,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "env",
         repeatable: true,
+        live: false,
         default: |d| d.env.set.clear(),
         parse: |d, v| {
             let (name, value) = v
@@ -107,6 +113,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "unset",
         repeatable: true,
+        live: false,
         default: |d| d.env.unset.clear(),
         parse: |d, v| add_names(&mut d.env.unset, "unset", v),
         print: |d| names_line(&d.env.unset),
@@ -114,6 +121,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "unset-prefix",
         repeatable: true,
+        live: false,
         default: |d| d.env.unset_prefixes.clear(),
         parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
         print: |d| names_line(&d.env.unset_prefixes),
@@ -121,6 +129,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "user",
         repeatable: false,
+        live: false,
         default: |d| d.user = None,
         parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
@@ -128,6 +137,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "stop-signal",
         repeatable: false,
+        live: false,
         default: |d| d.stop_signal = Sig(libc_sig::TERM),
         parse: |d, v| {
             let sig = parse_signal(v)?;
@@ -142,6 +152,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "grace",
         repeatable: false,
+        live: true,
         default: |d| d.grace = Duration::from_secs(8),
         parse: |d, v| parse_duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
@@ -149,6 +160,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "on-exit",
         repeatable: false,
+        live: true,
         default: |d| d.on_exit = ExitPolicy::KeepRunning,
         parse: |d, v| {
             d.on_exit = match v {
@@ -164,6 +176,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "restart-delay",
         repeatable: false,
+        live: true,
         default: |d| d.backoff.initial = Duration::from_secs(1),
         parse: |d, v| parse_duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
@@ -171,6 +184,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "restart-delay-max",
         repeatable: false,
+        live: true,
         default: |d| d.backoff.max = Duration::from_secs(30),
         parse: |d, v| parse_duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
@@ -178,6 +192,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "stable-after",
         repeatable: false,
+        live: true,
         default: |d| d.backoff.stable_after = Duration::from_secs(10),
         parse: |d, v| parse_duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
@@ -185,6 +200,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "ready",
         repeatable: false,
+        live: false,
         default: |d| d.ready = None,
         parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
         print: |d| d.ready.iter().map(describe_check).collect(),
@@ -192,6 +208,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "after",
         repeatable: false,
+        live: false,
         default: |d| d.after.clear(),
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
@@ -206,6 +223,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "ready-timeout",
         repeatable: false,
+        live: true,
         default: |d| d.ready_timeout = Duration::from_secs(30),
         parse: |d, v| parse_duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
@@ -217,6 +235,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "prefix-output",
         repeatable: false,
+        live: false,
         default: |d| d.prefix_output = true,
         parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
         print: |d| yes_no(d.prefix_output),
@@ -224,6 +243,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "signal-group",
         repeatable: false,
+        live: false,
         default: |d| d.signal_group = false,
         parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
         print: |d| yes_no(d.signal_group),
@@ -231,6 +251,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
     DaemonKey {
         name: "no-new-privs",
         repeatable: false,
+        live: false,
         default: |d| d.no_new_privs = false,
         parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
         print: |d| yes_no(d.no_new_privs),
@@ -344,6 +365,12 @@ pub(crate) const ROUTE_ACTIONS: &[RouteAction] = &[
         route: |_| Route::Status,
         names_in: |r| matches!(r, Route::Status).then_some(&[]),
     },
+    RouteAction {
+        name: "reload",
+        takes_names: false,
+        route: |_| Route::Reload,
+        names_in: |r| matches!(r, Route::Reload).then_some(&[]),
+    },
 ];
 
 /// The definition of route action `name`.
@@ -351,7 +378,7 @@ pub(crate) fn route_action(name: &str) -> Option<&'static RouteAction> {
     ROUTE_ACTIONS.iter().find(|a| a.name == name)
 }
 
-/// "restart, forward, forward-all, shutdown, ignore or status", for error messages.
+/// "restart, forward, forward-all, shutdown, ignore, status or reload", for error messages.
 pub(crate) fn route_action_names() -> String {
     let names: Vec<&str> = ROUTE_ACTIONS.iter().map(|a| a.name).collect();
     let (last, rest) = names.split_last().unwrap_or((&"", &[]));
@@ -500,7 +527,7 @@ mod tests {
         }
         assert_eq!(
             route_action_names(),
-            "restart, forward, forward-all, shutdown, ignore or status"
+            "restart, forward, forward-all, shutdown, ignore, status or reload"
         );
     }
 }

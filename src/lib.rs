@@ -15,6 +15,7 @@ pub mod keys;
 mod output;
 pub mod plan;
 mod ready;
+mod reload;
 mod runtime;
 pub mod signal;
 mod spawn;
@@ -125,7 +126,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
     };
     let setup = ChildSetup {
         inherited_mask,
-        give_terminal: plan.single_child && owns_terminal(),
+        give_terminal: plan.single_child && owns_terminal() && !rewrites_keyboard(&options),
         open_file_limit,
     };
     if !plan.single_child {
@@ -138,11 +139,11 @@ pub fn run(args: Vec<OsString>) -> u8 {
 /// The bundle file's plan, once it parsed and fits the descriptor limit; otherwise the
 /// exit code, after one line that says why.
 fn checked_bundle_plan(path: &str) -> Result<Plan, u8> {
-    let plan = bundle_plan(path).map_err(|e| {
+    let plan = bundle_plan(path, selection().as_deref()).map_err(|e| {
         say(format_args!("{e}"));
         EXIT_USAGE
     })?;
-    descriptors_fit(&plan).map_err(|e| {
+    descriptors_fit(&plan, 0).map_err(|e| {
         say(format_args!("{path}: {e}"));
         EXIT_SETUP_FAILED
     })?;
@@ -150,10 +151,11 @@ fn checked_bundle_plan(path: &str) -> Result<Plan, u8> {
 }
 
 /// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
-/// limit) with those open now. Checked before anything starts: a bundle that cannot have
-/// them all would otherwise fail part-way, at some daemon's start or restart.
-fn descriptors_fit(plan: &Plan) -> Result<(), String> {
-    let needed = sys::open_descriptors() + plan.descriptors_needed();
+/// limit) with those open now, of which `replaced` (a running bundle's output pipes, on a
+/// reload) are counted again in the plan's need. Checked before anything starts: a bundle
+/// that cannot have them all would otherwise fail part-way, at some daemon's start.
+fn descriptors_fit(plan: &Plan, replaced: usize) -> Result<(), String> {
+    let needed = sys::open_descriptors().saturating_sub(replaced) + plan.descriptors_needed();
     let limit = sys::open_file_limit();
     if needed as u64 <= limit {
         return Ok(());
@@ -163,17 +165,24 @@ fn descriptors_fit(plan: &Plan) -> Result<(), String> {
     ))
 }
 
+/// `-p SIGNAL`: the parent's death is delivered to bundle-init as SIGNAL.
+fn set_parent_death_signal(sig: signal::Sig) -> Result<(), u8> {
+    let signal = rustix::process::Signal::from_named_raw(sig.0);
+    let result = match signal {
+        Some(s) => rustix::process::set_parent_process_death_signal(Some(s)),
+        None => Err(rustix::io::Errno::INVAL),
+    };
+    result.map_err(|e| {
+        say(format_args!("cannot set parent-death signal {sig}: {e}"));
+        EXIT_SETUP_FAILED
+    })
+}
+
 fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u8 {
-    if let Some(sig) = options.parent_death_signal {
-        let signal = rustix::process::Signal::from_named_raw(sig.0);
-        let result = match signal {
-            Some(s) => rustix::process::set_parent_process_death_signal(Some(s)),
-            None => Err(rustix::io::Errno::INVAL),
-        };
-        if let Err(e) = result {
-            say(format_args!("cannot set parent-death signal {sig}: {e}"));
-            return EXIT_SETUP_FAILED;
-        }
+    if let Some(sig) = options.parent_death_signal
+        && let Err(code) = set_parent_death_signal(sig)
+    {
+        return code;
     }
     let pid1 = rustix::process::getpid().is_init();
     if !pid1 {
@@ -195,7 +204,15 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
             return EXIT_SETUP_FAILED;
         }
     };
-    let settings = runtime::Settings { setup, pid1 };
+    let bundle = options.bundle.as_ref().map(|path| BundleSource {
+        path: path.clone(),
+        selection: selection(),
+    });
+    let settings = runtime::Settings {
+        setup,
+        pid1,
+        bundle,
+    };
     let plan_is_bundle = !plan.single_child;
     let mut supervisor = Supervisor::new(plan);
     supervisor.set_verbosity(options.verbosity);
@@ -240,11 +257,22 @@ impl std::fmt::Display for PlanError {
     }
 }
 
+/// The bundle file a reload reads: the one bundle-init started with, with the selection
+/// it started with.
+pub(crate) struct BundleSource {
+    pub(crate) path: String,
+    pub(crate) selection: Option<String>,
+}
+
+/// BUNDLE_INIT_DAEMONS, read once at start.
+fn selection() -> Option<String> {
+    std::env::var("BUNDLE_INIT_DAEMONS").ok()
+}
+
 /// Loads a bundle file and applies the BUNDLE_INIT_DAEMONS selection.
-fn bundle_plan(path: &str) -> Result<Plan, PlanError> {
+fn bundle_plan(path: &str, selection: Option<&str>) -> Result<Plan, PlanError> {
     let bundle = config::load(path).map_err(PlanError::Config)?;
-    let selection = std::env::var("BUNDLE_INIT_DAEMONS").ok();
-    config::select(&bundle, selection.as_deref()).map_err(PlanError::Selection)
+    config::select(&bundle, selection).map_err(PlanError::Selection)
 }
 
 fn single_child_plan(options: &Options) -> Plan {
@@ -310,6 +338,16 @@ fn close_inherited_on_exec() {
             let _ = rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC);
         }
     }
+}
+
+/// Whether a `--rewrite` applies to a signal the terminal sends its foreground group: then
+/// bundle-init keeps the terminal, so that signal comes to it and is rewritten.
+fn rewrites_keyboard(options: &Options) -> bool {
+    use sys::libc_sig::{INT, QUIT, TSTP, WINCH};
+    options
+        .rewrites
+        .iter()
+        .any(|(from, _)| [INT, QUIT, TSTP, WINCH].contains(&from.0))
 }
 
 /// Whether stdin is a terminal whose foreground process group is ours.

@@ -141,6 +141,8 @@ pub(crate) enum Route {
     Restart(Vec<usize>),
     /// Write every daemon's status to the log.
     Status,
+    /// Read the bundle file again and apply what changed.
+    Reload,
 }
 
 /// A route per signal number (index 0 unused).
@@ -167,11 +169,14 @@ impl Routes {
     }
 
     /// Whether a route on `sig` can ever fire: not KILL and STOP (never caught), not CHLD
-    /// (how bundle-init reaps), not a fault signal (left to its default action).
+    /// (how bundle-init reaps), not a fault signal (left to its default action), not a
+    /// real-time signal the C library keeps for itself (it cannot be blocked, so it never
+    /// reaches the signalfd).
     pub(crate) fn can_route(sig: Sig) -> bool {
         use crate::sys::libc_sig;
         !matches!(sig.0, libc_sig::KILL | libc_sig::STOP | libc_sig::CHLD)
             && !crate::sys::FAULT_SIGNALS.contains(&sig.0)
+            && !crate::sys::reserved_by_libc(sig.0)
     }
 
     pub(crate) fn set(&mut self, sig: Sig, route: Route) {

@@ -68,6 +68,27 @@ impl Probes {
         }
     }
 
+    /// After a reload renumbered the daemons: daemon `i` is what `mapping[i]` was (its
+    /// probe, if one runs, carries on); a new daemon has none yet.
+    pub(crate) fn renumber(&mut self, mapping: &[Option<usize>]) {
+        fn moved<T>(list: &mut [Option<T>], mapping: &[Option<usize>]) -> Vec<Option<T>> {
+            mapping
+                .iter()
+                .map(|m| m.and_then(|old| list.get_mut(old).and_then(Option::take)))
+                .collect()
+        }
+        self.checks = moved(&mut self.checks, mapping);
+        self.probes = moved(&mut self.probes, mapping);
+        self.pending_notify = moved(&mut self.pending_notify, mapping);
+    }
+
+    /// Daemon `index` is about to start with this check (a reload may have changed it).
+    pub(crate) fn set_check(&mut self, index: usize, check: Option<ReadyCheck>) {
+        if let Some(slot) = self.checks.get_mut(index) {
+            *slot = check;
+        }
+    }
+
     /// Before spawning daemon `index`: the pipe its notify check reads, if it has one. A
     /// fresh pipe per start, so a new process never inherits an old one's notification.
     pub(crate) fn notify_pipe(&mut self, index: usize) -> Option<NotifyPipe> {

@@ -25,6 +25,8 @@ const SI_USER: i32 = libc::SI_USER;
 pub(crate) struct Settings {
     pub(crate) setup: ChildSetup,
     pub(crate) pid1: bool,
+    /// Bundle mode: the file a reload reads, and the selection read at start.
+    pub(crate) bundle: Option<crate::BundleSource>,
 }
 
 /// One daemon output stream: a pipe kept for bundle-init's whole life, so restarts reuse
@@ -39,6 +41,26 @@ struct Stream {
 struct DaemonPipes {
     prefix: Vec<u8>,
     streams: [Stream; 2],
+}
+
+impl DaemonPipes {
+    /// A stdout and a stderr pipe for daemon `name`, read into `sinks`.
+    fn new(name: &str, sinks: [usize; 2]) -> io::Result<DaemonPipes> {
+        let stream = |sink| -> io::Result<Stream> {
+            let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+            rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
+            Ok(Stream {
+                read,
+                write,
+                splitter: LineSplitter::default(),
+                sink,
+            })
+        };
+        Ok(DaemonPipes {
+            prefix: format!("[{name}] ").into_bytes(),
+            streams: [stream(sinks[0])?, stream(sinks[1])?],
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -95,20 +117,7 @@ impl Runtime {
         let mut pipes = Vec::new();
         for daemon in sup.daemons() {
             pipes.push(if daemon.spec.prefix_output {
-                let stream = |sink| -> io::Result<Stream> {
-                    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-                    rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
-                    Ok(Stream {
-                        read,
-                        write,
-                        splitter: LineSplitter::default(),
-                        sink,
-                    })
-                };
-                Some(DaemonPipes {
-                    prefix: format!("[{}] ", daemon.spec.name).into_bytes(),
-                    streams: [stream(out_sink)?, stream(err_sink)?],
-                })
+                Some(DaemonPipes::new(&daemon.spec.name, [out_sink, err_sink])?)
             } else {
                 None
             });
@@ -460,6 +469,11 @@ impl Runtime {
                     }
                 }
                 Action::Log(level, line) => self.log(level, &line),
+                Action::ReadBundle(request) => {
+                    let plan = self.read_bundle();
+                    self.sup.on_bundle_read(request, plan, now(), actions);
+                }
+                Action::Renumber(mapping) => self.renumber(&mapping),
                 Action::Exit(code) => exit = exit.or(Some(code)),
             }
         }
@@ -469,7 +483,67 @@ impl Runtime {
         exit
     }
 
+    /// The bundle file again, validated as at start; its descriptors must fit beside the
+    /// ones open now (less the output pipes it would replace).
+    fn read_bundle(&self) -> Result<crate::plan::Plan, String> {
+        let Some(source) = &self.settings.bundle else {
+            return Err("single-child mode has no bundle file".to_string());
+        };
+        let plan = crate::bundle_plan(&source.path, source.selection.as_deref())
+            .map_err(|e| e.to_string())?;
+        let held = 4 * self.pipes.iter().flatten().count();
+        crate::descriptors_fit(&plan, held).map_err(|e| format!("{}: {e}", source.path))?;
+        Ok(plan)
+    }
+
+    /// A reload renumbered the daemons: pipes and probes move with their daemon; those of
+    /// daemons that are gone are drained and closed.
+    fn renumber(&mut self, mapping: &[Option<usize>]) {
+        for old in 0..self.pipes.len() {
+            if !mapping.contains(&Some(old)) {
+                self.drain_daemon(old, false);
+            }
+        }
+        let mut old = std::mem::take(&mut self.pipes);
+        self.pipes = mapping
+            .iter()
+            .map(|m| m.and_then(|i| old.get_mut(i).and_then(Option::take)))
+            .collect();
+        self.probes.renumber(mapping);
+    }
+
+    /// Before a start: the output pipes and readiness check the daemon's definition asks
+    /// for now (a reload may have added the daemon or changed it). Pipes are kept across
+    /// restarts; a daemon that stops prefixing gets its last lines drained first.
+    fn prepare_start(&mut self, index: usize) -> Result<(), crate::supervisor::SpawnFailure> {
+        let spec = &self.sup.daemons()[index].spec;
+        self.probes.set_check(index, spec.ready.clone());
+        match (&self.pipes[index], spec.prefix_output) {
+            (None, true) => {
+                let sinks = [0, self.err_sink];
+                let pipes = DaemonPipes::new(&spec.name, sinks).map_err(|e| {
+                    crate::supervisor::SpawnFailure {
+                        transient: true,
+                        code: 126,
+                        message: format!("cannot create its output pipes: {e}"),
+                    }
+                })?;
+                self.pipes[index] = Some(pipes);
+                if self.read_buf.is_empty() {
+                    self.read_buf = vec![0; 32 * 1024];
+                }
+            }
+            (Some(_), false) => {
+                self.drain_daemon(index, false);
+                self.pipes[index] = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
+        self.prepare_start(index)?;
         // The pipes' write ends go straight to the child's 1 and 2 (dup2 in the child).
         let mut output = match &self.pipes[index] {
             Some(p) => ChildOutput {

@@ -9,8 +9,18 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
+use crate::reload::{Change, DaemonChange};
 use crate::signal::Sig;
 use crate::sys::libc_sig;
+
+/// Indices among `names` of the daemons `spec` starts after. Names that are not selected
+/// here are simply not waited for.
+fn after_indices(spec: &DaemonSpec, names: &[&str]) -> Vec<usize> {
+    spec.after
+        .iter()
+        .filter_map(|a| names.iter().position(|n| n == a))
+        .collect()
+}
 
 /// A reading of the monotonic clock.
 pub(crate) type Time = Duration;
@@ -68,10 +78,16 @@ pub(crate) type ClientId = u64;
 /// What a control client can ask (parsed from its request line by `control`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ControlRequest {
-    Status { json: bool },
+    Status {
+        json: bool,
+    },
     Restart(Vec<String>),
     Signal(String, Sig),
     Health,
+    /// Re-read the bundle file and apply it; with `dry_run`, only say what would change.
+    Reload {
+        dry_run: bool,
+    },
 }
 
 /// The answer to a control request: `OK` and a body, or `ERR reason` and a body.
@@ -118,7 +134,24 @@ pub(crate) enum Action {
     },
     /// Write this line to bundle-init's log (already filtered by verbosity).
     Log(Level, String),
+    /// Read the bundle file again (the path bundle-init started with, the selection it
+    /// started with); answer with `Supervisor::on_bundle_read`.
+    ReadBundle(ReloadRequest),
+    /// The daemons were renumbered: daemon `i` is now what daemon `mapping[i]` was (None:
+    /// a new one). Per-daemon state (output pipes, probes) moves with it; what maps to
+    /// no new index is dropped.
+    Renumber(Vec<Option<usize>>),
     Exit(u8),
+}
+
+/// A reload asked for, by a signal route or by control clients (each answered when it is
+/// applied, or refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReloadRequest {
+    pub(crate) asked_at: Time,
+    pub(crate) by: Cause,
+    pub(crate) clients: Vec<ClientId>,
+    pub(crate) dry_run: bool,
 }
 
 /// Who asked for a restart: a signal route or the control socket.
@@ -126,6 +159,8 @@ pub(crate) enum Action {
 pub(crate) enum Cause {
     Signal(Sig),
     Control,
+    /// A reload changed the daemon's definition.
+    Reload,
 }
 
 impl fmt::Display for Cause {
@@ -133,6 +168,7 @@ impl fmt::Display for Cause {
         match self {
             Cause::Signal(sig) => sig.fmt(f),
             Cause::Control => f.write_str("control"),
+            Cause::Reload => f.write_str("reload"),
         }
     }
 }
@@ -219,9 +255,29 @@ pub(crate) struct Daemon {
     ready: bool,
     /// Indices of the daemons it starts after (its `after` names among those running here).
     after: Vec<usize>,
+    /// A reload changed its definition while it ran: this one starts its next process,
+    /// once the old one (stopped with the old stop signal and grace) is reaped.
+    next_spec: Option<DaemonSpec>,
+    /// A reload removed it: it is being stopped, and is forgotten once reaped. Nobody can
+    /// name it any more (status, control, routes).
+    removed: bool,
 }
 
 impl Daemon {
+    fn new(spec: DaemonSpec, after: Vec<usize>) -> Daemon {
+        Daemon {
+            after,
+            spec,
+            state: State::Down,
+            restarts: 0,
+            last_exit: None,
+            crashes_in_a_row: 0,
+            ready: false,
+            next_spec: None,
+            removed: false,
+        }
+    }
+
     pub(crate) fn pid(&self) -> Option<i32> {
         match self.state {
             State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
@@ -312,34 +368,39 @@ pub(crate) struct Supervisor {
     verbosity: Level,
     /// Control clients waiting for restarts to finish.
     replies: Vec<PendingReply>,
+    /// The bundle file's generation (1 as started, one more per reload applied) and when
+    /// it was loaded.
+    generation: u32,
+    loaded_at: Time,
+    /// The bundle file is being read for a reload (`Action::ReadBundle` is out).
+    reading_bundle: bool,
+    /// A reload asked for while another one, or a restart, is under way: it runs (and reads
+    /// the file) once they are done. Later requests join it.
+    waiting_reload: Option<ReloadRequest>,
 }
 
 pub(crate) type Actions = VecDeque<Action>;
 
 impl Supervisor {
     pub(crate) fn new(plan: Plan) -> Supervisor {
-        let names: Vec<String> = plan.daemons.iter().map(|d| d.name.clone()).collect();
+        let names: Vec<&str> = plan.daemons.iter().map(|d| d.name.as_str()).collect();
+        let afters: Vec<Vec<usize>> = plan
+            .daemons
+            .iter()
+            .map(|d| after_indices(d, &names))
+            .collect();
         let lifecycle = if plan.single_child {
             Level::Info
         } else {
             Level::Notice
         };
-        let daemon = |spec: DaemonSpec| Daemon {
-            // Names that are not selected here are simply not waited for.
-            after: spec
-                .after
-                .iter()
-                .filter_map(|a| names.iter().position(|n| n == a))
-                .collect(),
-            spec,
-            state: State::Down,
-            restarts: 0,
-            last_exit: None,
-            crashes_in_a_row: 0,
-            ready: false,
-        };
         Supervisor {
-            daemons: plan.daemons.into_iter().map(daemon).collect(),
+            daemons: plan
+                .daemons
+                .into_iter()
+                .zip(afters)
+                .map(|(d, a)| Daemon::new(d, a))
+                .collect(),
             routes: plan.routes,
             shutdown_grace: plan.shutdown_grace,
             stop_leftovers: plan.stop_leftovers,
@@ -353,6 +414,10 @@ impl Supervisor {
             last_reaping: Time::ZERO,
             verbosity: Level::Debug,
             replies: Vec::new(),
+            generation: 1,
+            loaded_at: Time::ZERO,
+            reading_bundle: false,
+            waiting_reload: None,
         }
     }
 
@@ -371,6 +436,7 @@ impl Supervisor {
 
     /// Starts every daemon, in order.
     pub(crate) fn start(&mut self, now: Time, out: &mut Actions) {
+        self.loaded_at = now;
         if self.daemons.is_empty() {
             self.log(out, Level::Notice, || {
                 "no daemon selected; nothing to do".to_string()
@@ -479,6 +545,7 @@ impl Supervisor {
             }
         }
         self.settle_replies(now, out);
+        self.resume_waiting_reload(out);
     }
 
     /// Daemon `index` runs as `pid`: logs how it came to be, starts its readiness check.
@@ -549,7 +616,14 @@ impl Supervisor {
             State::Stopping {
                 restart: Some(request),
                 ..
-            } if !shutting_down => self.spawn(index, Some(request), out),
+            } if !shutting_down => self.start_replacement(index, request, now, out),
+            State::Stopping { .. } if daemon.removed => {
+                daemon.state = State::Down;
+                let line = format!("{} {status} (pid {pid}): removed", daemon.spec.name);
+                let level = self.lifecycle;
+                self.log(out, level, || line);
+                self.forget_removed(out);
+            }
             State::Stopping { .. } => {
                 daemon.state = State::Down;
                 let code = stopped_code(status, daemon.spec.stop_signal);
@@ -561,6 +635,7 @@ impl Supervisor {
             _ => {}
         }
         self.settle_replies(now, out);
+        self.resume_waiting_reload(out);
     }
 
     /// Daemon `index` stops running (stopped, or it died): it is not ready any more, and a
@@ -643,6 +718,15 @@ impl Supervisor {
                 for index in targets.clone() {
                     self.request_restart(index, Cause::Signal(sig), now, out);
                 }
+            }
+            Route::Reload => {
+                let request = ReloadRequest {
+                    asked_at: now,
+                    by: Cause::Signal(sig),
+                    clients: Vec::new(),
+                    dry_run: false,
+                };
+                self.request_reload(request, out);
             }
         }
     }
@@ -779,6 +863,15 @@ impl Supervisor {
                 Ok(indices) => return self.restart_for_client(client, &indices, now, out),
                 Err(why) => Reply::refused(why),
             },
+            ControlRequest::Reload { dry_run } => {
+                let request = ReloadRequest {
+                    asked_at: now,
+                    by: Cause::Control,
+                    clients: vec![client],
+                    dry_run,
+                };
+                return self.request_reload(request, out);
+            }
         };
         out.push_back(Action::Reply { client, reply });
     }
@@ -786,9 +879,9 @@ impl Supervisor {
     fn index_of(&self, name: &str) -> Result<usize, String> {
         self.daemons
             .iter()
-            .position(|d| d.spec.name == name)
+            .position(|d| d.spec.name == name && !d.removed)
             .ok_or_else(|| {
-                let known: Vec<&str> = self.daemons.iter().map(|d| d.spec.name.as_str()).collect();
+                let known: Vec<&str> = self.current().map(|d| d.spec.name.as_str()).collect();
                 format!("unknown daemon \"{name}\" (known: {})", known.join(", "))
             })
     }
@@ -914,8 +1007,8 @@ impl Supervisor {
     /// One line per daemon: name, state, pid, uptime, restarts, last exit. With `json`, one
     /// JSON object per line.
     pub(crate) fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
-        self.daemons
-            .iter()
+        let mut lines: Vec<String> = self
+            .current()
             .map(|d| {
                 let state = d.state.word();
                 let since = match d.state {
@@ -951,15 +1044,33 @@ impl Supervisor {
                     )
                 }
             })
-            .collect()
+            .collect();
+        // Which bundle file this is: reloads count up from 1.
+        let loaded = now.saturating_sub(self.loaded_at).as_secs();
+        lines.push(if json {
+            format!(
+                "{{\"bundle\":{{\"generation\":{},\"loaded_s_ago\":{loaded}}}}}",
+                self.generation
+            )
+        } else {
+            format!(
+                "bundle file generation {}, loaded {loaded}s ago",
+                self.generation
+            )
+        });
+        lines
+    }
+
+    /// The daemons of the bundle as it is now: not the ones a reload removed.
+    fn current(&self) -> impl Iterator<Item = &Daemon> {
+        self.daemons.iter().filter(|d| !d.removed)
     }
 
     /// Ok when every daemon runs (and is ready, if it has a check); otherwise what is
     /// wrong, daemon by daemon.
     pub(crate) fn health(&self) -> Result<(), Vec<String>> {
         let problems: Vec<String> = self
-            .daemons
-            .iter()
+            .current()
             .filter_map(|d| {
                 let name = &d.spec.name;
                 match d.state {
@@ -1127,7 +1238,7 @@ impl Supervisor {
 
     fn forward(&self, sig: Sig, targets: impl Iterator<Item = usize>, out: &mut Actions) {
         for index in targets {
-            let Some(daemon) = self.daemons.get(index) else {
+            let Some(daemon) = self.daemons.get(index).filter(|d| !d.removed) else {
                 continue;
             };
             if let Some(pid) = daemon.pid() {
@@ -1264,6 +1375,9 @@ impl Supervisor {
             killed: false,
             leftovers: LeftoverSweep::NotYet,
         };
+        if let Some(waiting) = self.waiting_reload.take() {
+            self.refuse_reload(&waiting, "shutting down", out);
+        }
         for index in 0..self.daemons.len() {
             let daemon = &mut self.daemons[index];
             match &mut daemon.state {
@@ -1354,6 +1468,274 @@ impl Supervisor {
     }
 }
 
+/// Reloading the bundle file: a request waits while restarts or removals are under way,
+/// the driver reads the file (`Action::ReadBundle`), and `on_bundle_read` applies what
+/// `reload::diff` found: unchanged daemons untouched, changed ones restarted in place
+/// (stopped the old way, started the new way), added ones started, removed ones stopped
+/// and forgotten, routes and bundle keys replaced at once.
+impl Supervisor {
+    /// A reload asked for by a route or a control client.
+    fn request_reload(&mut self, request: ReloadRequest, out: &mut Actions) {
+        if self.is_shutting_down() {
+            return self.refuse_reload(&request, "shutting down", out);
+        }
+        if request.dry_run {
+            out.push_back(Action::ReadBundle(request));
+            return;
+        }
+        if self.reading_bundle || self.reload_in_flight() || self.waiting_reload.is_some() {
+            let by = request.by;
+            self.log(out, Level::Info, || {
+                format!("reload ({by}) waits for the restarts under way")
+            });
+            match &mut self.waiting_reload {
+                Some(waiting) => waiting.clients.extend(request.clients),
+                None => self.waiting_reload = Some(request),
+            }
+            return;
+        }
+        self.reading_bundle = true;
+        out.push_back(Action::ReadBundle(request));
+    }
+
+    /// Restarts (a reload's or anyone's) and removals still under way: a reload applied now
+    /// would compare daemons that are between two definitions.
+    fn reload_in_flight(&self) -> bool {
+        self.daemons.iter().any(|d| {
+            d.removed
+                || d.next_spec.is_some()
+                || matches!(
+                    d.state,
+                    State::Starting { .. }
+                        | State::Stopping {
+                            restart: Some(_),
+                            ..
+                        }
+                )
+        })
+    }
+
+    /// Runs the reload that waited, once nothing is under way any more.
+    fn resume_waiting_reload(&mut self, out: &mut Actions) {
+        if self.waiting_reload.is_none()
+            || self.reading_bundle
+            || self.is_shutting_down()
+            || self.reload_in_flight()
+        {
+            return;
+        }
+        if let Some(request) = self.waiting_reload.take() {
+            self.reading_bundle = true;
+            out.push_back(Action::ReadBundle(request));
+        }
+    }
+
+    fn refuse_reload(&self, request: &ReloadRequest, why: &str, out: &mut Actions) {
+        let by = request.by;
+        self.log(out, Level::Notice, || {
+            format!("reload ({by}) ignored: {why}")
+        });
+        for &client in &request.clients {
+            out.push_back(Action::Reply {
+                client,
+                reply: Reply::refused(why),
+            });
+        }
+    }
+
+    /// The driver read the bundle file for `request`: the new plan (validated as at start,
+    /// with the same selection), or why it cannot be used. An error changes nothing.
+    pub(crate) fn on_bundle_read(
+        &mut self,
+        request: ReloadRequest,
+        plan: Result<Plan, String>,
+        now: Time,
+        out: &mut Actions,
+    ) {
+        if !request.dry_run {
+            self.reading_bundle = false;
+        }
+        let plan = match plan {
+            Ok(_) if self.is_shutting_down() => {
+                return self.refuse_reload(&request, "shutting down", out);
+            }
+            Ok(plan) => plan,
+            Err(why) => {
+                let by = request.by;
+                self.log(out, Level::Error, || {
+                    format!("reload ({by}) refused, nothing changed: {why}")
+                });
+                self.reply_to(&request.clients, Reply::refused(why), out);
+                self.resume_waiting_reload(out);
+                return;
+            }
+        };
+        let now_defined: Vec<DaemonSpec> = self
+            .current()
+            .map(|d| d.next_spec.as_ref().unwrap_or(&d.spec).clone())
+            .collect();
+        let changes = crate::reload::diff(&now_defined, &plan.daemons);
+        let summary = crate::reload::summary(&changes);
+        if request.dry_run {
+            let reply = Reply::Ok(format!("would reload: {summary}\n"));
+            return self.reply_to(&request.clients, reply, out);
+        }
+        self.apply_reload(plan, &changes, now, out);
+        self.generation = self.generation.saturating_add(1);
+        self.loaded_at = now;
+        let micros = now.saturating_sub(request.asked_at).as_micros() as u64;
+        let by = request.by;
+        let line = format!(
+            "reload ({by}): {summary} ({}.{:03} ms)",
+            micros / 1000,
+            micros % 1000
+        );
+        self.log(out, Level::Notice, || line);
+        let generation = self.generation;
+        let reply = Reply::Ok(format!("reloaded (generation {generation}): {summary}\n"));
+        self.reply_to(&request.clients, reply, out);
+    }
+
+    fn reply_to(&self, clients: &[ClientId], reply: Reply, out: &mut Actions) {
+        for &client in clients {
+            out.push_back(Action::Reply {
+                client,
+                reply: reply.clone(),
+            });
+        }
+    }
+
+    /// Replaces the daemons by the new plan's, in its order, keeping each continuing
+    /// daemon's state and history; removed daemons still alive go last, to be stopped.
+    fn apply_reload(&mut self, plan: Plan, changes: &[DaemonChange], now: Time, out: &mut Actions) {
+        let names: Vec<&str> = plan.daemons.iter().map(|d| d.name.as_str()).collect();
+        let mut old: Vec<Option<Daemon>> = std::mem::take(&mut self.daemons)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut daemons = Vec::with_capacity(plan.daemons.len());
+        let mut mapping = Vec::with_capacity(plan.daemons.len());
+        for spec in &plan.daemons {
+            let after = after_indices(spec, &names);
+            let found = old
+                .iter()
+                .position(|d| d.as_ref().is_some_and(|d| d.spec.name == spec.name));
+            let daemon = match found.and_then(|i| old[i].take()) {
+                Some(mut daemon) => {
+                    if is_changed(changes, &spec.name) {
+                        daemon.next_spec = Some(spec.clone());
+                    } else {
+                        daemon.spec = spec.clone();
+                        daemon.after = after;
+                    }
+                    daemon
+                }
+                None => Daemon::new(spec.clone(), after),
+            };
+            mapping.push(found);
+            daemons.push(daemon);
+        }
+        for (i, gone) in old.into_iter().enumerate() {
+            if let Some(mut daemon) = gone.filter(Daemon::is_live) {
+                daemon.removed = true;
+                mapping.push(Some(i));
+                daemons.push(daemon);
+            }
+        }
+        self.daemons = daemons;
+        self.routes = plan.routes;
+        self.shutdown_grace = plan.shutdown_grace;
+        let added: Vec<bool> = mapping.iter().map(Option::is_none).collect();
+        out.push_back(Action::Renumber(mapping));
+        for (index, added) in added.into_iter().enumerate() {
+            self.act_on_reload(index, added, now, out);
+        }
+    }
+
+    /// What a reload means for daemon `index` now that it is in place.
+    fn act_on_reload(&mut self, index: usize, added: bool, now: Time, out: &mut Actions) {
+        let daemon = &self.daemons[index];
+        if daemon.removed {
+            return self.stop(index, now, None, out);
+        }
+        if added {
+            return self.try_start(index, now, out);
+        }
+        if daemon.next_spec.is_none() {
+            return;
+        }
+        match daemon.state {
+            State::Running { pid, .. } => {
+                let request = RestartRequest {
+                    asked_at: now,
+                    by: Cause::Reload,
+                    old_pid: Some(pid),
+                };
+                self.stop(index, now, Some(request), out);
+            }
+            // Not running (crashed, in backoff, waiting): it starts with the new definition.
+            _ => {
+                self.take_next_spec(index);
+                self.try_start(index, now, out);
+            }
+        }
+    }
+
+    /// A changed daemon's new definition takes over (its `after` resolved among the
+    /// daemons as they are now).
+    fn take_next_spec(&mut self, index: usize) {
+        let Some(spec) = self.daemons[index].next_spec.take() else {
+            return;
+        };
+        let names: Vec<&str> = self.current().map(|d| d.spec.name.as_str()).collect();
+        let after = after_indices(&spec, &names);
+        let daemon = &mut self.daemons[index];
+        daemon.spec = spec;
+        daemon.after = after;
+    }
+
+    /// A daemon stopped for a restart was reaped: its replacement starts, with the new
+    /// definition if a reload changed it, and after what it waits for, as at start.
+    fn start_replacement(
+        &mut self,
+        index: usize,
+        request: RestartRequest,
+        now: Time,
+        out: &mut Actions,
+    ) {
+        if self.daemons[index].next_spec.is_none() {
+            return self.spawn(index, Some(request), out);
+        }
+        self.take_next_spec(index);
+        let daemon = &self.daemons[index];
+        if daemon.after.iter().all(|&j| self.daemons[j].ready) {
+            self.spawn(index, Some(request), out);
+        } else {
+            self.try_start(index, now, out);
+        }
+    }
+
+    /// Drops removed daemons that have been reaped; the driver drops their pipes and probes.
+    fn forget_removed(&mut self, out: &mut Actions) {
+        let forget = |d: &Daemon| d.removed && !d.is_live();
+        if !self.daemons.iter().any(forget) {
+            return;
+        }
+        let mapping: Vec<Option<usize>> = (0..self.daemons.len())
+            .filter(|&i| !forget(&self.daemons[i]))
+            .map(Some)
+            .collect();
+        self.daemons.retain(|d| !forget(d));
+        out.push_back(Action::Renumber(mapping));
+    }
+}
+
+fn is_changed(changes: &[DaemonChange], name: &str) -> bool {
+    changes
+        .iter()
+        .any(|c| c.name == name && matches!(c.change, Change::Changed(_)))
+}
+
 fn describe(exit: Option<ExitStatus>) -> String {
     exit.map_or("never started".to_string(), |e| e.to_string())
 }
@@ -1389,6 +1771,7 @@ mod tests {
     const HUP: Sig = Sig(libc_sig::HUP);
     const TERM: Sig = Sig(libc_sig::TERM);
     const KILL: Sig = Sig(libc_sig::KILL);
+    const QUIT: Sig = Sig(libc_sig::QUIT);
 
     fn secs(s: f64) -> Time {
         Duration::from_secs_f64(s)
@@ -2052,7 +2435,8 @@ mod tests {
         let [(1, Reply::Ok(status))] = &replies(&out)[..] else {
             panic!("{out:?}");
         };
-        assert_eq!(status.lines().count(), 3);
+        assert_eq!(status.lines().count(), 4);
+        assert!(status.ends_with("bundle file generation 1, loaded 5s ago\n"));
         assert!(
             status.starts_with("egress           running   pid 100     up 5s        restarts 0"),
             "{status}"
@@ -2410,5 +2794,386 @@ mod tests {
         sup.on_exit(100, ExitStatus::Code(0), secs(1.0), &mut out);
         assert!(!sup.daemons()[0].ready);
         assert!(sup.status_lines(secs(1.0), false)[0].contains("ready no"));
+    }
+
+    // ------------------------------------------------------------------ reload
+
+    /// The seed plan as a reload would read it, with `edit` applied.
+    fn edited(edit: impl FnOnce(&mut Plan)) -> Plan {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        edit(&mut plan);
+        plan
+    }
+
+    fn bundle_reads(out: &Actions) -> Vec<ReloadRequest> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::ReadBundle(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn renumberings(out: &Actions) -> Vec<Vec<Option<usize>>> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Renumber(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A control client asks for a reload at `at`; the driver reads `plan`.
+    fn reload(sup: &mut Supervisor, plan: Result<Plan, String>, at: f64) -> Actions {
+        let mut out = Actions::new();
+        sup.on_control(
+            9,
+            ControlRequest::Reload { dry_run: false },
+            secs(at),
+            &mut out,
+        );
+        let reads = bundle_reads(&out);
+        assert_eq!(reads.len(), 1, "{out:?}");
+        sup.on_bundle_read(reads[0].clone(), plan, secs(at), &mut out);
+        out
+    }
+
+    fn names(sup: &Supervisor) -> Vec<&str> {
+        sup.current().map(|d| d.spec.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_changed_daemon_is_stopped_the_old_way_and_started_the_new_way() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let out = reload(
+            &mut sup,
+            Ok(edited(|p| {
+                p.daemons[1].argv = vec!["pipelock".into(), "--new".into()];
+                p.daemons[1].stop_signal = QUIT;
+                p.daemons[1].grace = secs(5.0);
+            })),
+            10.0,
+        );
+        // Only pipelock gets a signal: its old stop signal, killed at its old grace.
+        assert_eq!(signals(&out), [(101, TERM)]);
+        assert_eq!(sup.next_deadline(), Some(secs(12.0)));
+        assert_eq!(renumberings(&out), [vec![Some(0), Some(1), Some(2)]]);
+        assert_eq!(
+            replies(&out),
+            [(
+                9,
+                Reply::Ok(
+                    "reloaded (generation 2): pipelock changed (run, stop-signal), 2 unchanged\n"
+                        .into()
+                )
+            )]
+        );
+        assert!(logs(&out).contains(
+            "reload (control): pipelock changed (run, stop-signal), 2 unchanged (0.000 ms)"
+        ));
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Signal(15), secs(10.5), &mut out);
+        assert_eq!(spawns(&out), [1]);
+        assert_eq!(sup.daemons()[1].spec.argv[1], "--new");
+        sup.on_spawned(1, Ok(200), secs(10.5), &mut out);
+        assert!(logs(&out).contains("pipelock restarted (reload): pid 101 -> 200 in 500.000 ms"));
+        assert_eq!(sup.daemons()[1].restarts, 1);
+        assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
+        // The new stop signal and grace from now on.
+        sup.on_signal(USR1, secs(20.0), &mut out);
+        assert_eq!(signals(&out).last(), Some(&(200, QUIT)));
+        let status = sup.status_lines(secs(20.0), false);
+        assert_eq!(
+            status.last().unwrap(),
+            "bundle file generation 2, loaded 10s ago"
+        );
+    }
+
+    #[test]
+    fn added_daemons_start_and_removed_ones_are_stopped_and_forgotten() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        // egress's history, which must survive.
+        sup.on_signal(HUP, secs(1.0), &mut out);
+        let out = reload(
+            &mut sup,
+            Ok(edited(|p| {
+                p.daemons[2] = daemon("metrics", ExitPolicy::KeepRunning);
+            })),
+            10.0,
+        );
+        assert_eq!(names(&sup), ["egress", "pipelock", "metrics"]);
+        // supervise (102) stays, last, until it is reaped.
+        assert_eq!(renumberings(&out), [vec![Some(0), Some(1), None, Some(2)]]);
+        assert_eq!(signals(&out), [(102, TERM)]);
+        assert_eq!(spawns(&out), [2]);
+        let mut out = Actions::new();
+        sup.on_spawned(2, Ok(300), secs(10.0), &mut out);
+        sup.on_control(
+            4,
+            ControlRequest::Restart(vec!["supervise".into()]),
+            secs(10.1),
+            &mut out,
+        );
+        assert!(
+            matches!(&replies(&out)[0].1, Reply::Err { reason, .. } if reason.starts_with("unknown daemon \"supervise\""))
+        );
+        out.clear();
+        sup.on_exit(102, ExitStatus::Signal(15), secs(10.2), &mut out);
+        assert!(logs(&out).contains("supervise was killed by SIGTERM (pid 102): removed"));
+        assert_eq!(renumberings(&out), [vec![Some(0), Some(1), Some(2)]]);
+        assert_eq!(sup.daemons().len(), 3);
+        assert_eq!(exit_code(&out), None);
+        // A removed daemon that needed SIGKILL does not count toward the exit code either.
+        assert_eq!(sup.exit_code, 0);
+    }
+
+    #[test]
+    fn a_removed_daemon_that_ignores_its_stop_signal_is_killed_at_its_grace() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        reload(
+            &mut sup,
+            Ok(edited(|p| {
+                p.daemons.truncate(2);
+            })),
+            10.0,
+        );
+        let mut out = Actions::new();
+        sup.on_tick(secs(12.0), &mut out);
+        assert_eq!(signals(&out), [(102, KILL)]);
+        sup.on_exit(102, ExitStatus::Signal(9), secs(12.1), &mut out);
+        assert_eq!(sup.daemons().len(), 2);
+        assert_eq!(sup.exit_code, 0);
+    }
+
+    #[test]
+    fn a_reordered_file_restarts_nothing_and_bookkeeping_applies_at_once() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let out = reload(
+            &mut sup,
+            Ok(edited(|p| {
+                p.daemons.swap(0, 2);
+                p.daemons[1].on_exit = ExitPolicy::Restart;
+                // Routes name daemons by their new place.
+                p.routes.set(USR1, Route::Restart(vec![1]));
+                p.routes.set(HUP, Route::Forward(vec![2]));
+            })),
+            10.0,
+        );
+        assert_eq!(signals(&out), []);
+        assert_eq!(spawns(&out), []);
+        assert_eq!(renumberings(&out), [vec![Some(2), Some(1), Some(0)]]);
+        assert_eq!(names(&sup), ["supervise", "pipelock", "egress"]);
+        assert!(logs(&out).contains("pipelock updated (on-exit), 2 unchanged"));
+        // pipelock now restarts after a crash: the new policy, with no restart to get it.
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(1), secs(11.0), &mut out);
+        assert!(logs(&out).contains("pipelock exited with code 1; restarting in 1s"));
+        // The changed routes: HUP goes to egress at its new place.
+        out.clear();
+        sup.on_signal(HUP, secs(12.0), &mut out);
+        assert_eq!(signals(&out), [(100, HUP)]);
+    }
+
+    #[test]
+    fn a_changed_route_applies_at_once() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        reload(
+            &mut sup,
+            Ok(edited(|p| p.routes.set(HUP, Route::Forward(vec![2])))),
+            10.0,
+        );
+        let mut out = Actions::new();
+        sup.on_signal(HUP, secs(11.0), &mut out);
+        assert_eq!(signals(&out), [(102, HUP)]);
+    }
+
+    #[test]
+    fn an_invalid_file_changes_nothing_and_says_why() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let out = reload(
+            &mut sup,
+            Err("b.bundle:3: unknown key \"x\" in [a]".into()),
+            10.0,
+        );
+        assert_eq!(signals(&out), []);
+        assert_eq!(renumberings(&out), Vec::<Vec<Option<usize>>>::new());
+        assert_eq!(
+            replies(&out),
+            [(9, refused("b.bundle:3: unknown key \"x\" in [a]", ""))]
+        );
+        assert!(logs(&out).contains("reload (control) refused, nothing changed: b.bundle:3"));
+        assert_eq!(sup.generation, 1);
+        assert_eq!(names(&sup), ["egress", "pipelock", "supervise"]);
+    }
+
+    #[test]
+    fn a_dry_run_answers_with_the_plan_and_changes_nothing() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            9,
+            ControlRequest::Reload { dry_run: true },
+            secs(10.0),
+            &mut out,
+        );
+        let read = bundle_reads(&out).remove(0);
+        let plan = edited(|p| p.daemons[0].argv.push("--x".into()));
+        sup.on_bundle_read(read, Ok(plan), secs(10.0), &mut out);
+        assert_eq!(
+            replies(&out),
+            [(
+                9,
+                Reply::Ok("would reload: egress changed (run), 2 unchanged\n".into())
+            )]
+        );
+        assert_eq!(signals(&out), []);
+        assert_eq!(sup.generation, 1);
+        assert_eq!(sup.daemons()[0].spec.argv.len(), 1);
+    }
+
+    #[test]
+    fn a_reload_during_shutdown_is_ignored_and_said_to_be() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(TERM, secs(1.0), &mut out);
+        out.clear();
+        sup.on_control(
+            9,
+            ControlRequest::Reload { dry_run: false },
+            secs(2.0),
+            &mut out,
+        );
+        assert_eq!(bundle_reads(&out), []);
+        assert_eq!(replies(&out), [(9, refused("shutting down", ""))]);
+        assert!(logs(&out).contains("reload (control) ignored: shutting down"));
+    }
+
+    #[test]
+    fn a_reload_during_a_restart_waits_for_it_and_then_reads_the_file() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        out.clear();
+        sup.on_control(
+            9,
+            ControlRequest::Reload { dry_run: false },
+            secs(1.1),
+            &mut out,
+        );
+        assert_eq!(
+            bundle_reads(&out),
+            [],
+            "not while pipelock is between two processes"
+        );
+        sup.on_exit(101, ExitStatus::Signal(15), secs(1.2), &mut out);
+        assert_eq!(bundle_reads(&out), [], "nor while its replacement starts");
+        sup.on_spawned(1, Ok(200), secs(1.2), &mut out);
+        let reads = bundle_reads(&out);
+        assert_eq!(reads.len(), 1);
+        assert_eq!(reads[0].clients, [9]);
+        // Compared now, pipelock is its new process: a change restarts that one.
+        out.clear();
+        let plan = edited(|p| p.daemons[1].argv.push("--v2".into()));
+        sup.on_bundle_read(reads[0].clone(), Ok(plan), secs(1.3), &mut out);
+        assert_eq!(signals(&out), [(200, TERM)]);
+    }
+
+    #[test]
+    fn a_storm_of_reload_requests_runs_one_reload_after_the_one_under_way() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let changed = || edited(|p| p.daemons[1].argv.push("--v2".into()));
+        let out = reload(&mut sup, Ok(changed()), 1.0);
+        assert_eq!(signals(&out), [(101, TERM)]);
+        let mut out = Actions::new();
+        for client in 10..110 {
+            sup.on_control(
+                client,
+                ControlRequest::Reload { dry_run: false },
+                secs(1.1),
+                &mut out,
+            );
+            sup.on_signal(HUP, secs(1.1), &mut out);
+        }
+        sup.routes.set(HUP, Route::Reload);
+        for _ in 0..100 {
+            sup.on_signal(HUP, secs(1.1), &mut out);
+        }
+        assert_eq!(bundle_reads(&out), []);
+        assert_eq!(replies(&out), []);
+        sup.on_exit(101, ExitStatus::Signal(15), secs(1.2), &mut out);
+        sup.on_spawned(1, Ok(200), secs(1.2), &mut out);
+        let reads = bundle_reads(&out);
+        assert_eq!(reads.len(), 1, "one more reload, not 200");
+        assert_eq!(reads[0].clients, (10..110).collect::<Vec<_>>());
+        out.clear();
+        sup.on_bundle_read(reads[0].clone(), Ok(changed()), secs(1.3), &mut out);
+        // The file did not change again: nothing restarts, and every client gets its answer.
+        assert_eq!(signals(&out), []);
+        assert_eq!(replies(&out).len(), 100);
+        assert_eq!(sup.generation, 3);
+    }
+
+    #[test]
+    fn a_changed_daemon_in_backoff_or_down_starts_at_once_with_its_new_definition() {
+        let mut sup = started(seed_plan(ExitPolicy::Restart));
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(1), secs(1.0), &mut out);
+        assert_eq!(sup.daemons()[1].state, State::Backoff { until: secs(2.0) });
+        let out = reload(
+            &mut sup,
+            Ok(edited(|p| {
+                p.daemons[1].argv.push("--fixed".into());
+                p.daemons[1].on_exit = ExitPolicy::Restart;
+            })),
+            1.5,
+        );
+        assert_eq!(spawns(&out), [1]);
+        assert_eq!(sup.daemons()[1].spec.argv[1], "--fixed");
+        assert_eq!(sup.daemons()[1].next_spec, None);
+        // A keep-running daemon that ended: it starts with the new definition too.
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_exit(102, ExitStatus::Code(3), secs(1.0), &mut out);
+        let out = reload(
+            &mut sup,
+            Ok(edited(|p| p.daemons[2].argv.push("--v2".into()))),
+            2.0,
+        );
+        assert_eq!(spawns(&out), [2]);
+        assert_eq!(
+            sup.daemons()[2].last_exit,
+            Some(ExitStatus::Code(3)),
+            "history kept"
+        );
+    }
+
+    #[test]
+    fn changed_daemons_restart_in_after_order() {
+        // api after db, both with checks; both change.
+        let plan = |version: &str| {
+            let mut plan = ordered_plan(true, ExitPolicy::KeepRunning);
+            for d in &mut plan.daemons {
+                d.argv.push(version.into());
+            }
+            plan
+        };
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
+        sup.on_ready(0, secs(0.1), &mut out);
+        sup.on_spawned(1, Ok(101), secs(0.1), &mut out);
+        sup.on_ready(1, secs(0.2), &mut out);
+        let out = reload(&mut sup, Ok(plan("v2")), 10.0);
+        assert_eq!(signals(&out), [(100, TERM), (101, TERM)]);
+        let mut out = Actions::new();
+        // app is reaped first: it waits for db, which is not ready.
+        sup.on_exit(101, ExitStatus::Signal(15), secs(10.1), &mut out);
+        assert_eq!(spawns(&out), []);
+        assert!(logs(&out).contains("app waits for db to be ready"));
+        sup.on_exit(100, ExitStatus::Signal(15), secs(10.2), &mut out);
+        assert_eq!(spawns(&out), [0]);
+        sup.on_spawned(0, Ok(200), secs(10.2), &mut out);
+        assert_eq!(spawns(&out), [0], "app still waits for db's check");
+        sup.on_ready(0, secs(10.3), &mut out);
+        assert_eq!(spawns(&out), [0, 1]);
     }
 }

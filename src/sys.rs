@@ -41,6 +41,8 @@ pub mod libc_sig {
     pub const CHLD: i32 = libc::SIGCHLD;
     pub const STOP: i32 = libc::SIGSTOP;
     pub const SYS: i32 = libc::SIGSYS;
+    pub const TSTP: i32 = libc::SIGTSTP;
+    pub const WINCH: i32 = libc::SIGWINCH;
 }
 
 /// The highest signal number: the kernel's _NSIG on x86_64 and aarch64 (a unit test holds
@@ -103,6 +105,12 @@ impl SigSet {
         // SAFETY: a valid set and an in-range number; sigismember only reads the set.
         (1..=MAX_SIGNAL).contains(&sig) && unsafe { libc::sigismember(&self.0, sig) } == 1
     }
+}
+
+/// A real-time signal the C library keeps for its own use (musl: 32 to 34, glibc: 32 and
+/// 33): it cannot be blocked, so bundle-init never receives it through the signalfd.
+pub(crate) fn reserved_by_libc(sig: i32) -> bool {
+    (libc::SIGSYS + 1..=MAX_SIGNAL).contains(&sig) && !SigSet::full().contains(sig)
 }
 
 /// `struct pollfd`, kept as one array across loop iterations (rustix's borrowing PollFd

@@ -57,7 +57,11 @@ fn status_lists_every_daemon_in_text_and_json() {
     let (code, out, _) = client(&init, &["status"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[3].starts_with("bundle file generation 1, loaded "),
+        "{out}"
+    );
     assert!(
         lines[0].starts_with("web ")
             && lines[0].contains("running")
@@ -66,9 +70,21 @@ fn status_lists_every_daemon_in_text_and_json() {
     );
     let (code, json, _) = client(&init, &["status", "--json"]);
     assert_eq!(code, 0);
+    let (bundle, daemons) = json
+        .lines()
+        .collect::<Vec<_>>()
+        .split_last()
+        .map(|(b, d)| (b.to_string(), d.len()))
+        .unwrap();
+    assert_eq!(daemons, 3, "{json}");
     assert!(
         json.lines()
+            .take(3)
             .all(|l| l.starts_with("{\"name\":") && l.ends_with('}')),
+        "{json}"
+    );
+    assert!(
+        bundle.starts_with("{\"bundle\":{\"generation\":1,\"loaded_s_ago\":"),
         "{json}"
     );
     assert!(

@@ -127,7 +127,8 @@ fn single_child_mode_speaks_of_the_child_not_a_bundle() {
 }
 
 /// dumb-init's `--rewrite`: an app that stops gracefully on QUIT gets QUIT when the engine
-/// (or Kubernetes, which ignores STOPSIGNAL) sends TERM; a rewrite to 0 drops a signal.
+/// (or an orchestrator that ignores the image's STOPSIGNAL) sends TERM; a rewrite to 0
+/// drops a signal.
 #[test]
 fn rewrite_forwards_term_as_quit_and_drops_a_signal_rewritten_to_zero() {
     let mut init = Launch::pid1(&[
@@ -374,7 +375,29 @@ fn version_names_the_commit() {
 /// bundle-init never has to forward it (-vv would log a forward).
 #[test]
 fn ctrl_c_on_a_terminal_reaches_the_child_and_exits_130() {
-    let command = format!("exec {} -vv -- {}", bundle_init_bin(), testd());
+    let (code, text) = ctrl_c_on_a_terminal("");
+    assert_eq!(code, Some(130), "output: {text}");
+    assert!(text.contains("got SIGINT"), "{text}");
+    assert!(
+        !text.contains("forwarded SIGINT"),
+        "the terminal, not bundle-init, delivered it: {text}"
+    );
+}
+
+/// With a rewrite of a keyboard signal, bundle-init keeps the terminal: Ctrl-C comes to it
+/// and goes on to the child rewritten, as dumb-init does it.
+#[test]
+fn a_rewritten_keyboard_signal_from_a_terminal_is_rewritten() {
+    let (code, text) = ctrl_c_on_a_terminal("-r INT:QUIT");
+    assert!(text.contains("got SIGQUIT"), "{text}");
+    assert!(!text.contains("got SIGINT"), "{text}");
+    assert_eq!(code, Some(128 + 3), "output: {text}");
+}
+
+/// Runs bundle-init with `flags` on a new terminal, presses Ctrl-C once the child runs:
+/// the exit code and everything printed.
+fn ctrl_c_on_a_terminal(flags: &str) -> (Option<i32>, String) {
+    let command = format!("exec {} -vv {flags} -- {}", bundle_init_bin(), testd());
     let mut script = Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .env("PATH", test_path())
@@ -393,11 +416,5 @@ fn ctrl_c_on_a_terminal_reaches_the_child_and_exits_130() {
     stdin.flush().unwrap();
     let status = script.wait().unwrap();
     lines.wait_closed();
-    let text = lines.text();
-    assert_eq!(status.code(), Some(130), "output: {text}");
-    assert!(text.contains("got SIGINT"), "{text}");
-    assert!(
-        !text.contains("forwarded SIGINT"),
-        "the terminal, not bundle-init, delivered it: {text}"
-    );
+    (status.code(), lines.text())
 }

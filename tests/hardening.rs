@@ -29,18 +29,6 @@ fn cpu_time(pid: i32) -> Duration {
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
-fn status_field(pid: i32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 /// Tens of thousands of mixed signals: USR1 restarts, HUP forwards, USR2 to everyone, the
 /// SIGCHLDs of a daemon that crashes and restarts all the time, then TERM in the middle.
 ///

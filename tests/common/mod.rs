@@ -809,3 +809,17 @@ pub fn assert_no_spliced_line(lines: &[String]) {
     // 94-byte lines: all of each flood arrived.
     assert_eq!((next["a"], next["b"], next["plain"]), (15958, 15958, 10639));
 }
+
+/// A numeric field of /proc/PID/status, in its unit (KiB for VmRSS).
+pub fn status_field(pid: i32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How many descriptors a process has open.
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}

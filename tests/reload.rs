@@ -1,0 +1,269 @@
+//! Live reload of the bundle file, with bundle-init as PID 1 (`unshare --pid --fork`):
+//! only what changed is touched, an invalid file changes nothing, removed daemons stop
+//! within their grace, and reloading over and over costs nothing.
+// A test body tells one story from start to end; the 60-line limit is for src/.
+#![allow(clippy::too_many_lines)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The seed's four daemons on their own ports, with HUP reloading the file.
+fn seed(pipelock_flags: &str) -> String {
+    format!(
+        "shutdown-grace = 8s\non SIGHUP = reload\non SIGUSR1 = restart pipelock\n\
+         [egress]\nrun = bundle-testd --name egress --listen 127.0.0.1:28080\n\
+         [pipelock]\nrun = bundle-testd --name pipelock --listen 127.0.0.1:28081 --die-on USR1{pipelock_flags}\n\
+         [git-gate]\nrun = bundle-testd --name git-gate --listen 127.0.0.1:29418\n\
+         [supervise]\nrun = bundle-testd --name supervise --listen 127.0.0.1:28090\n"
+    )
+}
+
+const SEED: [&str; 4] = ["egress", "pipelock", "git-gate", "supervise"];
+
+/// The latest pid of each daemon, from its `[name] name PID started` lines.
+fn pids(lines: &Lines) -> HashMap<String, i32> {
+    let mut pids = HashMap::new();
+    for line in lines.all() {
+        if let Some(rest) = line.strip_prefix('[')
+            && line.ends_with(" started")
+        {
+            pids.insert(
+                rest.split(']').next().unwrap().to_string(),
+                started_pid(&line),
+            );
+        }
+    }
+    pids
+}
+
+fn wait_started(init: &Init, name: &str, count: usize) {
+    init.stdout
+        .wait_for_n(count, &format!("{name} started"), |l| {
+            l.starts_with(&format!("[{name}] {name} ")) && l.ends_with(" started")
+        });
+}
+
+/// `bundle-init reload ARGS` inside the namespace: (exit code, stdout, stderr).
+fn reload(init: &Init, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["reload"];
+    all.extend(args);
+    let out = in_namespace(init, &all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's case: pipelock gets a new flag, the file is reloaded with HUP, and only
+/// pipelock is touched, while a connection held to supervise goes on working.
+#[test]
+fn a_changed_run_line_restarts_only_that_daemon_and_a_held_connection_survives() {
+    let dir = TempDir::new("reload-seed");
+    let bundle = dir.write("seed.bundle", &seed(""));
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    for name in SEED {
+        wait_started(&init, name, 1);
+    }
+    let before = pids(&init.stdout);
+    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise listens");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |text: &str| {
+        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert_eq!(
+        ask("hello"),
+        format!("supervise {}: hello\n", before["supervise"])
+    );
+
+    dir.write("seed.bundle", &seed(" --delay 0s"));
+    init.signal(HUP);
+    init.stderr
+        .wait_for_text("reload (SIGHUP): pipelock changed (run), 3 unchanged");
+    let restarted = init
+        .stderr
+        .wait_for_text("pipelock restarted (reload): pid ");
+    wait_started(&init, "pipelock", 2);
+    let after = pids(&init.stdout);
+    assert_ne!(after["pipelock"], before["pipelock"]);
+    assert!(
+        restarted.contains(&format!(
+            "pid {} -> {}",
+            before["pipelock"], after["pipelock"]
+        )),
+        "{restarted}"
+    );
+    for name in ["egress", "git-gate", "supervise"] {
+        assert_eq!(after[name], before[name], "{name} kept its pid");
+    }
+    assert_eq!(
+        ask("still there?"),
+        format!("supervise {}: still there?\n", before["supervise"])
+    );
+    // A barrier, then: pipelock's old process got its stop signal, nobody else got any.
+    init.signal(USR2);
+    wait_for_usr2_barrier(&init.stdout, 4);
+    let noted: Vec<String> = init
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.contains(" got ") && !l.contains("got SIGUSR2"))
+        .collect();
+    assert_eq!(
+        noted,
+        [format!(
+            "[pipelock] pipelock {} got SIGTERM",
+            before["pipelock"]
+        )]
+    );
+    // The status says which file generation runs, and pipelock's restart count.
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    assert!(
+        status.contains("bundle file generation 2, loaded "),
+        "{status}"
+    );
+    let pipelock = status.lines().find(|l| l.starts_with("pipelock ")).unwrap();
+    assert!(pipelock.contains("restarts 1"), "{status}");
+}
+
+#[test]
+fn an_invalid_or_unreadable_file_changes_nothing() {
+    let dir = TempDir::new("reload-invalid");
+    let bundle = dir.write("b.bundle", "[a]\nrun = bundle-testd --name a\n");
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "a", 1);
+    dir.write(
+        "b.bundle",
+        "[a]\nrun = bundle-testd --name a --v2\nbogus = 1\n",
+    );
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(
+        err,
+        format!("bundle-init: {bundle}:3: unknown key \"bogus\" in [a]\n")
+    );
+    init.stderr.wait_for_text(&format!(
+        "reload (control) refused, nothing changed: {bundle}:3: unknown key \"bogus\" in [a]"
+    ));
+    std::fs::remove_file(&bundle).unwrap();
+    let (code, _, err) = reload(&init, &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("No such file or directory"), "{err}");
+    // A selection that the file no longer satisfies is refused the same way.
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    assert!(status.contains("bundle file generation 1,"), "{status}");
+    assert_eq!(init.stderr.count(|l| l.contains("a started")), 1);
+}
+
+#[test]
+fn a_dry_run_says_what_would_change_and_changes_nothing() {
+    let dir = TempDir::new("reload-dry");
+    let bundle = dir.write("b.bundle", "[a]\nrun = bundle-testd --name a\n");
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "a", 1);
+    dir.write("b.bundle", "[b]\nrun = bundle-testd --name b\n");
+    let (code, out, err) = reload(&init, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "would reload: b added, a removed\n");
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    assert!(
+        status.starts_with("a ") && status.contains("generation 1,"),
+        "{status}"
+    );
+}
+
+/// A removed daemon that ignores its stop signal is killed at its grace and forgotten; an
+/// added one starts; the control client hears what was done.
+#[test]
+fn a_removed_daemon_stops_within_its_grace_and_an_added_one_starts() {
+    let dir = TempDir::new("reload-add-remove");
+    let bundle = dir.write(
+        "b.bundle",
+        "[keep]\nrun = bundle-testd --name keep\n\
+         [stubborn]\nrun = bundle-testd --name stubborn --ignore TERM\ngrace = 1s\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "keep", 1);
+    wait_started(&init, "stubborn", 1);
+    dir.write(
+        "b.bundle",
+        "[keep]\nrun = bundle-testd --name keep\n[fresh]\nrun = bundle-testd --name fresh\n",
+    );
+    let asked = Instant::now();
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "reloaded (generation 2): fresh added, stubborn removed, 1 unchanged\n"
+    );
+    wait_started(&init, "fresh", 1);
+    init.stderr.wait_for_text("stubborn (pid ");
+    init.stderr.wait_for_text("stubborn was killed by SIGKILL");
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed before its grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    let names: Vec<&str> = status
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["keep", "fresh", "bundle"], "{status}");
+}
+
+/// Reload after reload, adding and removing a prefixed daemon each time: bundle-init's
+/// memory and descriptor count stay where they were.
+#[test]
+fn a_thousand_alternating_reloads_leave_memory_and_descriptors_where_they_were() {
+    let dir = TempDir::new("reload-stability");
+    let one = "[keep]\nrun = bundle-testd --name keep\n";
+    let two = format!("{one}[extra]\nrun = bundle-testd --name extra\nready = notify:5\n");
+    let bundle = dir.write("b.bundle", one);
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "keep", 1);
+    let pid = init.pid();
+    let mut reload_to = |text: &str| {
+        dir.write("b.bundle", text);
+        let (code, _, err) = reload(&init, &[]);
+        assert_eq!(code, Some(0), "{err}");
+    };
+    let round = |reload_to: &mut dyn FnMut(&str)| {
+        reload_to(&two);
+        reload_to(one);
+    };
+    for _ in 0..50 {
+        round(&mut reload_to);
+    }
+    // The last removal is done once its "removed" line is out.
+    init.stderr
+        .wait_for_n(50, "removals", |l| l.ends_with(": removed"));
+    wait_until_idle(pid);
+    let (rss_before, fds_before) = (status_field(pid, "VmRSS:"), open_fds(pid));
+    for _ in 0..500 {
+        round(&mut reload_to);
+    }
+    init.stderr
+        .wait_for_n(550, "removals", |l| l.ends_with(": removed"));
+    wait_until_idle(pid);
+    let (rss_after, fds_after) = (status_field(pid, "VmRSS:"), open_fds(pid));
+    assert_eq!(
+        fds_after, fds_before,
+        "descriptor count changed over 1,000 reloads"
+    );
+    assert!(
+        rss_after <= rss_before + 8,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB over 1,000 reloads"
+    );
+}
