@@ -699,3 +699,117 @@ fn the_multi_arch_archive_runs_each_architecture() {
         );
     }
 }
+
+/// The seed's daemons with HUP reloading the file, which is mounted read-only from the
+/// host (the directory, so an edit on the host shows).
+fn reload_bundle(pipelock: &str, last: &str) -> String {
+    format!(
+        "shutdown-grace = 8s\non SIGHUP = reload\n\
+         [egress]\nrun = bundle-testd --name egress --listen 0.0.0.0:18080\n\
+         [pipelock]\nrun = bundle-testd --name pipelock --listen 0.0.0.0:18081 {pipelock}\n\
+         [supervise]\nrun = bundle-testd --name supervise --listen 0.0.0.0:18090\n{last}"
+    )
+}
+
+/// Live reload in a container: the operator edits the bundle file on the host and sends
+/// HUP with `podman kill`, then reloads again with `podman exec`. Only what changed is
+/// touched, and a connection held from outside to supervise goes on working.
+#[test]
+fn an_edited_bundle_file_is_reloaded_in_a_container_touching_only_what_changed() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let dir = TempDir::new("c-reload");
+    let git_gate = "[git-gate]\nrun = bundle-testd --name git-gate --listen 0.0.0.0:19418\n";
+    dir.write("r.bundle", &reload_bundle("", git_gate));
+    let mount = format!("{}:/etc/bundle-init:ro", dir.0.display());
+    let c = Container::run(
+        &[
+            "-v",
+            &mount,
+            "-e",
+            "BUNDLE_INIT_BUNDLE=/etc/bundle-init/r.bundle",
+            "-p",
+            "127.0.0.1:28090:18090",
+        ],
+        demo(),
+        &[],
+    );
+    c.wait_started(&SEED);
+    let before = c.pids();
+    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise is published");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |text: &str| {
+        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert_eq!(
+        ask("one"),
+        format!("supervise {}: one\n", before["supervise"])
+    );
+
+    // 1. A new flag for pipelock, applied with HUP.
+    dir.write("r.bundle", &reload_bundle("--delay 0s", git_gate));
+    c.kill("HUP");
+    c.stderr
+        .wait_for_text("reload (SIGHUP): pipelock changed (run), 3 unchanged");
+    c.stderr.wait_for_text("pipelock restarted (reload)");
+    c.stdout.wait_for_n(2, "pipelock starting twice", |l| {
+        l.starts_with("[pipelock]") && l.ends_with(" started")
+    });
+    let after = c.pids();
+    assert_ne!(after["pipelock"], before["pipelock"]);
+    for name in ["egress", "git-gate", "supervise"] {
+        assert_eq!(after[name], before[name], "{name} kept its pid");
+    }
+    assert_eq!(
+        ask("two"),
+        format!("supervise {}: two\n", before["supervise"])
+    );
+
+    // 2. git-gate out, metrics in, with `podman exec`: the answer says what was done.
+    let metrics = "[metrics]\nrun = bundle-testd --name metrics\n";
+    dir.write("r.bundle", &reload_bundle("--delay 0s", metrics));
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", c.name.as_str(), "/bundle-init"];
+        all.extend(args);
+        let out = podman(&all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = exec(&["reload"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "reloaded (generation 3): metrics added, git-gate removed, 3 unchanged\n"
+    );
+    c.wait_started(&["metrics"]);
+    c.stderr.wait_for_text(&format!(
+        "git-gate was killed by SIGTERM (pid {}): removed",
+        before["git-gate"]
+    ));
+    // 3. A broken file changes nothing.
+    dir.write("r.bundle", "[egress]\nrun =\n");
+    let (code, _, err) = exec(&["reload"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "bundle-init: /etc/bundle-init/r.bundle:2: \"run\" needs a program\n"
+    );
+    let (_, status, _) = exec(&["status"]);
+    assert!(status.contains("bundle file generation 3,"), "{status}");
+    assert_eq!(
+        ask("three"),
+        format!("supervise {}: three\n", before["supervise"])
+    );
+    let out = podman(&["stop", "-t", "10", &c.name]);
+    assert!(out.status.success());
+    assert_eq!(c.exit_code(), 0);
+}

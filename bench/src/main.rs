@@ -19,6 +19,7 @@ unsafe extern "C" {
 }
 
 const SIGKILL: i32 = 9;
+const SIGHUP: i32 = 1;
 const SIGUSR1: i32 = 10;
 const SIGTERM: i32 = 15;
 
@@ -637,6 +638,60 @@ fn bench_restart(s: &Settings) {
     }
 }
 
+/// bundle-init only: the time from a reload request (HUP, route `reload`) to the changed
+/// daemon's new process running, in a four-daemon bundle where one daemon changed, next to
+/// a plain restart (USR1, route `restart`) of the same daemon in the same bundle.
+fn bench_reload(s: &Settings) {
+    let rounds = if s.quick { 30 } else { 200 };
+    let dir = s.work.join("bundle-init-reload");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("reload.bundle");
+    // Each reload flips one flag of pipelock's: a change every time.
+    let bundle = |version: usize| {
+        let mut text = "on SIGHUP = reload\non SIGUSR1 = restart pipelock\n".to_string();
+        let flag = if version % 2 == 0 { "" } else { " --delay 0s" };
+        for name in ["egress", "pipelock", "git-gate", "supervise"] {
+            let argv = testd(s, &["--name", name, "--timestamps"]).join(" ");
+            let extra = if name == "pipelock" { flag } else { "" };
+            text.push_str(&format!("[{name}]\nrun = {argv}{extra}\n"));
+        }
+        text
+    };
+    std::fs::write(&path, bundle(0)).unwrap();
+    let init = Pid1::start(&[s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()]);
+    let pid = init.pid();
+    let await_pipelock = |init: &Pid1, t0: u128| -> Option<f64> {
+        let deadline = Duration::from_secs(15);
+        while let Ok(line) = init.out.recv_timeout(deadline) {
+            if line.contains("] pipelock ") && line.contains(" started") {
+                return Some(stamp(&line).saturating_sub(t0) as f64 / 1e6);
+            }
+        }
+        None
+    };
+    await_pipelock(&init, 0);
+    let (mut reloads, mut restarts) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        std::fs::write(&path, bundle(round)).unwrap();
+        let t0 = mono_ns();
+        signal(pid, SIGHUP);
+        reloads.extend(await_pipelock(&init, t0));
+        let t0 = mono_ns();
+        signal(pid, SIGUSR1);
+        restarts.extend(await_pipelock(&init, t0));
+    }
+    println!("\n### Reload with one daemon changed: from the request to its new process running\n");
+    println!("bundle-init, four daemons, pipelock's `run` line changed before each reload (HUP, route `reload`); the plain restart is USR1 (route `restart pipelock`) in the same bundle, alternating with the reloads.\n");
+    println!("| request | count | median ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in [("reload (one changed)", &reloads), ("restart", &restarts)] {
+        println!("| {name} | {} | {:.3} | {:.3} |", v.len(), median(&mut v.clone()), percentile(&mut v.clone(), 99.0));
+    }
+    let extra = median(&mut reloads.clone()) - median(&mut restarts.clone());
+    println!("\nreload minus restart, medians: {extra:.3} ms (target: at most 1 ms)");
+}
+
 fn bench_bundle_memory(s: &Settings) {
     let names = ["egress", "pipelock", "git-gate", "supervise"];
     let daemons: Vec<Daemon> = names.iter().map(|&n| (n, testd(s, &["--name", n]))).collect();
@@ -736,7 +791,7 @@ fn main() {
         work: work.clone(),
     };
     let started = Instant::now();
-    let metrics: [(&str, fn(&Settings)); 9] = [
+    let metrics: [(&str, fn(&Settings)); 10] = [
         ("size", bench_size),
         ("startup", bench_startup),
         ("idle", bench_idle),
@@ -744,6 +799,7 @@ fn main() {
         ("reaping", bench_reaping),
         ("shutdown", bench_shutdown),
         ("restart", bench_restart),
+        ("reload", bench_reload),
         ("memory", bench_bundle_memory),
         ("throughput", bench_throughput),
     ];
