@@ -116,8 +116,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Command::Run(options) => options,
     };
     let open_file_limit = sys::raise_open_file_limit();
+    // What is open before the bundle has anything: its need comes on top, now and at reload.
+    let base_descriptors = sys::open_descriptors();
     let plan = match &options.bundle {
-        Some(path) => match checked_bundle_plan(path) {
+        Some(path) => match checked_bundle_plan(path, base_descriptors) {
             Ok(plan) if options.check => return print(&keys::describe_plan(path, &plan)),
             Ok(plan) => plan,
             Err(code) => return code,
@@ -133,17 +135,22 @@ pub fn run(args: Vec<OsString>) -> u8 {
         // Descriptors bundle-init inherited are its own business, not every daemon's.
         close_inherited_on_exec();
     }
-    start(plan, options, setup, &blocked)
+    let bundle = options.bundle.as_ref().map(|path| BundleSource {
+        path: path.clone(),
+        selection: selection(),
+        base_descriptors,
+    });
+    start(plan, options, bundle, setup, &blocked)
 }
 
 /// The bundle file's plan, once it parsed and fits the descriptor limit; otherwise the
 /// exit code, after one line that says why.
-fn checked_bundle_plan(path: &str) -> Result<Plan, u8> {
+fn checked_bundle_plan(path: &str, base_descriptors: usize) -> Result<Plan, u8> {
     let plan = bundle_plan(path, selection().as_deref()).map_err(|e| {
         say(format_args!("{e}"));
         EXIT_USAGE
     })?;
-    descriptors_fit(&plan, 0).map_err(|e| {
+    descriptors_fit(&plan, base_descriptors).map_err(|e| {
         say(format_args!("{path}: {e}"));
         EXIT_SETUP_FAILED
     })?;
@@ -151,11 +158,11 @@ fn checked_bundle_plan(path: &str) -> Result<Plan, u8> {
 }
 
 /// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
-/// limit) with those open now, of which `replaced` (a running bundle's output pipes, on a
-/// reload) are counted again in the plan's need. Checked before anything starts: a bundle
-/// that cannot have them all would otherwise fail part-way, at some daemon's start.
-fn descriptors_fit(plan: &Plan, replaced: usize) -> Result<(), String> {
-    let needed = sys::open_descriptors().saturating_sub(replaced) + plan.descriptors_needed();
+/// limit) on top of `base`, those open before the bundle had any. Checked before anything
+/// starts, and before a reload is applied: a bundle that cannot have them all would
+/// otherwise fail part-way, at some daemon's start.
+fn descriptors_fit(plan: &Plan, base: usize) -> Result<(), String> {
+    let needed = base + plan.descriptors_needed();
     let limit = sys::open_file_limit();
     if needed as u64 <= limit {
         return Ok(());
@@ -178,7 +185,13 @@ fn set_parent_death_signal(sig: signal::Sig) -> Result<(), u8> {
     })
 }
 
-fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u8 {
+fn start(
+    plan: Plan,
+    options: Options,
+    bundle: Option<BundleSource>,
+    setup: ChildSetup,
+    blocked: &SigSet,
+) -> u8 {
     if let Some(sig) = options.parent_death_signal
         && let Err(code) = set_parent_death_signal(sig)
     {
@@ -204,10 +217,6 @@ fn start(plan: Plan, options: Options, setup: ChildSetup, blocked: &SigSet) -> u
             return EXIT_SETUP_FAILED;
         }
     };
-    let bundle = options.bundle.as_ref().map(|path| BundleSource {
-        path: path.clone(),
-        selection: selection(),
-    });
     let settings = runtime::Settings {
         setup,
         pid1,
@@ -262,6 +271,8 @@ impl std::fmt::Display for PlanError {
 pub(crate) struct BundleSource {
     pub(crate) path: String,
     pub(crate) selection: Option<String>,
+    /// Descriptors open before the bundle had any (see `descriptors_fit`).
+    pub(crate) base_descriptors: usize,
 }
 
 /// BUNDLE_INIT_DAEMONS, read once at start.

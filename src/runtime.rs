@@ -474,6 +474,13 @@ impl Runtime {
                     self.sup.on_bundle_read(request, plan, now(), actions);
                 }
                 Action::Renumber(mapping) => self.renumber(&mapping),
+                Action::Forget(index) => {
+                    self.drain_daemon(index, false);
+                    if let Some(pipes) = self.pipes.get_mut(index) {
+                        *pipes = None;
+                    }
+                    self.probes.stop(index);
+                }
                 Action::Exit(code) => exit = exit.or(Some(code)),
             }
         }
@@ -483,16 +490,15 @@ impl Runtime {
         exit
     }
 
-    /// The bundle file again, validated as at start; its descriptors must fit beside the
-    /// ones open now (less the output pipes it would replace).
+    /// The bundle file again, validated as at start, descriptors included.
     fn read_bundle(&self) -> Result<crate::plan::Plan, String> {
         let Some(source) = &self.settings.bundle else {
             return Err("single-child mode has no bundle file".to_string());
         };
         let plan = crate::bundle_plan(&source.path, source.selection.as_deref())
             .map_err(|e| e.to_string())?;
-        let held = 4 * self.pipes.iter().flatten().count();
-        crate::descriptors_fit(&plan, held).map_err(|e| format!("{}: {e}", source.path))?;
+        crate::descriptors_fit(&plan, source.base_descriptors)
+            .map_err(|e| format!("{}: {e}", source.path))?;
         Ok(plan)
     }
 

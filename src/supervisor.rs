@@ -139,8 +139,12 @@ pub(crate) enum Action {
     ReadBundle(ReloadRequest),
     /// The daemons were renumbered: daemon `i` is now what daemon `mapping[i]` was (None:
     /// a new one). Per-daemon state (output pipes, probes) moves with it; what maps to
-    /// no new index is dropped.
+    /// no new index is dropped. Always first in the queue: the actions behind it already
+    /// use the new numbers.
     Renumber(Vec<Option<usize>>),
+    /// A removed daemon was reaped: drain and close its output pipes and drop its probe.
+    /// Its index stays taken until the next reload renumbers.
+    Forget(usize),
     Exit(u8),
 }
 
@@ -622,7 +626,8 @@ impl Supervisor {
                 let line = format!("{} {status} (pid {pid}): removed", daemon.spec.name);
                 let level = self.lifecycle;
                 self.log(out, level, || line);
-                self.forget_removed(out);
+                out.push_back(Action::Forget(index));
+                self.end_if_every_daemon_is_down(now, out);
             }
             State::Stopping { .. } => {
                 daemon.state = State::Down;
@@ -1344,7 +1349,14 @@ impl Supervisor {
         self.log(out, Level::Notice, || {
             format!("{name} {status}; not restarted (keep-running)")
         });
-        if self.daemons.iter().all(Daemon::is_down) {
+        self.end_if_every_daemon_is_down(now, out);
+    }
+
+    /// keep-running: when no daemon of the bundle is left running, and none a reload
+    /// removed is still stopping, the bundle ends.
+    fn end_if_every_daemon_is_down(&mut self, now: Time, out: &mut Actions) {
+        let removed_alive = self.daemons.iter().any(|d| d.removed && d.is_live());
+        if !self.is_shutting_down() && !removed_alive && self.current().all(Daemon::is_down) {
             self.log(out, Level::Notice, || "every daemon has exited".to_string());
             self.begin_shutdown(now, out);
         }
@@ -1484,25 +1496,35 @@ impl Supervisor {
             return;
         }
         if self.reading_bundle || self.reload_in_flight() || self.waiting_reload.is_some() {
-            let by = request.by;
-            self.log(out, Level::Info, || {
-                format!("reload ({by}) waits for the restarts under way")
-            });
-            match &mut self.waiting_reload {
-                Some(waiting) => waiting.clients.extend(request.clients),
-                None => self.waiting_reload = Some(request),
-            }
-            return;
+            return self.queue_reload(request, out);
         }
         self.reading_bundle = true;
         out.push_back(Action::ReadBundle(request));
+    }
+
+    /// A reload that must wait for restarts or removals under way: it joins the one
+    /// waiting, which reads the file once they are done. Its clients are answered now, so
+    /// none holds a control slot through a grace.
+    fn queue_reload(&mut self, mut request: ReloadRequest, out: &mut Actions) {
+        let by = request.by;
+        self.log(out, Level::Info, || {
+            format!("reload ({by}) waits for the restarts under way")
+        });
+        let queued = Reply::Ok(
+            "reload queued: it runs once the restarts under way are done (the log says what it did)\n"
+                .to_string(),
+        );
+        self.reply_to(&std::mem::take(&mut request.clients), queued, out);
+        if self.waiting_reload.is_none() {
+            self.waiting_reload = Some(request);
+        }
     }
 
     /// Restarts (a reload's or anyone's) and removals still under way: a reload applied now
     /// would compare daemons that are between two definitions.
     fn reload_in_flight(&self) -> bool {
         self.daemons.iter().any(|d| {
-            d.removed
+            (d.removed && d.is_live())
                 || d.next_spec.is_some()
                 || matches!(
                     d.state,
@@ -1559,6 +1581,11 @@ impl Supervisor {
             Ok(_) if self.is_shutting_down() => {
                 return self.refuse_reload(&request, "shutting down", out);
             }
+            // A start or a restart began after the file was asked for: compare once it is
+            // done, not halfway.
+            Ok(_) if !request.dry_run && self.reload_in_flight() => {
+                return self.queue_reload(request, out);
+            }
             Ok(plan) => plan,
             Err(why) => {
                 let by = request.by;
@@ -1594,6 +1621,8 @@ impl Supervisor {
         let generation = self.generation;
         let reply = Reply::Ok(format!("reloaded (generation {generation}): {summary}\n"));
         self.reply_to(&request.clients, reply, out);
+        self.end_if_every_daemon_is_down(now, out);
+        self.resume_waiting_reload(out);
     }
 
     fn reply_to(&self, clients: &[ClientId], reply: Reply, out: &mut Actions) {
@@ -1617,9 +1646,10 @@ impl Supervisor {
         let mut mapping = Vec::with_capacity(plan.daemons.len());
         for spec in &plan.daemons {
             let after = after_indices(spec, &names);
-            let found = old
-                .iter()
-                .position(|d| d.as_ref().is_some_and(|d| d.spec.name == spec.name));
+            let found = old.iter().position(|d| {
+                d.as_ref()
+                    .is_some_and(|d| d.spec.name == spec.name && !d.removed)
+            });
             let daemon = match found.and_then(|i| old[i].take()) {
                 Some(mut daemon) => {
                     if is_changed(changes, &spec.name) {
@@ -1638,6 +1668,10 @@ impl Supervisor {
         for (i, gone) in old.into_iter().enumerate() {
             if let Some(mut daemon) = gone.filter(Daemon::is_live) {
                 daemon.removed = true;
+                // Stopping for good: a restart under way is dropped.
+                if let State::Stopping { restart, .. } = &mut daemon.state {
+                    *restart = None;
+                }
                 mapping.push(Some(i));
                 daemons.push(daemon);
             }
@@ -1646,9 +1680,43 @@ impl Supervisor {
         self.routes = plan.routes;
         self.shutdown_grace = plan.shutdown_grace;
         let added: Vec<bool> = mapping.iter().map(Option::is_none).collect();
-        out.push_back(Action::Renumber(mapping));
+        self.renumber_pending(&mapping, out);
+        out.push_front(Action::Renumber(mapping));
         for (index, added) in added.into_iter().enumerate() {
             self.act_on_reload(index, added, now, out);
+        }
+    }
+
+    /// Gives the actions still queued, and the control clients waiting for restarts, the
+    /// new numbers; what was about a daemon that is gone is dropped (a client's restart of
+    /// it is answered as refused).
+    fn renumber_pending(&mut self, mapping: &[Option<usize>], out: &mut Actions) {
+        let new_index = |old: usize| mapping.iter().position(|&m| m == Some(old));
+        out.retain_mut(|action| {
+            let index = match action {
+                Action::Spawn(i) | Action::StopProbe(i) | Action::Forget(i) => i,
+                Action::StartProbe { index, .. } => index,
+                _ => return true,
+            };
+            match new_index(*index) {
+                Some(new) => {
+                    *index = new;
+                    true
+                }
+                None => false,
+            }
+        });
+        let daemons = &self.daemons;
+        for reply in &mut self.replies {
+            for awaited in &mut reply.awaited {
+                match new_index(awaited.index) {
+                    Some(new) if !daemons[new].removed => awaited.index = new,
+                    _ => {
+                        awaited.index = 0;
+                        awaited.refused = Some("removed by a reload");
+                    }
+                }
+            }
         }
     }
 
@@ -1674,10 +1742,13 @@ impl Supervisor {
                 self.stop(index, now, Some(request), out);
             }
             // Not running (crashed, in backoff, waiting): it starts with the new definition.
-            _ => {
+            State::Down | State::Backoff { .. } | State::WaitingForDependencies { .. } => {
                 self.take_next_spec(index);
                 self.try_start(index, now, out);
             }
+            // Between two processes (a reload waits for these): the next start takes the
+            // new definition.
+            State::Starting { .. } | State::Stopping { .. } => {}
         }
     }
 
@@ -1687,7 +1758,12 @@ impl Supervisor {
         let Some(spec) = self.daemons[index].next_spec.take() else {
             return;
         };
-        let names: Vec<&str> = self.current().map(|d| d.spec.name.as_str()).collect();
+        // Positions in `daemons`; a removed daemon is nobody's dependency any more.
+        let names: Vec<&str> = self
+            .daemons
+            .iter()
+            .map(|d| if d.removed { "" } else { d.spec.name.as_str() })
+            .collect();
         let after = after_indices(&spec, &names);
         let daemon = &mut self.daemons[index];
         daemon.spec = spec;
@@ -1713,20 +1789,6 @@ impl Supervisor {
         } else {
             self.try_start(index, now, out);
         }
-    }
-
-    /// Drops removed daemons that have been reaped; the driver drops their pipes and probes.
-    fn forget_removed(&mut self, out: &mut Actions) {
-        let forget = |d: &Daemon| d.removed && !d.is_live();
-        if !self.daemons.iter().any(forget) {
-            return;
-        }
-        let mapping: Vec<Option<usize>> = (0..self.daemons.len())
-            .filter(|&i| !forget(&self.daemons[i]))
-            .map(Some)
-            .collect();
-        self.daemons.retain(|d| !forget(d));
-        out.push_back(Action::Renumber(mapping));
     }
 }
 
@@ -2838,6 +2900,9 @@ mod tests {
         out
     }
 
+    const QUEUED: &str =
+        "reload queued: it runs once the restarts under way are done (the log says what it did)\n";
+
     fn names(sup: &Supervisor) -> Vec<&str> {
         sup.current().map(|d| d.spec.name.as_str()).collect()
     }
@@ -2921,8 +2986,8 @@ mod tests {
         out.clear();
         sup.on_exit(102, ExitStatus::Signal(15), secs(10.2), &mut out);
         assert!(logs(&out).contains("supervise was killed by SIGTERM (pid 102): removed"));
-        assert_eq!(renumberings(&out), [vec![Some(0), Some(1), Some(2)]]);
-        assert_eq!(sup.daemons().len(), 3);
+        assert!(out.contains(&Action::Forget(3)), "{out:?}");
+        assert_eq!(names(&sup), ["egress", "pipelock", "metrics"]);
         assert_eq!(exit_code(&out), None);
         // A removed daemon that needed SIGKILL does not count toward the exit code either.
         assert_eq!(sup.exit_code, 0);
@@ -2942,8 +3007,12 @@ mod tests {
         sup.on_tick(secs(12.0), &mut out);
         assert_eq!(signals(&out), [(102, KILL)]);
         sup.on_exit(102, ExitStatus::Signal(9), secs(12.1), &mut out);
-        assert_eq!(sup.daemons().len(), 2);
+        assert_eq!(out.back(), Some(&Action::Forget(2)), "{out:?}");
         assert_eq!(sup.exit_code, 0);
+        // Its place is dropped at the next reload.
+        let out = reload(&mut sup, Ok(edited(|p| p.daemons.truncate(2))), 13.0);
+        assert_eq!(renumberings(&out), [vec![Some(0), Some(1)]]);
+        assert_eq!(sup.daemons().len(), 2);
     }
 
     #[test]
@@ -3066,12 +3135,14 @@ mod tests {
             [],
             "not while pipelock is between two processes"
         );
+        // The client hears at once that it is queued: it holds no control slot meanwhile.
+        assert_eq!(replies(&out), [(9, Reply::Ok(QUEUED.into()))]);
         sup.on_exit(101, ExitStatus::Signal(15), secs(1.2), &mut out);
         assert_eq!(bundle_reads(&out), [], "nor while its replacement starts");
         sup.on_spawned(1, Ok(200), secs(1.2), &mut out);
         let reads = bundle_reads(&out);
         assert_eq!(reads.len(), 1);
-        assert_eq!(reads[0].clients, [9]);
+        assert_eq!(reads[0].clients, Vec::<ClientId>::new());
         // Compared now, pipelock is its new process: a change restarts that one.
         out.clear();
         let plan = edited(|p| p.daemons[1].argv.push("--v2".into()));
@@ -3100,17 +3171,17 @@ mod tests {
             sup.on_signal(HUP, secs(1.1), &mut out);
         }
         assert_eq!(bundle_reads(&out), []);
-        assert_eq!(replies(&out), []);
+        // Every client is answered at once, each exactly once.
+        let answered: Vec<ClientId> = replies(&out).iter().map(|(c, _)| *c).collect();
+        assert_eq!(answered, (10..110).collect::<Vec<_>>());
         sup.on_exit(101, ExitStatus::Signal(15), secs(1.2), &mut out);
         sup.on_spawned(1, Ok(200), secs(1.2), &mut out);
         let reads = bundle_reads(&out);
         assert_eq!(reads.len(), 1, "one more reload, not 200");
-        assert_eq!(reads[0].clients, (10..110).collect::<Vec<_>>());
         out.clear();
         sup.on_bundle_read(reads[0].clone(), Ok(changed()), secs(1.3), &mut out);
-        // The file did not change again: nothing restarts, and every client gets its answer.
+        // The file did not change again: nothing restarts.
         assert_eq!(signals(&out), []);
-        assert_eq!(replies(&out).len(), 100);
         assert_eq!(sup.generation, 3);
     }
 
@@ -3175,5 +3246,226 @@ mod tests {
         assert_eq!(spawns(&out), [0], "app still waits for db's check");
         sup.on_ready(0, secs(10.3), &mut out);
         assert_eq!(spawns(&out), [0, 1]);
+    }
+
+    /// Carries out `out` in queue order, as the runtime does: ReadBundle reads `plan`, a
+    /// Spawn succeeds with the next pid. Returns every action carried out.
+    fn drive(sup: &mut Supervisor, out: &mut Actions, plan: &Plan, now: f64) -> Vec<Action> {
+        let mut done = Vec::new();
+        let mut next_pid = 500;
+        while let Some(action) = out.pop_front() {
+            match &action {
+                Action::ReadBundle(r) => {
+                    sup.on_bundle_read(r.clone(), Ok(plan.clone()), secs(now), out)
+                }
+                Action::Spawn(i) => {
+                    next_pid += 1;
+                    sup.on_spawned(*i, Ok(next_pid), secs(now), out);
+                }
+                _ => {}
+            }
+            done.push(action);
+        }
+        done
+    }
+
+    /// A start queued in the same loop iteration as the file read (a backoff that ended):
+    /// the reload waits for it, and no start lands on a renumbered daemon.
+    #[test]
+    fn a_start_queued_behind_the_file_read_is_not_renumbered_under_it() {
+        let mut plan = seed_plan(ExitPolicy::Restart);
+        plan.routes.set(HUP, Route::Reload);
+        let mut sup = started(plan.clone());
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(1), secs(1.0), &mut out);
+        out.clear();
+        sup.on_signal(HUP, secs(2.0), &mut out);
+        sup.on_tick(secs(2.0), &mut out); // pipelock's backoff is over: Spawn(1)
+        let mut swapped = plan.clone();
+        swapped.daemons.swap(0, 1);
+        let done = drive(&mut sup, &mut out, &swapped, 2.0);
+        let spawned: Vec<&Action> = done
+            .iter()
+            .filter(|a| matches!(a, Action::Spawn(_)))
+            .collect();
+        assert_eq!(spawned, [&Action::Spawn(1)], "{done:?}");
+        assert_eq!(pid_of(&sup, 0), Some(501), "pipelock started");
+        assert_eq!(pid_of(&sup, 1), Some(100), "egress untouched");
+        // The reload ran once the start was done: the file's order now.
+        assert_eq!(names(&sup), ["pipelock", "egress", "supervise"]);
+        assert!(!sup.reload_in_flight());
+        // A changed daemon being started is started once, and then restarted the new way.
+        let mut sup = started(plan.clone());
+        let mut out = Actions::new();
+        sup.on_exit(101, ExitStatus::Code(1), secs(1.0), &mut out);
+        out.clear();
+        sup.on_signal(HUP, secs(2.0), &mut out);
+        sup.on_tick(secs(2.0), &mut out);
+        let mut fixed = plan.clone();
+        fixed.daemons[1].argv.push("--fixed".into());
+        let done = drive(&mut sup, &mut out, &fixed, 2.0);
+        let spawned = done
+            .iter()
+            .filter(|a| matches!(a, Action::Spawn(_)))
+            .count();
+        assert_eq!(spawned, 1, "{done:?}");
+        assert_eq!(signals(&done.into_iter().collect()), [(501, TERM)]);
+    }
+
+    /// HUP (reload) and USR1 (restart) in one signalfd read: the reload waits for the
+    /// restart; no replacement starts beside the old process.
+    #[test]
+    fn a_restart_in_the_same_iteration_as_a_reload_finishes_first() {
+        let mut plan = seed_plan(ExitPolicy::KeepRunning);
+        plan.routes.set(HUP, Route::Reload);
+        let mut sup = started(plan.clone());
+        let mut out = Actions::new();
+        sup.on_signal(HUP, secs(1.0), &mut out);
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        let mut changed = plan.clone();
+        changed.daemons[1].argv.push("--v2".into());
+        let done = drive(&mut sup, &mut out, &changed, 1.0);
+        assert!(
+            !done.iter().any(|a| matches!(a, Action::Spawn(_))),
+            "{done:?}"
+        );
+        assert!(sup.waiting_reload.is_some());
+        sup.on_exit(101, ExitStatus::Signal(15), secs(1.1), &mut out);
+        let done = drive(&mut sup, &mut out, &changed, 1.1);
+        // The restart's replacement (old definition), then the reload restarts it again.
+        assert_eq!(signals(&done.into_iter().collect()), [(501, TERM)]);
+        assert_eq!(sup.daemons()[1].next_spec.as_ref().unwrap().argv.len(), 2);
+    }
+
+    /// Two requests in one iteration: the first is applied, the second waited and runs
+    /// right after even though the first left nothing under way.
+    #[test]
+    fn a_reload_asked_while_the_file_is_read_is_not_lost() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            1,
+            ControlRequest::Reload { dry_run: false },
+            secs(1.0),
+            &mut out,
+        );
+        sup.on_control(
+            2,
+            ControlRequest::Reload { dry_run: false },
+            secs(1.0),
+            &mut out,
+        );
+        let done = drive(&mut sup, &mut out, &seed_plan(ExitPolicy::KeepRunning), 1.0);
+        let answered: Vec<ClientId> = replies(&done.iter().cloned().collect())
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(answered, [2, 1]);
+        assert_eq!(
+            done.iter()
+                .filter(|a| matches!(a, Action::ReadBundle(_)))
+                .count(),
+            2
+        );
+        assert_eq!(sup.generation, 3);
+        assert!(sup.waiting_reload.is_none());
+    }
+
+    /// A client waiting for a restart when a later reload removes that daemon is answered,
+    /// and nothing looks up a daemon by its old number.
+    #[test]
+    fn a_pending_restart_reply_survives_a_reload_that_removes_its_daemon() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            5,
+            ControlRequest::Restart(vec!["supervise".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        // As if the reload had been applied while the restart was under way.
+        sup.apply_reload(
+            edited(|p| p.daemons.truncate(2)),
+            &crate::reload::diff(&[], &[]),
+            secs(1.1),
+            &mut out,
+        );
+        sup.on_tick(secs(30.0), &mut out);
+        let answers = replies(&out);
+        assert_eq!(answers.len(), 1, "{out:?}");
+        assert!(
+            matches!(&answers[0].1, Reply::Err { body, .. } if body.contains("removed by a reload")),
+            "{answers:?}"
+        );
+    }
+
+    #[test]
+    fn when_a_removal_leaves_no_daemon_running_the_bundle_ends() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        reload(&mut sup, Ok(edited(|p| p.daemons.truncate(2))), 10.0);
+        let mut out = Actions::new();
+        sup.on_exit(100, ExitStatus::Code(0), secs(10.1), &mut out);
+        sup.on_exit(101, ExitStatus::Code(0), secs(10.2), &mut out);
+        assert!(
+            !sup.is_shutting_down(),
+            "supervise (removed) is still stopping"
+        );
+        sup.on_exit(102, ExitStatus::Signal(15), secs(10.3), &mut out);
+        assert!(sup.is_shutting_down(), "{}", logs(&out));
+        assert!(logs(&out).contains("every daemon has exited"));
+    }
+
+    /// A reload waiting, or a file being read, when shutdown begins: refused, never applied.
+    #[test]
+    fn a_reload_overtaken_by_shutdown_is_refused() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_signal(USR1, secs(1.0), &mut out);
+        sup.on_control(
+            7,
+            ControlRequest::Reload { dry_run: false },
+            secs(1.1),
+            &mut out,
+        );
+        out.clear();
+        sup.on_signal(TERM, secs(1.2), &mut out);
+        assert!(logs(&out).contains("reload (control) ignored: shutting down"));
+        sup.on_exit(101, ExitStatus::Signal(15), secs(1.3), &mut out);
+        assert_eq!(bundle_reads(&out), []);
+        // The file was being read when TERM came.
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            8,
+            ControlRequest::Reload { dry_run: false },
+            secs(1.0),
+            &mut out,
+        );
+        let read = bundle_reads(&out).remove(0);
+        sup.on_signal(TERM, secs(1.1), &mut out);
+        out.clear();
+        sup.on_bundle_read(
+            read,
+            Ok(edited(|p| p.daemons.truncate(1))),
+            secs(1.2),
+            &mut out,
+        );
+        assert_eq!(replies(&out), [(8, refused("shutting down", ""))]);
+        assert_eq!(sup.generation, 1);
+        assert_eq!(names(&sup), ["egress", "pipelock", "supervise"]);
+    }
+
+    /// An unchanged daemon's `after` follows its dependency to its new place.
+    #[test]
+    fn after_follows_a_reordered_dependency() {
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
+        sup.on_ready(0, secs(0.1), &mut out);
+        sup.on_spawned(1, Ok(101), secs(0.1), &mut out);
+        let mut plan = ordered_plan(true, ExitPolicy::KeepRunning);
+        plan.daemons
+            .insert(0, daemon("first", ExitPolicy::KeepRunning));
+        reload(&mut sup, Ok(plan), 1.0);
+        assert_eq!(names(&sup), ["first", "db", "app"]);
+        assert_eq!(sup.daemons()[2].after, [1]);
     }
 }

@@ -548,18 +548,6 @@ fn a_leftover_tree_that_ignores_term_is_swept_to_the_last_process() {
     }
 }
 
-/// RLIMIT_NOFILE as soft:hard, set in the child before bundle-init runs.
-fn open_file_limit(soft: u64, hard: u64) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
-    move || {
-        let limit = rustix::process::Rlimit {
-            current: Some(soft),
-            maximum: Some(hard),
-        };
-        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
-        Ok(())
-    }
-}
-
 /// "Max open files" of `pid` as (soft, hard), from /proc/PID/limits.
 fn max_open_files(pid: i32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

@@ -159,7 +159,6 @@ fn an_invalid_or_unreadable_file_changes_nothing() {
     let (code, _, err) = reload(&init, &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("No such file or directory"), "{err}");
-    // A selection that the file no longer satisfies is refused the same way.
     let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
     assert!(status.contains("bundle file generation 1,"), "{status}");
     assert_eq!(init.stderr.count(|l| l.contains("a started")), 1);
@@ -234,28 +233,28 @@ fn a_thousand_alternating_reloads_leave_memory_and_descriptors_where_they_were()
     let init = Launch::pid1(&["--bundle", &bundle]).start();
     wait_started(&init, "keep", 1);
     let pid = init.pid();
-    let mut reload_to = |text: &str| {
+    let reload_to = |text: &str| {
         dir.write("b.bundle", text);
-        let (code, _, err) = reload(&init, &[]);
+        let (code, out, err) = reload(&init, &[]);
         assert_eq!(code, Some(0), "{err}");
+        assert!(out.starts_with("reloaded "), "applied at once: {out}");
     };
-    let round = |reload_to: &mut dyn FnMut(&str)| {
+    // One round adds extra and removes it again; the next round starts once the removal
+    // is done (its "removed" line is out), so no reload has to wait.
+    let round = |n: usize| {
         reload_to(&two);
         reload_to(one);
+        init.stderr
+            .wait_for_n(n, "removals", |l| l.ends_with(": removed"));
     };
-    for _ in 0..50 {
-        round(&mut reload_to);
+    for n in 1..=50 {
+        round(n);
     }
-    // The last removal is done once its "removed" line is out.
-    init.stderr
-        .wait_for_n(50, "removals", |l| l.ends_with(": removed"));
     wait_until_idle(pid);
     let (rss_before, fds_before) = (status_field(pid, "VmRSS:"), open_fds(pid));
-    for _ in 0..500 {
-        round(&mut reload_to);
+    for n in 51..=550 {
+        round(n);
     }
-    init.stderr
-        .wait_for_n(550, "removals", |l| l.ends_with(": removed"));
     wait_until_idle(pid);
     let (rss_after, fds_after) = (status_field(pid, "VmRSS:"), open_fds(pid));
     assert_eq!(
@@ -265,5 +264,87 @@ fn a_thousand_alternating_reloads_leave_memory_and_descriptors_where_they_were()
     assert!(
         rss_after <= rss_before + 8,
         "RSS grew from {rss_before} KiB to {rss_after} KiB over 1,000 reloads"
+    );
+}
+
+/// The selection read at start applies to every reload: a daemon it leaves out is not
+/// started, and a file that drops a daemon it names is refused, as at start.
+#[test]
+fn a_reload_applies_the_selection_read_at_start() {
+    let dir = TempDir::new("reload-selection");
+    let bundle = dir.write(
+        "b.bundle",
+        "[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_DAEMONS", "a")
+        .start();
+    wait_started(&init, "a", 1);
+    dir.write(
+        "b.bundle",
+        "[a]\nrun = bundle-testd --name a --delay 0s\n[b]\nrun = bundle-testd --name b\n[c]\nrun = bundle-testd --name c\n",
+    );
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "reloaded (generation 2): a changed (run)\n");
+    dir.write("b.bundle", "[b]\nrun = bundle-testd --name b\n");
+    let (code, _, err) = reload(&init, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("bundle-init: BUNDLE_INIT_DAEMONS: "),
+        "{err}"
+    );
+    init.stderr.wait_for_text("a restarted (reload)");
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    let names: Vec<&str> = status
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "bundle"], "{status}");
+}
+
+/// A reload is checked against RLIMIT_NOFILE as a start is, on top of what was open
+/// before the bundle had anything: the same file passes at the limit it just fits under,
+/// and one more prefixed daemon is refused, changing nothing.
+#[test]
+fn a_reload_is_checked_against_the_descriptor_limit_as_a_start_is() {
+    let dir = TempDir::new("reload-nofile");
+    let two = "[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n";
+    let bundle = dir.write("b.bundle", two);
+    // What the file needs here, from the refusal under a limit far too low.
+    let mut check = Launch::pid1(&["--check", "--bundle", &bundle])
+        .prepare(open_file_limit(8, 8))
+        .start();
+    assert_eq!(check.wait_exit(), 1);
+    let refusal = check.stderr.all().join("\n");
+    let needed: u64 = refusal
+        .split("needs up to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{refusal}"));
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .prepare(open_file_limit(needed, needed))
+        .start();
+    wait_started(&init, "a", 1);
+    wait_started(&init, "b", 1);
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "reloaded (generation 2): 2 unchanged\n"),
+        "{err}"
+    );
+    dir.write(
+        "b.bundle",
+        &format!("{two}[c]\nrun = bundle-testd --name c\n"),
+    );
+    let (code, _, err) = reload(&init, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "the bundle needs up to {} open descriptors",
+            needed + 4
+        )) && err.contains(&format!("the limit (RLIMIT_NOFILE) is {needed}")),
+        "{err}"
     );
 }

@@ -823,3 +823,15 @@ pub fn open_fds(pid: i32) -> usize {
         .unwrap()
         .count()
 }
+
+/// RLIMIT_NOFILE as soft:hard, set in the child before bundle-init runs.
+pub fn open_file_limit(soft: u64, hard: u64) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        let limit = rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+        Ok(())
+    }
+}
