@@ -348,3 +348,51 @@ fn a_reload_is_checked_against_the_descriptor_limit_as_a_start_is() {
         "{err}"
     );
 }
+
+/// A daemon whose prefix-output changed is restarted with output the new way: its own
+/// lines straight on bundle-init's stdout, then prefixed again, each through a reload; a
+/// reorder moves a prefixed daemon's pipes with it (its lines keep their name).
+#[test]
+fn prefix_output_follows_each_reload_and_reordered_daemons_keep_their_names() {
+    let dir = TempDir::new("reload-prefix");
+    let text = |prefix: &str, first: &str, second: &str| {
+        format!(
+            "[{first}]\nrun = bundle-testd --name {first}\n[{second}]\nrun = bundle-testd --name {second}\n\
+             prefix-output = {}\n",
+            if second == "b" { prefix } else { "yes" }
+        )
+    };
+    let bundle = dir.write("b.bundle", &text("yes", "a", "b"));
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "a", 1);
+    wait_started(&init, "b", 1);
+    let step = |file: String, expect: &str| {
+        dir.write("b.bundle", &file);
+        let (code, out, err) = reload(&init, &[]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, expect);
+    };
+    step(
+        text("no", "a", "b"),
+        "reloaded (generation 2): b changed (prefix-output), 1 unchanged\n",
+    );
+    init.stdout.wait_for("b unprefixed", |l| {
+        l.starts_with("b ") && l.ends_with(" started")
+    });
+    step(
+        text("yes", "a", "b"),
+        "reloaded (generation 3): b changed (prefix-output), 1 unchanged\n",
+    );
+    wait_started(&init, "b", 2);
+    // b first now: nothing restarts, and each daemon's lines still carry its own name.
+    let file = "[b]\nrun = bundle-testd --name b\n[a]\nrun = bundle-testd --name a\n".to_string();
+    step(file, "reloaded (generation 4): 2 unchanged\n");
+    in_namespace(&init, &["signal", "a", "USR2"]);
+    in_namespace(&init, &["signal", "b", "USR2"]);
+    init.stdout.wait_for("a's USR2 under its name", |l| {
+        l.starts_with("[a] a ") && l.ends_with("got SIGUSR2")
+    });
+    init.stdout.wait_for("b's USR2 under its name", |l| {
+        l.starts_with("[b] b ") && l.ends_with("got SIGUSR2")
+    });
+}
