@@ -116,15 +116,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
         Command::Run(options) => options,
     };
     let open_file_limit = sys::raise_open_file_limit();
-    // What is open before the bundle has anything: its need comes on top, now and at reload.
-    let base_descriptors = sys::open_descriptors();
-    let plan = match &options.bundle {
-        Some(path) => match checked_bundle_plan(path, base_descriptors) {
-            Ok(plan) if options.check => return print(&keys::describe_plan(path, &plan)),
-            Ok(plan) => plan,
+    let (plan, bundle) = match &options.bundle {
+        Some(path) => match bundle_source(path) {
+            Ok((plan, _)) if options.check => return print(&keys::describe_plan(path, &plan)),
+            Ok((plan, source)) => (plan, Some(source)),
             Err(code) => return code,
         },
-        None => single_child_plan(&options),
+        None => (single_child_plan(&options), None),
     };
     let setup = ChildSetup {
         inherited_mask,
@@ -135,18 +133,33 @@ pub fn run(args: Vec<OsString>) -> u8 {
         // Descriptors bundle-init inherited are its own business, not every daemon's.
         close_inherited_on_exec();
     }
-    let bundle = options.bundle.as_ref().map(|path| BundleSource {
-        path: path.clone(),
-        selection: selection(),
-        base_descriptors,
-    });
     start(plan, options, bundle, setup, &blocked)
+}
+
+/// The bundle file's checked plan, and where a reload finds the file again; or the exit
+/// code, after one line that says why.
+fn bundle_source(path: &str) -> Result<(Plan, BundleSource), u8> {
+    // What is open before the bundle has anything: its need comes on top, now and at
+    // reload. (Read only in bundle mode: a single child's start-up never pays for it.)
+    let base_descriptors = sys::open_descriptors();
+    let selection = selection();
+    let plan = checked_bundle_plan(path, selection.as_deref(), base_descriptors)?;
+    let source = BundleSource {
+        path: path.to_string(),
+        selection,
+        base_descriptors,
+    };
+    Ok((plan, source))
 }
 
 /// The bundle file's plan, once it parsed and fits the descriptor limit; otherwise the
 /// exit code, after one line that says why.
-fn checked_bundle_plan(path: &str, base_descriptors: usize) -> Result<Plan, u8> {
-    let plan = bundle_plan(path, selection().as_deref()).map_err(|e| {
+fn checked_bundle_plan(
+    path: &str,
+    selection: Option<&str>,
+    base_descriptors: usize,
+) -> Result<Plan, u8> {
+    let plan = bundle_plan(path, selection).map_err(|e| {
         say(format_args!("{e}"));
         EXIT_USAGE
     })?;
