@@ -261,10 +261,13 @@ fn a_thousand_alternating_reloads_leave_memory_and_descriptors_where_they_were()
         fds_after, fds_before,
         "descriptor count changed over 1,000 reloads"
     );
-    assert!(
-        rss_after <= rss_before + 8,
-        "RSS grew from {rss_before} KiB to {rss_after} KiB over 1,000 reloads"
-    );
+    let why = "under qemu-user VmRSS is the emulator's, whose translation cache and heap grow on their own";
+    if !skip_when_emulated("RSS after 1,000 reloads", why) {
+        assert!(
+            rss_after <= rss_before + 8,
+            "RSS grew from {rss_before} KiB to {rss_after} KiB over 1,000 reloads"
+        );
+    }
 }
 
 /// The selection read at start applies to every reload: a daemon it leaves out is not
