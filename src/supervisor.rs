@@ -265,6 +265,10 @@ pub(crate) struct Daemon {
     /// A reload removed it: it is being stopped, and is forgotten once reaped. Nobody can
     /// name it any more (status, control, routes).
     removed: bool,
+    /// Added by a reload that also removed daemons still stopping: it starts once they are
+    /// gone, so a renamed daemon never runs beside its old self (a port, a lock file, the
+    /// descriptors its pipes free).
+    held: bool,
 }
 
 impl Daemon {
@@ -279,6 +283,7 @@ impl Daemon {
             ready: false,
             next_spec: None,
             removed: false,
+            held: false,
         }
     }
 
@@ -311,9 +316,11 @@ struct PendingReply {
     deadline: Time,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct AwaitedRestart {
     index: usize,
+    /// For the answer: a reload may renumber or remove the daemon before it is given.
+    name: String,
     restarts_before: u32,
     old_pid: Option<i32>,
     refused: Option<&'static str>,
@@ -627,6 +634,7 @@ impl Supervisor {
                 let level = self.lifecycle;
                 self.log(out, level, || line);
                 out.push_back(Action::Forget(index));
+                self.start_held(now, out);
                 self.end_if_every_daemon_is_down(now, out);
             }
             State::Stopping { .. } => {
@@ -929,6 +937,7 @@ impl Supervisor {
             };
             awaited.push(AwaitedRestart {
                 index,
+                name: self.daemons[index].spec.name.clone(),
                 restarts_before,
                 old_pid,
                 refused,
@@ -986,7 +995,7 @@ impl Supervisor {
         let mut body = String::new();
         let mut failed = false;
         for a in awaited {
-            let name = &self.daemons[a.index].spec.name;
+            let name = &a.name;
             let old = a.old_pid.map_or("-".to_string(), |p| p.to_string());
             match self.restart_finished(a) {
                 Some(Ok(new)) => body.push_str(&format!("{name} restarted: pid {old} -> {new}\n")),
@@ -1015,7 +1024,8 @@ impl Supervisor {
         let mut lines: Vec<String> = self
             .current()
             .map(|d| {
-                let state = d.state.word();
+                // Held by a reload until the daemons it removed have stopped.
+                let state = if d.held { "waiting" } else { d.state.word() };
                 let since = match d.state {
                     State::Running { since, .. } | State::Stopping { since, .. } => Some(since),
                     _ => None,
@@ -1089,6 +1099,9 @@ impl Supervisor {
                     State::Backoff { .. } => Some(format!(
                         "{name} is waiting to restart after it {}",
                         describe(d.last_exit)
+                    )),
+                    State::Down if d.held => Some(format!(
+                        "{name} waits for the daemons a reload removed to stop"
                     )),
                     State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
                     state => Some(format!("{name} is {}", state.word())),
@@ -1621,6 +1634,7 @@ impl Supervisor {
         let generation = self.generation;
         let reply = Reply::Ok(format!("reloaded (generation {generation}): {summary}\n"));
         self.reply_to(&request.clients, reply, out);
+        self.settle_replies(now, out);
         self.end_if_every_daemon_is_down(now, out);
         self.resume_waiting_reload(out);
     }
@@ -1727,6 +1741,10 @@ impl Supervisor {
             return self.stop(index, now, None, out);
         }
         if added {
+            if self.daemons.iter().any(|d| d.removed && d.is_live()) {
+                self.daemons[index].held = true;
+                return;
+            }
             return self.try_start(index, now, out);
         }
         if daemon.next_spec.is_none() {
@@ -1749,6 +1767,18 @@ impl Supervisor {
             // Between two processes (a reload waits for these): the next start takes the
             // new definition.
             State::Starting { .. } | State::Stopping { .. } => {}
+        }
+    }
+
+    /// Once no removed daemon is alive, the daemons a reload added start, in file order.
+    fn start_held(&mut self, now: Time, out: &mut Actions) {
+        if self.daemons.iter().any(|d| d.removed && d.is_live()) {
+            return;
+        }
+        for index in 0..self.daemons.len() {
+            if std::mem::take(&mut self.daemons[index].held) && !self.is_shutting_down() {
+                self.try_start(index, now, out);
+            }
         }
     }
 
@@ -2971,9 +3001,11 @@ mod tests {
         // supervise (102) stays, last, until it is reaped.
         assert_eq!(renumberings(&out), [vec![Some(0), Some(1), None, Some(2)]]);
         assert_eq!(signals(&out), [(102, TERM)]);
-        assert_eq!(spawns(&out), [2]);
+        // metrics waits until supervise has stopped: a renamed daemon never runs beside
+        // its old self.
+        assert_eq!(spawns(&out), []);
+        assert!(sup.status_lines(secs(10.0), false)[2].starts_with("metrics          waiting"));
         let mut out = Actions::new();
-        sup.on_spawned(2, Ok(300), secs(10.0), &mut out);
         sup.on_control(
             4,
             ControlRequest::Restart(vec!["supervise".into()]),
@@ -2986,7 +3018,13 @@ mod tests {
         out.clear();
         sup.on_exit(102, ExitStatus::Signal(15), secs(10.2), &mut out);
         assert!(logs(&out).contains("supervise was killed by SIGTERM (pid 102): removed"));
-        assert!(out.contains(&Action::Forget(3)), "{out:?}");
+        let forget = out.iter().position(|a| *a == Action::Forget(3));
+        let spawn = out.iter().position(|a| *a == Action::Spawn(2));
+        assert!(
+            forget.is_some() && forget < spawn,
+            "the old pipes close first: {out:?}"
+        );
+        sup.on_spawned(2, Ok(300), secs(10.2), &mut out);
         assert_eq!(names(&sup), ["egress", "pipelock", "metrics"]);
         assert_eq!(exit_code(&out), None);
         // A removed daemon that needed SIGKILL does not count toward the exit code either.
@@ -3371,34 +3409,6 @@ mod tests {
         assert!(sup.waiting_reload.is_none());
     }
 
-    /// A client waiting for a restart when a later reload removes that daemon is answered,
-    /// and nothing looks up a daemon by its old number.
-    #[test]
-    fn a_pending_restart_reply_survives_a_reload_that_removes_its_daemon() {
-        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
-        let mut out = Actions::new();
-        sup.on_control(
-            5,
-            ControlRequest::Restart(vec!["supervise".into()]),
-            secs(1.0),
-            &mut out,
-        );
-        // As if the reload had been applied while the restart was under way.
-        sup.apply_reload(
-            edited(|p| p.daemons.truncate(2)),
-            &crate::reload::diff(&[], &[]),
-            secs(1.1),
-            &mut out,
-        );
-        sup.on_tick(secs(30.0), &mut out);
-        let answers = replies(&out);
-        assert_eq!(answers.len(), 1, "{out:?}");
-        assert!(
-            matches!(&answers[0].1, Reply::Err { body, .. } if body.contains("removed by a reload")),
-            "{answers:?}"
-        );
-    }
-
     #[test]
     fn when_a_removal_leaves_no_daemon_running_the_bundle_ends() {
         let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
@@ -3467,5 +3477,64 @@ mod tests {
         reload(&mut sup, Ok(plan), 1.0);
         assert_eq!(names(&sup), ["first", "db", "app"]);
         assert_eq!(sup.daemons()[2].after, [1]);
+    }
+
+    /// An action queued before the reload was applied (a probe to stop, for a daemon that
+    /// died in the same loop iteration) is carried out on the right daemon: the renumbering
+    /// comes first and the action carries the new number.
+    #[test]
+    fn actions_queued_behind_the_file_read_get_the_new_numbers() {
+        let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
+        sup.routes.set(HUP, Route::Reload);
+        out.clear();
+        sup.on_signal(HUP, secs(1.0), &mut out);
+        sup.on_exit(100, ExitStatus::Code(1), secs(1.0), &mut out);
+        assert!(out.contains(&Action::StopProbe(0)), "{out:?}");
+        let mut plan = ordered_plan(true, ExitPolicy::KeepRunning);
+        plan.daemons
+            .insert(0, daemon("first", ExitPolicy::KeepRunning));
+        let done = drive(&mut sup, &mut out, &plan, 1.0);
+        let renumber = done.iter().position(|a| matches!(a, Action::Renumber(_)));
+        let stop_probe = done.iter().position(|a| *a == Action::StopProbe(1));
+        assert!(renumber.is_some() && renumber < stop_probe, "{done:?}");
+        assert!(!done.contains(&Action::StopProbe(0)), "{done:?}");
+    }
+
+    /// A client waiting for a restart gets its answer about its own daemon after a reload
+    /// moved that daemon, and after one removed it.
+    #[test]
+    fn a_restart_reply_names_its_daemon_after_a_reload_moved_or_removed_it() {
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            5,
+            ControlRequest::Restart(vec!["supervise".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        let mut moved = seed_plan(ExitPolicy::KeepRunning);
+        moved.daemons.swap(0, 2);
+        sup.apply_reload(moved, &[], secs(1.1), &mut out);
+        sup.on_exit(102, ExitStatus::Signal(15), secs(1.2), &mut out);
+        sup.on_spawned(0, Ok(300), secs(1.2), &mut out);
+        assert_eq!(
+            replies(&out),
+            [(5, Reply::Ok("supervise restarted: pid 102 -> 300\n".into()))]
+        );
+        let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+        let mut out = Actions::new();
+        sup.on_control(
+            6,
+            ControlRequest::Restart(vec!["supervise".into()]),
+            secs(1.0),
+            &mut out,
+        );
+        sup.apply_reload(edited(|p| p.daemons.truncate(2)), &[], secs(1.1), &mut out);
+        sup.settle_replies(secs(1.1), &mut out);
+        let answers = replies(&out);
+        assert!(
+            matches!(&answers[..], [(6, Reply::Err { body, .. })] if body == "supervise not restarted: removed by a reload (was pid 102)\n"),
+            "{answers:?}"
+        );
     }
 }

@@ -399,3 +399,31 @@ fn prefix_output_follows_each_reload_and_reordered_daemons_keep_their_names() {
         l.starts_with("[b] b ") && l.ends_with("got SIGUSR2")
     });
 }
+
+/// A renamed daemon (one removed, one added) that keeps its port: the new one starts only
+/// once the old one has stopped, so the port is free for it.
+#[test]
+fn a_renamed_daemon_starts_once_its_old_self_has_stopped() {
+    let dir = TempDir::new("reload-rename");
+    let bundle = dir.write(
+        "b.bundle",
+        "[web]\nrun = bundle-testd --name web --listen 127.0.0.1:28555 --ignore TERM\ngrace = 1s\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "web", 1);
+    dir.write(
+        "b.bundle",
+        "[www]\nrun = bundle-testd --name www --listen 127.0.0.1:28555\n",
+    );
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "reloaded (generation 2): www added, web removed\n");
+    let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
+    assert!(status.starts_with("www              waiting"), "{status}");
+    wait_started(&init, "www", 1);
+    let removed = init.stderr.wait_for_text("web was killed by SIGKILL");
+    let lines = init.stderr.all();
+    let at = |text: &str| lines.iter().position(|l| l.contains(text)).unwrap();
+    assert!(at(&removed) < at("www started: pid"), "{lines:?}");
+    assert!(!init.stdout.text().contains("Address already in use"));
+}
