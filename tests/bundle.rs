@@ -6,28 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn seed_bundle() -> String {
     format!("{}/tests/bundles/seed.bundle", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Pid of each daemon from its `[name] name PID started` lines (the latest one wins).
-fn daemon_pids(lines: &Lines) -> HashMap<String, i32> {
-    let mut pids = HashMap::new();
-    for line in lines.all() {
-        if let Some(rest) = line.strip_prefix('[')
-            && line.ends_with(" started")
-        {
-            let name = rest.split(']').next().unwrap().to_string();
-            pids.insert(name, started_pid(&line));
-        }
-    }
-    pids
 }
 
 fn wait_started(init: &Init, names: &[&str]) -> HashMap<String, i32> {
@@ -61,15 +45,8 @@ fn seed_usr1_restarts_pipelock_only_and_a_held_connection_survives() {
         .start();
     let before = wait_started(&init, &SEED);
 
-    let stream = TcpStream::connect("127.0.0.1:18090").expect("supervise listens");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |text: &str| -> String {
-        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
-        let mut reply = String::new();
-        reader.read_line(&mut reply).unwrap();
-        reply
-    };
+    let mut supervise = common::HeldConnection::open("127.0.0.1:18090");
+    let mut ask = |text: &str| supervise.ask(text);
     assert_eq!(
         ask("hello"),
         format!("supervise {}: hello\n", before["supervise"])

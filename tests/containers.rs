@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::engine::{arch, demo, dist, engine_ready, podman, run_flags};
-use common::{Lines, PATIENCE, TempDir, zombie_children};
+use common::{Lines, TempDir, zombie_children};
 
 /// The seed bundle publishes fixed ports: its tests take turns.
 static SEED_PORTS: Mutex<()> = Mutex::new(());
@@ -103,14 +102,7 @@ impl Container {
 
     /// `[name] name PID started` lines, latest pid per daemon.
     fn pids(&self) -> std::collections::HashMap<String, i32> {
-        let mut pids = std::collections::HashMap::new();
-        for line in self.stdout.all() {
-            if line.ends_with(" started") && line.starts_with('[') {
-                let name = line[1..].split(']').next().unwrap().to_string();
-                pids.insert(name, common::started_pid(&line));
-            }
-        }
-        pids
+        common::daemon_pids(&self.stdout)
     }
 
     fn wait_started(&self, names: &[&str]) {
@@ -156,15 +148,8 @@ fn seed_usr1_restarts_pipelock_and_a_connection_from_outside_survives() {
     let c = Container::run(&["-p", "127.0.0.1:28090:18090"], demo(), &[]);
     c.wait_started(&SEED);
     let before = c.pids();
-    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise is published");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |text: &str| {
-        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
-        let mut reply = String::new();
-        reader.read_line(&mut reply).unwrap();
-        reply
-    };
+    let mut supervise = common::HeldConnection::open("127.0.0.1:28090");
+    let mut ask = |text: &str| supervise.ask(text);
     assert_eq!(
         ask("one"),
         format!("supervise {}: one\n", before["supervise"])
@@ -738,15 +723,8 @@ fn an_edited_bundle_file_is_reloaded_in_a_container_touching_only_what_changed()
     );
     c.wait_started(&SEED);
     let before = c.pids();
-    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise is published");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |text: &str| {
-        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
-        let mut reply = String::new();
-        reader.read_line(&mut reply).unwrap();
-        reply
-    };
+    let mut supervise = common::HeldConnection::open("127.0.0.1:28090");
+    let mut ask = |text: &str| supervise.ask(text);
     assert_eq!(
         ask("one"),
         format!("supervise {}: one\n", before["supervise"])

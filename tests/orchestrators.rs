@@ -117,14 +117,7 @@ impl Logs {
 
     /// The latest pid each daemon announced.
     fn pids(&self) -> HashMap<String, i32> {
-        let mut pids = HashMap::new();
-        for line in self.stdout.all() {
-            if line.starts_with('[') && line.ends_with(" started") {
-                let name = line[1..].split(']').next().unwrap().to_string();
-                pids.insert(name, started_pid(&line));
-            }
-        }
-        pids
+        common::daemon_pids(&self.stdout)
     }
 
     /// `podman exec` of a program in this container: (exit code, stdout, stderr).

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -25,22 +22,6 @@ fn seed(pipelock_flags: &str) -> String {
 }
 
 const SEED: [&str; 4] = ["egress", "pipelock", "git-gate", "supervise"];
-
-/// The latest pid of each daemon, from its `[name] name PID started` lines.
-fn pids(lines: &Lines) -> HashMap<String, i32> {
-    let mut pids = HashMap::new();
-    for line in lines.all() {
-        if let Some(rest) = line.strip_prefix('[')
-            && line.ends_with(" started")
-        {
-            pids.insert(
-                rest.split(']').next().unwrap().to_string(),
-                started_pid(&line),
-            );
-        }
-    }
-    pids
-}
 
 fn wait_started(init: &Init, name: &str, count: usize) {
     init.stdout
@@ -71,16 +52,9 @@ fn a_changed_run_line_restarts_only_that_daemon_and_a_held_connection_survives()
     for name in SEED {
         wait_started(&init, name, 1);
     }
-    let before = pids(&init.stdout);
-    let stream = TcpStream::connect("127.0.0.1:28090").expect("supervise listens");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |text: &str| {
-        (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
-        let mut reply = String::new();
-        reader.read_line(&mut reply).unwrap();
-        reply
-    };
+    let before = daemon_pids(&init.stdout);
+    let mut supervise = common::HeldConnection::open("127.0.0.1:28090");
+    let mut ask = |text: &str| supervise.ask(text);
     assert_eq!(
         ask("hello"),
         format!("supervise {}: hello\n", before["supervise"])
@@ -94,7 +68,7 @@ fn a_changed_run_line_restarts_only_that_daemon_and_a_held_connection_survives()
         .stderr
         .wait_for_text("pipelock restarted (reload): pid ");
     wait_started(&init, "pipelock", 2);
-    let after = pids(&init.stdout);
+    let after = daemon_pids(&init.stdout);
     assert_ne!(after["pipelock"], before["pipelock"]);
     assert!(
         restarted.contains(&format!(

@@ -835,3 +835,45 @@ pub fn open_file_limit(soft: u64, hard: u64) -> impl FnMut() -> std::io::Result<
         Ok(())
     }
 }
+
+/// Pid of each daemon from its `[name] name PID started` lines (the latest one wins).
+pub fn daemon_pids(lines: &Lines) -> std::collections::HashMap<String, i32> {
+    let mut pids = std::collections::HashMap::new();
+    for line in lines.all() {
+        if let Some(rest) = line.strip_prefix('[')
+            && line.ends_with(" started")
+        {
+            let name = rest.split(']').next().unwrap().to_string();
+            pids.insert(name, started_pid(&line));
+        }
+    }
+    pids
+}
+
+/// A TCP connection held open to a `bundle-testd --listen` daemon, which answers each line
+/// with `NAME PID: line`: the client whose connection a restart must not drop.
+pub struct HeldConnection {
+    stream: std::net::TcpStream,
+    reader: BufReader<std::net::TcpStream>,
+}
+
+impl HeldConnection {
+    pub fn open(addr: &str) -> HeldConnection {
+        let stream = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("nothing listens on {addr}: {e}"));
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        HeldConnection { stream, reader }
+    }
+
+    /// Sends one line and returns the answer.
+    pub fn ask(&mut self, text: &str) -> String {
+        use std::io::Write;
+        (&self.stream)
+            .write_all(format!("{text}\n").as_bytes())
+            .unwrap();
+        let mut reply = String::new();
+        self.reader.read_line(&mut reply).unwrap();
+        reply
+    }
+}
