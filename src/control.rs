@@ -26,7 +26,8 @@ use std::time::Duration;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::signal::parse_signal;
-use crate::supervisor::{ClientId, ControlRequest, Reply, Time};
+use crate::supervisor::{ClientId, ControlRequest, Reply};
+use crate::time::Time;
 
 /// A request longer than this is refused.
 pub(crate) const MAX_REQUEST: usize = 512;

@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
-use crate::supervisor::human;
+use crate::time::human;
 use crate::sys::libc_sig;
 
 /// One key of a `[daemon]` section.

@@ -20,6 +20,7 @@ mod runtime;
 pub mod signal;
 mod spawn;
 mod supervisor;
+mod time;
 pub mod sys;
 
 use std::ffi::OsString;

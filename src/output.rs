@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::supervisor::Time;
+use crate::time::Time;
 
 /// The kernel's atomic pipe write size on Linux.
 pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;

@@ -13,7 +13,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
 
 use crate::plan::ReadyCheck;
-use crate::supervisor::Time;
+use crate::time::Time;
 
 /// How often a failed connect or a missing file is tried again.
 pub(crate) const RETRY: Duration = Duration::from_millis(100);

@@ -14,7 +14,8 @@ use rustix::process::{WaitOptions, WaitStatus};
 use crate::output::{LineSplitter, Sink};
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
-use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor, Time};
+use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor};
+use crate::time::{Time, now};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig};
 
 /// How long bundle-init keeps trying to write queued output after deciding to exit.
@@ -90,15 +91,6 @@ pub(crate) struct Runtime {
     probes: crate::ready::Probes,
 }
 
-pub(crate) fn now() -> Time {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    // Nanoseconds since boot fit a u64 for 584 years; from_nanos has no panic path.
-    Duration::from_nanos(
-        (ts.tv_sec as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(ts.tv_nsec as u64),
-    )
-}
 
 impl Runtime {
     pub(crate) fn new(

@@ -22,8 +22,8 @@ fn after_indices(spec: &DaemonSpec, names: &[&str]) -> Vec<usize> {
         .collect()
 }
 
-/// A reading of the monotonic clock.
-pub(crate) type Time = Duration;
+pub(crate) use crate::time::Time;
+use crate::time::human;
 
 /// How a child ended, as `wait` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1842,17 +1842,6 @@ fn stopped_code(status: ExitStatus, stop_signal: Sig) -> u8 {
     }
 }
 
-/// `1.5s`, `250ms`, `2m`: for log lines.
-pub(crate) fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}.{:03}s", ms / 1000, ms % 1000)
-    }
-}
 
 #[cfg(test)]
 mod tests {
