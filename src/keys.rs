@@ -14,8 +14,8 @@ use crate::config::{
 };
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
-use crate::time::human;
 use crate::sys::libc_sig;
+use crate::time::human;
 
 /// One key of a `[daemon]` section.
 pub(crate) struct DaemonKey {

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 mod control;
+mod id;
 pub mod keys;
 mod output;
 pub mod plan;
@@ -20,8 +21,8 @@ mod runtime;
 pub mod signal;
 mod spawn;
 mod supervisor;
-mod time;
 pub mod sys;
+mod time;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -235,11 +236,11 @@ fn start(
         setup,
         pid1,
         bundle,
+        verbosity: options.verbosity,
+        warn_orphans: options.warn_orphans,
     };
     let plan_is_bundle = !plan.single_child;
-    let mut supervisor = Supervisor::new(plan);
-    supervisor.set_verbosity(options.verbosity);
-    supervisor.set_orphan_warnings(options.warn_orphans);
+    let supervisor = Supervisor::new(plan);
     // Bundle mode serves the control socket; a second bundle-init in the same namespaces
     // (or a socket already taken) only loses that, with a warning.
     let control = if plan_is_bundle {

@@ -123,32 +123,51 @@ impl DaemonSpec {
     }
 }
 
-/// What a signal sent to bundle-init does.
+/// What a signal sent to bundle-init does. `T` names a daemon: its position in the plan
+/// as parsed, and the supervisor's `DaemonId` once it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
+pub(crate) enum Route<T = usize> {
     /// Stop every daemon and exit.
     Shutdown,
     /// Drop it.
     Ignore,
     /// Send it to every running daemon.
     ForwardAll,
-    /// Send it to these daemons (indices into `Plan::daemons`).
-    Forward(Vec<usize>),
+    /// Send it to these daemons.
+    Forward(Vec<T>),
     /// Send this other signal instead, to these daemons (`forward NAME as SIGNAL`, and
     /// single-child mode's `--rewrite`).
-    ForwardAs(Vec<usize>, Sig),
+    ForwardAs(Vec<T>, Sig),
     /// Restart these daemons in place; the signal itself is never passed on.
-    Restart(Vec<usize>),
+    Restart(Vec<T>),
     /// Write every daemon's status to the log.
     Status,
     /// Read the bundle file again and apply what changed.
     Reload,
 }
 
+impl<T> Route<T> {
+    /// The same route, naming its daemons another way; a daemon `name` cannot name is
+    /// left out.
+    pub(crate) fn map<U>(&self, name: impl Fn(&T) -> Option<U>) -> Route<U> {
+        let names = |targets: &[T]| targets.iter().filter_map(&name).collect();
+        match self {
+            Route::Shutdown => Route::Shutdown,
+            Route::Ignore => Route::Ignore,
+            Route::ForwardAll => Route::ForwardAll,
+            Route::Forward(t) => Route::Forward(names(t)),
+            Route::ForwardAs(t, to) => Route::ForwardAs(names(t), *to),
+            Route::Restart(t) => Route::Restart(names(t)),
+            Route::Status => Route::Status,
+            Route::Reload => Route::Reload,
+        }
+    }
+}
+
 /// A route per signal number (index 0 unused).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Routes {
-    table: Vec<Route>,
+pub(crate) struct Routes<T = usize> {
+    table: Vec<Route<T>>,
 }
 
 impl Routes {
@@ -178,15 +197,33 @@ impl Routes {
             && !crate::sys::FAULT_SIGNALS.contains(&sig.0)
             && !crate::sys::reserved_by_libc(sig.0)
     }
+}
 
-    pub(crate) fn set(&mut self, sig: Sig, route: Route) {
+impl<T> Routes<T> {
+    pub(crate) fn set(&mut self, sig: Sig, route: Route<T>) {
         if let Some(slot) = self.table.get_mut(sig.0 as usize) {
             *slot = route;
         }
     }
 
+    /// The route for `sig`; None for a number past the last signal.
+    pub(crate) fn route(&self, sig: Sig) -> Option<&Route<T>> {
+        self.table.get(sig.0 as usize)
+    }
+
+    /// Every route, naming its daemons another way (see `Route::map`).
+    pub(crate) fn map<U>(&self, name: impl Fn(&T) -> Option<U>) -> Routes<U> {
+        Routes {
+            table: self.table.iter().map(|r| r.map(&name)).collect(),
+        }
+    }
+}
+
+impl Routes {
+    #[cfg(test)]
     pub(crate) fn get(&self, sig: Sig) -> &Route {
-        self.table.get(sig.0 as usize).unwrap_or(&Route::Ignore)
+        const IGNORE: &Route = &Route::Ignore;
+        self.route(sig).unwrap_or(IGNORE)
     }
 
     /// Routes that differ from `base`, for printing a plan.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
 
+use crate::id::{DaemonId, IdMap};
 use crate::plan::ReadyCheck;
 use crate::time::Time;
 
@@ -28,17 +29,24 @@ struct Probe {
 
 #[derive(Clone, Copy)]
 pub(crate) enum Interest {
-    Connect(usize),
-    Notify(usize),
+    Connect(DaemonId),
+    Notify(DaemonId),
 }
 
+/// One daemon's check, and what runs it.
+#[derive(Default)]
+struct Entry {
+    check: Option<ReadyCheck>,
+    probe: Option<Probe>,
+    /// The read end of the notification pipe made for the latest spawn, waiting for that
+    /// process's probe to start.
+    pending_notify: Option<OwnedFd>,
+}
+
+/// The probes of the daemons that have a check, by daemon id.
+#[derive(Default)]
 pub(crate) struct Probes {
-    /// Each daemon's check, from its spec.
-    checks: Vec<Option<ReadyCheck>>,
-    probes: Vec<Option<Probe>>,
-    /// The read end of the notification pipe made for the latest spawn of a daemon,
-    /// waiting for that process's probe to start.
-    pending_notify: Vec<Option<OwnedFd>>,
+    daemons: IdMap<Entry>,
 }
 
 /// A notification pipe for one spawn: the child gets `write` as descriptor `target`.
@@ -59,83 +67,70 @@ pub(crate) fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
 }
 
 impl Probes {
-    pub(crate) fn new(checks: Vec<Option<ReadyCheck>>) -> Probes {
-        let daemons = checks.len();
-        Probes {
-            checks,
-            probes: (0..daemons).map(|_| None).collect(),
-            pending_notify: (0..daemons).map(|_| None).collect(),
+    /// Daemon `id` is about to start with this check (a reload may have changed it).
+    pub(crate) fn set_check(&mut self, id: DaemonId, check: Option<ReadyCheck>) {
+        match (self.daemons.get_mut(id), check) {
+            (Some(entry), check) => entry.check = check,
+            (None, None) => {}
+            (None, Some(check)) => self.daemons.insert(
+                id,
+                Entry {
+                    check: Some(check),
+                    ..Entry::default()
+                },
+            ),
         }
     }
 
-    /// After a reload renumbered the daemons: daemon `i` is what `mapping[i]` was (its
-    /// probe, if one runs, carries on); a new daemon has none yet.
-    pub(crate) fn renumber(&mut self, mapping: &[Option<usize>]) {
-        fn moved<T>(list: &mut [Option<T>], mapping: &[Option<usize>]) -> Vec<Option<T>> {
-            mapping
-                .iter()
-                .map(|m| m.and_then(|old| list.get_mut(old).and_then(Option::take)))
-                .collect()
-        }
-        self.checks = moved(&mut self.checks, mapping);
-        self.probes = moved(&mut self.probes, mapping);
-        self.pending_notify = moved(&mut self.pending_notify, mapping);
+    /// A daemon a reload removed is gone: whatever its check held is closed.
+    pub(crate) fn forget(&mut self, id: DaemonId) {
+        self.daemons.remove(id);
     }
 
-    /// Daemon `index` is about to start with this check (a reload may have changed it).
-    pub(crate) fn set_check(&mut self, index: usize, check: Option<ReadyCheck>) {
-        if let Some(slot) = self.checks.get_mut(index) {
-            *slot = check;
-        }
-    }
-
-    /// Before spawning daemon `index`: the pipe its notify check reads, if it has one. A
+    /// Before spawning daemon `id`: the pipe its notify check reads, if it has one. A
     /// fresh pipe per start, so a new process never inherits an old one's notification.
-    pub(crate) fn notify_pipe(&mut self, index: usize) -> Option<NotifyPipe> {
-        let Some(Some(ReadyCheck::Notify(target))) = self.checks.get(index) else {
+    pub(crate) fn notify_pipe(&mut self, id: DaemonId) -> Option<NotifyPipe> {
+        let entry = self.daemons.get_mut(id)?;
+        let Some(ReadyCheck::Notify(target)) = entry.check else {
             return None;
         };
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ok()?;
-        self.pending_notify[index] = Some(read);
-        Some(NotifyPipe {
-            write,
-            target: *target,
-        })
+        entry.pending_notify = Some(read);
+        Some(NotifyPipe { write, target })
     }
 
-    /// Starts daemon `index`'s check; the first attempt runs at the next `run_due`.
-    pub(crate) fn start(&mut self, index: usize, now: Time) {
-        let Some(slot) = self.probes.get_mut(index) else {
+    /// Starts daemon `id`'s check; the first attempt runs at the next `run_due`.
+    pub(crate) fn start(&mut self, id: DaemonId, now: Time) {
+        let Some(entry) = self.daemons.get_mut(id) else {
             return;
         };
-        *slot = Some(Probe {
+        entry.probe = Some(Probe {
             next_at: now,
             connecting: None,
-            notify: self.pending_notify[index].take(),
+            notify: entry.pending_notify.take(),
         });
     }
 
-    /// Stops daemon `index`'s check and closes whatever it held.
-    pub(crate) fn stop(&mut self, index: usize) {
-        if let Some(slot) = self.probes.get_mut(index) {
-            *slot = None;
+    /// Stops daemon `id`'s check and closes whatever it held.
+    pub(crate) fn stop(&mut self, id: DaemonId) {
+        if let Some(entry) = self.daemons.get_mut(id) {
+            entry.probe = None;
         }
     }
 
     /// Runs the probes that are due; returns the daemons found ready (their probes stop).
-    pub(crate) fn run_due(&mut self, now: Time) -> Vec<usize> {
+    pub(crate) fn run_due(&mut self, now: Time) -> Vec<DaemonId> {
         let mut ready = Vec::new();
-        for index in 0..self.probes.len() {
-            let (Some(probe), Some(check)) = (self.probes[index].as_mut(), &self.checks[index])
-            else {
+        for (id, entry) in self.daemons.iter_mut() {
+            let (Some(probe), Some(check)) = (entry.probe.as_mut(), &entry.check) else {
                 continue;
             };
             if probe.connecting.is_some() || now < probe.next_at {
                 continue;
             }
             if attempt(probe, check) {
-                self.probes[index] = None;
-                ready.push(index);
+                entry.probe = None;
+                ready.push(id);
             } else if probe.connecting.is_none() && probe.next_at != Time::MAX {
                 probe.next_at = now + RETRY;
             }
@@ -145,41 +140,41 @@ impl Probes {
 
     /// Descriptors to poll: connects under way (for writability) and notification pipes.
     pub(crate) fn interests(&self) -> impl Iterator<Item = (RawFd, i16, Interest)> + '_ {
-        self.probes.iter().enumerate().flat_map(|(index, probe)| {
-            let probe = probe.as_ref();
-            let connect = probe.and_then(|p| p.connecting.as_ref()).map(|fd| {
-                (
-                    fd.as_raw_fd(),
-                    crate::sys::POLLOUT,
-                    Interest::Connect(index),
-                )
-            });
+        self.daemons.iter().flat_map(|(id, entry)| {
+            let probe = entry.probe.as_ref();
+            let connect = probe
+                .and_then(|p| p.connecting.as_ref())
+                .map(|fd| (fd.as_raw_fd(), crate::sys::POLLOUT, Interest::Connect(id)));
             let notify = probe
                 .and_then(|p| p.notify.as_ref())
-                .map(|fd| (fd.as_raw_fd(), crate::sys::POLLIN, Interest::Notify(index)));
+                .map(|fd| (fd.as_raw_fd(), crate::sys::POLLIN, Interest::Notify(id)));
             connect.into_iter().chain(notify)
         })
     }
 
     /// A polled descriptor is ready; returns the daemon if it became ready (its probe
     /// stops).
-    pub(crate) fn event(&mut self, interest: Interest, now: Time) -> Option<usize> {
+    pub(crate) fn event(&mut self, interest: Interest, now: Time) -> Option<DaemonId> {
         let ready = self.observe(interest, now)?;
-        self.probes[ready] = None;
+        self.stop(ready);
         Some(ready)
     }
 
-    fn observe(&mut self, interest: Interest, now: Time) -> Option<usize> {
+    fn probe_mut(&mut self, id: DaemonId) -> Option<&mut Probe> {
+        self.daemons.get_mut(id)?.probe.as_mut()
+    }
+
+    fn observe(&mut self, interest: Interest, now: Time) -> Option<DaemonId> {
         match interest {
-            Interest::Connect(index) => {
-                let probe = self.probes.get_mut(index)?.as_mut()?;
+            Interest::Connect(id) => {
+                let probe = self.probe_mut(id)?;
                 let fd = probe.connecting.take()?;
                 let connected = matches!(rustix::net::sockopt::socket_error(&fd), Ok(Ok(())));
                 probe.next_at = now + RETRY;
-                connected.then_some(index)
+                connected.then_some(id)
             }
-            Interest::Notify(index) => {
-                let probe = self.probes.get_mut(index)?.as_mut()?;
+            Interest::Notify(id) => {
+                let probe = self.probe_mut(id)?;
                 let fd = probe.notify.as_ref()?;
                 let mut buf = [0u8; 64];
                 match rustix::io::read(fd, &mut buf) {
@@ -187,7 +182,7 @@ impl Probes {
                         probe.notify = None; // closed without a newline: never ready
                         None
                     }
-                    Ok(n) => buf[..n].contains(&b'\n').then_some(index),
+                    Ok(n) => buf[..n].contains(&b'\n').then_some(id),
                 }
             }
         }
@@ -195,9 +190,9 @@ impl Probes {
 
     /// The next time a probe wants to run again.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        self.probes
+        self.daemons
             .iter()
-            .flatten()
+            .filter_map(|(_, entry)| entry.probe.as_ref())
             .filter(|p| p.connecting.is_none() && p.next_at != Time::MAX)
             .map(|p| p.next_at)
             .min()

@@ -8,15 +8,20 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::io::Errno;
-use rustix::pipe::PipeFlags;
 use rustix::process::{WaitOptions, WaitStatus};
 
-use crate::output::{LineSplitter, Sink};
+use crate::id::DaemonId;
+use crate::output::Sink;
+use pipes::OutputPipes;
+
+mod pipes;
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
-use crate::supervisor::{Action, Actions, ExitStatus, Level, Supervisor};
-use crate::time::{Time, now};
+use crate::supervisor::{
+    Action, Effects, Event, ExitStatus, Level, ReadError, SpawnFailure, Supervisor,
+};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGINFO_SIZE, SignalInfo, libc_sig};
+use crate::time::{Time, now};
 
 /// How long bundle-init keeps trying to write queued output after deciding to exit.
 const FINAL_FLUSH: Duration = Duration::from_millis(500);
@@ -28,46 +33,16 @@ pub(crate) struct Settings {
     pub(crate) pid1: bool,
     /// Bundle mode: the file a reload reads, and the selection read at start.
     pub(crate) bundle: Option<crate::BundleSource>,
-}
-
-/// One daemon output stream: a pipe kept for bundle-init's whole life, so restarts reuse
-/// it and the descriptor count never grows.
-struct Stream {
-    read: OwnedFd,
-    write: OwnedFd,
-    splitter: LineSplitter,
-    sink: usize,
-}
-
-struct DaemonPipes {
-    prefix: Vec<u8>,
-    streams: [Stream; 2],
-}
-
-impl DaemonPipes {
-    /// A stdout and a stderr pipe for daemon `name`, read into `sinks`.
-    fn new(name: &str, sinks: [usize; 2]) -> io::Result<DaemonPipes> {
-        let stream = |sink| -> io::Result<Stream> {
-            let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-            rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
-            Ok(Stream {
-                read,
-                write,
-                splitter: LineSplitter::default(),
-                sink,
-            })
-        };
-        Ok(DaemonPipes {
-            prefix: format!("[{name}] ").into_bytes(),
-            streams: [stream(sinks[0])?, stream(sinks[1])?],
-        })
-    }
+    /// `-v` flags on top of the default (1: notices).
+    pub(crate) verbosity: u8,
+    /// `-w`: reaped orphans are logged at the default level rather than as debug.
+    pub(crate) warn_orphans: bool,
 }
 
 #[derive(Clone, Copy)]
 enum Source {
     Signals,
-    Pipe { daemon: usize, stream: usize },
+    Pipe { daemon: DaemonId, stream: usize },
     Sink(usize),
     Control(crate::control::Interest),
     Ready(crate::ready::Interest),
@@ -80,17 +55,15 @@ pub(crate) struct Runtime {
     my_pid: i32,
     /// Leftovers that got SIGTERM already (-1: everyone, as PID 1).
     termed: Vec<i32>,
-    pipes: Vec<Option<DaemonPipes>>,
+    pipes: OutputPipes,
     sinks: Vec<Sink>,
     /// Index into `sinks` for stderr (0, stdout's, when both are one file).
     err_sink: usize,
     poll_fds: Vec<PollFd>,
     poll_sources: Vec<Source>,
-    read_buf: Vec<u8>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
 }
-
 
 impl Runtime {
     pub(crate) fn new(
@@ -106,20 +79,14 @@ impl Runtime {
             sinks.push(Sink::new(2));
         }
         let (out_sink, err_sink) = (0, sinks.len() - 1);
-        let mut pipes = Vec::new();
+        let mut pipes = OutputPipes::default();
+        let mut probes = crate::ready::Probes::default();
         for daemon in sup.daemons() {
-            pipes.push(if daemon.spec.prefix_output {
-                Some(DaemonPipes::new(&daemon.spec.name, [out_sink, err_sink])?)
-            } else {
-                None
-            });
+            if daemon.spec.prefix_output {
+                pipes.add(daemon.id, &daemon.spec.name, [out_sink, err_sink])?;
+            }
+            probes.set_check(daemon.id, daemon.spec.ready.clone());
         }
-        let checks = sup.daemons().iter().map(|d| d.spec.ready.clone()).collect();
-        let read_buf = if pipes.iter().any(Option::is_some) {
-            vec![0; 32 * 1024]
-        } else {
-            Vec::new()
-        };
         Ok(Runtime {
             sup,
             signals,
@@ -131,16 +98,20 @@ impl Runtime {
             err_sink,
             poll_fds: Vec::new(),
             poll_sources: Vec::new(),
-            read_buf,
             control,
-            probes: crate::ready::Probes::new(checks),
+            probes,
         })
     }
 
     /// Runs until the supervisor says exit; returns the exit code.
     pub(crate) fn run(mut self) -> u8 {
-        let mut actions = Actions::new();
-        self.sup.start(now(), &mut actions);
+        let single_child = self.settings.bundle.is_none();
+        let mut actions = Effects::new(
+            self.settings.verbosity,
+            single_child,
+            self.settings.warn_orphans,
+        );
+        self.sup.handle(Event::Start, now(), &mut actions);
         loop {
             if let Some(code) = self.execute(&mut actions) {
                 return self.exit(code);
@@ -156,15 +127,15 @@ impl Runtime {
         }
     }
 
-    fn run_due_probes(&mut self, actions: &mut Actions) {
+    fn run_due_probes(&mut self, actions: &mut Effects) {
         let now = now();
-        for index in self.probes.run_due(now) {
-            self.sup.on_ready(index, now, actions);
+        for id in self.probes.run_due(now) {
+            self.sup.handle(Event::Ready(id), now, actions);
         }
     }
 
     /// Polls until something happens or the nearest deadline comes.
-    fn wait_for_events(&mut self, actions: &mut Actions) {
+    fn wait_for_events(&mut self, actions: &mut Effects) {
         let shed_at = self
             .sinks
             .iter()
@@ -194,12 +165,17 @@ impl Runtime {
             // system call per event instead of two (the usual case for a single child).
             self.poll_fds[0].revents = POLLIN;
         } else if let Err(e) = sys::wait_for(&mut self.poll_fds, timeout) {
-            self.sup.on_driver_error("poll", &e.to_string(), actions);
+            let error = e.to_string();
+            let failed = Event::DriverFailed {
+                what: "poll",
+                error,
+            };
+            self.sup.handle(failed, now(), actions);
         }
     }
 
     /// Turns what poll reported into supervisor events, then lets time pass.
-    fn dispatch(&mut self, actions: &mut Actions) {
+    fn dispatch(&mut self, actions: &mut Effects) {
         let mut reap = false;
         let mut control_ready = Vec::new();
         let mut became_ready = Vec::new();
@@ -209,7 +185,7 @@ impl Runtime {
             }
             match self.poll_sources[i] {
                 Source::Signals => reap |= self.read_signals(actions),
-                Source::Pipe { daemon, stream } => self.read_pipe(daemon, stream),
+                Source::Pipe { daemon, stream } => self.pipes.read(daemon, stream, &mut self.sinks),
                 // Writable, or the reader went away: then the write fails and marks the
                 // sink broken.
                 Source::Sink(sink) => self.sinks[sink].flush(),
@@ -223,10 +199,10 @@ impl Runtime {
         if reap {
             self.reap(now, actions);
         }
-        for index in became_ready {
-            self.sup.on_ready(index, now, actions);
+        for id in became_ready {
+            self.sup.handle(Event::Ready(id), now, actions);
         }
-        self.sup.on_tick(now, actions);
+        self.sup.handle(Event::Tick, now, actions);
         if let Some(server) = self.control.as_mut() {
             server.expire(now);
         }
@@ -236,7 +212,7 @@ impl Runtime {
     /// Once shutdown began, a sink stuck for STUCK_AT_SHUTDOWN sheds daemons' output, so
     /// daemons blocked writing can act on their stop signal. When it takes writes again,
     /// one line says how much was lost.
-    fn watch_sinks(&mut self, now: Time, actions: &mut Actions) {
+    fn watch_sinks(&mut self, now: Time, actions: &mut Effects) {
         let shutting_down = self.sup.is_shutting_down();
         for sink in &mut self.sinks {
             sink.note_progress(now);
@@ -246,7 +222,11 @@ impl Runtime {
             if sink.shedding && sink.has_room() {
                 sink.shedding = false;
                 let lines = std::mem::take(&mut sink.shed_lines);
-                self.sup.on_output_shed(lines, false, actions);
+                let shed = Event::OutputShed {
+                    lines,
+                    at_exit: false,
+                };
+                self.sup.handle(shed, now, actions);
             }
         }
     }
@@ -254,7 +234,7 @@ impl Runtime {
     /// New connections and request lines; each complete request goes to the supervisor.
     /// From the last client first, so a client refused and removed does not shift the ones
     /// still to serve.
-    fn serve_control(&mut self, ready: &[crate::control::Interest], actions: &mut Actions) {
+    fn serve_control(&mut self, ready: &[crate::control::Interest], actions: &mut Effects) {
         use crate::control::Interest;
         let Some(server) = self.control.as_mut() else {
             return;
@@ -265,7 +245,8 @@ impl Runtime {
                 Interest::Listener => server.accept(now),
                 Interest::Client(c) => {
                     if let Some((client, request)) = server.readable(c, now) {
-                        self.sup.on_control(client, request, now, actions);
+                        self.sup
+                            .handle(Event::Control { client, request }, now, actions);
                     }
                 }
             }
@@ -284,15 +265,8 @@ impl Runtime {
             self.poll_sources.push(source);
         };
         add(self.signals.as_raw_fd(), POLLIN, Source::Signals);
-        for (daemon, pipes) in self.pipes.iter().enumerate() {
-            let Some(pipes) = pipes else { continue };
-            for (stream, s) in pipes.streams.iter().enumerate() {
-                // A full sink means a slow reader: stop reading so the daemon waits,
-                // unless the sink sheds at shutdown.
-                if self.sinks[s.sink].has_room() || self.sinks[s.sink].shedding {
-                    add(s.read.as_raw_fd(), POLLIN, Source::Pipe { daemon, stream });
-                }
-            }
+        for (fd, daemon, stream) in self.pipes.readable(&self.sinks) {
+            add(fd, POLLIN, Source::Pipe { daemon, stream });
         }
         for (i, sink) in self.sinks.iter().enumerate() {
             if sink.wants_write() {
@@ -310,7 +284,7 @@ impl Runtime {
     }
 
     /// Reads every queued signal. Returns whether SIGCHLD was among them.
-    fn read_signals(&mut self, actions: &mut Actions) -> bool {
+    fn read_signals(&mut self, actions: &mut Effects) -> bool {
         let mut buf = [0u8; SIGINFO_SIZE * 16];
         let mut saw_child = false;
         loop {
@@ -318,8 +292,10 @@ impl Runtime {
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
                 Err(e) => {
+                    let error = e.to_string();
+                    let what = "reading signals";
                     self.sup
-                        .on_driver_error("reading signals", &e.to_string(), actions);
+                        .handle(Event::DriverFailed { what, error }, now(), actions);
                     break;
                 }
             };
@@ -335,7 +311,8 @@ impl Runtime {
                     // Sent by bundle-init to itself: SIGPIPE from writing to a log reader
                     // that went away. Not a request from anyone.
                 } else {
-                    self.sup.on_signal(Sig(info.signo), now, actions);
+                    self.sup
+                        .handle(Event::Signal(Sig(info.signo)), now, actions);
                 }
             }
             // The signalfd blocks: read again only if the buffer was full and more is ready.
@@ -352,7 +329,7 @@ impl Runtime {
     }
 
     /// Reaps every child that has exited, tracked or not, so none stays a zombie.
-    fn reap(&mut self, now: Time, actions: &mut Actions) {
+    fn reap(&mut self, now: Time, actions: &mut Effects) {
         let children_remain = loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
@@ -362,90 +339,46 @@ impl Runtime {
                     };
                     if let Some(daemon) = self.sup.daemon_of(pid) {
                         // Its last lines belong before the line that says it exited.
-                        self.drain_daemon(daemon, true);
+                        self.pipes.drain(daemon, &mut self.sinks, true);
                     }
                     // A later process may get the same pid: it has had no TERM.
                     self.termed.retain(|&p| p != pid);
-                    self.sup.on_exit(pid, status, now, actions);
+                    self.sup.handle(Event::Exited { pid, status }, now, actions);
                 }
                 Ok(None) => break true,
                 Err(Errno::INTR) => continue,
                 Err(Errno::CHILD) => break false,
                 Err(e) => {
-                    self.sup.on_driver_error("wait", &e.to_string(), actions);
+                    let error = e.to_string();
+                    let failed = Event::DriverFailed {
+                        what: "wait",
+                        error,
+                    };
+                    self.sup.handle(failed, now, actions);
                     break true;
                 }
             }
         };
-        self.sup.after_reaping(children_remain, now, actions);
-    }
-
-    fn read_pipe(&mut self, daemon: usize, stream: usize) {
-        let Some(pipes) = self.pipes[daemon].as_mut() else {
-            return;
-        };
-        let s = &mut pipes.streams[stream];
-        let n = match rustix::io::read(&s.read, &mut self.read_buf) {
-            Ok(n) => n,
-            Err(_) => return, // EAGAIN or EINTR: poll again
-        };
-        let sink = &mut self.sinks[s.sink];
-        sink.take_records(|out| s.splitter.feed(&pipes.prefix, &self.read_buf[..n], out));
-        sink.flush_unpolled();
-    }
-
-    /// Reads whatever a daemon left in its pipes and ends its last partial line. While
-    /// running (`keep_within_room`), only as much as the queue has room for; at exit,
-    /// everything, for the final flush.
-    fn drain_daemon(&mut self, daemon: usize, keep_within_room: bool) {
-        let Some(pipes) = self.pipes[daemon].as_mut() else {
-            return;
-        };
-        for s in &mut pipes.streams {
-            let sink = &mut self.sinks[s.sink];
-            // Bounded: at most a pipe's worth of reads, so a writer that keeps writing
-            // (an orphan holding the pipe) cannot keep us here; and only while the sink
-            // has room, so a stuck reader makes a crash loop wait, not grow the queue.
-            // What is left stays in the pipe, in order, for when the reader is back.
-            let mut emptied = false;
-            for _ in 0..64 {
-                if keep_within_room && !sink.has_room() && !sink.shedding {
-                    break;
-                }
-                match rustix::io::read(&s.read, &mut self.read_buf) {
-                    Ok(n) if n > 0 => {
-                        sink.take_records(|out| {
-                            s.splitter.feed(&pipes.prefix, &self.read_buf[..n], out);
-                        });
-                    }
-                    _ => {
-                        emptied = true;
-                        break;
-                    }
-                }
-            }
-            // The daemon's last line may lack its newline: end it, but only once nothing
-            // more of it waits in the pipe.
-            if emptied {
-                sink.take_records(|out| s.splitter.finish(&pipes.prefix, out));
-            }
-        }
+        self.sup
+            .handle(Event::ReapingDone { children_remain }, now, actions);
     }
 
     /// Carries out actions until none are left. Returns the exit code once asked to exit.
-    fn execute(&mut self, actions: &mut Actions) -> Option<u8> {
+    fn execute(&mut self, actions: &mut Effects) -> Option<u8> {
         let mut exit = None;
-        while let Some(action) = actions.pop_front() {
+        while let Some(action) = actions.pop() {
             match action {
-                Action::Spawn(index) => {
-                    let result = self.spawn(index);
-                    self.sup.on_spawned(index, result, now(), actions);
+                Action::Spawn(id) => {
+                    let result = self.spawn(id);
+                    self.sup
+                        .handle(Event::Spawned { id, result }, now(), actions);
                 }
                 Action::Signal { pid, sig, group } => {
                     let target = if group { -pid } else { pid };
                     if let Err(e) = sys::send_signal(target, sig.0) {
-                        self.sup
-                            .on_signal_failed(target, sig, &e.to_string(), actions);
+                        let error = e.to_string();
+                        let failed = Event::SignalFailed { target, sig, error };
+                        self.sup.handle(failed, now(), actions);
                     }
                 }
                 Action::SignalLeftovers(sig) => {
@@ -453,8 +386,8 @@ impl Runtime {
                     // They may be gone already: look now rather than wait for a SIGCHLD.
                     self.reap(now(), actions);
                 }
-                Action::StartProbe { index, .. } => self.probes.start(index, now()),
-                Action::StopProbe(index) => self.probes.stop(index),
+                Action::StartProbe { id, .. } => self.probes.start(id, now()),
+                Action::StopProbe(id) => self.probes.stop(id),
                 Action::Reply { client, reply } => {
                     if let Some(server) = self.control.as_mut() {
                         server.reply(client, &reply);
@@ -463,15 +396,12 @@ impl Runtime {
                 Action::Log(level, line) => self.log(level, &line),
                 Action::ReadBundle(request) => {
                     let plan = self.read_bundle();
-                    self.sup.on_bundle_read(request, plan, now(), actions);
+                    self.sup
+                        .handle(Event::BundleRead { request, plan }, now(), actions);
                 }
-                Action::Renumber(mapping) => self.renumber(&mapping),
-                Action::Forget(index) => {
-                    self.drain_daemon(index, false);
-                    if let Some(pipes) = self.pipes.get_mut(index) {
-                        *pipes = None;
-                    }
-                    self.probes.stop(index);
+                Action::Forget(id) => {
+                    self.pipes.remove(id, &mut self.sinks);
+                    self.probes.forget(id);
                 }
                 Action::Exit(code) => exit = exit.or(Some(code)),
             }
@@ -483,78 +413,69 @@ impl Runtime {
     }
 
     /// The bundle file again, validated as at start, descriptors included.
-    fn read_bundle(&self) -> Result<crate::plan::Plan, String> {
+    fn read_bundle(&self) -> Result<crate::plan::Plan, ReadError> {
         let Some(source) = &self.settings.bundle else {
-            return Err("single-child mode has no bundle file".to_string());
+            return Err(ReadError(
+                "single-child mode has no bundle file".to_string(),
+            ));
         };
         let plan = crate::bundle_plan(&source.path, source.selection.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ReadError(e.to_string()))?;
         crate::descriptors_fit(&plan, source.base_descriptors)
-            .map_err(|e| format!("{}: {e}", source.path))?;
+            .map_err(|e| ReadError(format!("{}: {e}", source.path)))?;
         Ok(plan)
-    }
-
-    /// A reload renumbered the daemons: pipes and probes move with their daemon; those of
-    /// daemons that are gone are drained and closed.
-    fn renumber(&mut self, mapping: &[Option<usize>]) {
-        for old in 0..self.pipes.len() {
-            if !mapping.contains(&Some(old)) {
-                self.drain_daemon(old, false);
-            }
-        }
-        let mut old = std::mem::take(&mut self.pipes);
-        self.pipes = mapping
-            .iter()
-            .map(|m| m.and_then(|i| old.get_mut(i).and_then(Option::take)))
-            .collect();
-        self.probes.renumber(mapping);
     }
 
     /// Before a start: the output pipes and readiness check the daemon's definition asks
     /// for now (a reload may have added the daemon or changed it). Pipes are kept across
     /// restarts; a daemon that stops prefixing gets its last lines drained first.
-    fn prepare_start(&mut self, index: usize) -> Result<(), crate::supervisor::SpawnFailure> {
-        let spec = &self.sup.daemons()[index].spec;
-        self.probes.set_check(index, spec.ready.clone());
-        match (&self.pipes[index], spec.prefix_output) {
-            (None, true) => {
+    fn prepare_start(&mut self, id: DaemonId) -> Result<(), SpawnFailure> {
+        let Some(spec) = self.sup.spec(id) else {
+            return Err(SpawnFailure {
+                transient: false,
+                code: 127,
+                message: "it is not defined any more".to_string(),
+            });
+        };
+        self.probes.set_check(id, spec.ready.clone());
+        match (self.pipes.has(id), spec.prefix_output) {
+            (false, true) => {
                 let sinks = [0, self.err_sink];
-                let pipes = DaemonPipes::new(&spec.name, sinks).map_err(|e| {
-                    crate::supervisor::SpawnFailure {
-                        transient: true,
-                        code: 126,
-                        message: format!("cannot create its output pipes: {e}"),
-                    }
+                let added = self.pipes.add(id, &spec.name, sinks);
+                added.map_err(|e| SpawnFailure {
+                    transient: true,
+                    code: 126,
+                    message: format!("cannot create its output pipes: {e}"),
                 })?;
-                self.pipes[index] = Some(pipes);
-                if self.read_buf.is_empty() {
-                    self.read_buf = vec![0; 32 * 1024];
-                }
             }
-            (Some(_), false) => {
-                self.drain_daemon(index, false);
-                self.pipes[index] = None;
-            }
+            (true, false) => self.pipes.remove(id, &mut self.sinks),
             _ => {}
         }
         Ok(())
     }
 
-    fn spawn(&mut self, index: usize) -> Result<i32, crate::supervisor::SpawnFailure> {
-        self.prepare_start(index)?;
+    fn spawn(&mut self, id: DaemonId) -> Result<i32, SpawnFailure> {
+        self.prepare_start(id)?;
         // The pipes' write ends go straight to the child's 1 and 2 (dup2 in the child).
-        let mut output = match &self.pipes[index] {
-            Some(p) => ChildOutput {
-                stdout: Some(p.streams[0].write.as_raw_fd()),
-                stderr: Some(p.streams[1].write.as_raw_fd()),
+        let mut output = match self.pipes.write_ends(id) {
+            Some([stdout, stderr]) => ChildOutput {
+                stdout: Some(stdout),
+                stderr: Some(stderr),
                 notify: None,
             },
             None => ChildOutput::default(),
         };
         // The write end of a notify pipe becomes the child's FD; ours closes after the spawn.
-        let notify = self.probes.notify_pipe(index);
+        let notify = self.probes.notify_pipe(id);
         output.notify = notify.as_ref().map(|n| (n.write.as_raw_fd(), n.target));
-        spawn::spawn(&self.sup.daemons()[index].spec, self.settings.setup, output)
+        let Some(spec) = self.sup.spec(id) else {
+            return Err(SpawnFailure {
+                transient: false,
+                code: 127,
+                message: "it is not defined any more".to_string(),
+            });
+        };
+        spawn::spawn(spec, self.settings.setup, output)
     }
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only
@@ -595,15 +516,21 @@ impl Runtime {
 
     /// Drains the daemons' last output and gives the sinks a short while to take it.
     fn exit(mut self, code: u8) -> u8 {
-        for daemon in 0..self.pipes.len() {
-            self.drain_daemon(daemon, false);
-        }
+        self.pipes.drain_all(&mut self.sinks);
         let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
         let shed: u64 = self.sinks.iter().map(|s| s.shed_lines).sum();
-        let mut actions = Actions::new();
-        self.sup.on_log_lines_dropped(dropped, &mut actions);
-        self.sup.on_output_shed(shed, true, &mut actions);
-        for action in actions {
+        let mut actions = Effects::new(self.settings.verbosity, false, false);
+        let at_exit = [
+            Event::LogLinesDropped(dropped),
+            Event::OutputShed {
+                lines: shed,
+                at_exit: true,
+            },
+        ];
+        for event in at_exit {
+            self.sup.handle(event, now(), &mut actions);
+        }
+        while let Some(action) = actions.pop() {
             if let Action::Log(level, line) = action {
                 self.log(level, &line);
             }

@@ -1,0 +1,473 @@
+//! One daemon: its state, and its reaction to each event as one table, `Daemon::on`, in the
+//! manner of s6-supervise's state × event array. Every (state, event) pair has its arm; the
+//! arms call small named transitions. What a transition means for the rest of the bundle
+//! (it became ready, it ended, it was forgotten...) comes back as an `Outcome`, which the
+//! bundle-wide code in `mod.rs` reacts to: a daemon never looks at its siblings. The named
+//! transitions the table calls are in `transitions.rs`.
+
+mod transitions;
+
+use super::effects::Effects;
+use super::events::{Cause, ExitStatus, SpawnFailure};
+use crate::id::DaemonId;
+use crate::plan::DaemonSpec;
+use crate::signal::Sig;
+use crate::time::Time;
+
+/// A daemon's state: one variant per state an operator can tell apart. `status` and
+/// `health` use the same words (`State::word`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Not running, and nothing will start it but a request (or a reload that changes it).
+    Down,
+    /// Added by a reload that also removed daemons still stopping: it starts once they are
+    /// gone, so a renamed daemon never runs beside its old self (a port, a lock file, the
+    /// descriptors its pipes free).
+    HeldForRemoved,
+    /// Waiting for the daemons it starts `after` to be ready; gives up at `until`.
+    WaitingForDependencies { until: Time },
+    /// Waiting to be started again after a crash or a failed start.
+    Backoff { until: Time },
+    /// A spawn was asked for and is queued; `restart` is the request that led here, if any.
+    Starting { restart: Option<RestartRequest> },
+    /// Its process runs; `ready` once its readiness check passed (at once without one).
+    Running { pid: i32, since: Time, ready: bool },
+    /// Sent its stop signal; SIGKILL at `kill_at` (None once sent); `then` says what
+    /// happens once it is reaped.
+    Stopping {
+        pid: i32,
+        since: Time,
+        kill_at: Option<Time>,
+        then: AfterStop,
+    },
+}
+
+/// What a stop leads to once the process is reaped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterStop {
+    /// It stays down (a shutdown).
+    StayDown,
+    /// A replacement starts, for this request.
+    Restart(RestartRequest),
+    /// A reload removed it: nobody can name it any more, and it is forgotten.
+    Forget,
+}
+
+/// A restart under way: who asked and when (for the log line), and the new definition a
+/// reload gave it, which its next process starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RestartRequest {
+    pub(crate) asked_at: Time,
+    pub(crate) by: Cause,
+    pub(crate) old_pid: Option<i32>,
+    pub(crate) new_spec: Option<Box<DaemonSpec>>,
+}
+
+impl RestartRequest {
+    pub(crate) fn new(asked_at: Time, by: Cause) -> RestartRequest {
+        RestartRequest {
+            asked_at,
+            by,
+            old_pid: None,
+            new_spec: None,
+        }
+    }
+}
+
+/// What can happen to one daemon.
+#[derive(Debug)]
+pub(crate) enum DaemonEvent {
+    /// Start it now (bundle start, a reload's addition, the end of a backoff, what it waits
+    /// for became ready); `waiting_for` names what it starts after that is not ready yet.
+    Start {
+        waiting_for: Vec<String>,
+        restart: Option<RestartRequest>,
+    },
+    /// Its queued spawn was carried out.
+    Spawned(Result<i32, SpawnFailure>),
+    /// Its readiness check passed.
+    Ready,
+    /// Its process was reaped.
+    Exited { pid: i32, status: ExitStatus },
+    /// Someone asked for it to be restarted in place.
+    Restart(RestartRequest),
+    /// Stop it for good: a shutdown (`StayDown`, with the budget's `deadline`) or a reload
+    /// that removed it (`Forget`).
+    Stop { then: AfterStop, deadline: Time },
+    /// A reload changed a key that defines its process.
+    Redefine(Box<DaemonSpec>),
+    /// Time passed.
+    Tick,
+    /// The shutdown budget is over: SIGKILL now if it is still stopping.
+    KillNow,
+}
+
+/// What a transition means for the bundle.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Nothing,
+    /// Its readiness came: what waits for it may start.
+    BecameReady,
+    /// It ended by itself and stays down (keep-running): the status counts toward the
+    /// exit code, and the bundle may have nothing left.
+    EndedStayingDown(ExitStatus),
+    /// It ended by itself and takes the bundle with it (stop-bundle).
+    EndedStoppingBundle(ExitStatus),
+    /// It stopped because it was asked to; this code counts toward the exit code.
+    Stopped(u8),
+    /// A daemon a reload removed is gone: drop it.
+    Forgotten,
+    /// It should start (after what it waits for), for this request if one led here.
+    StartDue(Option<RestartRequest>),
+    /// What became of a restart request.
+    Restart(RestartOutcome),
+}
+
+/// What became of a restart request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RestartOutcome {
+    /// The daemon is being stopped, or started if it was down.
+    Begun,
+    /// A restart was already under way; this request joined it.
+    Coalesced,
+    /// Nothing was done, for this reason.
+    Refused(&'static str),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Daemon {
+    pub(crate) id: DaemonId,
+    pub(crate) spec: DaemonSpec,
+    state: State,
+    pub(crate) restarts: u32,
+    pub(crate) last_exit: Option<ExitStatus>,
+    /// Crashes since the last stable run; sets the next backoff delay.
+    crashes_in_a_row: u32,
+    /// The daemons it starts after (its `after` names among the bundle's, as ids).
+    pub(crate) after: Vec<DaemonId>,
+}
+
+impl Daemon {
+    pub(crate) fn new(id: DaemonId, spec: DaemonSpec) -> Daemon {
+        Daemon {
+            id,
+            spec,
+            state: State::Down,
+            restarts: 0,
+            last_exit: None,
+            crashes_in_a_row: 0,
+            after: Vec::new(),
+        }
+    }
+
+    /// A daemon a reload added, held until the daemons it removed have stopped.
+    pub(crate) fn held(id: DaemonId, spec: DaemonSpec) -> Daemon {
+        Daemon {
+            state: State::HeldForRemoved,
+            ..Daemon::new(id, spec)
+        }
+    }
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub(crate) fn pid(&self) -> Option<i32> {
+        match self.state {
+            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.pid().is_some()
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.state, State::Running { ready: true, .. })
+    }
+
+    /// A reload removed it; it is being stopped and will be forgotten.
+    pub(crate) fn is_removed(&self) -> bool {
+        matches!(
+            self.state,
+            State::Stopping {
+                then: AfterStop::Forget,
+                ..
+            }
+        )
+    }
+
+    /// Between two processes: a reload waits for these to settle.
+    pub(crate) fn is_mid_restart(&self) -> bool {
+        matches!(
+            self.state,
+            State::Starting { .. }
+                | State::Stopping {
+                    then: AfterStop::Restart(_),
+                    ..
+                }
+        )
+    }
+
+    /// The earliest time `Tick` has something to do for it.
+    pub(crate) fn deadline(&self) -> Option<Time> {
+        match self.state {
+            State::Stopping { kill_at, .. } => kill_at,
+            State::Backoff { until } | State::WaitingForDependencies { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The transition table: what `event` does to this daemon in each state. It is long on
+    /// purpose: every (state, event) pair is an arm here, each arm one named transition.
+    #[allow(clippy::too_many_lines)]
+    pub(crate) fn on(&mut self, event: DaemonEvent, now: Time, fx: &mut Effects) -> Outcome {
+        use DaemonEvent as E;
+        use State as S;
+        match (self.state.clone(), event) {
+            (
+                S::Down | S::HeldForRemoved | S::WaitingForDependencies { .. } | S::Backoff { .. },
+                E::Start {
+                    waiting_for,
+                    restart,
+                },
+            ) => self.start(&waiting_for, restart, now, fx),
+            (S::Starting { .. } | S::Running { .. } | S::Stopping { .. }, E::Start { .. }) => {
+                Outcome::Nothing
+            }
+
+            (S::Starting { restart }, E::Spawned(Ok(pid))) => self.started(pid, restart, now, fx),
+            // As before the redesign: a spawn that comes back counts, whatever the state.
+            (
+                S::Down
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Running { .. }
+                | S::Stopping { .. },
+                E::Spawned(Ok(pid)),
+            ) => self.started(pid, None, now, fx),
+            (_, E::Spawned(Err(failure))) if failure.transient => {
+                self.retry_start(&failure, now, fx)
+            }
+            (_, E::Spawned(Err(failure))) => self.could_not_start(&failure, now, fx),
+
+            (
+                S::Running {
+                    pid,
+                    since,
+                    ready: false,
+                },
+                E::Ready,
+            ) => self.became_ready(pid, since, fx),
+            (
+                S::Down
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { ready: true, .. }
+                | S::Stopping { .. },
+                E::Ready,
+            ) => Outcome::Nothing,
+
+            (S::Running { since, .. }, E::Exited { status, .. }) => {
+                self.left_running(fx);
+                self.ended_on_its_own(status, now.saturating_sub(since), now, fx)
+            }
+            (
+                S::Stopping {
+                    then: AfterStop::Restart(request),
+                    ..
+                },
+                E::Exited { status, .. },
+            ) => self.replace(request, status, fx),
+            (
+                S::Stopping {
+                    then: AfterStop::StayDown,
+                    ..
+                },
+                E::Exited { pid, status },
+            ) => self.stopped(pid, status, fx),
+            (
+                S::Stopping {
+                    then: AfterStop::Forget,
+                    ..
+                },
+                E::Exited { pid, status },
+            ) => self.removed(pid, status, fx),
+            (
+                S::Down
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. },
+                E::Exited { .. },
+            ) => Outcome::Nothing,
+
+            (S::Running { pid, .. }, E::Restart(mut request)) => {
+                request.old_pid = Some(pid);
+                self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+            (S::Down | S::Backoff { .. }, E::Restart(request)) => {
+                self.spawn(Some(request), fx);
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+            (
+                S::Starting { .. }
+                | S::Stopping {
+                    then: AfterStop::Restart(_),
+                    ..
+                },
+                E::Restart(request),
+            ) => self.coalesce(request.by, fx),
+            (
+                S::Stopping {
+                    then: AfterStop::StayDown | AfterStop::Forget,
+                    ..
+                },
+                E::Restart(request),
+            ) => self.refuse_restart(request.by, "it is being stopped", fx),
+            (S::WaitingForDependencies { .. }, E::Restart(request)) => {
+                self.refuse_restart(request.by, "it is waiting for what it starts after", fx)
+            }
+            (S::HeldForRemoved, E::Restart(request)) => {
+                self.spawn(Some(request), fx);
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+
+            (S::Running { .. }, E::Stop { then, deadline }) => {
+                self.stop(now, then, deadline, fx);
+                Outcome::Nothing
+            }
+            (S::Stopping { .. }, E::Stop { then, deadline }) => self.stop_sooner(then, deadline),
+            (S::Starting { .. }, E::Stop { then, .. }) => self.stay_down_or_forget(&then),
+            (
+                S::Down | S::HeldForRemoved | S::WaitingForDependencies { .. } | S::Backoff { .. },
+                E::Stop { then, .. },
+            ) => self.stay_down_or_forget(&then),
+
+            (S::Running { pid, .. }, E::Redefine(spec)) => {
+                let mut request = RestartRequest::new(now, Cause::Reload);
+                request.old_pid = Some(pid);
+                request.new_spec = Some(spec);
+                self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
+                Outcome::Nothing
+            }
+            (S::Down | S::Backoff { .. } | S::WaitingForDependencies { .. }, E::Redefine(spec)) => {
+                // Not running (crashed, in backoff, waiting): it starts with the new one.
+                self.spec = *spec;
+                Outcome::StartDue(None)
+            }
+            (S::HeldForRemoved | S::Starting { .. }, E::Redefine(spec)) => {
+                // Not started yet: the queued or held start takes the new definition.
+                self.spec = *spec;
+                Outcome::Nothing
+            }
+            (
+                S::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then: AfterStop::Restart(mut request),
+                },
+                E::Redefine(spec),
+            ) => {
+                request.new_spec = Some(spec);
+                self.state = S::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then: AfterStop::Restart(request),
+                };
+                Outcome::Nothing
+            }
+            (
+                S::Stopping {
+                    then: AfterStop::StayDown | AfterStop::Forget,
+                    ..
+                },
+                E::Redefine(spec),
+            ) => {
+                // Stopping for good: a later start (if any) uses the new definition.
+                self.spec = *spec;
+                Outcome::Nothing
+            }
+
+            (
+                S::Stopping {
+                    pid,
+                    kill_at: Some(at),
+                    ..
+                },
+                E::Tick,
+            ) if now >= at => {
+                self.kill_now(fx);
+                let name = &self.spec.name;
+                fx.log(crate::supervisor::Level::Notice, || {
+                    format!("{name} (pid {pid}) did not stop within its grace: sending SIGKILL")
+                });
+                Outcome::Nothing
+            }
+            (S::Backoff { until }, E::Tick) if now >= until => Outcome::StartDue(None),
+            (S::WaitingForDependencies { until }, E::Tick) if now >= until => {
+                self.give_up_waiting(now, fx)
+            }
+            (
+                S::Down
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. },
+                E::Tick,
+            ) => Outcome::Nothing,
+
+            (S::Stopping { .. }, E::KillNow) => {
+                self.kill_now(fx);
+                Outcome::Nothing
+            }
+            (
+                S::Down
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. },
+                E::KillNow,
+            ) => Outcome::Nothing,
+        }
+    }
+}
+
+impl State {
+    /// The word `status` shows, and `health` builds on.
+    pub(crate) fn word(&self) -> &'static str {
+        match self {
+            State::Starting { restart: None } => "starting",
+            State::Starting { restart: Some(_) }
+            | State::Stopping {
+                then: AfterStop::Restart(_),
+                ..
+            } => "restarting",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::WaitingForDependencies { .. } | State::HeldForRemoved => "waiting",
+            State::Down => "exited",
+        }
+    }
+}
+
+/// The exit code a daemon stopped by bundle-init contributes: stopping the way it was asked
+/// to is clean (0); anything else is reported honestly, e.g. 137 when it had to be killed.
+pub(super) fn stopped_code(status: ExitStatus, stop_signal: Sig) -> u8 {
+    match status {
+        ExitStatus::Signal(n) if n == stop_signal.0 => 0,
+        ExitStatus::Code(c) if i32::from(c) == 128 + stop_signal.0 => 0,
+        other => other.code(),
+    }
+}

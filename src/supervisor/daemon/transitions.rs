@@ -1,0 +1,341 @@
+//! The named transitions `Daemon::on` calls: one step each, setting the new state and
+//! saying what it means for the bundle.
+
+use std::time::Duration;
+
+use super::{AfterStop, Daemon, Outcome, RestartOutcome, RestartRequest, State, stopped_code};
+use crate::plan::ExitPolicy;
+use crate::signal::Sig;
+use crate::supervisor::Level;
+use crate::supervisor::effects::Effects;
+use crate::supervisor::events::{Action, Cause, ExitStatus, SpawnFailure};
+use crate::sys::libc_sig;
+use crate::time::{Time, human};
+
+impl Daemon {
+    /// Spawns it if nothing it starts after is missing; otherwise it waits for them, until
+    /// its ready-timeout.
+    pub(super) fn start(
+        &mut self,
+        waiting_for: &[String],
+        restart: Option<RestartRequest>,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        if waiting_for.is_empty() {
+            self.spawn(restart, fx);
+            return Outcome::Nothing;
+        }
+        self.state = State::WaitingForDependencies {
+            until: now + self.spec.ready_timeout,
+        };
+        let name = &self.spec.name;
+        fx.log(Level::Notice, || {
+            format!("{name} waits for {} to be ready", waiting_for.join(", "))
+        });
+        Outcome::Nothing
+    }
+
+    pub(super) fn spawn(&mut self, restart: Option<RestartRequest>, fx: &mut Effects) {
+        self.state = State::Starting { restart };
+        fx.push(Action::Spawn(self.id));
+    }
+
+    /// It runs as `pid`: logs how it came to be, starts its readiness check.
+    pub(super) fn started(
+        &mut self,
+        pid: i32,
+        request: Option<RestartRequest>,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        let has_check = self.spec.ready.is_some();
+        self.state = State::Running {
+            pid,
+            since: now,
+            ready: !has_check,
+        };
+        let again = self.last_exit.is_some();
+        if request.is_some() || again {
+            self.restarts += 1;
+        }
+        let name = &self.spec.name;
+        fx.lifecycle(|| match request {
+            Some(RestartRequest {
+                asked_at,
+                by,
+                old_pid: Some(old),
+                ..
+            }) => {
+                let micros = now.saturating_sub(asked_at).as_micros() as u64;
+                format!(
+                    "{name} restarted ({by}): pid {old} -> {pid} in {}.{:03} ms",
+                    micros / 1000,
+                    micros % 1000
+                )
+            }
+            Some(RestartRequest {
+                by, old_pid: None, ..
+            }) => format!("{name} started on request ({by}): pid {pid}"),
+            None if again => format!("{name} started again: pid {pid}"),
+            None => format!("{name} started: pid {pid}"),
+        });
+        if has_check {
+            fx.push(Action::StartProbe { id: self.id, pid });
+            Outcome::Nothing
+        } else {
+            // Without a readiness check, running is ready.
+            Outcome::BecameReady
+        }
+    }
+
+    /// fork itself failed: try again after a backoff, whatever the exit policy says.
+    pub(super) fn retry_start(
+        &mut self,
+        failure: &SpawnFailure,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        let delay = self.next_backoff(Duration::ZERO);
+        self.state = State::Backoff { until: now + delay };
+        let name = &self.spec.name;
+        fx.log(Level::Error, || {
+            format!(
+                "cannot start {name}: {}; retrying in {}",
+                failure.message,
+                human(delay)
+            )
+        });
+        Outcome::Nothing
+    }
+
+    /// The program cannot run: that counts as an exit with the failure's code.
+    pub(super) fn could_not_start(
+        &mut self,
+        failure: &SpawnFailure,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        let name = &self.spec.name;
+        fx.log(Level::Error, || {
+            format!("cannot start {name}: {}", failure.message)
+        });
+        self.ended_on_its_own(ExitStatus::Code(failure.code), Duration::ZERO, now, fx)
+    }
+
+    pub(super) fn became_ready(&mut self, pid: i32, since: Time, fx: &mut Effects) -> Outcome {
+        self.state = State::Running {
+            pid,
+            since,
+            ready: true,
+        };
+        let name = &self.spec.name;
+        fx.log(Level::Notice, || format!("{name} is ready"));
+        Outcome::BecameReady
+    }
+
+    /// It stops running (stopped, or it died): a readiness check still looking at it stops.
+    pub(super) fn left_running(&mut self, fx: &mut Effects) {
+        if let State::Running { ready: false, .. } = self.state
+            && self.spec.ready.is_some()
+        {
+            fx.push(Action::StopProbe(self.id));
+        }
+    }
+
+    pub(super) fn ended_on_its_own(
+        &mut self,
+        status: ExitStatus,
+        ran_for: Duration,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        self.last_exit = Some(status);
+        let name = &self.spec.name;
+        match self.spec.on_exit {
+            ExitPolicy::KeepRunning => {
+                self.state = State::Down;
+                fx.log(Level::Notice, || {
+                    format!("{name} {status}; not restarted (keep-running)")
+                });
+                Outcome::EndedStayingDown(status)
+            }
+            ExitPolicy::Restart => {
+                let delay = self.next_backoff(ran_for);
+                self.state = State::Backoff { until: now + delay };
+                let name = &self.spec.name;
+                fx.log(Level::Notice, || {
+                    format!("{name} {status}; restarting in {}", human(delay))
+                });
+                Outcome::Nothing
+            }
+            ExitPolicy::StopBundle => {
+                self.state = State::Down;
+                let single = fx.single_child();
+                fx.lifecycle(|| {
+                    if single {
+                        // Single-child mode: the child is all there is.
+                        format!("the child {status}; exiting")
+                    } else {
+                        format!("{name} {status}; stopping the bundle (stop-bundle)")
+                    }
+                });
+                Outcome::EndedStoppingBundle(status)
+            }
+        }
+    }
+
+    /// A daemon stopped for a restart was reaped: its replacement starts at once, or, with
+    /// the new definition a reload gave it, after what that one waits for, as at start.
+    pub(super) fn replace(
+        &mut self,
+        mut request: RestartRequest,
+        status: ExitStatus,
+        fx: &mut Effects,
+    ) -> Outcome {
+        self.last_exit = Some(status);
+        match request.new_spec.take() {
+            Some(spec) => {
+                self.spec = *spec;
+                self.state = State::Down;
+                Outcome::StartDue(Some(request))
+            }
+            None => {
+                self.spawn(Some(request), fx);
+                Outcome::Nothing
+            }
+        }
+    }
+
+    pub(super) fn stopped(&mut self, pid: i32, status: ExitStatus, fx: &mut Effects) -> Outcome {
+        self.last_exit = Some(status);
+        self.state = State::Down;
+        let name = &self.spec.name;
+        fx.lifecycle(|| format!("{name} {status} (pid {pid})"));
+        Outcome::Stopped(stopped_code(status, self.spec.stop_signal))
+    }
+
+    pub(super) fn removed(&mut self, pid: i32, status: ExitStatus, fx: &mut Effects) -> Outcome {
+        self.last_exit = Some(status);
+        self.state = State::Down;
+        let name = &self.spec.name;
+        fx.lifecycle(|| format!("{name} {status} (pid {pid}): removed"));
+        Outcome::Forgotten
+    }
+
+    pub(super) fn coalesce(&self, by: Cause, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        fx.log(Level::Info, || {
+            format!("restart of {name} ({by}) already under way: coalesced")
+        });
+        Outcome::Restart(RestartOutcome::Coalesced)
+    }
+
+    pub(crate) fn refuse_restart(&self, by: Cause, why: &'static str, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        fx.log(Level::Notice, || {
+            format!("restart of {name} ({by}) ignored: {why}")
+        });
+        Outcome::Restart(RestartOutcome::Refused(why))
+    }
+
+    /// Sends the stop signal and arms the SIGKILL: after its grace, and no later than
+    /// `deadline` (the shutdown's, when one runs).
+    pub(super) fn stop(&mut self, now: Time, then: AfterStop, deadline: Time, fx: &mut Effects) {
+        self.left_running(fx);
+        let State::Running { pid, since, .. } = self.state else {
+            return;
+        };
+        let (stop, group) = (self.spec.stop_signal, self.spec.signal_group);
+        let by = match &then {
+            AfterStop::Restart(request) => Some(request.by),
+            AfterStop::StayDown | AfterStop::Forget => None,
+        };
+        self.state = State::Stopping {
+            pid,
+            since,
+            kill_at: Some((now + self.spec.grace).min(deadline)),
+            then,
+        };
+        fx.push(Action::Signal {
+            pid,
+            sig: stop,
+            group,
+        });
+        if let Some(by) = by {
+            let name = &self.spec.name;
+            fx.log(Level::Info, || {
+                format!("restarting {name} ({by}): sent {stop} to pid {pid}")
+            });
+        }
+    }
+
+    /// Already stopping: a restart under way is dropped (it stops for good now), a removal
+    /// stays a removal, and the SIGKILL comes no later than `deadline`.
+    pub(super) fn stop_sooner(&mut self, then: AfterStop, deadline: Time) -> Outcome {
+        if let State::Stopping {
+            kill_at, then: now, ..
+        } = &mut self.state
+        {
+            *kill_at = kill_at.map(|at| at.min(deadline));
+            if *now != AfterStop::Forget {
+                *now = then;
+            }
+        }
+        Outcome::Nothing
+    }
+
+    pub(super) fn stay_down_or_forget(&mut self, then: &AfterStop) -> Outcome {
+        self.state = State::Down;
+        if *then == AfterStop::Forget {
+            Outcome::Forgotten
+        } else {
+            Outcome::Nothing
+        }
+    }
+
+    /// SIGKILLs a stopping daemon (its whole group) and disarms its kill deadline.
+    pub(super) fn kill_now(&mut self, fx: &mut Effects) {
+        if let State::Stopping {
+            pid,
+            kill_at: kill_at @ Some(_),
+            ..
+        } = &mut self.state
+        {
+            *kill_at = None;
+            fx.push(Action::Signal {
+                pid: *pid,
+                sig: Sig(libc_sig::KILL),
+                group: true,
+            });
+        }
+    }
+
+    /// Its ready-timeout passed before what it starts after was ready.
+    pub(super) fn give_up_waiting(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        let timeout = self.spec.ready_timeout;
+        fx.log(Level::Error, || {
+            format!(
+                "{name} gave up waiting after {}: what it starts after is not ready",
+                human(timeout)
+            )
+        });
+        // Counts as a failed start (code 1): its exit policy decides what comes next.
+        self.ended_on_its_own(ExitStatus::Code(1), Duration::ZERO, now, fx)
+    }
+
+    /// Doubles the delay for each crash in a row; a run of at least `stable_after` resets it.
+    pub(super) fn next_backoff(&mut self, ran_for: Duration) -> Duration {
+        let backoff = self.spec.backoff;
+        if ran_for >= backoff.stable_after {
+            self.crashes_in_a_row = 0;
+        }
+        self.crashes_in_a_row = self.crashes_in_a_row.saturating_add(1);
+        let doublings = (self.crashes_in_a_row - 1).min(31);
+        backoff
+            .initial
+            .saturating_mul(1u32 << doublings)
+            .min(backoff.max)
+    }
+}

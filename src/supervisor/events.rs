@@ -1,0 +1,212 @@
+//! What goes into the supervisor (`Event`) and what comes out (`Action`), with the small
+//! types they carry. This is the whole interface between the pure core and the runtime.
+
+use std::fmt;
+
+use crate::id::DaemonId;
+use crate::plan::Plan;
+use crate::signal::Sig;
+use crate::time::Time;
+
+/// Everything that can happen to the bundle, as the runtime observed it.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// bundle-init is up: start the daemons.
+    Start,
+    /// A signal arrived (not SIGCHLD, which becomes `Exited` and `ReapingDone`).
+    Signal(Sig),
+    /// `Action::Spawn(id)` was carried out.
+    Spawned {
+        id: DaemonId,
+        result: Result<i32, SpawnFailure>,
+    },
+    /// A child was reaped: a daemon, or an orphan bundle-init adopted.
+    Exited { pid: i32, status: ExitStatus },
+    /// A reaping pass ended; `children_remain` says whether wait found children still alive.
+    ReapingDone { children_remain: bool },
+    /// The readiness check of a daemon passed (its probe stops by itself).
+    Ready(DaemonId),
+    /// A control client's request; it is answered with `Action::Reply`, now or later.
+    Control {
+        client: ClientId,
+        request: ControlRequest,
+    },
+    /// `Action::ReadBundle` was carried out: the new plan, or why it cannot be used.
+    BundleRead {
+        request: ReloadRequest,
+        plan: Result<Plan, ReadError>,
+    },
+    /// Time passed: act on every deadline that has come.
+    Tick,
+    /// Sending an action's signal failed (usually: the process was already gone).
+    SignalFailed {
+        target: i32,
+        sig: Sig,
+        error: String,
+    },
+    /// A system call in the runtime failed; the loop goes on.
+    DriverFailed { what: &'static str, error: String },
+    /// bundle-init is about to exit and its sinks dropped this many of its own log lines.
+    LogLinesDropped(u64),
+    /// Daemons' output lines were dropped because the log reader was stuck at shutdown;
+    /// `at_exit` when the reader never caught up.
+    OutputShed { lines: u64, at_exit: bool },
+}
+
+/// Why a reload's bundle file could not be used, as the user reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReadError(pub(crate) String);
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Start daemon `id`; answer with `Event::Spawned`.
+    Spawn(DaemonId),
+    /// Send `sig` to `pid`, or to its process group when `group`.
+    Signal {
+        pid: i32,
+        sig: Sig,
+        group: bool,
+    },
+    /// Send `sig` to every process that is not a daemon (kill(-1) as PID 1), then reap and
+    /// answer with `Event::ReapingDone`: the shutdown waits for that answer.
+    SignalLeftovers(Sig),
+    /// Run daemon `id`'s readiness check against process `pid`; answer with `Event::Ready`.
+    StartProbe {
+        id: DaemonId,
+        pid: i32,
+    },
+    /// Stop daemon `id`'s readiness check: the process it was about is gone.
+    StopProbe(DaemonId),
+    /// Answer control client `client` and close its connection.
+    Reply {
+        client: ClientId,
+        reply: Reply,
+    },
+    /// Write this line to bundle-init's log (already filtered by verbosity).
+    Log(Level, String),
+    /// Read the bundle file again (the path and selection bundle-init started with);
+    /// answer with `Event::BundleRead`.
+    ReadBundle(ReloadRequest),
+    /// A daemon a reload removed is gone: drain and close its output pipes, drop its probe.
+    /// Its id is never used again.
+    Forget(DaemonId),
+    Exit(u8),
+}
+
+/// How a child ended, as `wait` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    Code(u8),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the exit code, or 128+N when signal N killed it.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(n) => 128u8.saturating_add(n.clamp(0, 127) as u8),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(n) => write!(f, "was killed by {}", Sig(n)),
+        }
+    }
+}
+
+/// Log levels; a message is shown when its level is at most the verbosity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    Error = 0,
+    /// Warnings and the lifecycle of daemons (starts, exits, restarts): shown by default.
+    Notice = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+/// Why a spawn failed, as the supervisor needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SpawnFailure {
+    /// fork itself failed (EAGAIN under a process limit, ENOMEM): worth retrying whatever
+    /// the exit policy says.
+    pub(crate) transient: bool,
+    /// The code this counts as when it is not transient: 127 not found, 126 not runnable.
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+/// A control client, numbered by the runtime; replies name it.
+pub(crate) type ClientId = u64;
+
+/// What a control client can ask (parsed from its request line by `control`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ControlRequest {
+    Status {
+        json: bool,
+    },
+    Restart(Vec<String>),
+    Signal(String, Sig),
+    Health,
+    /// Re-read the bundle file and apply it; with `dry_run`, only say what would change.
+    Reload {
+        dry_run: bool,
+    },
+}
+
+/// The answer to a control request: `OK` and a body, or `ERR reason` and a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Ok(String),
+    Err { reason: String, body: String },
+}
+
+impl Reply {
+    pub(super) fn refused(reason: impl Into<String>) -> Reply {
+        Reply::Err {
+            reason: reason.into(),
+            body: String::new(),
+        }
+    }
+}
+
+/// A reload asked for, by a signal route or by control clients (each answered when it is
+/// applied, or refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReloadRequest {
+    pub(crate) asked_at: Time,
+    pub(crate) by: Cause,
+    pub(crate) clients: Vec<ClientId>,
+    pub(crate) dry_run: bool,
+}
+
+/// Who asked for a restart: a signal route or the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Signal(Sig),
+    Control,
+    /// A reload changed the daemon's definition.
+    Reload,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Signal(sig) => sig.fmt(f),
+            Cause::Control => f.write_str("control"),
+            Cause::Reload => f.write_str("reload"),
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The supervisor: a pure state machine, and the only code that reads or changes a
+//! daemon's state. Events go in through `Supervisor::handle` (a signal arrived, a child was
+//! reaped, a spawn was carried out, a probe found a daemon ready, a control client asked
+//! something, time passed); actions come out through `Effects` (spawn, signal, start or
+//! stop a probe, reply, log, exit). It does no I/O and reads no clock, so tests drive every
+//! rule directly, and a model of the runtime drives it through random interleavings.
+//!
+//! The parts, each in its own file: one daemon's state and transition table (`daemon`),
+//! the shutdown and its sweep of leftovers (`shutdown`), the control clients waiting for
+//! restarts (`waiting`), reloads (`reload`), the status and health views (`views`), and the
+//! log policy in front of the action queue (`effects`). `Supervisor` only ties them
+//! together: it routes each event to the daemons it concerns and reacts to what their
+//! transitions mean for the bundle.
+
+mod daemon;
+mod effects;
+mod events;
+mod reload;
+mod requests;
+mod shutdown;
+mod views;
+mod waiting;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use daemon::RestartOutcome;
+use daemon::{AfterStop, Daemon, DaemonEvent, Outcome, RestartRequest};
+pub(crate) use effects::Effects;
+pub(crate) use events::{
+    Action, Cause, ClientId, ControlRequest, Event, ExitStatus, Level, ReadError, ReloadRequest,
+    Reply, SpawnFailure,
+};
+use shutdown::{Progress, Shutdown};
+use waiting::WaitingClients;
+
+use crate::id::DaemonId;
+use crate::plan::{DaemonSpec, Plan, Route, Routes};
+use crate::signal::Sig;
+use crate::time::Time;
+
+pub(crate) struct Supervisor {
+    /// The bundle's daemons in file order, then those a reload removed that are still
+    /// stopping.
+    daemons: Vec<Daemon>,
+    routes: Routes<DaemonId>,
+    /// Exit codes reported as 0 (tini's `-e`).
+    success_codes: Vec<u8>,
+    /// Single-child mode: the exit code is the child's.
+    exit_code: u8,
+    /// The id the next daemon a reload adds gets.
+    next_id: u32,
+    shutdown: Shutdown,
+    waiting: WaitingClients,
+    reloads: reload::Reloads,
+}
+
+impl Supervisor {
+    pub(crate) fn new(plan: Plan) -> Supervisor {
+        let mut sup = Supervisor {
+            daemons: Vec::with_capacity(plan.daemons.len()),
+            routes: Routes::forward_everything().map(|_| None),
+            success_codes: plan.success_codes,
+            exit_code: 0,
+            next_id: 0,
+            shutdown: Shutdown::new(plan.shutdown_grace, plan.stop_leftovers),
+            waiting: WaitingClients::default(),
+            reloads: reload::Reloads::default(),
+        };
+        let ids: Vec<DaemonId> = plan
+            .daemons
+            .into_iter()
+            .map(|spec| {
+                let id = sup.new_id();
+                sup.daemons.push(Daemon::new(id, spec));
+                id
+            })
+            .collect();
+        sup.routes = plan.routes.map(|&position| ids.get(position).copied());
+        sup.resolve_every_after();
+        sup
+    }
+
+    /// The one entry point: what `event` changes, and what must be done about it.
+    pub(crate) fn handle(&mut self, event: Event, now: Time, fx: &mut Effects) {
+        match event {
+            Event::Start => self.start(now, fx),
+            Event::Signal(sig) => self.on_signal(sig, now, fx),
+            Event::Spawned { id, result } => {
+                self.deliver(id, DaemonEvent::Spawned(result), now, fx);
+                self.settle(now, fx);
+            }
+            Event::Exited { pid, status } => self.on_exit(pid, status, now, fx),
+            Event::ReapingDone { children_remain } => {
+                let live = self.daemons_live();
+                let progress = self.shutdown.after_reaping(children_remain, live, now, fx);
+                self.go_on(progress, fx);
+            }
+            Event::Ready(id) => {
+                self.deliver(id, DaemonEvent::Ready, now, fx);
+            }
+            Event::Control { client, request } => self.on_control(client, request, now, fx),
+            Event::BundleRead { request, plan } => self.on_bundle_read(request, plan, now, fx),
+            Event::Tick => self.on_tick(now, fx),
+            Event::SignalFailed { target, sig, error } => fx.log(Level::Debug, || {
+                format!("sending {sig} to {target} failed: {error}")
+            }),
+            Event::DriverFailed { what, error } => {
+                fx.log(Level::Error, || format!("{what} failed: {error}"));
+            }
+            Event::LogLinesDropped(count) if count > 0 => fx.log(Level::Notice, || {
+                format!("{count} of bundle-init's own log lines were dropped")
+            }),
+            Event::LogLinesDropped(_) => {}
+            Event::OutputShed { lines, at_exit } => on_output_shed(lines, at_exit, fx),
+        }
+    }
+
+    /// The bundle's daemons as they are now, in file order: not the ones a reload removed.
+    pub(crate) fn daemons(&self) -> impl Iterator<Item = &Daemon> {
+        self.daemons.iter().filter(|d| !d.is_removed())
+    }
+
+    /// The definition daemon `id` starts with, while it exists.
+    pub(crate) fn spec(&self, id: DaemonId) -> Option<&DaemonSpec> {
+        self.find(id).map(|d| &d.spec)
+    }
+
+    /// The daemon whose live process is `pid`.
+    pub(crate) fn daemon_of(&self, pid: i32) -> Option<DaemonId> {
+        self.daemons
+            .iter()
+            .find(|d| d.pid() == Some(pid))
+            .map(|d| d.id)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.under_way()
+    }
+
+    /// The earliest time `Event::Tick` has something to do, or None: then nothing but an
+    /// event can change anything, and the loop may sleep for ever.
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
+        let daemons = self.daemons.iter().filter_map(Daemon::deadline);
+        let shutdown = self.shutdown.next_deadline(self.daemons_live());
+        daemons
+            .chain(shutdown)
+            .chain(self.waiting.next_deadline())
+            .min()
+    }
+
+    /// Ok when every daemon runs (and is ready, if it has a check); otherwise what is
+    /// wrong, daemon by daemon.
+    pub(crate) fn health(&self) -> Result<(), Vec<String>> {
+        views::health(self.daemons())
+    }
+
+    pub(crate) fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
+        views::status_lines(self.daemons(), &self.reloads.generation, now, json)
+    }
+
+    fn new_id(&mut self) -> DaemonId {
+        let id = DaemonId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn find(&self, id: DaemonId) -> Option<&Daemon> {
+        self.daemons.iter().find(|d| d.id == id)
+    }
+
+    /// A daemon of the bundle as it is now (not one a reload removed).
+    fn current(&self, id: DaemonId) -> Option<&Daemon> {
+        self.find(id).filter(|d| !d.is_removed())
+    }
+
+    fn position(&self, id: DaemonId) -> Option<usize> {
+        self.daemons.iter().position(|d| d.id == id)
+    }
+
+    fn ids(&self) -> Vec<DaemonId> {
+        self.daemons.iter().map(|d| d.id).collect()
+    }
+
+    fn daemons_live(&self) -> bool {
+        self.daemons.iter().any(Daemon::is_live)
+    }
+
+    /// Passes `event` to daemon `id` and reacts to what it means for the bundle.
+    fn deliver(
+        &mut self,
+        id: DaemonId,
+        event: DaemonEvent,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Option<RestartOutcome> {
+        let at = self.position(id)?;
+        let outcome = self.daemons[at].on(event, now, fx);
+        self.react(id, outcome, now, fx)
+    }
+
+    /// What a daemon's transition means for the bundle.
+    fn react(
+        &mut self,
+        id: DaemonId,
+        outcome: Outcome,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Option<RestartOutcome> {
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::BecameReady => self.start_waiters(now, fx),
+            Outcome::EndedStayingDown(status) => {
+                self.exit_code = self.exit_code.max(status.code());
+                self.end_if_every_daemon_is_down(now, fx);
+            }
+            Outcome::EndedStoppingBundle(status) => {
+                self.exit_code = self.exit_code.max(status.code());
+                self.begin_shutdown(now, fx);
+            }
+            Outcome::Stopped(code) => self.exit_code = self.exit_code.max(code),
+            Outcome::Forgotten => self.forget(id, now, fx),
+            Outcome::StartDue(restart) => {
+                self.resolve_after(id);
+                self.try_start(id, restart, now, fx);
+            }
+            Outcome::Restart(outcome) => return Some(outcome),
+        }
+        None
+    }
+
+    /// Starts every daemon, in order.
+    fn start(&mut self, now: Time, fx: &mut Effects) {
+        self.reloads.generation.loaded_at = now;
+        if self.daemons.is_empty() {
+            fx.log(Level::Notice, || {
+                "no daemon selected; nothing to do".to_string()
+            });
+            self.finish(fx);
+            return;
+        }
+        for id in self.ids() {
+            self.try_start(id, None, now, fx);
+        }
+    }
+
+    /// Starts daemon `id` once what it starts after is ready; until then it waits.
+    fn try_start(
+        &mut self,
+        id: DaemonId,
+        restart: Option<RestartRequest>,
+        now: Time,
+        fx: &mut Effects,
+    ) {
+        if self.is_shutting_down() {
+            return;
+        }
+        let waiting_for = self.not_ready_yet(id);
+        self.deliver(
+            id,
+            DaemonEvent::Start {
+                waiting_for,
+                restart,
+            },
+            now,
+            fx,
+        );
+    }
+
+    /// The names of what daemon `id` starts after that is not ready.
+    fn not_ready_yet(&self, id: DaemonId) -> Vec<String> {
+        let Some(daemon) = self.find(id) else {
+            return Vec::new();
+        };
+        daemon
+            .after
+            .iter()
+            .filter_map(|&dep| self.current(dep))
+            .filter(|dep| !dep.is_ready())
+            .map(|dep| dep.spec.name.clone())
+            .collect()
+    }
+
+    /// Daemons waiting for what just became ready may start now.
+    fn start_waiters(&mut self, now: Time, fx: &mut Effects) {
+        let waiting: Vec<DaemonId> = self
+            .daemons
+            .iter()
+            .filter(|d| matches!(d.state(), daemon::State::WaitingForDependencies { .. }))
+            .map(|d| d.id)
+            .collect();
+        for id in waiting {
+            if self.not_ready_yet(id).is_empty() {
+                self.try_start(id, None, now, fx);
+            }
+        }
+    }
+
+    /// Resolves every daemon's `after` names among the bundle's daemons.
+    fn resolve_every_after(&mut self) {
+        for id in self.ids() {
+            self.resolve_after(id);
+        }
+    }
+
+    /// Daemon `id`'s `after` names, as ids of daemons of the bundle now. Names that are not
+    /// there (not selected, removed) are simply not waited for.
+    fn resolve_after(&mut self, id: DaemonId) {
+        let Some(at) = self.position(id) else { return };
+        let after: Vec<DaemonId> = self.daemons[at]
+            .spec
+            .after
+            .iter()
+            .filter_map(|name| self.daemons().find(|d| d.spec.name == *name).map(|d| d.id))
+            .collect();
+        self.daemons[at].after = after;
+    }
+
+    fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, fx: &mut Effects) {
+        self.shutdown.note_reaped();
+        let Some(id) = self.daemon_of(pid) else {
+            // tini's words, which scripts grep for; the status is ours.
+            fx.orphan(|| format!("Reaped zombie process with pid={pid} ({status})"));
+            return;
+        };
+        self.deliver(id, DaemonEvent::Exited { pid, status }, now, fx);
+        self.settle(now, fx);
+    }
+
+    /// After anything that may finish a restart: answer the clients waiting for one, and
+    /// run a reload that waited for it.
+    pub(super) fn settle(&mut self, now: Time, fx: &mut Effects) {
+        let shutting_down = self.is_shutting_down();
+        let daemons = &self.daemons;
+        let current = |id| {
+            daemons
+                .iter()
+                .find(|d: &&Daemon| d.id == id && !d.is_removed())
+        };
+        self.waiting.settle(now, shutting_down, current, fx);
+        self.resume_waiting_reload(fx);
+    }
+
+    fn on_signal(&mut self, sig: Sig, now: Time, fx: &mut Effects) {
+        match self.routes.route(sig).unwrap_or(&Route::Ignore) {
+            Route::Shutdown if self.is_shutting_down() => fx.log(Level::Notice, || {
+                format!("received {sig} again: already shutting down, ignored")
+            }),
+            Route::Shutdown => {
+                fx.log(Level::Notice, || format!("received {sig}: shutting down"));
+                self.begin_shutdown(now, fx);
+            }
+            Route::Status => {
+                for line in self.status_lines(now, false) {
+                    fx.log(Level::Notice, || line);
+                }
+            }
+            Route::Ignore => fx.log(Level::Info, || format!("received {sig}: ignored by route")),
+            // Forwarding is the hot path (every signal, in single-child mode): no allocation.
+            Route::ForwardAll => forward(sig, self.daemons(), fx),
+            Route::Forward(targets) => {
+                forward(sig, targets.iter().filter_map(|&id| self.current(id)), fx);
+            }
+            Route::ForwardAs(targets, to) => {
+                fx.log(Level::Info, || format!("received {sig}: forwarded as {to}"));
+                forward(*to, targets.iter().filter_map(|&id| self.current(id)), fx);
+            }
+            Route::Restart(targets) => {
+                for id in targets.clone() {
+                    self.request_restart(id, Cause::Signal(sig), now, fx);
+                }
+            }
+            Route::Reload => {
+                let request = ReloadRequest {
+                    asked_at: now,
+                    by: Cause::Signal(sig),
+                    clients: Vec::new(),
+                    dry_run: false,
+                };
+                self.request_reload(request, fx);
+            }
+        }
+    }
+
+    /// Restart one daemon in place; the same rules whoever asks.
+    fn request_restart(
+        &mut self,
+        id: DaemonId,
+        by: Cause,
+        now: Time,
+        fx: &mut Effects,
+    ) -> RestartOutcome {
+        let Some(daemon) = self.current(id) else {
+            return RestartOutcome::Refused("no such daemon");
+        };
+        if self.is_shutting_down() {
+            daemon.refuse_restart(by, "shutting down", fx);
+            return RestartOutcome::Refused("shutting down");
+        }
+        let request = RestartRequest::new(now, by);
+        self.deliver(id, DaemonEvent::Restart(request), now, fx)
+            .unwrap_or(RestartOutcome::Refused("no such daemon"))
+    }
+
+    /// Acts on every deadline that has come: SIGKILL after a grace, the end of a backoff or
+    /// of a wait for dependencies, the end of the shutdown budget, a control reply's
+    /// deadline.
+    fn on_tick(&mut self, now: Time, fx: &mut Effects) {
+        for id in self.ids() {
+            self.deliver(id, DaemonEvent::Tick, now, fx);
+        }
+        if self.shutdown.budget_is_over(now) {
+            for id in self.ids() {
+                self.deliver(id, DaemonEvent::KillNow, now, fx);
+            }
+            let progress = self.shutdown.end_budget(self.daemons_live(), fx);
+            self.go_on(progress, fx);
+        }
+        let progress = self.shutdown.sweep_again(self.daemons_live(), now, fx);
+        self.go_on(progress, fx);
+        self.settle(now, fx);
+    }
+
+    /// keep-running: when no daemon of the bundle is left running, and none a reload
+    /// removed is still stopping, the bundle ends.
+    fn end_if_every_daemon_is_down(&mut self, now: Time, fx: &mut Effects) {
+        let removed_alive = self.daemons.iter().any(Daemon::is_removed);
+        let all_down = self.daemons().all(|d| *d.state() == daemon::State::Down);
+        if !self.is_shutting_down() && !removed_alive && all_down {
+            fx.log(Level::Notice, || "every daemon has exited".to_string());
+            self.begin_shutdown(now, fx);
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Time, fx: &mut Effects) {
+        let Some(deadline) = self.shutdown.begin(now) else {
+            return;
+        };
+        self.refuse_waiting_reload(fx);
+        for id in self.ids() {
+            let stop = DaemonEvent::Stop {
+                then: AfterStop::StayDown,
+                deadline,
+            };
+            self.deliver(id, stop, now, fx);
+        }
+        let progress = self.shutdown.check_done(self.daemons_live(), fx);
+        self.go_on(progress, fx);
+    }
+
+    fn go_on(&mut self, progress: Progress, fx: &mut Effects) {
+        if progress == Progress::Finished {
+            self.finish(fx);
+        }
+    }
+
+    fn finish(&mut self, fx: &mut Effects) {
+        if self.shutdown.is_done() {
+            return;
+        }
+        self.shutdown.finish();
+        // Whoever still waits for a restart hears that it will not come.
+        self.settle(Time::MAX, fx);
+        let code = if self.success_codes.contains(&self.exit_code) {
+            0
+        } else {
+            self.exit_code
+        };
+        fx.push(Action::Exit(code));
+    }
+
+    /// A removed daemon is gone: its id is retired, and what a reload held back for it may
+    /// start.
+    fn forget(&mut self, id: DaemonId, now: Time, fx: &mut Effects) {
+        self.daemons.retain(|d| d.id != id);
+        fx.push(Action::Forget(id));
+        self.start_held(now, fx);
+        self.end_if_every_daemon_is_down(now, fx);
+    }
+}
+
+fn forward<'a>(sig: Sig, targets: impl Iterator<Item = &'a Daemon>, fx: &mut Effects) {
+    for daemon in targets {
+        if let Some(pid) = daemon.pid() {
+            fx.push(Action::Signal {
+                pid,
+                sig,
+                group: daemon.spec.signal_group,
+            });
+            fx.log(Level::Info, || {
+                format!("forwarded {sig} to {} (pid {pid})", daemon.spec.name)
+            });
+        }
+    }
+}
+
+/// Daemons' output lines were dropped because the log reader was stuck at shutdown.
+fn on_output_shed(lines: u64, at_exit: bool, fx: &mut Effects) {
+    if lines == 0 {
+        return;
+    }
+    let when = if at_exit {
+        "the log reader never caught up"
+    } else {
+        "the log reader was stuck"
+    };
+    fx.log(Level::Notice, || {
+        format!("{lines} lines of daemon output were dropped at shutdown: {when}")
+    });
+}

@@ -1,0 +1,112 @@
+//! Control requests: status, health, signal, restart and reload by name. Each is answered
+//! with `Action::Reply`, at once or, for a restart, once the replacements run (the clients
+//! waiting are `waiting.rs`'s).
+
+use std::time::Duration;
+
+use super::effects::Effects;
+use super::events::{Action, Cause, ClientId, ControlRequest, ReloadRequest, Reply};
+use super::waiting::AwaitedRestart;
+use super::{RestartOutcome, Supervisor};
+use crate::id::DaemonId;
+use crate::signal::Sig;
+use crate::time::Time;
+
+impl Supervisor {
+    /// A control client's request. Every request is answered with `Action::Reply`: at once,
+    /// or for a restart when the replacements run (or gave up, or the deadline passed).
+    pub(super) fn on_control(
+        &mut self,
+        client: ClientId,
+        request: ControlRequest,
+        now: Time,
+        fx: &mut Effects,
+    ) {
+        let reply = match request {
+            ControlRequest::Status { json } => {
+                Reply::Ok(self.status_lines(now, json).join("\n") + "\n")
+            }
+            ControlRequest::Health => match self.health() {
+                Ok(()) => Reply::Ok("healthy\n".to_string()),
+                Err(problems) => Reply::Err {
+                    reason: "unhealthy".to_string(),
+                    body: problems.join("\n") + "\n",
+                },
+            },
+            ControlRequest::Signal(name, sig) => self.signal_by_name(&name, sig, fx),
+            ControlRequest::Restart(names) => match self.ids_of(&names) {
+                Ok(ids) => return self.restart_for_client(client, &ids, now, fx),
+                Err(why) => Reply::refused(why),
+            },
+            ControlRequest::Reload { dry_run } => {
+                let request = ReloadRequest {
+                    asked_at: now,
+                    by: Cause::Control,
+                    clients: vec![client],
+                    dry_run,
+                };
+                return self.request_reload(request, fx);
+            }
+        };
+        fx.push(Action::Reply { client, reply });
+    }
+
+    fn id_of(&self, name: &str) -> Result<DaemonId, String> {
+        self.daemons()
+            .find(|d| d.spec.name == name)
+            .map(|d| d.id)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.daemons().map(|d| d.spec.name.as_str()).collect();
+                format!("unknown daemon \"{name}\" (known: {})", known.join(", "))
+            })
+    }
+
+    fn ids_of(&self, names: &[String]) -> Result<Vec<DaemonId>, String> {
+        names.iter().map(|n| self.id_of(n)).collect()
+    }
+
+    fn signal_by_name(&self, name: &str, sig: Sig, fx: &mut Effects) -> Reply {
+        let daemon = match self.id_of(name) {
+            Ok(id) => self.current(id),
+            Err(why) => return Reply::refused(why),
+        };
+        let Some((pid, group)) = daemon.and_then(|d| Some((d.pid()?, d.spec.signal_group))) else {
+            return Reply::refused(format!("{name} is not running"));
+        };
+        fx.push(Action::Signal { pid, sig, group });
+        Reply::Ok(format!("sent {sig} to {name} (pid {pid})\n"))
+    }
+
+    /// Restarts `ids` for a control client, whose reply waits for the outcome.
+    fn restart_for_client(
+        &mut self,
+        client: ClientId,
+        ids: &[DaemonId],
+        now: Time,
+        fx: &mut Effects,
+    ) {
+        let mut longest = Duration::ZERO;
+        let mut awaited = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(daemon) = self.current(id) else {
+                continue;
+            };
+            longest = longest.max(daemon.spec.grace);
+            let (name, restarts_before, old_pid) =
+                (daemon.spec.name.clone(), daemon.restarts, daemon.pid());
+            let refused = match self.request_restart(id, Cause::Control, now, fx) {
+                RestartOutcome::Refused(why) => Some(why),
+                RestartOutcome::Begun | RestartOutcome::Coalesced => None,
+            };
+            awaited.push(AwaitedRestart {
+                id,
+                name,
+                restarts_before,
+                old_pid,
+                refused,
+            });
+        }
+        self.waiting.add(client, awaited, longest, now);
+        self.settle(now, fx);
+    }
+}

@@ -1,0 +1,104 @@
+//! What `status` and `health` say: read-only views of the daemons, in the words the code
+//! uses for their states.
+
+use super::daemon::{Daemon, State};
+use super::events::ExitStatus;
+use crate::time::Time;
+
+/// Which bundle file runs: reloads count up from 1.
+pub(crate) struct Generation {
+    pub(crate) number: u32,
+    pub(crate) loaded_at: Time,
+}
+
+/// One line per daemon: name, state, pid, uptime, restarts, last exit; then one about the
+/// bundle file. With `json`, one JSON object per line.
+pub(crate) fn status_lines<'a>(
+    daemons: impl Iterator<Item = &'a Daemon>,
+    generation: &Generation,
+    now: Time,
+    json: bool,
+) -> Vec<String> {
+    let mut lines: Vec<String> = daemons.map(|d| status_line(d, now, json)).collect();
+    let loaded = now.saturating_sub(generation.loaded_at).as_secs();
+    let number = generation.number;
+    lines.push(if json {
+        format!("{{\"bundle\":{{\"generation\":{number},\"loaded_s_ago\":{loaded}}}}}")
+    } else {
+        format!("bundle file generation {number}, loaded {loaded}s ago")
+    });
+    lines
+}
+
+fn status_line(d: &Daemon, now: Time, json: bool) -> String {
+    let state = d.state().word();
+    let since = match d.state() {
+        State::Running { since, .. } | State::Stopping { since, .. } => Some(*since),
+        _ => None,
+    };
+    let pid = d.pid();
+    let ready = match (&d.spec.ready, d.is_ready()) {
+        (None, _) => "-",
+        (Some(_), true) => "yes",
+        (Some(_), false) => "no",
+    };
+    let uptime = since.map(|t| now.saturating_sub(t).as_secs());
+    let last = d.last_exit.map(|e| e.to_string());
+    if json {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_string());
+        format!(
+            "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{},\"ready\":\"{ready}\"}}",
+            d.spec.name,
+            opt(pid.map(|p| p.to_string())),
+            opt(uptime.map(|u| u.to_string())),
+            d.restarts,
+            opt(last.map(|l| format!("\"{l}\"")))
+        )
+    } else {
+        format!(
+            "{:<16} {state:<9} pid {:<7} up {:<9} restarts {:<4} ready {ready:<3} last {}",
+            d.spec.name,
+            pid.map_or("-".to_string(), |p| p.to_string()),
+            uptime.map_or("-".to_string(), |u| format!("{u}s")),
+            d.restarts,
+            last.unwrap_or_else(|| "-".to_string())
+        )
+    }
+}
+
+/// Ok when every daemon runs (and is ready, if it has a check); otherwise what is wrong,
+/// daemon by daemon.
+pub(crate) fn health<'a>(daemons: impl Iterator<Item = &'a Daemon>) -> Result<(), Vec<String>> {
+    let problems: Vec<String> = daemons.filter_map(problem).collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn problem(d: &Daemon) -> Option<String> {
+    let name = &d.spec.name;
+    match d.state() {
+        State::Running { ready: false, .. } => Some(format!("{name} is running but not ready")),
+        State::Running { ready: true, .. } => None,
+        State::WaitingForDependencies { .. } => {
+            Some(format!("{name} is waiting for what it starts after"))
+        }
+        State::Backoff { .. } => Some(format!(
+            "{name} is waiting to restart after it {}",
+            describe(d.last_exit)
+        )),
+        State::HeldForRemoved => Some(format!(
+            "{name} waits for the daemons a reload removed to stop"
+        )),
+        State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
+        state @ (State::Starting { .. } | State::Stopping { .. }) => {
+            Some(format!("{name} is {}", state.word()))
+        }
+    }
+}
+
+fn describe(exit: Option<ExitStatus>) -> String {
+    exit.map_or("never started".to_string(), |e| e.to_string())
+}
