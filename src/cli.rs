@@ -5,8 +5,8 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::config::parse_duration;
 use crate::signal::{Sig, parse_signal};
+use crate::time::{DurationError, parse_duration};
 
 pub(crate) const USAGE: &str = "\
 Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
@@ -81,7 +81,7 @@ pub enum UsageError {
     Verbosity { name: &'static str, text: String },
     ExitCode(String),
     ParentDeathSignal(crate::signal::SignalError),
-    StopOthers(crate::config::ValueError),
+    StopOthers(DurationError),
     Rewrite(String, String),
     SingleChildFlagInBundle(&'static str),
     ProgramAndBundle,

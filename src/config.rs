@@ -12,20 +12,20 @@
 //! documented in README.md; keep the two in step.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::keys;
-use crate::plan::{DaemonSpec, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{DaemonSpec, Plan, Route, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
+use crate::time::parse_duration;
+use crate::values::check_name;
 
-/// Limits that keep hostile input from costing more than a clear error.
+/// Limits that keep hostile input from costing more than a clear error (the longest daemon
+/// name and the longest duration are `values::MAX_NAME_LEN` and `time::MAX_DURATION`).
 pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
 pub(crate) const MAX_DAEMONS: usize = 256;
-pub(crate) const MAX_NAME_LEN: usize = 32;
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// A bundle file, parsed and checked; selection has not been applied yet.
 #[derive(Clone, Debug)]
@@ -394,258 +394,6 @@ impl Parser<'_> {
     }
 }
 
-/// Why a value in the bundle file was refused. `Display` is the message that follows
-/// `PATH:LINE: `; the parser adds the place.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ValueError {
-    EmptyName,
-    NameTooLong,
-    NameChars(String),
-    EnvName(String),
-    EnvPair(String),
-    NoNames(&'static str),
-    Duration(String),
-    DurationDigits(String),
-    DurationTooLong(String),
-    User(String),
-    ReadyCheck(String),
-    ReadyAddress(String),
-    NotifyDescriptor(String),
-    Bool(String),
-    Quote(char),
-    TrailingBackslash,
-    NoProgram,
-    RelativeCwd(String),
-    StopSignalStop,
-    OnExit(String),
-    Signal(crate::signal::SignalError),
-}
-
-impl fmt::Display for ValueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ValueError as E;
-        match self {
-            E::EmptyName => f.write_str("empty daemon name"),
-            E::NameTooLong => write!(f, "daemon name is longer than {MAX_NAME_LEN} characters"),
-            E::NameChars(name) => write!(
-                f,
-                "daemon name \"{name}\" may only use letters, digits, '-', '_' and '.'"
-            ),
-            E::EnvName(name) => write!(f, "bad environment variable name \"{name}\""),
-            E::EnvPair(text) => write!(f, "env needs NAME=VALUE, found \"{text}\""),
-            E::NoNames(key) => write!(f, "\"{key}\" needs at least one name"),
-            E::Duration(text) => write!(f, "bad duration \"{text}\" (examples: 500ms, 8s, 2m)"),
-            E::DurationDigits(text) => write!(
-                f,
-                "duration \"{text}\" is longer than 24h or finer than a nanosecond"
-            ),
-            E::DurationTooLong(text) => write!(f, "duration \"{text}\" is longer than 24h"),
-            E::User(text) => write!(
-                f,
-                "user \"{text}\" must be numeric UID:GID, e.g. 65534:65534"
-            ),
-            E::ReadyCheck(text) => write!(
-                f,
-                "bad ready check \"{text}\" (expected tcp:HOST:PORT, unix:/PATH, file:/PATH or notify:FD)"
-            ),
-            E::ReadyAddress(text) => write!(
-                f,
-                "ready check \"{text}\" needs a numeric address, e.g. tcp:127.0.0.1:8080"
-            ),
-            E::NotifyDescriptor(text) => write!(
-                f,
-                "notify descriptor \"{text}\" must be a number from 3 to 1023"
-            ),
-            E::Bool(text) => write!(f, "expected yes or no, found \"{text}\""),
-            E::Quote(quote) => write!(f, "unterminated {quote} quote"),
-            E::TrailingBackslash => f.write_str("trailing backslash"),
-            E::NoProgram => f.write_str("\"run\" needs a program"),
-            E::RelativeCwd(dir) => write!(f, "cwd \"{dir}\" must be an absolute path"),
-            E::StopSignalStop => {
-                f.write_str("SIGSTOP does not end a process; choose another stop-signal")
-            }
-            E::OnExit(text) => write!(
-                f,
-                "unknown on-exit \"{text}\" (expected keep-running, restart or stop-bundle)"
-            ),
-            E::Signal(e) => e.fmt(f),
-        }
-    }
-}
-
-impl From<crate::signal::SignalError> for ValueError {
-    fn from(e: crate::signal::SignalError) -> ValueError {
-        ValueError::Signal(e)
-    }
-}
-
-impl From<ValueError> for String {
-    fn from(e: ValueError) -> String {
-        e.to_string()
-    }
-}
-
-fn check_name(name: &str) -> Result<(), ValueError> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() {
-        Err(ValueError::EmptyName)
-    } else if name.len() > MAX_NAME_LEN {
-        Err(ValueError::NameTooLong)
-    } else if !name.chars().all(ok_char) {
-        Err(ValueError::NameChars(name.to_string()))
-    } else {
-        Ok(())
-    }
-}
-
-pub(crate) fn check_env_name(name: &str) -> Result<(), ValueError> {
-    if name.is_empty() || name.contains(['=', ' ', '\t']) {
-        Err(ValueError::EnvName(name.to_string()))
-    } else {
-        Ok(())
-    }
-}
-
-/// `8s`, `500ms`, `2m`, `1h`, `1.5s`. A unit is required: a bare number is ambiguous.
-/// Parsed with integers only (no float parsing: it would cost the binary ~20 KiB).
-pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
-    let bad = || ValueError::Duration(text.to_string());
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let unit_ns: u128 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(bad()),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || fraction.contains('.') || (number.contains('.') && fraction.is_empty()) {
-        return Err(bad());
-    }
-    if whole.len() > 12 || fraction.len() > 9 {
-        return Err(ValueError::DurationDigits(text.to_string()));
-    }
-    // The value in units, scaled by 10^9 so a fraction of up to nine digits stays exact.
-    let whole: u128 = whole.parse().map_err(|_| bad())?;
-    let fraction_digits: u128 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().map_err(|_| bad())?
-    };
-    let fraction_scaled = fraction_digits * 10u128.pow(9 - fraction.len() as u32);
-    let total_ns = (whole * 1_000_000_000 + fraction_scaled) * unit_ns / 1_000_000_000;
-    if total_ns > MAX_DURATION.as_nanos() {
-        return Err(ValueError::DurationTooLong(text.to_string()));
-    }
-    Ok(Duration::new(
-        (total_ns / 1_000_000_000) as u64,
-        (total_ns % 1_000_000_000) as u32,
-    ))
-}
-
-/// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH` or `notify:FD`.
-pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
-    let bad = || ValueError::ReadyCheck(text.to_string());
-    let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
-    match kind {
-        "tcp" => {
-            // Numeric addresses (or localhost) only: PID 1 does no name lookups.
-            if crate::ready::tcp_address(rest).is_none() {
-                return Err(ValueError::ReadyAddress(text.to_string()));
-            }
-            Ok(ReadyCheck::Tcp(rest.to_string()))
-        }
-        "unix" | "file" if rest.starts_with('/') => Ok(if kind == "unix" {
-            ReadyCheck::Unix(PathBuf::from(rest))
-        } else {
-            ReadyCheck::File(PathBuf::from(rest))
-        }),
-        "notify" => match rest.parse::<i32>() {
-            Ok(fd) if (3..=1023).contains(&fd) => Ok(ReadyCheck::Notify(fd)),
-            _ => Err(ValueError::NotifyDescriptor(rest.to_string())),
-        },
-        _ => Err(bad()),
-    }
-}
-
-/// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
-pub(crate) fn parse_user(text: &str) -> Result<(u32, u32), ValueError> {
-    let bad = || ValueError::User(text.to_string());
-    let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
-    let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
-    let gid: u32 = gid.trim().parse().map_err(|_| bad())?;
-    if uid == u32::MAX || gid == u32::MAX {
-        return Err(bad());
-    }
-    Ok((uid, gid))
-}
-
-/// Splits a command line into words. Whitespace separates words; "double quotes" keep
-/// spaces and understand \" and \\; 'single quotes' are literal; a backslash outside
-/// quotes escapes the next character. No variables, no globs: nothing runs a shell.
-pub fn split_words(text: &str) -> Result<Vec<String>, ValueError> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(ValueError::Quote('\'')),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err(ValueError::Quote('"')),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(ValueError::Quote('"')),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err(ValueError::TrailingBackslash),
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
-
 /// Selection failures: an unknown name in the selection variable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SelectionError(pub String);
@@ -705,7 +453,8 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ExitPolicy, Route};
+    use crate::plan::{ExitPolicy, ReadyCheck, Route};
+    use crate::values::MAX_NAME_LEN;
     use std::ffi::OsString;
 
     fn parse_str(text: &str) -> Result<Bundle, ConfigError> {
@@ -1045,45 +794,12 @@ mod tests {
         );
         assert!(error("[a]\nrun = x\nenv = =v\n").contains("bad environment variable name \"\""));
         assert!(parse_str("[a]\nrun = x\nunset = A_B\n").is_ok());
-        // Twelve digits are allowed (the value then decides), thirteen are not.
-        assert_eq!(parse_duration("000000000001s"), Ok(Duration::from_secs(1)));
-        assert_eq!(
-            parse_duration("0000000000001s").unwrap_err(),
-            ValueError::DurationDigits("0000000000001s".into())
+        assert!(
+            error("[a]\nrun = x\ngrace = 0000000000001s\n").contains("finer than a nanosecond")
         );
         assert!(error("[a]\nrun = x\nuser = 4294967295:0\n").contains("must be numeric"));
         assert!(error("[a]\nrun = x\nuser = 0:4294967295\n").contains("must be numeric"));
         assert!(parse_str("[a]\nrun = x\nuser = 4294967294:4294967294\n").is_ok());
-    }
-
-    #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("2.000000001s"), Ok(Duration::new(2, 1)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert_eq!(
-            parse_duration("24.1h").unwrap_err().to_string(),
-            "duration \"24.1h\" is longer than 24h"
-        );
-        for bad in [
-            "",
-            "s",
-            "5",
-            "5 s",
-            "-1s",
-            ".5s",
-            "5.s",
-            "1.2.3s",
-            "5sec",
-            "1e3s",
-            "1.0000000001s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -1114,16 +830,5 @@ mod tests {
             "zero selected is valid"
         );
         assert_eq!(select(&bundle, None).unwrap().daemons.len(), 4);
-    }
-
-    #[test]
-    fn words_split_like_a_careful_shell() {
-        assert_eq!(split_words("a  b\tc").unwrap(), ["a", "b", "c"]);
-        assert_eq!(
-            split_words(r#""a \"q\" \\ \n" ''"#).unwrap(),
-            [r#"a "q" \ \n"#, ""]
-        );
-        assert!(split_words("'open").is_err());
-        assert!(split_words("end\\").is_err());
     }
 }

@@ -9,13 +9,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{
-    ValueError, check_env_name, parse_duration, parse_ready, parse_user, split_words,
-};
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::{Sig, parse_signal};
-use crate::time::human;
 use crate::sys::libc_sig;
+use crate::time::{human, parse_duration};
+use crate::values::{ValueError, check_env_name, parse_bool, parse_ready, parse_user, split_words};
 
 /// One key of a `[daemon]` section.
 pub(crate) struct DaemonKey {
@@ -41,6 +39,11 @@ fn one(value: String) -> Vec<String> {
 
 fn yes_no(value: bool) -> Vec<String> {
     one(if value { "yes" } else { "no" }.to_string())
+}
+
+/// A duration key's value (`time::parse_duration`'s error, as one a key gives).
+fn duration(text: &str) -> Result<Duration, ValueError> {
+    Ok(parse_duration(text)?)
 }
 
 /// Backoff settings only matter, and only print, under `on-exit = restart`.
@@ -154,7 +157,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         repeatable: false,
         live: true,
         default: |d| d.grace = Duration::from_secs(8),
-        parse: |d, v| parse_duration(v).map(|value| d.grace = value),
+        parse: |d, v| duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
     },
     DaemonKey {
@@ -178,7 +181,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         repeatable: false,
         live: true,
         default: |d| d.backoff.initial = Duration::from_secs(1),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.initial = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
     },
     DaemonKey {
@@ -186,7 +189,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         repeatable: false,
         live: true,
         default: |d| d.backoff.max = Duration::from_secs(30),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.max = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
     },
     DaemonKey {
@@ -194,7 +197,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         repeatable: false,
         live: true,
         default: |d| d.backoff.stable_after = Duration::from_secs(10),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.stable_after = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
     },
     DaemonKey {
@@ -225,7 +228,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         repeatable: false,
         live: true,
         default: |d| d.ready_timeout = Duration::from_secs(30),
-        parse: |d, v| parse_duration(v).map(|value| d.ready_timeout = value),
+        parse: |d, v| duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
         print: |d| match d.after.is_empty() {
             true => vec![],
@@ -286,14 +289,6 @@ fn names_line<T: AsRef<std::ffi::OsStr>>(names: &[T]) -> Vec<String> {
         .map(|n| n.as_ref().to_string_lossy().into_owned())
         .collect();
     one(words.join(" "))
-}
-
-fn parse_bool(text: &str) -> Result<bool, ValueError> {
-    match text {
-        "yes" | "true" | "on" => Ok(true),
-        "no" | "false" | "off" => Ok(false),
-        _ => Err(ValueError::Bool(text.to_string())),
-    }
 }
 
 fn describe_check(check: &ReadyCheck) -> String {
@@ -472,7 +467,7 @@ mod tests {
             "",
         ];
         let line: Vec<String> = words.iter().map(|w| quote_word(w)).collect();
-        assert_eq!(config::split_words(&line.join(" ")).unwrap(), words);
+        assert_eq!(split_words(&line.join(" ")).unwrap(), words);
     }
 
     #[test]

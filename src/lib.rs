@@ -5,8 +5,9 @@
 // - `run`: main.rs;
 // - `cli::parse`, `config::{parse, select}`, `keys::describe_plan` and the `plan` types they
 //   pass around: the fuzz targets;
-// - `config::{parse_duration, split_words}`, `signal`, and `sys`'s signal calls: the tests
-//   and bundle-testd (which shares the crate's signal handling rather than copying it).
+// - `time::parse_duration`, `values::split_words`, `signal`, and `sys`'s signal calls: the
+//   fuzz targets, the tests and bundle-testd (which shares the crate's signal handling
+//   rather than copying it).
 // Everything else is `pub(crate)`: the supervisor and the modules that carry out its actions.
 pub mod cli;
 pub mod config;
@@ -20,8 +21,9 @@ mod runtime;
 pub mod signal;
 mod spawn;
 mod supervisor;
-mod time;
 pub mod sys;
+pub mod time;
+pub mod values;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -160,7 +160,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("ignore") => o.ignore.push(parse_signal(&text(&mut p)?)?.0),
             Long("die-on") => o.die_on.push(parse_signal(&text(&mut p)?)?.0),
             Long("exit-after") => {
-                let d = bundle_init::config::parse_duration(&text(&mut p)?)?;
+                let d =
+                    bundle_init::time::parse_duration(&text(&mut p)?).map_err(|e| e.to_string())?;
                 let code = text(&mut p)?.parse().map_err(|_| "bad exit code")?;
                 o.exit_after = Some((d, code));
             }
@@ -179,7 +180,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
-            Long("delay") => o.delay = bundle_init::config::parse_duration(&text(&mut p)?)?,
+            Long("delay") => {
+                o.delay =
+                    bundle_init::time::parse_duration(&text(&mut p)?).map_err(|e| e.to_string())?
+            }
             Long("notify-fd") => {
                 o.notify_fd = Some(text(&mut p)?.parse().map_err(|_| "bad descriptor")?)
             }
