@@ -474,11 +474,15 @@ mod tests {
     fn check_prints_a_plan_that_names_every_route_and_daemon() {
         let bundle = config::parse(
             "b",
-            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\n",
+            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
         )
         .unwrap();
         let plan = config::select(&bundle, None).unwrap();
         let text = describe_plan("b", &plan);
+        assert!(
+            text.contains("ready = tcp:localhost:80\n"),
+            "as written: {text}"
+        );
         assert!(text.contains("on SIGUSR1 = restart a"), "{text}");
         assert!(text.contains("on SIGTERM = shutdown"), "{text}");
         assert!(text.contains("run = /bin/a \"x y\""), "{text}");

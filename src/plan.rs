@@ -2,6 +2,8 @@
 //! a bundle file, then handed to the supervisor. Plain data, no I/O.
 
 use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,14 +63,28 @@ pub(crate) struct EnvPlan {
 /// have no tool to do it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ReadyCheck {
-    /// A TCP connection to `host:port` is accepted.
-    Tcp(String),
+    /// A TCP connection to this address is accepted.
+    Tcp(TcpAddress),
     /// A connection to this Unix socket is accepted.
     Unix(PathBuf),
     /// This file exists.
     File(PathBuf),
     /// The daemon writes a newline to this descriptor (the s6 convention).
     Notify(i32),
+}
+
+/// A `tcp:` check's address, parsed once when the bundle file is read, and the text that
+/// file wrote (`localhost:5432`): `--check` prints that text back, a reload compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TcpAddress {
+    pub(crate) addr: SocketAddr,
+    pub(crate) written: String,
+}
+
+impl fmt::Display for TcpAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,9 +4,10 @@
 //! [`crate::time`]'s, signals [`crate::signal`]'s.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::plan::ReadyCheck;
+use crate::plan::{ReadyCheck, TcpAddress};
 use crate::signal::SignalError;
 use crate::time::DurationError;
 
@@ -126,11 +127,12 @@ pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
     let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
     match kind {
         "tcp" => {
-            // Numeric addresses (or localhost) only: PID 1 does no name lookups.
-            if crate::ready::tcp_address(rest).is_none() {
-                return Err(ValueError::ReadyAddress(text.to_string()));
-            }
-            Ok(ReadyCheck::Tcp(rest.to_string()))
+            let addr =
+                tcp_address(rest).ok_or_else(|| ValueError::ReadyAddress(text.to_string()))?;
+            Ok(ReadyCheck::Tcp(TcpAddress {
+                addr,
+                written: rest.to_string(),
+            }))
         }
         "unix" | "file" if rest.starts_with('/') => Ok(if kind == "unix" {
             ReadyCheck::Unix(PathBuf::from(rest))
@@ -142,6 +144,26 @@ pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
             _ => Err(ValueError::NotifyDescriptor(rest.to_string())),
         },
         _ => Err(bad()),
+    }
+}
+
+/// A TCP check's address: a numeric address, or `localhost` (no name lookups in PID 1).
+fn tcp_address(text: &str) -> Option<SocketAddr> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
+    text.parse().ok()
+}
+
+/// Tests write a check's address as text (the supervisor's tests among them).
+#[cfg(test)]
+impl From<&str> for TcpAddress {
+    fn from(text: &str) -> TcpAddress {
+        let addr = tcp_address(text).expect("a numeric address or localhost");
+        TcpAddress {
+            addr,
+            written: text.to_string(),
+        }
     }
 }
 
@@ -232,6 +254,31 @@ pub(crate) fn parse_bool(text: &str) -> Result<bool, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `tcp:` address is parsed once, at load; the text as written is kept for printing.
+    #[test]
+    fn a_tcp_check_holds_its_parsed_address_and_its_text() {
+        let Ok(ReadyCheck::Tcp(local)) = parse_ready("tcp:localhost:8080") else {
+            panic!("localhost is accepted");
+        };
+        assert_eq!(local.addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(local.to_string(), "localhost:8080");
+        let Ok(ReadyCheck::Tcp(v6)) = parse_ready("tcp:[::1]:53") else {
+            panic!("a numeric IPv6 address is accepted");
+        };
+        assert_eq!(v6.addr, SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 53)));
+        for refused in [
+            "tcp:localhost",
+            "tcp:db:5432",
+            "tcp:127.0.0.1",
+            "tcp:localhost:99999",
+        ] {
+            assert_eq!(
+                parse_ready(refused),
+                Err(ValueError::ReadyAddress(refused.to_string()))
+            );
+        }
+    }
 
     #[test]
     fn words_split_like_a_careful_shell() {
