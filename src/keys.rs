@@ -1,8 +1,8 @@
-//! The bundle file's vocabulary, each word defined once: every daemon key (its name, its
-//! default, how a value updates a daemon, how `--check` prints it) and every route action
-//! (its name, whether it names daemons, the route it makes, how it prints). The parser in
-//! `config`, the defaults in `plan::DaemonSpec::new` and the `--check` printer below all
-//! read these tables, so a new key is one entry here plus its test.
+//! The bundle file's vocabulary, each word defined once: every daemon key (its name, how a
+//! value updates a daemon, how `--check` prints it) and every route action (its name,
+//! whether it names daemons, the route it makes, how it prints). The parser in `config`,
+//! the reload diff and the `--check` printer below all read these tables, so a new key is
+//! one entry here, its default in `plan::DaemonSpec::new`, and its test.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
-use crate::signal::{Sig, parse_signal};
+use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{ValueError, check_env_name, parse_bool, parse_ready, parse_user, split_words};
@@ -23,15 +23,11 @@ pub(crate) struct DaemonKey {
     /// A reload applies a new value without restarting the daemon: the key is bookkeeping
     /// (what to do after an exit, how long to wait), not how the process is started.
     pub(crate) live: bool,
-    /// Sets the key's default on a fresh spec.
-    pub(crate) default: fn(&mut DaemonSpec),
     /// Applies one value; the error becomes `PATH:LINE: message`.
     pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), ValueError>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
     pub(crate) print: fn(&DaemonSpec) -> Vec<String>,
 }
-
-fn nothing(_: &mut DaemonSpec) {}
 
 fn one(value: String) -> Vec<String> {
     vec![value]
@@ -60,7 +56,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "run",
         repeatable: false,
         live: false,
-        default: nothing, // given with the section: a daemon without `run` is an error
         parse: |d, v| {
             let words = split_words(v)?;
             if words.is_empty() {
@@ -82,7 +77,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "cwd",
         repeatable: false,
         live: false,
-        default: |d| d.cwd = None,
         parse: |d, v| {
             if !v.starts_with('/') {
                 return Err(ValueError::RelativeCwd(v.to_string()));
@@ -96,7 +90,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "env",
         repeatable: true,
         live: false,
-        default: |d| d.env.set.clear(),
         parse: |d, v| {
             let (name, value) = v
                 .split_once('=')
@@ -117,7 +110,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset",
         repeatable: true,
         live: false,
-        default: |d| d.env.unset.clear(),
         parse: |d, v| add_names(&mut d.env.unset, "unset", v),
         print: |d| names_line(&d.env.unset),
     },
@@ -125,7 +117,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset-prefix",
         repeatable: true,
         live: false,
-        default: |d| d.env.unset_prefixes.clear(),
         parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
         print: |d| names_line(&d.env.unset_prefixes),
     },
@@ -133,7 +124,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "user",
         repeatable: false,
         live: false,
-        default: |d| d.user = None,
         parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
     },
@@ -141,7 +131,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stop-signal",
         repeatable: false,
         live: false,
-        default: |d| d.stop_signal = Sig(libc_sig::TERM),
         parse: |d, v| {
             let sig = parse_signal(v)?;
             if sig.0 == libc_sig::STOP {
@@ -156,7 +145,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "grace",
         repeatable: false,
         live: true,
-        default: |d| d.grace = Duration::from_secs(8),
         parse: |d, v| duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
     },
@@ -164,7 +152,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "on-exit",
         repeatable: false,
         live: true,
-        default: |d| d.on_exit = ExitPolicy::KeepRunning,
         parse: |d, v| {
             d.on_exit = match v {
                 "keep-running" => ExitPolicy::KeepRunning,
@@ -180,7 +167,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.initial = Duration::from_secs(1),
         parse: |d, v| duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
     },
@@ -188,7 +174,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay-max",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.max = Duration::from_secs(30),
         parse: |d, v| duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
     },
@@ -196,7 +181,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stable-after",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.stable_after = Duration::from_secs(10),
         parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
     },
@@ -204,7 +188,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready",
         repeatable: false,
         live: false,
-        default: |d| d.ready = None,
         parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
         print: |d| d.ready.iter().map(describe_check).collect(),
     },
@@ -212,7 +195,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "after",
         repeatable: false,
         live: false,
-        default: |d| d.after.clear(),
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if names.is_empty() {
@@ -227,7 +209,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready-timeout",
         repeatable: false,
         live: true,
-        default: |d| d.ready_timeout = Duration::from_secs(30),
         parse: |d, v| duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
         print: |d| match d.after.is_empty() {
@@ -239,7 +220,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "prefix-output",
         repeatable: false,
         live: false,
-        default: |d| d.prefix_output = true,
         parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
         print: |d| yes_no(d.prefix_output),
     },
@@ -247,7 +227,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "signal-group",
         repeatable: false,
         live: false,
-        default: |d| d.signal_group = false,
         parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
         print: |d| yes_no(d.signal_group),
     },
@@ -255,7 +234,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "no-new-privs",
         repeatable: false,
         live: false,
-        default: |d| d.no_new_privs = false,
         parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
         print: |d| yes_no(d.no_new_privs),
     },
@@ -510,6 +488,34 @@ mod tests {
         let again = config::select(&config::parse("b", body.as_bytes()).unwrap(), None).unwrap();
         assert_eq!(again.daemons, plan.daemons, "{printed}");
         assert_eq!(again.routes, plan.routes, "{printed}");
+    }
+
+    /// The defaults README's table of daemon keys gives are what `DaemonSpec::new` sets,
+    /// as `--check` prints them (backoff keys under `restart`, the timeout with `after`).
+    #[test]
+    fn check_prints_the_documented_defaults() {
+        let daemon = |name: &str| DaemonSpec::new(name, vec!["x".into()]);
+        let mut restarting = daemon("r");
+        restarting.on_exit = ExitPolicy::Restart;
+        restarting.after = vec!["d".into()];
+        let plan = Plan {
+            daemons: vec![daemon("d"), restarting],
+            routes: Routes::bundle_defaults(),
+            shutdown_grace: Duration::from_secs(8),
+            stop_leftovers: true,
+            success_codes: vec![],
+            single_child: false,
+        };
+        let text = describe_plan("b", &plan);
+        let daemons = &text[text.find("[d]").unwrap()..];
+        assert_eq!(
+            daemons,
+            "[d]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = keep-running\n\
+             prefix-output = yes\nsignal-group = no\nno-new-privs = no\n\
+             [r]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = restart\n\
+             restart-delay = 1s\nrestart-delay-max = 30s\nstable-after = 10s\nafter = d\n\
+             ready-timeout = 30s\nprefix-output = yes\nsignal-group = no\nno-new-privs = no\n"
+        );
     }
 
     #[test]

@@ -113,29 +113,27 @@ pub struct DaemonSpec {
 }
 
 impl DaemonSpec {
-    /// A daemon with every key at its default (`keys::DAEMON_KEYS` says which).
+    /// A daemon with every key at its default: the one place a daemon's defaults are
+    /// written (the backoff's in `Backoff::default`). README's table of daemon keys lists
+    /// them; `--check` prints them.
     pub(crate) fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
-        let mut spec = DaemonSpec {
+        DaemonSpec {
             name: name.to_string(),
             argv,
             cwd: None,
             env: EnvPlan::default(),
             user: None,
             stop_signal: Sig(libc_sig::TERM),
-            grace: Duration::ZERO,
+            grace: Duration::from_secs(8),
             on_exit: ExitPolicy::KeepRunning,
             backoff: Backoff::default(),
-            prefix_output: false,
+            prefix_output: true,
             signal_group: false,
             no_new_privs: false,
             ready: None,
             after: Vec::new(),
-            ready_timeout: Duration::ZERO,
-        };
-        for key in crate::keys::DAEMON_KEYS {
-            (key.default)(&mut spec);
+            ready_timeout: Duration::from_secs(30),
         }
-        spec
     }
 }
 
