@@ -62,6 +62,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 /// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
 /// reading it whole.
 pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
@@ -394,9 +396,26 @@ impl Parser<'_> {
     }
 }
 
-/// Selection failures: an unknown name in the selection variable.
+/// A name in the selection (BUNDLE_INIT_DAEMONS) that is no daemon of the bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SelectionError(pub String);
+pub struct SelectionError {
+    pub(crate) unknown: String,
+    /// The bundle's daemons, in bundle order.
+    pub(crate) known: Vec<String>,
+}
+
+impl fmt::Display for SelectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown daemon \"{}\" in the selection (known: {})",
+            self.unknown,
+            self.known.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for SelectionError {}
 
 /// Applies a selection (`BUNDLE_INIT_DAEMONS=a,b`; None runs all) and resolves routes.
 /// Selected daemons keep bundle order; routes to unselected daemons become no-ops.
@@ -413,11 +432,10 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
                 .iter()
                 .find(|n| !bundle.daemons.iter().any(|d| d.name == **n))
             {
-                let known: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
-                return Err(SelectionError(format!(
-                    "unknown daemon \"{unknown}\" in the selection (known: {})",
-                    known.join(", ")
-                )));
+                return Err(SelectionError {
+                    unknown: unknown.to_string(),
+                    known: bundle.daemons.iter().map(|d| d.name.clone()).collect(),
+                });
             }
             bundle
                 .daemons
@@ -822,7 +840,7 @@ mod tests {
         assert!(
             select(&bundle, Some("pipelok"))
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("unknown daemon \"pipelok\"")
         );
         assert!(

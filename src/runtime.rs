@@ -27,7 +27,7 @@ pub(crate) struct Settings {
     pub(crate) setup: ChildSetup,
     pub(crate) pid1: bool,
     /// Bundle mode: the file a reload reads, and the selection read at start.
-    pub(crate) bundle: Option<crate::BundleSource>,
+    pub(crate) bundle: Option<crate::bundle::BundleSource>,
 }
 
 /// One daemon output stream: a pipe kept for bundle-init's whole life, so restarts reuse
@@ -487,9 +487,9 @@ impl Runtime {
         let Some(source) = &self.settings.bundle else {
             return Err("single-child mode has no bundle file".to_string());
         };
-        let plan = crate::bundle_plan(&source.path, source.selection.as_deref())
+        let plan = crate::bundle::bundle_plan(&source.path, source.selection.as_deref())
             .map_err(|e| e.to_string())?;
-        crate::descriptors_fit(&plan, source.base_descriptors)
+        crate::bundle::descriptors_fit(&plan, source.base_descriptors)
             .map_err(|e| format!("{}: {e}", source.path))?;
         Ok(plan)
     }
