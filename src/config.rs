@@ -21,6 +21,9 @@ use crate::sys::libc_sig;
 use crate::time::parse_duration;
 use crate::values::check_name;
 
+mod problem;
+pub(crate) use problem::Problem;
+
 /// Limits that keep hostile input from costing more than a clear error (the longest daemon
 /// name and the longest duration are `values::MAX_NAME_LEN` and `time::MAX_DURATION`).
 pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -45,44 +48,52 @@ pub(crate) struct RouteSpec {
     pub(crate) as_signal: Option<Sig>,
 }
 
-/// `PATH:LINE: message` (LINE omitted for whole-file problems).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `PATH:LINE: problem` (LINE omitted for whole-file problems).
+#[derive(Debug)]
 pub struct ConfigError {
     pub(crate) path: String,
     pub(crate) line: Option<usize>,
-    pub(crate) message: String,
+    pub(crate) problem: Problem,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path, line, self.message),
-            None => write!(f, "{}: {}", self.path, self.message),
+            Some(line) => write!(f, "{}:{}: {}", self.path, line, self.problem),
+            None => write!(f, "{}: {}", self.path, self.problem),
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            Problem::Open(e) => Some(e),
+            Problem::Read(e) => Some(e),
+            Problem::Value(e) => Some(e),
+            Problem::Signal(e) => Some(e),
+            Problem::Duration(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
 /// reading it whole.
 pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
     use std::io::Read;
-    let whole = |message: String| ConfigError {
+    let whole = |problem| ConfigError {
         path: path.to_string(),
         line: None,
-        message,
+        problem,
     };
     let file = open_regular(path).map_err(whole)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| whole(format!("cannot read: {e}")))?;
+        .map_err(|e| whole(Problem::Read(e)))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(whole(format!(
-            "file is larger than {} KiB",
-            MAX_FILE_BYTES / 1024
-        )));
+        return Err(whole(Problem::TooLarge));
     }
     parse(path, &bytes)
 }
@@ -90,12 +101,11 @@ pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
 /// Opens `path` for reading only if it is a regular file. The open itself never waits (a
 /// FIFO with no writer would block it for ever, with every signal already blocked), and
 /// never makes a terminal ours; then fstat says what it is.
-fn open_regular(path: &str) -> Result<std::fs::File, String> {
+fn open_regular(path: &str) -> Result<std::fs::File, Problem> {
     use rustix::fs::{FileType, Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::empty())
-        .map_err(|e| format!("cannot open: {}", std::io::Error::from(e)))?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("cannot open: {e}"))?;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(Problem::Open)?;
+    let stat = rustix::fs::fstat(&fd).map_err(Problem::Open)?;
     let kind = match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => return Ok(std::fs::File::from(fd)),
         FileType::Directory => "a directory",
@@ -105,7 +115,7 @@ fn open_regular(path: &str) -> Result<std::fs::File, String> {
         FileType::Socket => "a socket",
         _ => "not a file",
     };
-    Err(format!("is {kind}, not a regular file"))
+    Err(Problem::NotRegular(kind))
 }
 
 /// What some editors put at the start of a UTF-8 file; invisible in an error message.
@@ -145,40 +155,39 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn error(&self, message: impl fmt::Display) -> ConfigError {
+    fn error(&self, problem: impl Into<Problem>) -> ConfigError {
+        self.error_at(self.line, problem.into())
+    }
+
+    fn error_at(&self, line: usize, problem: Problem) -> ConfigError {
         ConfigError {
             path: self.path.to_string(),
-            line: Some(self.line),
-            message: message.to_string(),
+            line: Some(line),
+            problem,
         }
     }
 
     /// A line that starts with `[` but does not end with `]`.
     fn bad_header(&self, text: &str) -> ConfigError {
-        if text.contains(']') {
-            self.error(format!(
-                "section header \"{text}\" has text after its closing ] (a comment must be on a line of its own)"
-            ))
+        let text = text.to_string();
+        self.error(if text.contains(']') {
+            Problem::TextAfterHeader(text)
         } else {
-            self.error(format!("section header \"{text}\" has no closing ]"))
-        }
+            Problem::UnclosedHeader(text)
+        })
     }
 
     fn parse_line(&mut self, raw: &[u8]) -> Result<(), ConfigError> {
         if raw.len() > MAX_LINE_BYTES {
-            return Err(self.error(format!("line is longer than {MAX_LINE_BYTES} bytes")));
+            return Err(self.error(Problem::LineTooLong));
         }
         if raw.contains(&0) {
-            return Err(self.error("line contains a NUL byte".to_string()));
+            return Err(self.error(Problem::NulByte));
         }
         if self.line == 1 && raw.starts_with(UTF8_BOM) {
-            return Err(self.error(
-                "the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one"
-                    .to_string(),
-            ));
+            return Err(self.error(Problem::ByteOrderMark));
         }
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| self.error("line is not valid UTF-8".to_string()))?;
+        let text = std::str::from_utf8(raw).map_err(|_| self.error(Problem::NotUtf8))?;
         let text = text.strip_suffix('\r').unwrap_or(text).trim();
         if text.is_empty() || text.starts_with('#') {
             return Ok(());
@@ -191,10 +200,10 @@ impl Parser<'_> {
         }
         let (key, value) = text
             .split_once('=')
-            .ok_or_else(|| self.error(format!("expected \"key = value\", found \"{text}\"")))?;
+            .ok_or_else(|| self.error(Problem::NotKeyValue(text.to_string())))?;
         let (key, value) = (key.trim(), value.trim());
         if key.is_empty() {
-            return Err(self.error("missing key before =".to_string()));
+            return Err(self.error(Problem::MissingKey));
         }
         if self.bundle.daemons.is_empty() {
             self.bundle_key(key, value)
@@ -204,12 +213,12 @@ impl Parser<'_> {
     }
 
     fn start_section(&mut self, name: &str) -> Result<(), ConfigError> {
-        check_name(name).map_err(|m| self.error(m))?;
+        check_name(name).map_err(|e| self.error(e))?;
         if self.bundle.daemons.iter().any(|d| d.name == name) {
-            return Err(self.error(format!("daemon \"{name}\" is defined twice")));
+            return Err(self.error(Problem::DaemonTwice(name.to_string())));
         }
         if self.bundle.daemons.len() >= MAX_DAEMONS {
-            return Err(self.error(format!("more than {MAX_DAEMONS} daemons")));
+            return Err(self.error(Problem::TooManyDaemons));
         }
         self.bundle.daemons.push(DaemonSpec::new(name, Vec::new()));
         self.section_lines.push(self.line);
@@ -219,7 +228,7 @@ impl Parser<'_> {
 
     fn once(&mut self, key: &str) -> Result<(), ConfigError> {
         if self.seen_keys.iter().any(|k| k == key) {
-            return Err(self.error(format!("\"{key}\" is set twice")));
+            return Err(self.error(Problem::KeyTwice(key.to_string())));
         }
         self.seen_keys.push(key.to_string());
         Ok(())
@@ -230,7 +239,7 @@ impl Parser<'_> {
             let sig = parse_signal(signal).map_err(|e| self.error(e))?;
             let route = self.route(sig, value)?;
             if self.bundle.routes.iter().any(|(s, _)| *s == sig) {
-                return Err(self.error(format!("{sig} is routed twice")));
+                return Err(self.error(Problem::RoutedTwice(sig)));
             }
             self.bundle.routes.push((sig, route));
             self.route_lines.push(self.line);
@@ -239,57 +248,46 @@ impl Parser<'_> {
         match key {
             "shutdown-grace" => {
                 self.once(key)?;
-                self.bundle.shutdown_grace = parse_duration(value).map_err(|m| self.error(m))?;
+                self.bundle.shutdown_grace = parse_duration(value).map_err(|e| self.error(e))?;
             }
             _ if keys::daemon_key(key).is_some() => {
-                return Err(self.error(format!("\"{key}\" belongs in a [daemon] section")));
+                return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
             }
-            _ => return Err(self.error(format!("unknown bundle key \"{key}\""))),
+            _ => return Err(self.error(Problem::UnknownBundleKey(key.to_string()))),
         }
         Ok(())
     }
 
     fn route(&self, sig: Sig, value: &str) -> Result<RouteSpec, ConfigError> {
         if matches!(sig.0, libc_sig::KILL | libc_sig::STOP) {
-            return Err(self.error(format!("{sig} cannot be caught, so it cannot be routed")));
+            return Err(self.error(Problem::Uncatchable(sig)));
         }
         if crate::sys::FAULT_SIGNALS.contains(&sig.0) {
-            return Err(self.error(format!(
-                "{sig} reports a fault in bundle-init itself and keeps its default action, so it cannot be routed"
-            )));
+            return Err(self.error(Problem::FaultSignal(sig)));
         }
         if sig.0 == libc_sig::CHLD {
-            return Err(
-                self.error("SIGCHLD is how bundle-init reaps; it cannot be routed".to_string())
-            );
+            return Err(self.error(Problem::ChildSignal));
         }
         if crate::sys::reserved_by_libc(sig.0) {
-            return Err(self.error(format!(
-                "{sig} is reserved by the C library and never reaches bundle-init, so it cannot be routed"
-            )));
+            return Err(self.error(Problem::ReservedSignal(sig)));
         }
         let mut words = value.split_whitespace();
         let action = words
             .next()
-            .ok_or_else(|| self.error(format!("route for {sig} has no action")))?;
+            .ok_or_else(|| self.error(Problem::NoAction(sig)))?;
         let mut names: Vec<String> = words.map(str::to_string).collect();
         let as_signal = self.as_signal(action, &mut names)?;
         // Engines and orchestrators stop a container with SIGTERM: a route that did
         // something else on it would leave nothing to stop the bundle gracefully.
         if sig.0 == libc_sig::TERM && action != "shutdown" {
-            return Err(self.error(
-                "SIGTERM always shuts the bundle down (engines stop containers with it); to stop a daemon with another signal, give it stop-signal".to_string(),
-            ));
+            return Err(self.error(Problem::TermNotShutdown));
         }
         let Some(definition) = keys::route_action(action) else {
-            return Err(self.error(format!(
-                "unknown route action \"{action}\" (expected {})",
-                keys::route_action_names()
-            )));
+            return Err(self.error(Problem::UnknownAction(action.to_string())));
         };
         match (definition.takes_names, names.is_empty()) {
-            (true, true) => Err(self.error(format!("\"{action}\" needs at least one daemon name"))),
-            (false, false) => Err(self.error(format!("\"{action}\" takes no daemon names"))),
+            (true, true) => Err(self.error(Problem::NeedsNames(definition.name))),
+            (false, false) => Err(self.error(Problem::TakesNoNames(definition.name))),
             _ => Ok(RouteSpec {
                 action: definition,
                 names,
@@ -318,81 +316,83 @@ impl Parser<'_> {
             self.once(key)?;
         }
         let Some(daemon) = self.bundle.daemons.last_mut() else {
-            return Err(self.error("internal: no section".to_string()));
+            return Err(self.error(Problem::NoSection));
         };
-        (definition.parse)(daemon, value).map_err(|m| self.error(m))
+        (definition.parse)(daemon, value).map_err(|e| self.error(e))
     }
 
-    fn not_a_daemon_key(&self, key: &str) -> String {
+    fn not_a_daemon_key(&self, key: &str) -> Problem {
         if key == "shutdown-grace" || key.starts_with("on ") {
-            return format!("\"{key}\" is a bundle key: put it before the first [daemon]");
+            return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
-        format!("unknown key \"{key}\" in [{section}]")
+        Problem::UnknownDaemonKey {
+            key: key.to_string(),
+            section: section.to_string(),
+        }
     }
 
     fn finish(self) -> Result<Bundle, ConfigError> {
-        let at = |line: usize, message: String| ConfigError {
-            path: self.path.to_string(),
-            line: Some(line),
-            message,
-        };
         if self.bundle.daemons.is_empty() {
             return Err(ConfigError {
                 path: self.path.to_string(),
                 line: None,
-                message: "defines no daemon".to_string(),
+                problem: Problem::NoDaemon,
             });
         }
         for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_lines) {
+            let name = || daemon.name.clone();
             if daemon.argv.is_empty() {
-                return Err(at(line, format!("[{}] has no \"run\" line", daemon.name)));
+                return Err(self.error_at(line, Problem::NoRun(name())));
             }
             if daemon.backoff.initial > daemon.backoff.max {
-                return Err(at(
+                return Err(self.error_at(line, Problem::DelayOverMax(name())));
+            }
+        }
+        self.check_after()?;
+        self.check_route_names()?;
+        Ok(self.bundle)
+    }
+
+    /// Each `after` names a daemon defined above: start order stays file order, and no
+    /// cycle can be written.
+    fn check_after(&self) -> Result<(), ConfigError> {
+        let daemons = &self.bundle.daemons;
+        for (position, (daemon, &line)) in daemons.iter().zip(&self.section_lines).enumerate() {
+            if let Some(name) = daemon
+                .after
+                .iter()
+                .find(|name| !daemons[..position].iter().any(|d| &d.name == *name))
+            {
+                return Err(self.error_at(
                     line,
-                    format!(
-                        "[{}] restart-delay is longer than restart-delay-max",
-                        daemon.name
-                    ),
+                    Problem::AfterNotAbove {
+                        daemon: daemon.name.clone(),
+                        name: name.clone(),
+                    },
                 ));
             }
         }
-        for (position, (daemon, &line)) in self
-            .bundle
-            .daemons
-            .iter()
-            .zip(&self.section_lines)
-            .enumerate()
-        {
-            for name in &daemon.after {
-                // Only daemons defined before: start order stays file order, and no cycle
-                // can be written.
-                if !self.bundle.daemons[..position]
-                    .iter()
-                    .any(|d| &d.name == name)
-                {
-                    return Err(at(
-                        line,
-                        format!(
-                            "[{}] after \"{name}\": not a daemon defined above it",
-                            daemon.name
-                        ),
-                    ));
-                }
-            }
-        }
+        Ok(())
+    }
+
+    fn check_route_names(&self) -> Result<(), ConfigError> {
         for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
-            for name in &route.names {
-                if !self.bundle.daemons.iter().any(|d| &d.name == name) {
-                    return Err(at(
-                        line,
-                        format!("route for {sig} names unknown daemon \"{name}\""),
-                    ));
-                }
+            if let Some(name) = route
+                .names
+                .iter()
+                .find(|name| !self.bundle.daemons.iter().any(|d| &d.name == *name))
+            {
+                return Err(self.error_at(
+                    line,
+                    Problem::RouteToUnknown {
+                        sig: *sig,
+                        name: name.clone(),
+                    },
+                ));
             }
         }
-        Ok(self.bundle)
+        Ok(())
     }
 }
 
@@ -741,6 +741,25 @@ mod tests {
         );
     }
 
+    /// A file that cannot be read says why, in the system's words.
+    #[test]
+    fn a_missing_bundle_file_says_why_it_cannot_be_opened() {
+        let path = "/no/such/dir/b.conf";
+        assert_eq!(
+            load(path).unwrap_err().to_string(),
+            format!(
+                "{path}: cannot open: {}",
+                std::io::Error::from_raw_os_error(libc::ENOENT)
+            )
+        );
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        assert_eq!(
+            load(dir).unwrap_err().to_string(),
+            format!("{dir}: is a directory, not a regular file")
+        );
+    }
+
     /// A file of exactly 1 MiB loads; one byte more is refused before it is parsed.
     #[test]
     fn a_bundle_file_may_be_one_mebibyte_and_no_more() {
@@ -753,7 +772,7 @@ mod tests {
         std::fs::write(path, format!("{head}{}#", padding(1024 * 1024))).unwrap();
         let over = load(path);
         let _ = std::fs::remove_file(path);
-        assert_eq!(exact.map(|b| b.daemons.len()), Ok(1));
+        assert_eq!(exact.unwrap().daemons.len(), 1);
         assert_eq!(
             over.unwrap_err().to_string(),
             format!("{path}: file is larger than 1024 KiB")
