@@ -199,7 +199,7 @@ stress N="20" *FILTER:
     echo "stress: $(({{N}} - failed)) of {{N}} rounds passed"
     [ "$failed" -eq 0 ]
 
-mutants_files := "--file src/supervisor.rs --file src/reload.rs --file src/config.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
+mutants_files := "--file src/supervisor.rs --file src/reload.rs --file src/config.rs --file src/values.rs --file src/time.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
 mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening --test reload"
 mutants_limits := "--jobs 1 --timeout 45 --build-timeout 300"
 

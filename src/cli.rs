@@ -5,8 +5,8 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::config::parse_duration;
 use crate::signal::{Sig, parse_signal};
+use crate::time::{DurationError, parse_duration};
 
 pub(crate) const USAGE: &str = "\
 Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
@@ -81,8 +81,8 @@ pub enum UsageError {
     Verbosity { name: &'static str, text: String },
     ExitCode(String),
     ParentDeathSignal(crate::signal::SignalError),
-    StopOthers(crate::config::ValueError),
-    Rewrite(String, String),
+    StopOthers(DurationError),
+    Rewrite(String, RewriteError),
     SingleChildFlagInBundle(&'static str),
     ProgramAndBundle,
     CheckWithoutBundle,
@@ -118,6 +118,49 @@ impl std::fmt::Display for UsageError {
                 f,
                 "usage: bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health (got \"{request}\")"
             ),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UsageError::Flag(e) => Some(e),
+            UsageError::ParentDeathSignal(e) => Some(e),
+            UsageError::StopOthers(e) => Some(e),
+            UsageError::Rewrite(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a `--rewrite FROM:TO` was refused (the message after `--rewrite FROM:TO: `).
+#[derive(Debug)]
+pub enum RewriteError {
+    NoColon,
+    Signal(crate::signal::SignalError),
+    NeverForwarded(Sig),
+    Twice(Sig),
+}
+
+impl std::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewriteError::NoColon => f.write_str("expected FROM:TO, e.g. TERM:QUIT"),
+            RewriteError::Signal(e) => e.fmt(f),
+            RewriteError::NeverForwarded(sig) => {
+                write!(f, "{sig} is never forwarded, so it cannot be rewritten")
+            }
+            RewriteError::Twice(sig) => write!(f, "{sig} is rewritten twice"),
+        }
+    }
+}
+
+impl std::error::Error for RewriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RewriteError::Signal(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -231,10 +274,7 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
             let text = flag_value(parser)?;
             let (from, to) = parse_rewrite(&text)?;
             if options.rewrites.iter().any(|&(f, _)| f == from) {
-                return Err(UsageError::Rewrite(
-                    text,
-                    format!("{from} is rewritten twice"),
-                ));
+                return Err(UsageError::Rewrite(text, RewriteError::Twice(from)));
             }
             options.rewrites.push((from, to));
             options.single_child_flag.get_or_insert("--rewrite");
@@ -253,19 +293,17 @@ fn next_flag(parser: &mut lexopt::Parser, options: &mut Options) -> Result<Flag,
 /// `FROM:TO` with dumb-init's meaning: signal FROM is forwarded as TO; TO = 0 drops it.
 /// FROM must be a signal bundle-init can catch and forward.
 fn parse_rewrite(text: &str) -> Result<(Sig, Option<Sig>), UsageError> {
-    let bad = |why: &str| UsageError::Rewrite(text.to_string(), why.to_string());
+    let bad = |why| UsageError::Rewrite(text.to_string(), why);
     let (from, to) = text
         .split_once(':')
-        .ok_or_else(|| bad("expected FROM:TO, e.g. TERM:QUIT"))?;
-    let from = parse_signal(from).map_err(|e| bad(&e.to_string()))?;
+        .ok_or_else(|| bad(RewriteError::NoColon))?;
+    let from = parse_signal(from).map_err(|e| bad(RewriteError::Signal(e)))?;
     if !crate::plan::Routes::can_route(from) {
-        return Err(bad(&format!(
-            "{from} is never forwarded, so it cannot be rewritten"
-        )));
+        return Err(bad(RewriteError::NeverForwarded(from)));
     }
     let to = match to.trim() {
         to if to.parse::<u32>() == Ok(0) => None,
-        to => Some(parse_signal(to).map_err(|e| bad(&e.to_string()))?),
+        to => Some(parse_signal(to).map_err(|e| bad(RewriteError::Signal(e)))?),
     };
     Ok((from, to))
 }

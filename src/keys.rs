@@ -1,21 +1,19 @@
-//! The bundle file's vocabulary, each word defined once: every daemon key (its name, its
-//! default, how a value updates a daemon, how `--check` prints it) and every route action
-//! (its name, whether it names daemons, the route it makes, how it prints). The parser in
-//! `config`, the defaults in `plan::DaemonSpec::new` and the `--check` printer below all
-//! read these tables, so a new key is one entry here plus its test.
+//! The bundle file's vocabulary, each word defined once: every daemon key (its name, how a
+//! value updates a daemon, how `--check` prints it) and every route action (its name,
+//! whether it names daemons, the route it makes, how it prints). The parser in `config`,
+//! the reload diff and the `--check` printer below all read these tables, so a new key is
+//! one entry here, its default in `plan::DaemonSpec::new`, and its test.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{
-    ValueError, check_env_name, parse_duration, parse_ready, parse_user, split_words,
-};
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
-use crate::signal::{Sig, parse_signal};
+use crate::signal::parse_signal;
 use crate::sys::libc_sig;
-use crate::time::human;
+use crate::time::{human, parse_duration};
+use crate::values::{ValueError, check_env_name, parse_bool, parse_ready, parse_user, split_words};
 
 /// One key of a `[daemon]` section.
 pub(crate) struct DaemonKey {
@@ -25,15 +23,11 @@ pub(crate) struct DaemonKey {
     /// A reload applies a new value without restarting the daemon: the key is bookkeeping
     /// (what to do after an exit, how long to wait), not how the process is started.
     pub(crate) live: bool,
-    /// Sets the key's default on a fresh spec.
-    pub(crate) default: fn(&mut DaemonSpec),
     /// Applies one value; the error becomes `PATH:LINE: message`.
     pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), ValueError>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
     pub(crate) print: fn(&DaemonSpec) -> Vec<String>,
 }
-
-fn nothing(_: &mut DaemonSpec) {}
 
 fn one(value: String) -> Vec<String> {
     vec![value]
@@ -41,6 +35,11 @@ fn one(value: String) -> Vec<String> {
 
 fn yes_no(value: bool) -> Vec<String> {
     one(if value { "yes" } else { "no" }.to_string())
+}
+
+/// A duration key's value (`time::parse_duration`'s error, as one a key gives).
+fn duration(text: &str) -> Result<Duration, ValueError> {
+    Ok(parse_duration(text)?)
 }
 
 /// Backoff settings only matter, and only print, under `on-exit = restart`.
@@ -57,7 +56,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "run",
         repeatable: false,
         live: false,
-        default: nothing, // given with the section: a daemon without `run` is an error
         parse: |d, v| {
             let words = split_words(v)?;
             if words.is_empty() {
@@ -79,7 +77,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "cwd",
         repeatable: false,
         live: false,
-        default: |d| d.cwd = None,
         parse: |d, v| {
             if !v.starts_with('/') {
                 return Err(ValueError::RelativeCwd(v.to_string()));
@@ -93,7 +90,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "env",
         repeatable: true,
         live: false,
-        default: |d| d.env.set.clear(),
         parse: |d, v| {
             let (name, value) = v
                 .split_once('=')
@@ -114,7 +110,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset",
         repeatable: true,
         live: false,
-        default: |d| d.env.unset.clear(),
         parse: |d, v| add_names(&mut d.env.unset, "unset", v),
         print: |d| names_line(&d.env.unset),
     },
@@ -122,7 +117,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset-prefix",
         repeatable: true,
         live: false,
-        default: |d| d.env.unset_prefixes.clear(),
         parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
         print: |d| names_line(&d.env.unset_prefixes),
     },
@@ -130,7 +124,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "user",
         repeatable: false,
         live: false,
-        default: |d| d.user = None,
         parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
     },
@@ -138,7 +131,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stop-signal",
         repeatable: false,
         live: false,
-        default: |d| d.stop_signal = Sig(libc_sig::TERM),
         parse: |d, v| {
             let sig = parse_signal(v)?;
             if sig.0 == libc_sig::STOP {
@@ -153,15 +145,13 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "grace",
         repeatable: false,
         live: true,
-        default: |d| d.grace = Duration::from_secs(8),
-        parse: |d, v| parse_duration(v).map(|value| d.grace = value),
+        parse: |d, v| duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
     },
     DaemonKey {
         name: "on-exit",
         repeatable: false,
         live: true,
-        default: |d| d.on_exit = ExitPolicy::KeepRunning,
         parse: |d, v| {
             d.on_exit = match v {
                 "keep-running" => ExitPolicy::KeepRunning,
@@ -177,31 +167,27 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.initial = Duration::from_secs(1),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.initial = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
     },
     DaemonKey {
         name: "restart-delay-max",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.max = Duration::from_secs(30),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.max = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
     },
     DaemonKey {
         name: "stable-after",
         repeatable: false,
         live: true,
-        default: |d| d.backoff.stable_after = Duration::from_secs(10),
-        parse: |d, v| parse_duration(v).map(|value| d.backoff.stable_after = value),
+        parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
     },
     DaemonKey {
         name: "ready",
         repeatable: false,
         live: false,
-        default: |d| d.ready = None,
         parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
         print: |d| d.ready.iter().map(describe_check).collect(),
     },
@@ -209,7 +195,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "after",
         repeatable: false,
         live: false,
-        default: |d| d.after.clear(),
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if names.is_empty() {
@@ -224,8 +209,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready-timeout",
         repeatable: false,
         live: true,
-        default: |d| d.ready_timeout = Duration::from_secs(30),
-        parse: |d, v| parse_duration(v).map(|value| d.ready_timeout = value),
+        parse: |d, v| duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
         print: |d| match d.after.is_empty() {
             true => vec![],
@@ -236,7 +220,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "prefix-output",
         repeatable: false,
         live: false,
-        default: |d| d.prefix_output = true,
         parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
         print: |d| yes_no(d.prefix_output),
     },
@@ -244,7 +227,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "signal-group",
         repeatable: false,
         live: false,
-        default: |d| d.signal_group = false,
         parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
         print: |d| yes_no(d.signal_group),
     },
@@ -252,7 +234,6 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "no-new-privs",
         repeatable: false,
         live: false,
-        default: |d| d.no_new_privs = false,
         parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
         print: |d| yes_no(d.no_new_privs),
     },
@@ -286,14 +267,6 @@ fn names_line<T: AsRef<std::ffi::OsStr>>(names: &[T]) -> Vec<String> {
         .map(|n| n.as_ref().to_string_lossy().into_owned())
         .collect();
     one(words.join(" "))
-}
-
-fn parse_bool(text: &str) -> Result<bool, ValueError> {
-    match text {
-        "yes" | "true" | "on" => Ok(true),
-        "no" | "false" | "off" => Ok(false),
-        _ => Err(ValueError::Bool(text.to_string())),
-    }
 }
 
 fn describe_check(check: &ReadyCheck) -> String {
@@ -472,18 +445,22 @@ mod tests {
             "",
         ];
         let line: Vec<String> = words.iter().map(|w| quote_word(w)).collect();
-        assert_eq!(config::split_words(&line.join(" ")).unwrap(), words);
+        assert_eq!(split_words(&line.join(" ")).unwrap(), words);
     }
 
     #[test]
     fn check_prints_a_plan_that_names_every_route_and_daemon() {
         let bundle = config::parse(
             "b",
-            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\n",
+            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
         )
         .unwrap();
         let plan = config::select(&bundle, None).unwrap();
         let text = describe_plan("b", &plan);
+        assert!(
+            text.contains("ready = tcp:localhost:80\n"),
+            "as written: {text}"
+        );
         assert!(text.contains("on SIGUSR1 = restart a"), "{text}");
         assert!(text.contains("on SIGTERM = shutdown"), "{text}");
         assert!(text.contains("run = /bin/a \"x y\""), "{text}");
@@ -511,6 +488,34 @@ mod tests {
         let again = config::select(&config::parse("b", body.as_bytes()).unwrap(), None).unwrap();
         assert_eq!(again.daemons, plan.daemons, "{printed}");
         assert_eq!(again.routes, plan.routes, "{printed}");
+    }
+
+    /// The defaults README's table of daemon keys gives are what `DaemonSpec::new` sets,
+    /// as `--check` prints them (backoff keys under `restart`, the timeout with `after`).
+    #[test]
+    fn check_prints_the_documented_defaults() {
+        let daemon = |name: &str| DaemonSpec::new(name, vec!["x".into()]);
+        let mut restarting = daemon("r");
+        restarting.on_exit = ExitPolicy::Restart;
+        restarting.after = vec!["d".into()];
+        let plan = Plan {
+            daemons: vec![daemon("d"), restarting],
+            routes: Routes::bundle_defaults(),
+            shutdown_grace: Duration::from_secs(8),
+            stop_leftovers: true,
+            success_codes: vec![],
+            single_child: false,
+        };
+        let text = describe_plan("b", &plan);
+        let daemons = &text[text.find("[d]").unwrap()..];
+        assert_eq!(
+            daemons,
+            "[d]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = keep-running\n\
+             prefix-output = yes\nsignal-group = no\nno-new-privs = no\n\
+             [r]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = restart\n\
+             restart-delay = 1s\nrestart-delay-max = 30s\nstable-after = 10s\nafter = d\n\
+             ready-timeout = 30s\nprefix-output = yes\nsignal-group = no\nno-new-privs = no\n"
+        );
     }
 
     #[test]

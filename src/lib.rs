@@ -5,9 +5,11 @@
 // - `run`: main.rs;
 // - `cli::parse`, `config::{parse, select}`, `keys::describe_plan` and the `plan` types they
 //   pass around: the fuzz targets;
-// - `config::{parse_duration, split_words}`, `signal`, and `sys`'s signal calls: the tests
-//   and bundle-testd (which shares the crate's signal handling rather than copying it).
+// - `time::parse_duration`, `values::split_words`, `signal`, and `sys`'s signal calls: the
+//   fuzz targets, the tests and bundle-testd (which shares the crate's signal handling
+//   rather than copying it).
 // Everything else is `pub(crate)`: the supervisor and the modules that carry out its actions.
+mod bundle;
 pub mod cli;
 pub mod config;
 mod control;
@@ -22,13 +24,15 @@ pub mod signal;
 mod spawn;
 mod supervisor;
 pub mod sys;
-mod time;
+pub mod time;
+pub mod values;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use bundle::{BundleSource, LoadError};
 use cli::{Command, Options};
 use plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
 use spawn::ChildSetup;
@@ -119,10 +123,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
     };
     let open_file_limit = sys::raise_open_file_limit();
     let (plan, bundle) = match &options.bundle {
-        Some(path) => match bundle_source(path) {
+        Some(path) => match bundle::bundle_source(path) {
             Ok((plan, _)) if options.check => return print(&keys::describe_plan(path, &plan)),
             Ok((plan, source)) => (plan, Some(source)),
-            Err(code) => return code,
+            Err(e) => {
+                say(format_args!("{e}"));
+                return load_failure_code(&e);
+            }
         },
         None => (single_child_plan(&options), None),
     };
@@ -138,53 +145,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
     start(plan, options, bundle, setup, &blocked)
 }
 
-/// The bundle file's checked plan, and where a reload finds the file again; or the exit
-/// code, after one line that says why.
-fn bundle_source(path: &str) -> Result<(Plan, BundleSource), u8> {
-    // What is open before the bundle has anything: its need comes on top, now and at
-    // reload. (Read only in bundle mode: a single child's start-up never pays for it.)
-    let base_descriptors = sys::open_descriptors();
-    let selection = selection();
-    let plan = checked_bundle_plan(path, selection.as_deref(), base_descriptors)?;
-    let source = BundleSource {
-        path: path.to_string(),
-        selection,
-        base_descriptors,
-    };
-    Ok((plan, source))
-}
-
-/// The bundle file's plan, once it parsed and fits the descriptor limit; otherwise the
-/// exit code, after one line that says why.
-fn checked_bundle_plan(
-    path: &str,
-    selection: Option<&str>,
-    base_descriptors: usize,
-) -> Result<Plan, u8> {
-    let plan = bundle_plan(path, selection).map_err(|e| {
-        say(format_args!("{e}"));
-        EXIT_USAGE
-    })?;
-    descriptors_fit(&plan, base_descriptors).map_err(|e| {
-        say(format_args!("{path}: {e}"));
-        EXIT_SETUP_FAILED
-    })?;
-    Ok(plan)
-}
-
-/// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
-/// limit) on top of `base`, those open before the bundle had any. Checked before anything
-/// starts, and before a reload is applied: a bundle that cannot have them all would
-/// otherwise fail part-way, at some daemon's start.
-fn descriptors_fit(plan: &Plan, base: usize) -> Result<(), String> {
-    let needed = base + plan.descriptors_needed();
-    let limit = sys::open_file_limit();
-    if needed as u64 <= limit {
-        return Ok(());
+/// A bundle file (or selection) that is wrong is bad usage; one that cannot run under
+/// this descriptor limit is a setup failure.
+fn load_failure_code(e: &LoadError) -> u8 {
+    match e {
+        LoadError::Plan(_) => EXIT_USAGE,
+        LoadError::Descriptors { .. } => EXIT_SETUP_FAILED,
     }
-    Err(format!(
-        "the bundle needs up to {needed} open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is {limit}: raise it (podman run --ulimit nofile=N:N) or set prefix-output = no for some daemons"
-    ))
 }
 
 /// `-p SIGNAL`: the parent's death is delivered to bundle-init as SIGNAL.
@@ -263,42 +230,6 @@ fn start(
             EXIT_SETUP_FAILED
         }
     }
-}
-
-/// Why a bundle file could not become a plan: the message names the file and line, or the
-/// variable that selected daemons.
-enum PlanError {
-    Config(config::ConfigError),
-    Selection(config::SelectionError),
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlanError::Config(e) => e.fmt(f),
-            PlanError::Selection(e) => write!(f, "BUNDLE_INIT_DAEMONS: {}", e.0),
-        }
-    }
-}
-
-/// The bundle file a reload reads: the one bundle-init started with, with the selection
-/// it started with.
-pub(crate) struct BundleSource {
-    pub(crate) path: String,
-    pub(crate) selection: Option<String>,
-    /// Descriptors open before the bundle had any (see `descriptors_fit`).
-    pub(crate) base_descriptors: usize,
-}
-
-/// BUNDLE_INIT_DAEMONS, read once at start.
-fn selection() -> Option<String> {
-    std::env::var("BUNDLE_INIT_DAEMONS").ok()
-}
-
-/// Loads a bundle file and applies the BUNDLE_INIT_DAEMONS selection.
-fn bundle_plan(path: &str, selection: Option<&str>) -> Result<Plan, PlanError> {
-    let bundle = config::load(path).map_err(PlanError::Config)?;
-    config::select(&bundle, selection).map_err(PlanError::Selection)
 }
 
 fn single_child_plan(options: &Options) -> Plan {

@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn every_record_fits_in_one_atomic_pipe_write() {
         assert_eq!(PIPE_BUF, 4096);
-        let prefix = format!("[{}] ", "n".repeat(crate::config::MAX_NAME_LEN));
+        let prefix = format!("[{}] ", "n".repeat(crate::values::MAX_NAME_LEN));
         let mut splitter = LineSplitter::default();
         let mut out = Vec::new();
         splitter.feed(prefix.as_bytes(), &vec![b'x'; 3 * PIPE_BUF], &mut out);

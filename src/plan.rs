@@ -2,6 +2,8 @@
 //! a bundle file, then handed to the supervisor. Plain data, no I/O.
 
 use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,14 +63,28 @@ pub(crate) struct EnvPlan {
 /// have no tool to do it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ReadyCheck {
-    /// A TCP connection to `host:port` is accepted.
-    Tcp(String),
+    /// A TCP connection to this address is accepted.
+    Tcp(TcpAddress),
     /// A connection to this Unix socket is accepted.
     Unix(PathBuf),
     /// This file exists.
     File(PathBuf),
     /// The daemon writes a newline to this descriptor (the s6 convention).
     Notify(i32),
+}
+
+/// A `tcp:` check's address, parsed once when the bundle file is read, and the text that
+/// file wrote (`localhost:5432`): `--check` prints that text back, a reload compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TcpAddress {
+    pub(crate) addr: SocketAddr,
+    pub(crate) written: String,
+}
+
+impl fmt::Display for TcpAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,29 +113,27 @@ pub struct DaemonSpec {
 }
 
 impl DaemonSpec {
-    /// A daemon with every key at its default (`keys::DAEMON_KEYS` says which).
+    /// A daemon with every key at its default: the one place a daemon's defaults are
+    /// written (the backoff's in `Backoff::default`). README's table of daemon keys lists
+    /// them; `--check` prints them.
     pub(crate) fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
-        let mut spec = DaemonSpec {
+        DaemonSpec {
             name: name.to_string(),
             argv,
             cwd: None,
             env: EnvPlan::default(),
             user: None,
             stop_signal: Sig(libc_sig::TERM),
-            grace: Duration::ZERO,
+            grace: Duration::from_secs(8),
             on_exit: ExitPolicy::KeepRunning,
             backoff: Backoff::default(),
-            prefix_output: false,
+            prefix_output: true,
             signal_group: false,
             no_new_privs: false,
             ready: None,
             after: Vec::new(),
-            ready_timeout: Duration::ZERO,
-        };
-        for key in crate::keys::DAEMON_KEYS {
-            (key.default)(&mut spec);
+            ready_timeout: Duration::from_secs(30),
         }
-        spec
     }
 }
 

@@ -55,17 +55,6 @@ pub(crate) struct NotifyPipe {
     pub(crate) target: i32,
 }
 
-/// A TCP check's address: a numeric address, or `localhost` (no name lookups in PID 1).
-pub(crate) fn tcp_address(text: &str) -> Option<std::net::SocketAddr> {
-    if let Some(port) = text.strip_prefix("localhost:") {
-        return Some(std::net::SocketAddr::from((
-            [127, 0, 0, 1],
-            port.parse().ok()?,
-        )));
-    }
-    text.parse().ok()
-}
-
 impl Probes {
     /// Daemon `id` is about to start with this check (a reload may have changed it).
     pub(crate) fn set_check(&mut self, id: DaemonId, check: Option<ReadyCheck>) {
@@ -203,17 +192,14 @@ impl Probes {
 fn attempt(probe: &mut Probe, check: &ReadyCheck) -> bool {
     match check {
         ReadyCheck::File(path) => std::fs::symlink_metadata(path).is_ok(),
-        ReadyCheck::Tcp(addr) => match tcp_address(addr) {
-            Some(addr) => {
-                let family = if addr.is_ipv4() {
-                    AddressFamily::INET
-                } else {
-                    AddressFamily::INET6
-                };
-                start_connect(probe, family, &addr)
-            }
-            None => false,
-        },
+        ReadyCheck::Tcp(tcp) => {
+            let family = if tcp.addr.is_ipv4() {
+                AddressFamily::INET
+            } else {
+                AddressFamily::INET6
+            };
+            start_connect(probe, family, &tcp.addr)
+        }
         ReadyCheck::Unix(path) => match SocketAddrUnix::new(path.as_path()) {
             Ok(addr) => start_connect(probe, AddressFamily::UNIX, &addr),
             Err(_) => false,

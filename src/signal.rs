@@ -81,11 +81,7 @@ impl fmt::Display for SignalError {
     }
 }
 
-impl From<SignalError> for String {
-    fn from(e: SignalError) -> String {
-        e.to_string()
-    }
-}
+impl std::error::Error for SignalError {}
 
 /// Parses a signal name or number.
 pub fn parse_signal(text: &str) -> Result<Sig, SignalError> {

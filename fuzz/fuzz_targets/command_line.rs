@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     for arg in &args {
         let text = arg.to_string_lossy();
         let _ = bundle_init::signal::parse_signal(&text);
-        let _ = bundle_init::config::parse_duration(&text);
-        let _ = bundle_init::config::split_words(&text);
+        let _ = bundle_init::time::parse_duration(&text);
+        let _ = bundle_init::values::split_words(&text);
     }
 });

@@ -144,6 +144,14 @@ impl Default for Options {
     }
 }
 
+fn signal(text: &str) -> Result<Sig, String> {
+    parse_signal(text).map_err(|e| e.to_string())
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    bundle_init::time::parse_duration(text).map_err(|e| e.to_string())
+}
+
 fn parse(args: Vec<OsString>) -> Result<Options, String> {
     use lexopt::prelude::*;
     let mut o = Options::default();
@@ -157,10 +165,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
         match arg {
             Long("name") => o.name = text(&mut p)?,
             Long("log") => o.log = Some(text(&mut p)?),
-            Long("ignore") => o.ignore.push(parse_signal(&text(&mut p)?)?.0),
-            Long("die-on") => o.die_on.push(parse_signal(&text(&mut p)?)?.0),
+            Long("ignore") => o.ignore.push(signal(&text(&mut p)?)?.0),
+            Long("die-on") => o.die_on.push(signal(&text(&mut p)?)?.0),
             Long("exit-after") => {
-                let d = bundle_init::config::parse_duration(&text(&mut p)?)?;
+                let d = duration(&text(&mut p)?)?;
                 let code = text(&mut p)?.parse().map_err(|_| "bad exit code")?;
                 o.exit_after = Some((d, code));
             }
@@ -179,7 +187,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("report") => o.report = true,
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
-            Long("delay") => o.delay = bundle_init::config::parse_duration(&text(&mut p)?)?,
+            Long("delay") => o.delay = duration(&text(&mut p)?)?,
             Long("notify-fd") => {
                 o.notify_fd = Some(text(&mut p)?.parse().map_err(|_| "bad descriptor")?)
             }

@@ -32,7 +32,7 @@ pub(crate) struct Settings {
     pub(crate) setup: ChildSetup,
     pub(crate) pid1: bool,
     /// Bundle mode: the file a reload reads, and the selection read at start.
-    pub(crate) bundle: Option<crate::BundleSource>,
+    pub(crate) bundle: Option<crate::bundle::BundleSource>,
     /// `-v` flags on top of the default (1: notices).
     pub(crate) verbosity: u8,
     /// `-w`: reaped orphans are logged at the default level rather than as debug.
@@ -415,15 +415,9 @@ impl Runtime {
     /// The bundle file again, validated as at start, descriptors included.
     fn read_bundle(&self) -> Result<crate::plan::Plan, ReadError> {
         let Some(source) = &self.settings.bundle else {
-            return Err(ReadError(
-                "single-child mode has no bundle file".to_string(),
-            ));
+            return Err(ReadError::NoBundleFile);
         };
-        let plan = crate::bundle_plan(&source.path, source.selection.as_deref())
-            .map_err(|e| ReadError(e.to_string()))?;
-        crate::descriptors_fit(&plan, source.base_descriptors)
-            .map_err(|e| ReadError(format!("{}: {e}", source.path)))?;
-        Ok(plan)
+        source.reload().map_err(ReadError::Load)
     }
 
     /// Before a start: the output pipes and readiness check the daemon's definition asks

@@ -54,16 +54,31 @@ pub(crate) enum Event {
 }
 
 /// Why a reload's bundle file could not be used, as the user reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ReadError(pub(crate) String);
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Single-child mode has no file to read.
+    NoBundleFile,
+    /// The file, the selection, or the descriptors it needs.
+    Load(crate::bundle::LoadError),
+}
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ReadError::NoBundleFile => f.write_str("single-child mode has no bundle file"),
+            ReadError::Load(e) => e.fmt(f),
+        }
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::NoBundleFile => None,
+            ReadError::Load(e) => Some(e),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action {

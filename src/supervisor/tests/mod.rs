@@ -101,7 +101,7 @@ impl Drive for Supervisor {
         now: Time,
         out: &mut Effects,
     ) {
-        let plan = plan.map_err(ReadError);
+        let plan = plan.map_err(|text| invalid_file(&text));
         self.handle(Event::BundleRead { request, plan }, now, out);
     }
     fn tick(&mut self, now: Time, out: &mut Effects) {
@@ -272,4 +272,12 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
     }
+}
+
+/// A reload's read that failed: `text` is a bundle file the parser refuses (as `b.bundle`).
+pub(super) fn invalid_file(text: &str) -> ReadError {
+    let error = crate::config::parse("b.bundle", text.as_bytes()).expect_err("an invalid file");
+    ReadError::Load(crate::bundle::LoadError::Plan(
+        crate::bundle::PlanError::Config(error),
+    ))
 }

@@ -220,11 +220,7 @@ fn a_changed_route_applies_at_once() {
 #[test]
 fn an_invalid_file_changes_nothing_and_says_why() {
     let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
-    let out = reload(
-        &mut sup,
-        Err("b.bundle:3: unknown key \"x\" in [a]".into()),
-        10.0,
-    );
+    let out = reload(&mut sup, Err("[a]\nrun = a\nx = 1\n".into()), 10.0);
     assert_eq!(signals(&out), []);
     assert_eq!(ids_in_order(&sup), [0, 1, 2]);
     assert_eq!(

@@ -1,0 +1,293 @@
+//! The values a bundle file's keys take, each parsed by one function: names, environment
+//! variable names, users, readiness checks, command lines and yes/no. Each refusal is a
+//! [`ValueError`], whose message the parser puts after `PATH:LINE: `. Durations are
+//! [`crate::time`]'s, signals [`crate::signal`]'s.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::plan::{ReadyCheck, TcpAddress};
+use crate::signal::SignalError;
+use crate::time::DurationError;
+
+/// The longest daemon name: it prefixes every line the daemon writes.
+pub(crate) const MAX_NAME_LEN: usize = 32;
+
+/// Why a value in the bundle file was refused. `Display` is the message that follows
+/// `PATH:LINE: `; the parser adds the place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueError {
+    EmptyName,
+    NameTooLong,
+    NameChars(String),
+    EnvName(String),
+    EnvPair(String),
+    NoNames(&'static str),
+    Duration(DurationError),
+    User(String),
+    ReadyCheck(String),
+    ReadyAddress(String),
+    NotifyDescriptor(String),
+    Bool(String),
+    Quote(char),
+    TrailingBackslash,
+    NoProgram,
+    RelativeCwd(String),
+    StopSignalStop,
+    OnExit(String),
+    Signal(SignalError),
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ValueError as E;
+        match self {
+            E::EmptyName => f.write_str("empty daemon name"),
+            E::NameTooLong => write!(f, "daemon name is longer than {MAX_NAME_LEN} characters"),
+            E::NameChars(name) => write!(
+                f,
+                "daemon name \"{name}\" may only use letters, digits, '-', '_' and '.'"
+            ),
+            E::EnvName(name) => write!(f, "bad environment variable name \"{name}\""),
+            E::EnvPair(text) => write!(f, "env needs NAME=VALUE, found \"{text}\""),
+            E::NoNames(key) => write!(f, "\"{key}\" needs at least one name"),
+            E::Duration(e) => e.fmt(f),
+            E::User(text) => write!(
+                f,
+                "user \"{text}\" must be numeric UID:GID, e.g. 65534:65534"
+            ),
+            E::ReadyCheck(text) => write!(
+                f,
+                "bad ready check \"{text}\" (expected tcp:HOST:PORT, unix:/PATH, file:/PATH or notify:FD)"
+            ),
+            E::ReadyAddress(text) => write!(
+                f,
+                "ready check \"{text}\" needs a numeric address, e.g. tcp:127.0.0.1:8080"
+            ),
+            E::NotifyDescriptor(text) => write!(
+                f,
+                "notify descriptor \"{text}\" must be a number from 3 to 1023"
+            ),
+            E::Bool(text) => write!(f, "expected yes or no, found \"{text}\""),
+            E::Quote(quote) => write!(f, "unterminated {quote} quote"),
+            E::TrailingBackslash => f.write_str("trailing backslash"),
+            E::NoProgram => f.write_str("\"run\" needs a program"),
+            E::RelativeCwd(dir) => write!(f, "cwd \"{dir}\" must be an absolute path"),
+            E::StopSignalStop => {
+                f.write_str("SIGSTOP does not end a process; choose another stop-signal")
+            }
+            E::OnExit(text) => write!(
+                f,
+                "unknown on-exit \"{text}\" (expected keep-running, restart or stop-bundle)"
+            ),
+            E::Signal(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+impl From<SignalError> for ValueError {
+    fn from(e: SignalError) -> ValueError {
+        ValueError::Signal(e)
+    }
+}
+
+impl From<DurationError> for ValueError {
+    fn from(e: DurationError) -> ValueError {
+        ValueError::Duration(e)
+    }
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), ValueError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() {
+        Err(ValueError::EmptyName)
+    } else if name.len() > MAX_NAME_LEN {
+        Err(ValueError::NameTooLong)
+    } else if !name.chars().all(ok_char) {
+        Err(ValueError::NameChars(name.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn check_env_name(name: &str) -> Result<(), ValueError> {
+    if name.is_empty() || name.contains(['=', ' ', '\t']) {
+        Err(ValueError::EnvName(name.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH` or `notify:FD`.
+pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
+    let bad = || ValueError::ReadyCheck(text.to_string());
+    let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "tcp" => {
+            let addr =
+                tcp_address(rest).ok_or_else(|| ValueError::ReadyAddress(text.to_string()))?;
+            Ok(ReadyCheck::Tcp(TcpAddress {
+                addr,
+                written: rest.to_string(),
+            }))
+        }
+        "unix" | "file" if rest.starts_with('/') => Ok(if kind == "unix" {
+            ReadyCheck::Unix(PathBuf::from(rest))
+        } else {
+            ReadyCheck::File(PathBuf::from(rest))
+        }),
+        "notify" => match rest.parse::<i32>() {
+            Ok(fd) if (3..=1023).contains(&fd) => Ok(ReadyCheck::Notify(fd)),
+            _ => Err(ValueError::NotifyDescriptor(rest.to_string())),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// A TCP check's address: a numeric address, or `localhost` (no name lookups in PID 1).
+fn tcp_address(text: &str) -> Option<SocketAddr> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
+    text.parse().ok()
+}
+
+/// Tests write a check's address as text (the supervisor's tests among them).
+#[cfg(test)]
+impl From<&str> for TcpAddress {
+    fn from(text: &str) -> TcpAddress {
+        let addr = tcp_address(text).expect("a numeric address or localhost");
+        TcpAddress {
+            addr,
+            written: text.to_string(),
+        }
+    }
+}
+
+/// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
+pub(crate) fn parse_user(text: &str) -> Result<(u32, u32), ValueError> {
+    let bad = || ValueError::User(text.to_string());
+    let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
+    let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
+    let gid: u32 = gid.trim().parse().map_err(|_| bad())?;
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(bad());
+    }
+    Ok((uid, gid))
+}
+
+/// Splits a command line into words. Whitespace separates words; "double quotes" keep
+/// spaces and understand \" and \\; 'single quotes' are literal; a backslash outside
+/// quotes escapes the next character. No variables, no globs: nothing runs a shell.
+pub fn split_words(text: &str) -> Result<Vec<String>, ValueError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(ValueError::Quote('\'')),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(ValueError::Quote('"')),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(ValueError::Quote('"')),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err(ValueError::TrailingBackslash),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// `yes` or `no` (also `true`/`false`, `on`/`off`).
+pub(crate) fn parse_bool(text: &str) -> Result<bool, ValueError> {
+    match text {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(ValueError::Bool(text.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `tcp:` address is parsed once, at load; the text as written is kept for printing.
+    #[test]
+    fn a_tcp_check_holds_its_parsed_address_and_its_text() {
+        let Ok(ReadyCheck::Tcp(local)) = parse_ready("tcp:localhost:8080") else {
+            panic!("localhost is accepted");
+        };
+        assert_eq!(local.addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(local.to_string(), "localhost:8080");
+        let Ok(ReadyCheck::Tcp(v6)) = parse_ready("tcp:[::1]:53") else {
+            panic!("a numeric IPv6 address is accepted");
+        };
+        assert_eq!(v6.addr, SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 53)));
+        for refused in [
+            "tcp:localhost",
+            "tcp:db:5432",
+            "tcp:127.0.0.1",
+            "tcp:localhost:99999",
+        ] {
+            assert_eq!(
+                parse_ready(refused),
+                Err(ValueError::ReadyAddress(refused.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn words_split_like_a_careful_shell() {
+        assert_eq!(split_words("a  b\tc").unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            split_words(r#""a \"q\" \\ \n" ''"#).unwrap(),
+            [r#"a "q" \ \n"#, ""]
+        );
+        assert!(split_words("'open").is_err());
+        assert!(split_words("end\\").is_err());
+    }
+}
