@@ -140,6 +140,11 @@ demo: image
     podman logs "$name" 2>&1
     echo "== exit code: $(podman inspect "$name" --format '{{{{.State.ExitCode}}')"
 
+# The supervisor's model-based test for SECONDS (new seeds each run; BUNDLE_INIT_MODEL_SEED
+# replays one). Run it long after any change to src/supervisor/.
+model SECONDS="600":
+    BUNDLE_INIT_MODEL_SECONDS={{SECONDS}} cargo test --release --lib supervisor::tests::model -- --nocapture
+
 # The long hardening runs: 200k-signal storms, 20k racing restarts, 10k restarts for leaks.
 soak:
     BUNDLE_INIT_SOAK=1 cargo test --release --test hardening -- --test-threads 1

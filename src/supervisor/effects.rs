@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 
 use super::events::{Action, Level};
+use crate::id::DaemonId;
 
 #[derive(Debug)]
 pub(crate) struct Effects {
@@ -78,6 +79,21 @@ impl Effects {
         self.lifecycle == Level::Info
     }
 
+    /// Takes back a spawn of `id` still queued: the daemon must not start any more (the
+    /// shutdown began after the spawn was asked for, in the same pass of the loop).
+    pub(crate) fn withdraw_spawn(&mut self, id: DaemonId) {
+        self.queue.retain(|a| *a != Action::Spawn(id));
+    }
+
+    /// Takes back the signals still queued for `pid`, which was just reaped: the number is
+    /// free, and may be a stranger's by the time they would be sent. A signal to its
+    /// process group stays: the group lives on while its members do (and cannot be reused
+    /// until they are gone), and a stop or a SIGKILL must still reach them.
+    pub(crate) fn withdraw_signals_to(&mut self, pid: i32) {
+        self.queue
+            .retain(|a| !matches!(a, Action::Signal { pid: p, group: false, .. } if *p == pid));
+    }
+
     /// The actions queued, oldest first.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Action> {
@@ -87,6 +103,11 @@ impl Effects {
     #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.queue.clear();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
     }
 
     #[cfg(test)]

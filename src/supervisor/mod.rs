@@ -83,6 +83,9 @@ impl Supervisor {
 
     /// The one entry point: what `event` changes, and what must be done about it.
     pub(crate) fn handle(&mut self, event: Event, now: Time, fx: &mut Effects) {
+        if self.shutdown.is_done() {
+            return after_exit(event, fx);
+        }
         match event {
             Event::Start => self.start(now, fx),
             Event::Signal(sig) => self.on_signal(sig, now, fx),
@@ -108,11 +111,7 @@ impl Supervisor {
             Event::DriverFailed { what, error } => {
                 fx.log(Level::Error, || format!("{what} failed: {error}"));
             }
-            Event::LogLinesDropped(count) if count > 0 => fx.log(Level::Notice, || {
-                format!("{count} of bundle-init's own log lines were dropped")
-            }),
-            Event::LogLinesDropped(_) => {}
-            Event::OutputShed { lines, at_exit } => on_output_shed(lines, at_exit, fx),
+            event @ (Event::LogLinesDropped(_) | Event::OutputShed { .. }) => after_exit(event, fx),
         }
     }
 
@@ -323,6 +322,7 @@ impl Supervisor {
             fx.orphan(|| format!("Reaped zombie process with pid={pid} ({status})"));
             return;
         };
+        fx.withdraw_signals_to(pid);
         self.deliver(id, DaemonEvent::Exited { pid, status }, now, fx);
         self.settle(now, fx);
     }
@@ -476,6 +476,28 @@ impl Supervisor {
         fx.push(Action::Forget(id));
         self.start_held(now, fx);
         self.end_if_every_daemon_is_down(now, fx);
+    }
+}
+
+/// Exit went out: whatever the same pass of the loop still brings changes nothing. A
+/// client that asked in it is told so; the exit's own count of dropped lines is said.
+fn after_exit(event: Event, fx: &mut Effects) {
+    match event {
+        Event::Control { client, .. } => fx.push(Action::Reply {
+            client,
+            reply: Reply::refused("bundle-init is exiting"),
+        }),
+        Event::BundleRead { request, .. } => {
+            for client in request.clients {
+                let reply = Reply::refused("bundle-init is exiting");
+                fx.push(Action::Reply { client, reply });
+            }
+        }
+        Event::LogLinesDropped(count) if count > 0 => fx.log(Level::Notice, || {
+            format!("{count} of bundle-init's own log lines were dropped")
+        }),
+        Event::OutputShed { lines, at_exit } => on_output_shed(lines, at_exit, fx),
+        _ => {}
     }
 }
 

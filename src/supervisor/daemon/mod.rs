@@ -238,7 +238,12 @@ impl Daemon {
             }
 
             (S::Starting { restart }, E::Spawned(Ok(pid))) => self.started(pid, restart, now, fx),
-            // As before the redesign: a spawn that comes back counts, whatever the state.
+            (S::Starting { .. }, E::Spawned(Err(failure))) if failure.transient => {
+                self.retry_start(&failure, now, fx)
+            }
+            (S::Starting { .. }, E::Spawned(Err(failure))) => {
+                self.could_not_start(&failure, now, fx)
+            }
             (
                 S::Down
                 | S::HeldForRemoved
@@ -246,12 +251,8 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Running { .. }
                 | S::Stopping { .. },
-                E::Spawned(Ok(pid)),
-            ) => self.started(pid, None, now, fx),
-            (_, E::Spawned(Err(failure))) if failure.transient => {
-                self.retry_start(&failure, now, fx)
-            }
-            (_, E::Spawned(Err(failure))) => self.could_not_start(&failure, now, fx),
+                E::Spawned(result),
+            ) => self.spawned_unasked(result, fx),
 
             (
                 S::Running {
@@ -333,17 +334,23 @@ impl Daemon {
             (S::WaitingForDependencies { .. }, E::Restart(request)) => {
                 self.refuse_restart(request.by, "it is waiting for what it starts after", fx)
             }
-            (S::HeldForRemoved, E::Restart(request)) => {
-                self.spawn(Some(request), fx);
-                Outcome::Restart(RestartOutcome::Begun)
-            }
+            (S::HeldForRemoved, E::Restart(request)) => self.refuse_restart(
+                request.by,
+                "it waits for the daemons a reload removed to stop",
+                fx,
+            ),
 
             (S::Running { .. }, E::Stop { then, deadline }) => {
                 self.stop(now, then, deadline, fx);
                 Outcome::Nothing
             }
             (S::Stopping { .. }, E::Stop { then, deadline }) => self.stop_sooner(then, deadline),
-            (S::Starting { .. }, E::Stop { then, .. }) => self.stay_down_or_forget(&then),
+            (S::Starting { .. }, E::Stop { then, .. }) => {
+                // Its spawn is still queued behind the event that stops it: take it back,
+                // so nothing starts once a shutdown or a removal began.
+                fx.withdraw_spawn(self.id);
+                self.stay_down_or_forget(&then)
+            }
             (
                 S::Down | S::HeldForRemoved | S::WaitingForDependencies { .. } | S::Backoff { .. },
                 E::Stop { then, .. },

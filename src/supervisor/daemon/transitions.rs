@@ -123,6 +123,27 @@ impl Daemon {
         self.ended_on_its_own(ExitStatus::Code(failure.code), Duration::ZERO, now, fx)
     }
 
+    /// A spawn nobody waits for came back (it was withdrawn, yet ran): a process that
+    /// started anyway must not run untracked beside this daemon's own, so it is killed.
+    pub(super) fn spawned_unasked(
+        &mut self,
+        result: Result<i32, SpawnFailure>,
+        fx: &mut Effects,
+    ) -> Outcome {
+        if let Ok(pid) = result {
+            let name = &self.spec.name;
+            fx.log(Level::Error, || {
+                format!("{name}: a start nobody waits for any more ran as pid {pid}: killed")
+            });
+            fx.push(Action::Signal {
+                pid,
+                sig: Sig(libc_sig::KILL),
+                group: true,
+            });
+        }
+        Outcome::Nothing
+    }
+
     pub(super) fn became_ready(&mut self, pid: i32, since: Time, fx: &mut Effects) -> Outcome {
         self.state = State::Running {
             pid,

@@ -4,10 +4,12 @@
 
 mod control;
 mod logging;
+mod model;
 mod readiness;
 mod reload;
 mod restart;
 mod shutdown;
+mod traces;
 
 use std::time::Duration;
 
