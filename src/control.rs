@@ -495,9 +495,13 @@ impl Server {
 
 /// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client
 /// closed its end), Ok(None) while more may come, Err when the request is too long.
+///
+/// The limit holds for the line however it arrives: a read never takes more than one byte
+/// past it, so a newline that comes later than that is already too late.
 fn read_request(client: &mut Client, now: Time) -> Result<Option<Vec<u8>>, String> {
-    let mut buf = [0u8; MAX_REQUEST];
-    let eof = match rustix::io::read(&client.fd, &mut buf) {
+    let mut buf = [0u8; MAX_REQUEST + 1];
+    let room = (MAX_REQUEST + 1).saturating_sub(client.request.len());
+    let eof = match rustix::io::read(&client.fd, &mut buf[..room]) {
         Ok(0) => true,
         Ok(n) => {
             client.request.extend_from_slice(&buf[..n]);
@@ -507,12 +511,18 @@ fn read_request(client: &mut Client, now: Time) -> Result<Option<Vec<u8>>, Strin
         Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return Ok(None),
         Err(_) => true,
     };
-    match client.request.iter().position(|&b| b == b'\n') {
-        Some(end) => Ok(Some(client.request[..end].to_vec())),
-        None if client.request.len() > MAX_REQUEST => {
-            Err(format!("request longer than {MAX_REQUEST} bytes"))
-        }
-        None if eof => Ok(Some(client.request.clone())),
+    complete_request(&client.request, eof)
+}
+
+/// The request line in `received`, once it is complete: at most MAX_REQUEST bytes before
+/// its newline (or before the client closed its end).
+fn complete_request(received: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
+    let too_long = || format!("request longer than {MAX_REQUEST} bytes");
+    match received.iter().position(|&b| b == b'\n') {
+        Some(end) if end > MAX_REQUEST => Err(too_long()),
+        Some(end) => Ok(Some(received[..end].to_vec())),
+        None if received.len() > MAX_REQUEST => Err(too_long()),
+        None if eof => Ok(Some(received.to_vec())),
         None => Ok(None),
     }
 }
@@ -569,6 +579,25 @@ mod tests {
         assert_eq!(refusal(b" reboot now"), "unknown request \"reboot now\"");
         assert_eq!(parse_request(b"\xff"), Err(RequestError::NotUtf8));
         assert_eq!(refusal(b"\xff"), "request is not UTF-8");
+    }
+
+    /// The limit is on the line, whichever read brings its newline.
+    #[test]
+    fn a_request_line_is_at_most_512_bytes() {
+        let line = |len: usize| [vec![b' '; len], b"\n".to_vec()].concat();
+        let refused = Err("request longer than 512 bytes".to_string());
+        assert_eq!(
+            complete_request(&line(512), false),
+            Ok(Some(vec![b' '; 512]))
+        );
+        assert_eq!(complete_request(&line(513), false), refused);
+        assert_eq!(complete_request(&line(600), false), refused);
+        assert_eq!(complete_request(&[b' '; 513], false), refused);
+        assert_eq!(complete_request(&[b' '; 512], false), Ok(None));
+        assert_eq!(
+            complete_request(&[b' '; 512], true),
+            Ok(Some(vec![b' '; 512]))
+        );
     }
 
     #[test]

@@ -851,3 +851,74 @@ fn a_restart_after_a_long_idle_still_gets_its_full_grace() {
         "SIGKILL came after {took:?}, before the grace"
     );
 }
+
+/// bundle-init serving its control socket at an abstract name of its own (not as PID 1: the
+/// test connects directly, so it must be in bundle-init's PID namespace).
+fn with_control_socket(dir: &TempDir, name: &str) -> (Init, std::os::unix::net::SocketAddr) {
+    use std::os::linux::net::SocketAddrExt;
+    let socket = format!("bundle-init-test-{name}-{}", std::process::id());
+    let bundle = dir.write("c.bundle", "[web]\nrun = bundle-testd --name web\n");
+    let init = Launch::subreaper(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_CONTROL", &format!("@{socket}"))
+        .start();
+    init.stdout.wait_for("web started", |l| {
+        l.starts_with("[web] ") && l.ends_with(" started")
+    });
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&socket).unwrap();
+    (init, addr)
+}
+
+/// Sends `parts` one after the other, each once bundle-init has read the one before (it is
+/// back in poll: what was readable has been read); returns the whole answer.
+fn ask_in_parts(init: &Init, addr: &std::os::unix::net::SocketAddr, parts: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect_addr(addr).unwrap();
+    for part in parts {
+        wait_until_idle(init.pid());
+        // A refusal may come before the last part: the answer is there all the same.
+        if stream.write_all(part).is_err() {
+            break;
+        }
+    }
+    // A refusal with bytes left unread resets the connection once the answer is read.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests are at most 512 bytes (without the newline), however they arrive. One whose
+/// newline came in a later read than its first 512 bytes used to be accepted: a valid
+/// request padded with spaces to 600 bytes was answered OK.
+#[test]
+fn a_control_request_over_512_bytes_is_refused_however_it_arrives() {
+    let dir = TempDir::new("ctl-long");
+    let (mut init, addr) = with_control_socket(&dir, "long");
+    let padded = |len: usize| format!("{:<len$}", "status").into_bytes();
+    let refused = "ERR request longer than 512 bytes\n";
+    // 300 bytes, read on their own, then 300 more with the newline.
+    let long = padded(600);
+    let rest = [&long[300..], b"\n"].concat();
+    let answer = ask_in_parts(&init, &addr, &[&long[..300], &rest]);
+    assert_eq!(answer, refused, "600 bytes in two reads");
+    // All of it at once.
+    let answer = ask_in_parts(&init, &addr, &[&[&long[..], b"\n"].concat()]);
+    assert_eq!(answer, refused, "600 bytes in one write");
+    // One byte over, the newline alone in the second read.
+    let answer = ask_in_parts(&init, &addr, &[&padded(513), b"\n"]);
+    assert_eq!(answer, refused, "513 bytes");
+    // The limit itself is fine, split or not.
+    let answer = ask_in_parts(&init, &addr, &[&padded(512), b"\n"]);
+    assert!(answer.starts_with("OK\nweb "), "512 bytes: {answer:?}");
+    let limit = padded(512);
+    let answer = ask_in_parts(
+        &init,
+        &addr,
+        &[&limit[..100], &[&limit[100..], b"\n"].concat()],
+    );
+    assert!(
+        answer.starts_with("OK\nweb "),
+        "512 bytes in two parts: {answer:?}"
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+}
