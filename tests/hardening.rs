@@ -922,3 +922,84 @@ fn a_control_request_over_512_bytes_is_refused_however_it_arrives() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+/// The lowest descriptor number `pid` does not have open: with RLIMIT_NOFILE there, it
+/// can open nothing more.
+fn lowest_free_descriptor(pid: i32) -> u64 {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !open.contains(n)).unwrap()
+}
+
+/// `prlimit --pid PID --nofile=N:`, the soft limit of a running process, from outside.
+/// (Only the soft one: the hard one cannot be raised back without CAP_SYS_RESOURCE.)
+fn set_open_file_limit_of(pid: i32, soft: u64) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .output()
+        .expect("prlimit from util-linux");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The abstract name bundle-init `pid` serves by default: from its PID namespace.
+fn control_socket_name(pid: i32) -> String {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("bundle-init.{inode}")
+}
+
+/// Out of descriptors with clients waiting to be accepted, the listener stays readable
+/// and every accept fails with EMFILE: the loop used to go round at once, 100 % of a CPU
+/// (about 200 ticks in 2 s). It now leaves the listener alone for a moment, and serves the
+/// clients once descriptors are there again.
+#[test]
+fn control_clients_waiting_at_the_descriptor_limit_cost_no_cpu() {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    let dir = TempDir::new("emfile");
+    let bundle = dir.write("e.bundle", "[web]\nrun = bundle-testd --name web\n");
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("web started", |l| {
+        l.starts_with("[web] ") && l.ends_with(" started")
+    });
+    let pid = init.pid();
+    let socket = control_socket_name(pid);
+    wait_until_idle(pid);
+    set_open_file_limit_of(pid, lowest_free_descriptor(pid));
+    // Connected from outside bundle-init's PID namespace: each would be refused once
+    // accepted, but the accept is what fails now.
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&socket).unwrap();
+    let mut waiting: Vec<_> = (0..4)
+        .map(|_| std::os::unix::net::UnixStream::connect_addr(&addr).unwrap())
+        .collect();
+    let before = cpu_time(pid);
+    // A window to measure over, not a wait for an event.
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used <= Duration::from_millis(50),
+        "bundle-init used {used:?} of CPU in 1 s at the descriptor limit"
+    );
+    let hard = max_open_files(pid).1;
+    set_open_file_limit_of(pid, hard.parse().unwrap());
+    let client = &mut waiting[0];
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    assert_eq!(
+        answer, "ERR permission denied: the client is outside bundle-init's PID namespace\n",
+        "a waiting client is served once descriptors are free"
+    );
+    let health = in_namespace(&init, &["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+}
