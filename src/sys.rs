@@ -502,6 +502,20 @@ unsafe extern "C" {
     static environ: *const *const c_char;
 }
 
+/// Whether `fd` is the master side of a pseudo-terminal (TIOCGPTN answers only there).
+pub(crate) fn is_pty_master(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into `number`, which we own.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::TIOCGPTN,
+            &raw mut number,
+        )
+    };
+    rc == 0
+}
+
 /// SO_PEERCRED as the kernel gives it. Read into libc's `ucred` directly: a pid of 0 (a
 /// peer in another PID namespace) is a valid answer, not an error.
 pub(crate) fn peer_credentials(fd: &std::os::fd::OwnedFd) -> std::io::Result<libc::ucred> {

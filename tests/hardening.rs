@@ -1003,3 +1003,51 @@ fn control_clients_waiting_at_the_descriptor_limit_cost_no_cpu() {
     let health = in_namespace(&init, &["health"]);
     assert_eq!(health.status.code(), Some(0), "{health:?}");
 }
+
+/// A bundle whose daemon floods stdout, with stdout on `output`, which nobody reads: once
+/// the daemon waits for room, TERM must stop it within the 3 s budget (plus a margin).
+fn a_stop_with_an_unread_stdout(output: std::os::fd::OwnedFd, what: &str) {
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("stuck-output");
+    let bundle = dir.write(
+        "t.bundle",
+        "shutdown-grace = 3s\n[flood]\nrun = bundle-testd --name flood --flood 50000000\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .prepare(stdout_onto(output.as_raw_fd()))
+        .start();
+    init.stderr.wait_for_text("flood started");
+    let flood = init.daemon_processes();
+    assert_eq!(flood.len(), 1, "{flood:?}");
+    // The output is full and bundle-init's queue too: it no longer reads the daemon.
+    wait_until_blocked_writing(flood[0]);
+    let asked = Instant::now();
+    init.signal(TERM);
+    let (code, took) = init.wait_exit_timed(asked);
+    assert_eq!(code, 0, "{what}: {}", init.stderr.text());
+    assert!(
+        took < Duration::from_secs(3 + 2),
+        "{what}: the stop took {took:?} with a 3 s budget"
+    );
+    init.stderr.wait_for("the dropped count", |l| {
+        l.ends_with(
+            " lines of daemon output were dropped at shutdown: the log reader never caught up",
+        )
+    });
+}
+
+/// stdout on a terminal nobody reads (`podman run -t` with nothing attached, a stuck
+/// terminal): a pty said "writable" with little room, and a 4 KiB write blocked bundle-init
+/// itself, so the TERM was never even read. Now a terminal is written through a
+/// non-blocking description of bundle-init's own and the stop takes its usual course:
+/// daemon lines are dropped at shutdown, and the loop never waits. (A Unix socket only
+/// says "writable" with a quarter of its buffer free, so it did not block before; it is
+/// now written with MSG_DONTWAIT all the same, whatever kind of socket it is.)
+#[test]
+fn a_terminal_or_socket_that_stops_reading_never_blocks_bundle_init() {
+    // The other ends stay open, and unread, until the stop is over.
+    let (_master, slave) = pty_pair();
+    a_stop_with_an_unread_stdout(slave, "a terminal");
+    let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    a_stop_with_an_unread_stdout(ours.into(), "a socket");
+}

@@ -877,3 +877,50 @@ impl HeldConnection {
         reply
     }
 }
+
+/// A new pseudo-terminal: (master, slave), both close-on-exec and neither a controlling
+/// terminal. Whatever is written to the slave waits in the kernel until the master reads.
+pub fn pty_pair() -> (OwnedFd, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: posix_openpt has no memory arguments; it returns a new descriptor or -1.
+    let master = unsafe { libc::posix_openpt(flags) };
+    assert!(
+        master >= 0,
+        "posix_openpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    // SAFETY: grantpt and unlockpt take the master's number only.
+    let unlocked = unsafe {
+        libc::grantpt(master.as_raw_fd()) == 0 && libc::unlockpt(master.as_raw_fd()) == 0
+    };
+    assert!(
+        unlocked,
+        "grantpt/unlockpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: TIOCGPTPEER takes the open flags as an integer and returns the slave's new
+    // descriptor (Linux 4.13+), with no path to look up.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    assert!(
+        slave >= 0,
+        "TIOCGPTPEER: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor nothing else owns.
+    (master, unsafe { OwnedFd::from_raw_fd(slave) })
+}
+
+/// For `Launch::prepare`: puts `fd` on the child's stdout (dup2 clears close-on-exec).
+pub fn stdout_onto(fd: i32) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        // SAFETY: dup2 has no memory arguments; `fd` is open in the child, a copy of the
+        // test's own descriptor, until exec closes it.
+        if unsafe { libc::dup2(fd, 1) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
