@@ -1051,3 +1051,48 @@ fn a_terminal_or_socket_that_stops_reading_never_blocks_bundle_init() {
     let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
     a_stop_with_an_unread_stdout(ours.into(), "a socket");
 }
+
+/// `podman run --user 1000:1000` with `user = 1000:1000` in the bundle: bundle-init already
+/// runs as that user, so there is nothing to change. It used to call setgroups anyway,
+/// which needs CAP_SETGID: `Operation not permitted`, exit 126. A `user =` it cannot honour
+/// without root is refused with one line that names the daemon and says why.
+#[test]
+fn user_is_honoured_without_root_when_bundle_init_already_runs_as_that_user() {
+    let dir = TempDir::new("same-user");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let same = dir.write(
+        "same.bundle",
+        "[same]\nrun = bundle-testd --name same --report\nuser = 1000:1000\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &same])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for("same's start", |l| l.contains("same"));
+    assert!(line.contains("same started: pid"), "{line}");
+    assert_eq!(report_value(&init.stdout, "Uid"), "1000 1000 1000 1000");
+    assert_eq!(report_value(&init.stdout, "Gid"), "1000 1000 1000 1000");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+
+    let other = dir.write(
+        "other.bundle",
+        "[other]\nrun = bundle-testd --name other\nuser = 1001:1001\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &other])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for_text("user 1001:1001: ");
+    assert!(
+        line.contains("other")
+            && line.ends_with(
+                "user 1001:1001: only root can change to another user, and bundle-init runs as 1000:1000"
+            ),
+        "{line}"
+    );
+    assert_ne!(init.wait_exit(), 0);
+    assert_eq!(
+        init.stdout.count(|l| l.starts_with("[other] ")),
+        0,
+        "other ran"
+    );
+}

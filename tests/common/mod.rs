@@ -305,6 +305,8 @@ pub struct Launch {
     pub prepare: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
     pub hold_stdout: bool,
     pub user: Option<u32>,
+    /// As PID 1: the uid (and gid of the same number) bundle-init runs as in its namespace.
+    pub pid1_user: Option<u32>,
 }
 
 /// The descriptor bundle-testd's `--announce-exec` writes to: high, so that no test's
@@ -320,12 +322,25 @@ impl Launch {
             prepare: None,
             hold_stdout: false,
             user: None,
+            pid1_user: None,
         }
     }
 
     /// Runs bundle-init as this uid and the gid of the same number.
     pub fn user(mut self, id: u32) -> Launch {
         self.user = Some(id);
+        self
+    }
+
+    /// As PID 1, runs bundle-init as this uid and the gid of the same number, with no
+    /// supplementary groups and no capabilities: `setpriv` inside the new namespace (unshare
+    /// itself needs root), as `podman run --user N:N` would.
+    pub fn pid1_as_user(mut self, id: u32) -> Launch {
+        assert!(
+            self.as_pid1,
+            "pid1_as_user is for a PID-1 launch; use user()"
+        );
+        self.pid1_user = Some(id);
         self
     }
 
@@ -363,13 +378,12 @@ impl Launch {
             return Command::new(bundle_init_bin());
         }
         let mut c = Command::new("unshare");
-        c.args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            testd(),
-            "--announce-exec",
-        ]);
+        c.args(["--pid", "--fork", "--mount-proc"]);
+        if let Some(id) = self.pid1_user {
+            let id = id.to_string();
+            c.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
+        }
+        c.args([testd(), "--announce-exec"]);
         c.arg(ANNOUNCE_FD.to_string()).arg(bundle_init_bin());
         c
     }
