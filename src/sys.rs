@@ -322,6 +322,7 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
         }
     }
     if let Some((uid, gid)) = plan.user {
+        give_output_pipes_to(plan, uid, gid);
         become_user(uid, gid, report);
     }
     // After the credential change, which clears the parent-death signal.
@@ -371,6 +372,21 @@ fn place_notify_descriptor(fd: c_int, target: c_int, mut report: c_int) -> c_int
         fail(report, ChildStep::Redirect);
     }
     report
+}
+
+/// Makes the daemon's output pipes (now its 1 and 2) its user's, while the child is still
+/// root: a pipe is mode 0600, so a daemon that opens /dev/stdout (/proc/self/fd/1) again,
+/// as `echo > /dev/stderr` does, would be refused a pipe that belongs to root. The inode is
+/// shared by both ends; bundle-init's read end was opened already and stays readable. Only
+/// bundle-init's own pipes, never an output it inherited (that is the engine's). A failure
+/// (no CAP_CHOWN) leaves the pipe as it was: the daemon still has its 1 and 2.
+fn give_output_pipes_to(plan: &ExecPlan<'_>, uid: u32, gid: u32) {
+    for (fd, target) in [(plan.stdout, 1), (plan.stderr, 2)] {
+        if fd.is_some() {
+            // SAFETY: no memory arguments.
+            unsafe { libc::fchown(target, uid, gid) };
+        }
+    }
 }
 
 /// Drops supplementary groups, then the gid, then the uid: the order in which each step

@@ -1096,3 +1096,25 @@ fn user_is_honoured_without_root_when_bundle_init_already_runs_as_that_user() {
         "other ran"
     );
 }
+
+/// A `user =` daemon with prefixed output that opens /dev/stdout or /dev/stderr, as `echo
+/// hi > /dev/stderr` in a script does: its output pipes were root's, mode 0600, and the
+/// open failed with `Permission denied`. Its ends now belong to its user.
+#[test]
+fn a_user_daemon_can_open_dev_stdout_and_dev_stderr() {
+    let dir = TempDir::new("dev-stdout");
+    let bundle = dir.write(
+        "o.bundle",
+        "[nobody]\nrun = bundle-testd --name nobody --write-to /dev/stdout via-stdout \
+         --write-to /dev/stderr via-stderr\nuser = 65534:65534\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    // The second write, or the first failure, whichever comes: both go to stderr.
+    let line = init.stderr.wait_for("nobody's writes", |l| {
+        l.starts_with("[nobody] ") && (l.contains("via-stderr") || l.contains("cannot open"))
+    });
+    assert_eq!(line, "[nobody] via-stderr");
+    init.stdout.wait_for_text("[nobody] via-stdout");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}
