@@ -239,13 +239,15 @@ fn writer_for(raw: RawFd) -> Writer {
 }
 
 impl Sink {
-    /// Called once per loop turn: a sink whose queue is full and took no write since the
-    /// last turn is stuck from now (or still stuck since earlier).
+    /// Called once per loop turn: a sink whose queue is full counts as stuck since its last
+    /// write (this turn's, if one got through), so the loop always has a deadline to shed
+    /// at. A write that got through while the queue stays full restarts the clock rather
+    /// than stopping it: the loop may sleep until that deadline, with no turn to start it.
     pub(crate) fn note_progress(&mut self, now: Time) {
         let progressed = std::mem::take(&mut self.progressed);
-        if progressed || self.has_room() || self.broken {
+        if self.has_room() || self.broken {
             self.stuck_since = None;
-        } else if self.stuck_since.is_none() {
+        } else if progressed || self.stuck_since.is_none() {
             self.stuck_since = Some(now);
         }
     }
@@ -512,6 +514,23 @@ mod tests {
         let before = sink.pending.len();
         sink.take_records(|out| out.extend_from_slice(b"[d] c\n"));
         assert_eq!(sink.pending.len(), before + 6, "queued again");
+    }
+
+    /// A terminal takes a few bytes now and then while its reader is stuck (the kernel
+    /// moves its buffers along later). A full queue that took a write this turn is stuck
+    /// from this turn: the deadline to shed at stays armed. It used to be dropped until a
+    /// later turn, and with nothing else to wake the loop, that turn never came.
+    #[test]
+    fn a_full_sink_that_took_a_write_is_stuck_from_that_write() {
+        let (mut sink, _read, _write) = sink_on_a_pipe();
+        let t = |s: f64| Time::from_secs_f64(s);
+        sink.take_records(|q| q.resize(HIGH_WATER, b'x'));
+        sink.note_progress(t(1.0));
+        sink.progressed = true;
+        sink.note_progress(t(1.5));
+        assert_eq!(sink.shed_at(), Some(t(1.5) + STUCK_AT_SHUTDOWN));
+        sink.note_progress(t(2.0));
+        assert_eq!(sink.shed_at(), Some(t(2.5)), "still stuck since 1.5");
     }
 
     #[test]
