@@ -35,6 +35,10 @@ pub(crate) const MAX_REQUEST: usize = 512;
 pub(crate) const MAX_CLIENTS: usize = 8;
 /// A client has this long to send its request.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// After an accept failed (out of descriptors), how long the listener is left out of the
+/// poll set, unless a client closes first and so frees one. A connection that cannot be
+/// accepted keeps the listener readable: polled, it would wake the loop at once, for ever.
+pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why a request line was refused; `Display` is the `ERR` line's reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,21 +323,35 @@ pub(crate) struct Server {
     clients: Vec<Client>,
     my_uid: u32,
     next_id: ClientId,
+    /// An accept failed: the listener is not polled until then, or until a client closes.
+    accept_paused_until: Option<Time>,
+    /// The current run of failed accepts was reported (once; again after one succeeds).
+    failure_reported: bool,
+    /// A line for the log, taken by the loop (`take_warning`).
+    warning: Option<String>,
 }
 
 impl Server {
     pub(crate) fn open() -> Result<Server, ListenError> {
         let (listener, bound_path) = listen()?;
-        Ok(Server {
+        Ok(Server::on(listener, bound_path))
+    }
+
+    fn on(listener: OwnedFd, bound_path: Option<BoundPath>) -> Server {
+        Server {
             listener,
             _bound_path: bound_path,
             clients: Vec::new(),
             my_uid: rustix::process::geteuid().as_raw(),
             next_id: 0,
-        })
+            accept_paused_until: None,
+            failure_reported: false,
+            warning: None,
+        }
     }
 
-    /// Descriptors to poll for reading: the listener and clients still sending a request.
+    /// Descriptors to poll for reading: the listener (unless accepting is paused) and
+    /// clients still sending a request.
     pub(crate) fn interests(&self) -> impl Iterator<Item = (RawFd, Interest)> + '_ {
         let clients = self
             .clients
@@ -341,18 +359,31 @@ impl Server {
             .enumerate()
             .filter(|(_, c)| c.deadline.is_some())
             .map(|(i, c)| (c.fd.as_raw_fd(), Interest::Client(i)));
-        std::iter::once((self.listener.as_raw_fd(), Interest::Listener)).chain(clients)
+        let listener = (self.listener.as_raw_fd(), Interest::Listener);
+        let listener = self.accept_paused_until.is_none().then_some(listener);
+        listener.into_iter().chain(clients)
     }
 
+    /// The nearest client's deadline, or the end of a pause in accepting.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        self.clients.iter().filter_map(|c| c.deadline).min()
+        let clients = self.clients.iter().filter_map(|c| c.deadline);
+        clients.chain(self.accept_paused_until).min()
+    }
+
+    /// A line the log should show, once: accepting failed and was paused. The loop hands
+    /// it on (`Supervisor::on_driver_error`).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the runtime does not forward it yet")
+    )]
+    pub(crate) fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
     }
 
     /// Accepts every pending connection; refuses strangers and the ones over the cap.
     pub(crate) fn accept(&mut self, now: Time) {
-        while let Ok(fd) =
-            rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
-        {
+        while let Some(fd) = self.accept_one(now) {
+            self.failure_reported = false;
             if self.clients.len() >= MAX_CLIENTS && self.check_peer(&fd).is_ok() {
                 self.evict_the_most_silent();
             }
@@ -375,6 +406,52 @@ impl Server {
                 deadline: Some(now + REQUEST_DEADLINE),
             });
         }
+    }
+
+    /// The next pending connection, or None when there is none or it cannot be accepted.
+    /// A failure other than "none pending" pauses accepting for ACCEPT_PAUSE: out of
+    /// descriptors (EMFILE, ENFILE) the connection stays queued and the listener readable.
+    fn accept_one(&mut self, now: Time) -> Option<OwnedFd> {
+        use rustix::io::Errno;
+        loop {
+            match rustix::net::accept_with(
+                &self.listener,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            ) {
+                Ok(fd) => return Some(fd),
+                // The client gave up while queued, or a signal: the next one, then.
+                Err(Errno::CONNABORTED) | Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return None,
+                Err(e) => {
+                    self.pause_accepting(e, now);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Leaves the listener out of the poll set for ACCEPT_PAUSE, and says so once per run
+    /// of failures.
+    fn pause_accepting(&mut self, error: rustix::io::Errno, now: Time) {
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+        if std::mem::replace(&mut self.failure_reported, true) {
+            return;
+        }
+        let pause = ACCEPT_PAUSE.as_millis();
+        let why = match error {
+            rustix::io::Errno::MFILE | rustix::io::Errno::NFILE => {
+                "too many open descriptors (RLIMIT_NOFILE?)".to_string()
+            }
+            e => std::io::Error::from(e).to_string(),
+        };
+        self.warning = Some(format!(
+            "{why}; new control clients wait, tried again every {pause} ms and whenever a client leaves"
+        ));
+    }
+
+    /// A client left, so a descriptor is free: accept again at once.
+    fn client_left(&mut self) {
+        self.accept_paused_until = None;
     }
 
     /// Only bundle-init's own user and root may control it, and only so many at once.
@@ -457,6 +534,7 @@ impl Server {
 
     fn refuse(&mut self, index: usize, why: String) {
         let client = self.clients.remove(index);
+        self.client_left();
         answer(
             &client.fd,
             &Reply::Err {
@@ -471,11 +549,17 @@ impl Server {
         if let Some(index) = self.clients.iter().position(|c| c.id == client) {
             let client = self.clients.remove(index);
             answer(&client.fd, reply);
+            self.client_left();
         }
     }
 
-    /// Refuses the clients that did not send a request in time.
+    /// Refuses the clients that did not send a request in time; ends a pause in accepting
+    /// that is over.
     pub(crate) fn expire(&mut self, now: Time) {
+        if self.accept_paused_until.is_some_and(|until| now >= until) {
+            self.accept_paused_until = None;
+        }
+        let before = self.clients.len();
         self.clients.retain(|client| {
             let late = client.deadline.is_some_and(|d| now >= d);
             if late {
@@ -490,14 +574,21 @@ impl Server {
             }
             !late
         });
+        if self.clients.len() < before {
+            self.client_left();
+        }
     }
 }
 
 /// Reads what the client sent. Ok(Some(line)) once a line is complete (or the client
 /// closed its end), Ok(None) while more may come, Err when the request is too long.
+///
+/// The limit holds for the line however it arrives: a read never takes more than one byte
+/// past it, so a newline that comes later than that is already too late.
 fn read_request(client: &mut Client, now: Time) -> Result<Option<Vec<u8>>, String> {
-    let mut buf = [0u8; MAX_REQUEST];
-    let eof = match rustix::io::read(&client.fd, &mut buf) {
+    let mut buf = [0u8; MAX_REQUEST + 1];
+    let room = (MAX_REQUEST + 1).saturating_sub(client.request.len());
+    let eof = match rustix::io::read(&client.fd, &mut buf[..room]) {
         Ok(0) => true,
         Ok(n) => {
             client.request.extend_from_slice(&buf[..n]);
@@ -507,12 +598,18 @@ fn read_request(client: &mut Client, now: Time) -> Result<Option<Vec<u8>>, Strin
         Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return Ok(None),
         Err(_) => true,
     };
-    match client.request.iter().position(|&b| b == b'\n') {
-        Some(end) => Ok(Some(client.request[..end].to_vec())),
-        None if client.request.len() > MAX_REQUEST => {
-            Err(format!("request longer than {MAX_REQUEST} bytes"))
-        }
-        None if eof => Ok(Some(client.request.clone())),
+    complete_request(&client.request, eof)
+}
+
+/// The request line in `received`, once it is complete: at most MAX_REQUEST bytes before
+/// its newline (or before the client closed its end).
+fn complete_request(received: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
+    let too_long = || format!("request longer than {MAX_REQUEST} bytes");
+    match received.iter().position(|&b| b == b'\n') {
+        Some(end) if end > MAX_REQUEST => Err(too_long()),
+        Some(end) => Ok(Some(received[..end].to_vec())),
+        None if received.len() > MAX_REQUEST => Err(too_long()),
+        None if eof => Ok(Some(received.to_vec())),
         None => Ok(None),
     }
 }
@@ -569,6 +666,59 @@ mod tests {
         assert_eq!(refusal(b" reboot now"), "unknown request \"reboot now\"");
         assert_eq!(parse_request(b"\xff"), Err(RequestError::NotUtf8));
         assert_eq!(refusal(b"\xff"), "request is not UTF-8");
+    }
+
+    /// The limit is on the line, whichever read brings its newline.
+    #[test]
+    fn a_request_line_is_at_most_512_bytes() {
+        let line = |len: usize| [vec![b' '; len], b"\n".to_vec()].concat();
+        let refused = Err("request longer than 512 bytes".to_string());
+        assert_eq!(
+            complete_request(&line(512), false),
+            Ok(Some(vec![b' '; 512]))
+        );
+        assert_eq!(complete_request(&line(513), false), refused);
+        assert_eq!(complete_request(&line(600), false), refused);
+        assert_eq!(complete_request(&[b' '; 513], false), refused);
+        assert_eq!(complete_request(&[b' '; 512], false), Ok(None));
+        assert_eq!(
+            complete_request(&[b' '; 512], true),
+            Ok(Some(vec![b' '; 512]))
+        );
+    }
+
+    /// A failed accept takes the listener out of the poll set until ACCEPT_PAUSE has passed
+    /// or a client left, and is reported once per run of failures.
+    #[test]
+    fn a_failed_accept_pauses_the_listener_and_is_reported_once() {
+        let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        let mut server = Server::on(listener, None);
+        let polls_listener =
+            |s: &Server| s.interests().any(|(_, i)| matches!(i, Interest::Listener));
+        let t = Time::from_secs(100);
+        assert!(polls_listener(&server));
+        server.pause_accepting(rustix::io::Errno::MFILE, t);
+        assert!(!polls_listener(&server));
+        assert_eq!(server.next_deadline(), Some(t + ACCEPT_PAUSE));
+        assert_eq!(
+            server.take_warning().as_deref(),
+            Some(
+                "too many open descriptors (RLIMIT_NOFILE?); new control clients wait, tried again every 200 ms and whenever a client leaves"
+            )
+        );
+        assert_eq!(server.take_warning(), None, "said once");
+        server.expire(t + ACCEPT_PAUSE / 2);
+        assert!(!polls_listener(&server), "still paused");
+        server.expire(t + ACCEPT_PAUSE);
+        assert!(polls_listener(&server), "the pause is over");
+        assert_eq!(server.next_deadline(), None);
+        server.pause_accepting(rustix::io::Errno::MFILE, t + ACCEPT_PAUSE);
+        assert_eq!(server.take_warning(), None, "the same run of failures");
+        server.client_left();
+        assert!(
+            polls_listener(&server),
+            "a client left: a descriptor is free"
+        );
     }
 
     #[test]

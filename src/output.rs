@@ -4,11 +4,17 @@
 //!
 //! Records are at most PIPE_BUF bytes (a line of up to MAX_LINE bytes plus the prefix),
 //! so one record is one atomic write to a pipe: lines are never interleaved.
+//!
+//! Nothing here may block: O_NONBLOCK is never set on the descriptor bundle-init was given,
+//! because that file description is shared with the engine and with unprefixed daemons,
+//! which expect blocking writes. A pipe or terminal is written through a description of
+//! its own, a socket with MSG_DONTWAIT.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
+use rustix::net::SendFlags;
 
 use crate::time::Time;
 
@@ -61,10 +67,20 @@ impl LineSplitter {
     }
 }
 
+/// How a sink writes to its descriptor without blocking.
+enum Writer {
+    /// A non-blocking file description of its own, of the same pipe, FIFO or terminal.
+    Private(OwnedFd),
+    /// A socket: `send` with MSG_DONTWAIT makes each call non-blocking by itself.
+    Socket,
+    /// The shared descriptor, blocking: written only after poll said it has room, once per
+    /// poll (a regular file or /dev/null, which never wait, or what could not be reopened).
+    Shared,
+}
+
 /// One of bundle-init's own outputs (stdout or stderr) with a queue in front of it.
 pub(crate) struct Sink {
-    /// A private non-blocking file description of the same pipe, when one could be opened.
-    private: Option<OwnedFd>,
+    writer: Writer,
     raw: RawFd,
     pending: Vec<u8>,
     broken: bool,
@@ -84,25 +100,10 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    /// Wraps descriptor `raw` (1 or 2). For a pipe or FIFO, opens `/proc/self/fd/N` again
-    /// with O_NONBLOCK: a new file description, so the shared one that unprefixed children
-    /// also write to keeps its blocking mode. Otherwise writes stay blocking and are sized
-    /// to what poll said fits.
+    /// Wraps descriptor `raw` (1 or 2), and chooses how to write to it without blocking.
     pub(crate) fn new(raw: RawFd) -> Sink {
-        let fd = borrow_fd(raw);
-        let is_fifo =
-            rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo);
-        let private = match is_fifo {
-            Ok(true) => rustix::fs::open(
-                format!("/proc/self/fd/{raw}").as_str(),
-                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ok(),
-            _ => None,
-        };
         Sink {
-            private,
+            writer: writer_for(raw),
             raw,
             pending: Vec::new(),
             broken: false,
@@ -123,7 +124,10 @@ impl Sink {
     }
 
     pub(crate) fn fd(&self) -> RawFd {
-        self.private.as_ref().map_or(self.raw, |fd| fd.as_raw_fd())
+        match &self.writer {
+            Writer::Private(fd) => fd.as_raw_fd(),
+            Writer::Socket | Writer::Shared => self.raw,
+        }
     }
 
     pub(crate) fn has_room(&self) -> bool {
@@ -147,11 +151,11 @@ impl Sink {
         }
     }
 
-    /// Writes what it can when poll has not been asked: only through a private
-    /// non-blocking description. A blocking descriptor is written only after poll said it
-    /// is writable (`flush`): a write to a full pipe would stop the whole loop.
+    /// Writes what it can when poll has not been asked: only without blocking (a private
+    /// description, a socket). A blocking descriptor is written only after poll said it is
+    /// writable (`flush`): a write to a full pipe would stop the whole loop.
     pub(crate) fn flush_unpolled(&mut self) {
-        if self.private.is_some() {
+        if !matches!(self.writer, Writer::Shared) {
             self.flush();
         }
     }
@@ -165,15 +169,11 @@ impl Sink {
         let mut written = 0;
         while !self.broken && written < self.pending.len() {
             let chunk = whole_records(&self.pending[written..], PIPE_BUF);
-            let fd = match &self.private {
-                Some(fd) => fd.as_fd(),
-                None => borrow_fd(self.raw),
-            };
-            match rustix::io::write(fd, &self.pending[written..written + chunk]) {
+            match self.write(&self.pending[written..written + chunk]) {
                 Ok(n) => {
                     written += n;
                     self.progressed = true;
-                    if self.private.is_none() {
+                    if matches!(self.writer, Writer::Shared) {
                         break; // one write per poll: a blocking descriptor must not block
                     }
                 }
@@ -190,16 +190,64 @@ impl Sink {
         // One move of what is left, not one per write.
         self.pending.drain(..written);
     }
+
+    fn write(&self, bytes: &[u8]) -> rustix::io::Result<usize> {
+        match &self.writer {
+            Writer::Private(fd) => rustix::io::write(fd, bytes),
+            // NOSIGNAL: a reader that went away is an EPIPE here, not a SIGPIPE.
+            Writer::Socket => rustix::net::send(
+                borrow_fd(self.raw),
+                bytes,
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            ),
+            Writer::Shared => rustix::io::write(borrow_fd(self.raw), bytes),
+        }
+    }
+}
+
+/// How to write to `raw` without blocking and without touching its shared description.
+/// A pipe, FIFO or terminal is opened again through `/proc/self/fd/N` with O_NONBLOCK:
+/// a new file description of the same object, so the one that unprefixed children also
+/// write to keeps its blocking mode (O_NOCTTY: a terminal must not become bundle-init's
+/// controlling one). A socket cannot be opened again, but `send` takes MSG_DONTWAIT.
+/// Anything else is written only when poll says it has room.
+fn writer_for(raw: RawFd) -> Writer {
+    let fd = borrow_fd(raw);
+    let Ok(stat) = rustix::fs::fstat(fd) else {
+        return Writer::Shared;
+    };
+    let reopen = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Fifo => true,
+        FileType::Socket => return Writer::Socket,
+        // Opening a pseudo-terminal's master again would make a new terminal, not reach
+        // this one.
+        FileType::CharacterDevice => rustix::termios::isatty(fd) && !crate::sys::is_pty_master(fd),
+        _ => false,
+    };
+    if !reopen {
+        return Writer::Shared;
+    }
+    let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rustix::fs::open(
+        format!("/proc/self/fd/{raw}").as_str(),
+        flags,
+        Mode::empty(),
+    ) {
+        Ok(private) => Writer::Private(private),
+        Err(_) => Writer::Shared,
+    }
 }
 
 impl Sink {
-    /// Called once per loop turn: a sink whose queue is full and took no write since the
-    /// last turn is stuck from now (or still stuck since earlier).
+    /// Called once per loop turn: a sink whose queue is full counts as stuck since its last
+    /// write (this turn's, if one got through), so the loop always has a deadline to shed
+    /// at. A write that got through while the queue stays full restarts the clock rather
+    /// than stopping it: the loop may sleep until that deadline, with no turn to start it.
     pub(crate) fn note_progress(&mut self, now: Time) {
         let progressed = std::mem::take(&mut self.progressed);
-        if progressed || self.has_room() || self.broken {
+        if self.has_room() || self.broken {
             self.stuck_since = None;
-        } else if self.stuck_since.is_none() {
+        } else if progressed || self.stuck_since.is_none() {
             self.stuck_since = Some(now);
         }
     }
@@ -296,6 +344,93 @@ mod tests {
         (Sink::new(write.as_raw_fd()), read, write)
     }
 
+    /// A new pseudo-terminal, (master, slave); nothing reads the master unless a test does.
+    fn pty_pair() -> (OwnedFd, OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        // SAFETY: no memory arguments; a new descriptor or -1.
+        let master = unsafe { libc::posix_openpt(flags) };
+        assert!(master >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        let master = unsafe { OwnedFd::from_raw_fd(master) };
+        // SAFETY: grantpt takes the master's number only.
+        assert_eq!(unsafe { libc::grantpt(master.as_raw_fd()) }, 0);
+        // SAFETY: unlockpt takes the master's number only.
+        assert_eq!(unsafe { libc::unlockpt(master.as_raw_fd()) }, 0);
+        // SAFETY: TIOCGPTPEER takes the open flags as an integer, returns a new descriptor.
+        let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+        assert!(slave >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        (master, unsafe { OwnedFd::from_raw_fd(slave) })
+    }
+
+    /// Queues far more than `sink` can take and flushes until it takes nothing more: each
+    /// flush must return. Run on a thread, so a flush that blocks fails the test instead
+    /// of hanging it. Returns how much was written.
+    fn flush_until_full(mut sink: Sink) -> usize {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let record = [&b"[d] "[..], &[b'x'; 1000], b"\n"].concat();
+            for _ in 0..1000 {
+                sink.take_records(|q| q.extend_from_slice(&record));
+            }
+            let queued = sink.pending.len();
+            loop {
+                let before = sink.pending.len();
+                sink.flush();
+                if sink.pending.len() == before {
+                    break;
+                }
+            }
+            let _ = done.send(queued - sink.pending.len());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a flush blocked")
+    }
+
+    /// A terminal whose reader stopped (its master is not read) fills up; the sink's writes
+    /// go through a non-blocking description of its own and return. The shared description
+    /// keeps its blocking mode.
+    #[test]
+    fn a_terminal_nobody_reads_never_blocks_a_flush() {
+        let (_master, slave) = pty_pair();
+        let sink = Sink::new(slave.as_raw_fd());
+        assert!(matches!(sink.writer, Writer::Private(_)));
+        let written = flush_until_full(sink);
+        assert!(written > 0, "the terminal took something first");
+        let flags = rustix::fs::fcntl_getfl(&slave).unwrap();
+        assert!(!flags.contains(OFlags::NONBLOCK), "the shared description");
+    }
+
+    /// A socket whose peer does not read: `send` with MSG_DONTWAIT, never a blocking write.
+    #[test]
+    fn a_socket_nobody_reads_never_blocks_a_flush() {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let (ours, _peer) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let sink = Sink::new(ours.as_raw_fd());
+        assert!(matches!(sink.writer, Writer::Socket));
+        assert!(flush_until_full(sink) > 0);
+        let flags = rustix::fs::fcntl_getfl(&ours).unwrap();
+        assert!(!flags.contains(OFlags::NONBLOCK), "the shared description");
+    }
+
+    /// A pseudo-terminal's master is never opened again: that would make a new terminal.
+    #[test]
+    fn a_terminal_master_is_not_opened_again() {
+        let (master, _slave) = pty_pair();
+        assert!(matches!(
+            Sink::new(master.as_raw_fd()).writer,
+            Writer::Shared
+        ));
+    }
+
     #[test]
     fn a_sink_keeps_reading_daemons_until_64_kib_are_queued() {
         let (mut sink, _read, _write) = sink_on_a_pipe();
@@ -379,6 +514,23 @@ mod tests {
         let before = sink.pending.len();
         sink.take_records(|out| out.extend_from_slice(b"[d] c\n"));
         assert_eq!(sink.pending.len(), before + 6, "queued again");
+    }
+
+    /// A terminal takes a few bytes now and then while its reader is stuck (the kernel
+    /// moves its buffers along later). A full queue that took a write this turn is stuck
+    /// from this turn: the deadline to shed at stays armed. It used to be dropped until a
+    /// later turn, and with nothing else to wake the loop, that turn never came.
+    #[test]
+    fn a_full_sink_that_took_a_write_is_stuck_from_that_write() {
+        let (mut sink, _read, _write) = sink_on_a_pipe();
+        let t = |s: f64| Time::from_secs_f64(s);
+        sink.take_records(|q| q.resize(HIGH_WATER, b'x'));
+        sink.note_progress(t(1.0));
+        sink.progressed = true;
+        sink.note_progress(t(1.5));
+        assert_eq!(sink.shed_at(), Some(t(1.5) + STUCK_AT_SHUTDOWN));
+        sink.note_progress(t(2.0));
+        assert_eq!(sink.shed_at(), Some(t(2.5)), "still stuck since 1.5");
     }
 
     #[test]

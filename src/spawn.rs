@@ -66,7 +66,7 @@ pub(crate) fn spawn(
         shell_argvs: &shell_argvs,
         envp: envp.as_deref(),
         cwd: strings.cwd.as_deref(),
-        user: spec.user,
+        user: user_to_switch_to(spec),
         stdout: output.stdout,
         stderr: output.stderr,
         notify: output.notify,
@@ -95,6 +95,15 @@ pub(crate) fn spawn(
             Err(classify(program, spec, step, errno))
         }
     }
+}
+
+/// The `user =` the child must change to, if any: none when bundle-init already runs as
+/// that user without the privilege to change (which the child would then lack too).
+fn user_to_switch_to(spec: &DaemonSpec) -> Option<(u32, u32)> {
+    let (uid, gid) = spec.user?;
+    sys::Credentials::current()
+        .must_switch_to(uid, gid)
+        .then_some((uid, gid))
 }
 
 /// The strings a child needs, made before fork: the child may not allocate.
@@ -290,6 +299,11 @@ fn classify(program: &OsStr, spec: &DaemonSpec, step: ChildStep, errno: i32) -> 
         }
         ChildStep::User => {
             let (uid, gid) = spec.user.unwrap_or_default();
+            // EPERM: not privileged; say what would be needed rather than the errno.
+            let reason = match sys::can_switch_to(uid, gid) {
+                Err(why) if errno == libc::EPERM => why.to_string(),
+                _ => reason,
+            };
             (126, format!("user {uid}:{gid}: {reason}"))
         }
         ChildStep::ProcessGroup => (126, format!("setpgid: {reason}")),

@@ -322,6 +322,7 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
         }
     }
     if let Some((uid, gid)) = plan.user {
+        give_output_pipes_to(plan, uid, gid);
         become_user(uid, gid, report);
     }
     // After the credential change, which clears the parent-death signal.
@@ -371,6 +372,21 @@ fn place_notify_descriptor(fd: c_int, target: c_int, mut report: c_int) -> c_int
         fail(report, ChildStep::Redirect);
     }
     report
+}
+
+/// Makes the daemon's output pipes (now its 1 and 2) its user's, while the child is still
+/// root: a pipe is mode 0600, so a daemon that opens /dev/stdout (/proc/self/fd/1) again,
+/// as `echo > /dev/stderr` does, would be refused a pipe that belongs to root. The inode is
+/// shared by both ends; bundle-init's read end was opened already and stays readable. Only
+/// bundle-init's own pipes, never an output it inherited (that is the engine's). A failure
+/// (no CAP_CHOWN) leaves the pipe as it was: the daemon still has its 1 and 2.
+fn give_output_pipes_to(plan: &ExecPlan<'_>, uid: u32, gid: u32) {
+    for (fd, target) in [(plan.stdout, 1), (plan.stderr, 2)] {
+        if fd.is_some() {
+            // SAFETY: no memory arguments.
+            unsafe { libc::fchown(target, uid, gid) };
+        }
+    }
 }
 
 /// Drops supplementary groups, then the gid, then the uid: the order in which each step
@@ -502,6 +518,95 @@ unsafe extern "C" {
     static environ: *const *const c_char;
 }
 
+/// Why a daemon's `user = UID:GID` cannot be honoured here; `Display` says it for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserSwitchError {
+    /// bundle-init's own uid and gid (effective).
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Display for UserSwitchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "only root can change to another user, and bundle-init runs as {}:{}",
+            self.uid, self.gid
+        )
+    }
+}
+
+/// Who bundle-init is, as far as changing a child's user goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    /// Real and effective uid, real and effective gid.
+    pub(crate) uids: (u32, u32),
+    pub(crate) gids: (u32, u32),
+    /// CAP_SETUID and CAP_SETGID are effective (root has them, unless they were dropped).
+    pub(crate) may_set_uid: bool,
+    pub(crate) may_set_gid: bool,
+}
+
+impl Credentials {
+    pub(crate) fn current() -> Credentials {
+        use rustix::process::{getegid, geteuid, getgid, getuid};
+        use rustix::thread::CapabilitySet;
+        let effective = rustix::thread::capabilities(None)
+            .map(|sets| sets.effective)
+            .unwrap_or(CapabilitySet::empty());
+        Credentials {
+            uids: (getuid().as_raw(), geteuid().as_raw()),
+            gids: (getgid().as_raw(), getegid().as_raw()),
+            may_set_uid: effective.contains(CapabilitySet::SETUID),
+            may_set_gid: effective.contains(CapabilitySet::SETGID),
+        }
+    }
+
+    /// Already `uid:gid`, really and effectively: a change to it changes nothing.
+    fn already(&self, uid: u32, gid: u32) -> bool {
+        self.uids == (uid, uid) && self.gids == (gid, gid)
+    }
+
+    /// Whether a child started as `uid:gid` must change its credentials. Not when it
+    /// already is that user and could not even drop its supplementary groups (setgroups
+    /// needs CAP_SETGID): `podman run --user 102:106` with `user = 102:106`.
+    pub(crate) fn must_switch_to(&self, uid: u32, gid: u32) -> bool {
+        !self.already(uid, gid) || self.may_set_gid
+    }
+
+    /// Whether a child can be started as `uid:gid`: it already is that user, or may change.
+    pub(crate) fn can_switch_to(&self, uid: u32, gid: u32) -> Result<(), UserSwitchError> {
+        if self.already(uid, gid) || (self.may_set_uid && self.may_set_gid) {
+            return Ok(());
+        }
+        Err(UserSwitchError {
+            uid: self.uids.1,
+            gid: self.gids.1,
+        })
+    }
+}
+
+/// Whether a daemon with `user = uid:gid` can be started by this bundle-init: it runs as
+/// that user already, or it may change users (CAP_SETUID and CAP_SETGID, as root has).
+/// For the start and `--check`, so a bundle that cannot be honoured is refused at once.
+pub fn can_switch_to(uid: u32, gid: u32) -> Result<(), UserSwitchError> {
+    Credentials::current().can_switch_to(uid, gid)
+}
+
+/// Whether `fd` is the master side of a pseudo-terminal (TIOCGPTN answers only there).
+pub(crate) fn is_pty_master(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into `number`, which we own.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::TIOCGPTN,
+            &raw mut number,
+        )
+    };
+    rc == 0
+}
+
 /// SO_PEERCRED as the kernel gives it. Read into libc's `ucred` directly: a pid of 0 (a
 /// peer in another PID namespace) is a valid answer, not an error.
 pub(crate) fn peer_credentials(fd: &std::os::fd::OwnedFd) -> std::io::Result<libc::ucred> {
@@ -546,6 +651,47 @@ mod tests {
         assert!(!set.contains(0) && !set.contains(65));
         assert!(SigSet::full().contains(libc_sig::TERM));
         assert_eq!(set.first_word(), 1 << 63);
+    }
+
+    /// Changing to the user bundle-init already is changes nothing, and needs no
+    /// privilege; any other user needs CAP_SETUID and CAP_SETGID.
+    #[test]
+    fn a_user_switch_is_needed_and_possible_only_when_it_changes_something() {
+        let root = Credentials {
+            uids: (0, 0),
+            gids: (0, 0),
+            may_set_uid: true,
+            may_set_gid: true,
+        };
+        let user = Credentials {
+            uids: (102, 102),
+            gids: (106, 106),
+            may_set_uid: false,
+            may_set_gid: false,
+        };
+        assert_eq!(root.can_switch_to(65534, 65534), Ok(()));
+        assert!(root.must_switch_to(0, 0), "root clears its groups");
+        assert_eq!(user.can_switch_to(102, 106), Ok(()));
+        assert!(!user.must_switch_to(102, 106), "nothing to change");
+        let why = UserSwitchError { uid: 102, gid: 106 };
+        let refused = Err(why);
+        assert_eq!(user.can_switch_to(102, 0), refused);
+        assert_eq!(user.can_switch_to(103, 106), refused);
+        assert!(user.must_switch_to(103, 106));
+        assert_eq!(
+            why.to_string(),
+            "only root can change to another user, and bundle-init runs as 102:106"
+        );
+        // Root without CAP_SETUID (podman --cap-drop): only itself.
+        let capped = Credentials {
+            may_set_uid: false,
+            ..root
+        };
+        assert_eq!(capped.can_switch_to(0, 0), Ok(()));
+        assert!(capped.can_switch_to(1, 1).is_err());
+        // Whoever runs the tests can always start a child as itself.
+        let me = Credentials::current();
+        assert_eq!(can_switch_to(me.uids.1, me.gids.1), Ok(()));
     }
 
     #[test]

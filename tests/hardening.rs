@@ -851,3 +851,273 @@ fn a_restart_after_a_long_idle_still_gets_its_full_grace() {
         "SIGKILL came after {took:?}, before the grace"
     );
 }
+
+/// bundle-init serving its control socket at an abstract name of its own (not as PID 1: the
+/// test connects directly, so it must be in bundle-init's PID namespace).
+fn with_control_socket(dir: &TempDir, name: &str) -> (Init, std::os::unix::net::SocketAddr) {
+    use std::os::linux::net::SocketAddrExt;
+    let socket = format!("bundle-init-test-{name}-{}", std::process::id());
+    let bundle = dir.write("c.bundle", "[web]\nrun = bundle-testd --name web\n");
+    let init = Launch::subreaper(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_CONTROL", &format!("@{socket}"))
+        .start();
+    init.stdout.wait_for("web started", |l| {
+        l.starts_with("[web] ") && l.ends_with(" started")
+    });
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&socket).unwrap();
+    (init, addr)
+}
+
+/// Sends `parts` one after the other, each once bundle-init has read the one before (it is
+/// back in poll: what was readable has been read); returns the whole answer.
+fn ask_in_parts(init: &Init, addr: &std::os::unix::net::SocketAddr, parts: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect_addr(addr).unwrap();
+    for part in parts {
+        wait_until_idle(init.pid());
+        // A refusal may come before the last part: the answer is there all the same.
+        if stream.write_all(part).is_err() {
+            break;
+        }
+    }
+    // A refusal with bytes left unread resets the connection once the answer is read.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests are at most 512 bytes (without the newline), however they arrive. One whose
+/// newline came in a later read than its first 512 bytes used to be accepted: a valid
+/// request padded with spaces to 600 bytes was answered OK.
+#[test]
+fn a_control_request_over_512_bytes_is_refused_however_it_arrives() {
+    let dir = TempDir::new("ctl-long");
+    let (mut init, addr) = with_control_socket(&dir, "long");
+    let padded = |len: usize| format!("{:<len$}", "status").into_bytes();
+    let refused = "ERR request longer than 512 bytes\n";
+    // 300 bytes, read on their own, then 300 more with the newline.
+    let long = padded(600);
+    let rest = [&long[300..], b"\n"].concat();
+    let answer = ask_in_parts(&init, &addr, &[&long[..300], &rest]);
+    assert_eq!(answer, refused, "600 bytes in two reads");
+    // All of it at once.
+    let answer = ask_in_parts(&init, &addr, &[&[&long[..], b"\n"].concat()]);
+    assert_eq!(answer, refused, "600 bytes in one write");
+    // One byte over, the newline alone in the second read.
+    let answer = ask_in_parts(&init, &addr, &[&padded(513), b"\n"]);
+    assert_eq!(answer, refused, "513 bytes");
+    // The limit itself is fine, split or not.
+    let answer = ask_in_parts(&init, &addr, &[&padded(512), b"\n"]);
+    assert!(answer.starts_with("OK\nweb "), "512 bytes: {answer:?}");
+    let limit = padded(512);
+    let answer = ask_in_parts(
+        &init,
+        &addr,
+        &[&limit[..100], &[&limit[100..], b"\n"].concat()],
+    );
+    assert!(
+        answer.starts_with("OK\nweb "),
+        "512 bytes in two parts: {answer:?}"
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+/// The lowest descriptor number `pid` does not have open: with RLIMIT_NOFILE there, it
+/// can open nothing more.
+fn lowest_free_descriptor(pid: i32) -> u64 {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !open.contains(n)).unwrap()
+}
+
+/// `prlimit --pid PID --nofile=N:`, the soft limit of a running process, from outside.
+/// (Only the soft one: the hard one cannot be raised back without CAP_SYS_RESOURCE.)
+fn set_open_file_limit_of(pid: i32, soft: u64) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .output()
+        .expect("prlimit from util-linux");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The abstract name bundle-init `pid` serves by default: from its PID namespace.
+fn control_socket_name(pid: i32) -> String {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("bundle-init.{inode}")
+}
+
+/// Out of descriptors with clients waiting to be accepted, the listener stays readable
+/// and every accept fails with EMFILE: the loop used to go round at once, 100 % of a CPU
+/// (about 200 ticks in 2 s). It now leaves the listener alone for a moment, and serves the
+/// clients once descriptors are there again.
+#[test]
+fn control_clients_waiting_at_the_descriptor_limit_cost_no_cpu() {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    let dir = TempDir::new("emfile");
+    let bundle = dir.write("e.bundle", "[web]\nrun = bundle-testd --name web\n");
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("web started", |l| {
+        l.starts_with("[web] ") && l.ends_with(" started")
+    });
+    let pid = init.pid();
+    let socket = control_socket_name(pid);
+    wait_until_idle(pid);
+    set_open_file_limit_of(pid, lowest_free_descriptor(pid));
+    // Connected from outside bundle-init's PID namespace: each would be refused once
+    // accepted, but the accept is what fails now.
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&socket).unwrap();
+    let mut waiting: Vec<_> = (0..4)
+        .map(|_| std::os::unix::net::UnixStream::connect_addr(&addr).unwrap())
+        .collect();
+    let before = cpu_time(pid);
+    // A window to measure over, not a wait for an event.
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used <= Duration::from_millis(50),
+        "bundle-init used {used:?} of CPU in 1 s at the descriptor limit"
+    );
+    let hard = max_open_files(pid).1;
+    set_open_file_limit_of(pid, hard.parse().unwrap());
+    let client = &mut waiting[0];
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    assert_eq!(
+        answer, "ERR permission denied: the client is outside bundle-init's PID namespace\n",
+        "a waiting client is served once descriptors are free"
+    );
+    let health = in_namespace(&init, &["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+}
+
+/// A bundle whose daemon floods stdout, with stdout on `output`, which nobody reads: once
+/// the daemon waits for room, TERM must stop it within the 3 s budget (plus a margin).
+/// 1 MB is more than the output, bundle-init's queue and the daemon's pipe hold, and
+/// little enough that, once shed, the rest of it passes well within the budget (the
+/// daemon reads its signals only after its flood).
+fn a_stop_with_an_unread_stdout(output: std::os::fd::OwnedFd, what: &str) {
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("stuck-output");
+    let bundle = dir.write(
+        "t.bundle",
+        "shutdown-grace = 3s\n[flood]\nrun = bundle-testd --name flood --flood 1000000\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .prepare(stdout_onto(output.as_raw_fd()))
+        .start();
+    init.stderr.wait_for_text("flood started");
+    let flood = init.daemon_processes();
+    assert_eq!(flood.len(), 1, "{flood:?}");
+    // The output is full and bundle-init's queue too: it no longer reads the daemon.
+    wait_until_blocked_writing(flood[0]);
+    let asked = Instant::now();
+    init.signal(TERM);
+    let (code, took) = init.wait_exit_timed(asked);
+    assert_eq!(code, 0, "{what}: {}", init.stderr.text());
+    assert!(
+        took < Duration::from_secs(3 + 2),
+        "{what}: the stop took {took:?} with a 3 s budget"
+    );
+    init.stderr.wait_for("the dropped count", |l| {
+        l.ends_with(
+            " lines of daemon output were dropped at shutdown: the log reader never caught up",
+        )
+    });
+}
+
+/// stdout on a terminal nobody reads (`podman run -t` with nothing attached, a stuck
+/// terminal): a pty said "writable" with little room, and a 4 KiB write blocked bundle-init
+/// itself, so the TERM was never even read. Now a terminal is written through a
+/// non-blocking description of bundle-init's own and the stop takes its usual course:
+/// daemon lines are dropped at shutdown, and the loop never waits. (A Unix socket only
+/// says "writable" with a quarter of its buffer free, so it did not block before; it is
+/// now written with MSG_DONTWAIT all the same, whatever kind of socket it is.)
+#[test]
+fn a_terminal_or_socket_that_stops_reading_never_blocks_bundle_init() {
+    // The other ends stay open, and unread, until the stop is over.
+    let (_master, slave) = pty_pair();
+    a_stop_with_an_unread_stdout(slave, "a terminal");
+    let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    a_stop_with_an_unread_stdout(ours.into(), "a socket");
+}
+
+/// `podman run --user 1000:1000` with `user = 1000:1000` in the bundle: bundle-init already
+/// runs as that user, so there is nothing to change. It used to call setgroups anyway,
+/// which needs CAP_SETGID: `Operation not permitted`, exit 126. A `user =` it cannot honour
+/// without root is refused with one line that names the daemon and says why.
+#[test]
+fn user_is_honoured_without_root_when_bundle_init_already_runs_as_that_user() {
+    let dir = TempDir::new("same-user");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let same = dir.write(
+        "same.bundle",
+        "[same]\nrun = bundle-testd --name same --report\nuser = 1000:1000\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &same])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for("same's start", |l| l.contains("same"));
+    assert!(line.contains("same started: pid"), "{line}");
+    assert_eq!(report_value(&init.stdout, "Uid"), "1000 1000 1000 1000");
+    assert_eq!(report_value(&init.stdout, "Gid"), "1000 1000 1000 1000");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+
+    let other = dir.write(
+        "other.bundle",
+        "[other]\nrun = bundle-testd --name other\nuser = 1001:1001\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &other])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for_text("user 1001:1001: ");
+    assert!(
+        line.contains("other")
+            && line.ends_with(
+                "user 1001:1001: only root can change to another user, and bundle-init runs as 1000:1000"
+            ),
+        "{line}"
+    );
+    assert_ne!(init.wait_exit(), 0);
+    assert_eq!(
+        init.stdout.count(|l| l.starts_with("[other] ")),
+        0,
+        "other ran"
+    );
+}
+
+/// A `user =` daemon with prefixed output that opens /dev/stdout or /dev/stderr, as `echo
+/// hi > /dev/stderr` in a script does: its output pipes were root's, mode 0600, and the
+/// open failed with `Permission denied`. Its ends now belong to its user.
+#[test]
+fn a_user_daemon_can_open_dev_stdout_and_dev_stderr() {
+    let dir = TempDir::new("dev-stdout");
+    let bundle = dir.write(
+        "o.bundle",
+        "[nobody]\nrun = bundle-testd --name nobody --write-to /dev/stdout via-stdout \
+         --write-to /dev/stderr via-stderr\nuser = 65534:65534\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    // The second write, or the first failure, whichever comes: both go to stderr.
+    let line = init.stderr.wait_for("nobody's writes", |l| {
+        l.starts_with("[nobody] ") && (l.contains("via-stderr") || l.contains("cannot open"))
+    });
+    assert_eq!(line, "[nobody] via-stderr");
+    init.stdout.wait_for_text("[nobody] via-stdout");
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}

@@ -7,6 +7,7 @@
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
+//!              [--write-to PATH TEXT]...
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -28,6 +29,9 @@
 //!   `--exit-after`; later runs keep going, so a test can crash a daemon a known number of times
 //!   and then stop a run that is certain to be up;
 //! - `--timestamps` ends every noted line with ` t=NANOS` (CLOCK_MONOTONIC), for benchmarks;
+//! - `--write-to PATH TEXT` opens PATH for writing (`/dev/stdout`, as a shell's `echo >
+//!   /dev/stdout` would) and writes TEXT and a newline to it; if it cannot, it says
+//!   `NAME PID cannot open PATH: REASON` on stderr. In order, after "started";
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
 //!
@@ -71,6 +75,7 @@ struct Options {
     delay: Duration,
     notify_fd: Option<i32>,
     listen_unix: Option<String>,
+    write_to: Vec<(String, String)>,
 }
 
 #[unsafe(no_mangle)]
@@ -140,6 +145,7 @@ impl Default for Options {
             delay: Duration::ZERO,
             notify_fd: None,
             listen_unix: None,
+            write_to: vec![],
         }
     }
 }
@@ -192,6 +198,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
                 o.notify_fd = Some(text(&mut p)?.parse().map_err(|_| "bad descriptor")?)
             }
             Long("listen-unix") => o.listen_unix = Some(text(&mut p)?),
+            Long("write-to") => {
+                let path = text(&mut p)?;
+                o.write_to.push((path, text(&mut p)?));
+            }
             _ => return Err(arg.unexpected().to_string()),
         }
     }
@@ -303,6 +313,9 @@ fn say_started(options: &Options) {
         // The s6 convention: a newline on the descriptor says "ready".
         let _ = rustix::io::write(fd, b"\n");
     }
+    for (path, text) in &options.write_to {
+        write_to(options, path, text);
+    }
     if options.tree {
         make_tree(options);
     }
@@ -319,6 +332,21 @@ fn say_started(options: &Options) {
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
+    }
+}
+
+/// Opens `path` for writing, as a program that writes to `/dev/stdout` does, and writes
+/// `text` there; or says on stderr why it could not.
+fn write_to(options: &Options, path: &str, text: &str) {
+    let opened = std::fs::OpenOptions::new().write(true).open(path);
+    let written = opened.and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()));
+    if let Err(e) = written {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} {} cannot open {path}: {e}",
+            options.name,
+            std::process::id()
+        );
     }
 }
 

@@ -305,6 +305,8 @@ pub struct Launch {
     pub prepare: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
     pub hold_stdout: bool,
     pub user: Option<u32>,
+    /// As PID 1: the uid (and gid of the same number) bundle-init runs as in its namespace.
+    pub pid1_user: Option<u32>,
 }
 
 /// The descriptor bundle-testd's `--announce-exec` writes to: high, so that no test's
@@ -320,12 +322,25 @@ impl Launch {
             prepare: None,
             hold_stdout: false,
             user: None,
+            pid1_user: None,
         }
     }
 
     /// Runs bundle-init as this uid and the gid of the same number.
     pub fn user(mut self, id: u32) -> Launch {
         self.user = Some(id);
+        self
+    }
+
+    /// As PID 1, runs bundle-init as this uid and the gid of the same number, with no
+    /// supplementary groups and no capabilities: `setpriv` inside the new namespace (unshare
+    /// itself needs root), as `podman run --user N:N` would.
+    pub fn pid1_as_user(mut self, id: u32) -> Launch {
+        assert!(
+            self.as_pid1,
+            "pid1_as_user is for a PID-1 launch; use user()"
+        );
+        self.pid1_user = Some(id);
         self
     }
 
@@ -363,13 +378,12 @@ impl Launch {
             return Command::new(bundle_init_bin());
         }
         let mut c = Command::new("unshare");
-        c.args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            testd(),
-            "--announce-exec",
-        ]);
+        c.args(["--pid", "--fork", "--mount-proc"]);
+        if let Some(id) = self.pid1_user {
+            let id = id.to_string();
+            c.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
+        }
+        c.args([testd(), "--announce-exec"]);
         c.arg(ANNOUNCE_FD.to_string()).arg(bundle_init_bin());
         c
     }
@@ -875,5 +889,52 @@ impl HeldConnection {
         let mut reply = String::new();
         self.reader.read_line(&mut reply).unwrap();
         reply
+    }
+}
+
+/// A new pseudo-terminal: (master, slave), both close-on-exec and neither a controlling
+/// terminal. Whatever is written to the slave waits in the kernel until the master reads.
+pub fn pty_pair() -> (OwnedFd, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: posix_openpt has no memory arguments; it returns a new descriptor or -1.
+    let master = unsafe { libc::posix_openpt(flags) };
+    assert!(
+        master >= 0,
+        "posix_openpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    // SAFETY: grantpt and unlockpt take the master's number only.
+    let unlocked = unsafe {
+        libc::grantpt(master.as_raw_fd()) == 0 && libc::unlockpt(master.as_raw_fd()) == 0
+    };
+    assert!(
+        unlocked,
+        "grantpt/unlockpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: TIOCGPTPEER takes the open flags as an integer and returns the slave's new
+    // descriptor (Linux 4.13+), with no path to look up.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    assert!(
+        slave >= 0,
+        "TIOCGPTPEER: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor nothing else owns.
+    (master, unsafe { OwnedFd::from_raw_fd(slave) })
+}
+
+/// For `Launch::prepare`: puts `fd` on the child's stdout (dup2 clears close-on-exec).
+pub fn stdout_onto(fd: i32) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        // SAFETY: dup2 has no memory arguments; `fd` is open in the child, a copy of the
+        // test's own descriptor, until exec closes it.
+        if unsafe { libc::dup2(fd, 1) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
