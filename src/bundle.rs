@@ -50,7 +50,26 @@ fn checked_bundle_plan(
         path: path.to_string(),
         error,
     })?;
+    users_can_be_honoured(&plan).map_err(|(daemon, uid, gid, error)| LoadError::User {
+        path: path.to_string(),
+        daemon,
+        uid,
+        gid,
+        error,
+    })?;
     Ok(plan)
+}
+
+/// Whether every `user =` can be honoured by this bundle-init: it runs as that user
+/// already, or it may change users. Checked before anything starts and before a reload is
+/// applied, like the descriptors: otherwise the daemon would fail at each start.
+fn users_can_be_honoured(plan: &Plan) -> Result<(), (String, u32, u32, sys::UserSwitchError)> {
+    for daemon in &plan.daemons {
+        if let Some((uid, gid)) = daemon.user {
+            sys::can_switch_to(uid, gid).map_err(|e| (daemon.name.clone(), uid, gid, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the bundle's descriptors fit under RLIMIT_NOFILE (already raised to the hard
@@ -132,6 +151,14 @@ pub(crate) enum LoadError {
         path: String,
         error: DescriptorsError,
     },
+    /// A daemon's `user =` needs a change of user this bundle-init may not make.
+    User {
+        path: String,
+        daemon: String,
+        uid: u32,
+        gid: u32,
+        error: sys::UserSwitchError,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -139,6 +166,13 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Plan(e) => e.fmt(f),
             LoadError::Descriptors { path, error } => write!(f, "{path}: {error}"),
+            LoadError::User {
+                path,
+                daemon,
+                uid,
+                gid,
+                error,
+            } => write!(f, "{path}: [{daemon}] user {uid}:{gid}: {error}"),
         }
     }
 }
@@ -148,6 +182,7 @@ impl std::error::Error for LoadError {
         match self {
             LoadError::Plan(e) => Some(e),
             LoadError::Descriptors { error, .. } => Some(error),
+            LoadError::User { error, .. } => Some(error),
         }
     }
 }

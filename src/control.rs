@@ -372,10 +372,6 @@ impl Server {
 
     /// A line the log should show, once: accepting failed and was paused. The loop hands
     /// it on (`Supervisor::on_driver_error`).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the runtime does not forward it yet")
-    )]
     pub(crate) fn take_warning(&mut self) -> Option<String> {
         self.warning.take()
     }

@@ -150,7 +150,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
 fn load_failure_code(e: &LoadError) -> u8 {
     match e {
         LoadError::Plan(_) => EXIT_USAGE,
-        LoadError::Descriptors { .. } => EXIT_SETUP_FAILED,
+        LoadError::Descriptors { .. } | LoadError::User { .. } => EXIT_SETUP_FAILED,
     }
 }
 

@@ -536,6 +536,8 @@ impl std::fmt::Display for UserSwitchError {
     }
 }
 
+impl std::error::Error for UserSwitchError {}
+
 /// Who bundle-init is, as far as changing a child's user goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Credentials {

@@ -990,6 +990,9 @@ fn control_clients_waiting_at_the_descriptor_limit_cost_no_cpu() {
         used <= Duration::from_millis(50),
         "bundle-init used {used:?} of CPU in 1 s at the descriptor limit"
     );
+    let said = "[bundle-init] error: accepting a control client failed: too many open descriptors (RLIMIT_NOFILE?); new control clients wait, tried again every 200 ms and whenever a client leaves";
+    init.stderr.wait_for_text(said);
+    assert_eq!(init.stderr.count(|l| l == said), 1, "said once");
     let hard = max_open_files(pid).1;
     set_open_file_limit_of(pid, hard.parse().unwrap());
     let client = &mut waiting[0];
@@ -1092,11 +1095,29 @@ fn user_is_honoured_without_root_when_bundle_init_already_runs_as_that_user() {
             ),
         "{line}"
     );
-    assert_ne!(init.wait_exit(), 0);
+    assert_eq!(init.wait_exit(), 1, "refused at start");
     assert_eq!(
         init.stdout.count(|l| l.starts_with("[other] ")),
         0,
         "other ran"
+    );
+    // --check says the same, and starts nothing.
+    let check = std::process::Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .args([bundle_init_bin(), "--check", "--bundle", &other])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            check.status.code(),
+            String::from_utf8_lossy(&check.stderr).into_owned()
+        ),
+        (
+            Some(1),
+            format!(
+                "bundle-init: {other}: [other] user 1001:1001: only root can change to another user, and bundle-init runs as 1000:1000\n"
+            )
+        )
     );
 }
 

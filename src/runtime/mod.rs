@@ -242,7 +242,14 @@ impl Runtime {
         let now = now();
         for interest in ready.iter().rev() {
             match *interest {
-                Interest::Listener => server.accept(now),
+                Interest::Listener => {
+                    server.accept(now);
+                    if let Some(error) = server.take_warning() {
+                        let what = "accepting a control client";
+                        self.sup
+                            .handle(Event::DriverFailed { what, error }, now, actions);
+                    }
+                }
                 Interest::Client(c) => {
                     if let Some((client, request)) = server.readable(c, now) {
                         self.sup
