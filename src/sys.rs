@@ -39,6 +39,7 @@ pub mod libc_sig {
     pub const PIPE: i32 = libc::SIGPIPE;
     pub const TERM: i32 = libc::SIGTERM;
     pub const CHLD: i32 = libc::SIGCHLD;
+    pub const CONT: i32 = libc::SIGCONT;
     pub const STOP: i32 = libc::SIGSTOP;
     pub const SYS: i32 = libc::SIGSYS;
     pub const TSTP: i32 = libc::SIGTSTP;

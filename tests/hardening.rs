@@ -1142,3 +1142,47 @@ fn a_user_daemon_can_open_dev_stdout_and_dev_stderr() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
 }
+
+/// Hardening III, item 11: a daemon that was stopped (SIGSTOP, or TSTP and TTIN forwarded
+/// to it) gets SIGCONT after its stop signal, so it can act on it: the shutdown ends with
+/// its clean exit instead of a SIGKILL at the budget (exit 137).
+#[test]
+fn a_stopped_daemon_is_continued_after_its_stop_signal() {
+    let dir = TempDir::new("stopped");
+    let bundle = dir.write(
+        "s.bundle",
+        "shutdown-grace = 10s\n[paused]\nrun = bundle-testd --name paused\ngrace = 10s\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("paused to start", |l| {
+        l.starts_with("[paused] ") && l.ends_with(" started")
+    });
+    let stop = in_namespace(&init, &["signal", "paused", "STOP"]);
+    assert!(stop.status.success(), "{stop:?}");
+    let [daemon] = init.daemon_processes()[..] else {
+        panic!("one daemon process: {:?}", init.daemon_processes());
+    };
+    wait_for_file(
+        &format!("/proc/{daemon}/stat"),
+        "the daemon to be stopped",
+        |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        },
+    );
+    let asked = Instant::now();
+    init.signal(TERM);
+    let (code, took) = init.wait_exit_timed(asked);
+    assert_eq!(
+        code,
+        0,
+        "it stopped on its TERM, not by SIGKILL at the budget\n{}",
+        init.stderr.text()
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        init.stdout.text().contains("got SIGTERM"),
+        "{}",
+        init.stdout.text()
+    );
+}

@@ -158,3 +158,33 @@ fn exec_failures_are_reported_whatever_notify_number_is_asked_for() {
         );
     }
 }
+
+/// Hardening III, item 5: what app waits for exited for good (keep-running): app gives up
+/// at once, saying why, instead of waiting out its 30 s ready-timeout, and is not said to
+/// have exited, having never run.
+#[test]
+fn a_wait_for_a_daemon_that_ended_for_good_gives_up_at_once() {
+    let dir = TempDir::new("ready-gone");
+    let bundle = dir.write(
+        "r.bundle",
+        "[db]\nrun = bundle-testd --name db --exit-after 10ms 3\nready = tcp:127.0.0.1:28497\n\
+         [app]\nrun = bundle-testd --name app\nafter = db\nready-timeout = 30s\n",
+    );
+    let started = Instant::now();
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 3, "db's code: {}", init.stderr.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?} for a daemon that was gone",
+        started.elapsed()
+    );
+    let log = init.stderr.text();
+    assert!(
+        log.contains(
+            "app gave up waiting for db: it exited with code 3 and stays down; not started (keep-running)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("app exited"), "app never ran: {log}");
+    assert!(!init.stdout.text().contains("[app]"), "app never ran");
+}

@@ -211,6 +211,13 @@ impl Supervisor {
             Outcome::BecameReady => self.start_waiters(now, fx),
             Outcome::EndedStayingDown(status) => {
                 self.exit_code = self.exit_code.max(status.code());
+                self.tell_waiters_it_is_gone(id, now, fx);
+                self.end_if_every_daemon_is_down(now, fx);
+            }
+            Outcome::GaveUp => {
+                // A failed start, for the exit code.
+                self.exit_code = self.exit_code.max(1);
+                self.tell_waiters_it_is_gone(id, now, fx);
                 self.end_if_every_daemon_is_down(now, fx);
             }
             Outcome::EndedStoppingBundle(status) => {
@@ -255,15 +262,42 @@ impl Supervisor {
             return;
         }
         let waiting_for = self.not_ready_yet(id);
-        self.deliver(
-            id,
-            DaemonEvent::Start {
-                waiting_for,
-                restart,
-            },
-            now,
-            fx,
-        );
+        let gone = self.gone_for_good(id);
+        let start = DaemonEvent::Start {
+            waiting_for,
+            gone,
+            restart,
+        };
+        self.deliver(id, start, now, fx);
+    }
+
+    /// Why daemon `id` would wait in vain: one of what it starts after ended for good.
+    fn gone_for_good(&self, id: DaemonId) -> Option<String> {
+        let daemon = self.find(id)?;
+        daemon
+            .after
+            .iter()
+            .filter_map(|&dep| self.current(dep))
+            .find(|dep| dep.is_gone_for_good())
+            .map(why_gone)
+    }
+
+    /// Daemon `id` ended for good: whatever waits for it gives up now rather than at its
+    /// ready-timeout.
+    fn tell_waiters_it_is_gone(&mut self, id: DaemonId, now: Time, fx: &mut Effects) {
+        let Some(why) = self.find(id).map(why_gone) else {
+            return;
+        };
+        let waiters: Vec<DaemonId> = self
+            .daemons
+            .iter()
+            .filter(|d| matches!(d.state(), daemon::State::WaitingForDependencies { .. }))
+            .filter(|d| d.after.contains(&id))
+            .map(|d| d.id)
+            .collect();
+        for waiter in waiters {
+            self.deliver(waiter, DaemonEvent::DependencyGone(why.clone()), now, fx);
+        }
     }
 
     /// The names of what daemon `id` starts after that is not ready.
@@ -425,7 +459,7 @@ impl Supervisor {
     /// removed is still stopping, the bundle ends.
     fn end_if_every_daemon_is_down(&mut self, now: Time, fx: &mut Effects) {
         let removed_alive = self.daemons.iter().any(Daemon::is_removed);
-        let all_down = self.daemons().all(|d| *d.state() == daemon::State::Down);
+        let all_down = self.daemons().all(Daemon::is_down);
         if !self.is_shutting_down() && !removed_alive && all_down {
             fx.log(Level::Notice, || "every daemon has exited".to_string());
             self.begin_shutdown(now, fx);
@@ -476,6 +510,17 @@ impl Supervisor {
         fx.push(Action::Forget(id));
         self.start_held(now, fx);
         self.end_if_every_daemon_is_down(now, fx);
+    }
+}
+
+/// Why what waits for `dep` waits in vain, in the log's words.
+fn why_gone(dep: &Daemon) -> String {
+    let name = &dep.spec.name;
+    match dep.last_exit {
+        Some(status) if *dep.state() == daemon::State::Down => {
+            format!("for {name}: it {status} and stays down")
+        }
+        _ => format!("for {name}: it was not started"),
     }
 }
 

@@ -93,6 +93,9 @@ fn problem(d: &Daemon) -> Option<String> {
             "{name} waits for the daemons a reload removed to stop"
         )),
         State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
+        State::GaveUpWaiting => Some(format!(
+            "{name} was not started: what it starts after was not ready"
+        )),
         state @ (State::Starting { .. } | State::Stopping { .. }) => {
             Some(format!("{name} is {}", state.word()))
         }

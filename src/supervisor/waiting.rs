@@ -109,7 +109,9 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
         State::Running { pid, .. } if daemon.restarts > awaited.restarts_before => {
             Standing::Done(*pid)
         }
-        State::Backoff { .. } | State::Down => Standing::Failed("did not come back up"),
+        State::Backoff { .. } | State::Down | State::GaveUpWaiting => {
+            Standing::Failed("did not come back up")
+        }
         State::Running { .. }
         | State::Starting { .. }
         | State::Stopping { .. }

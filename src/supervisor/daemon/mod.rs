@@ -12,7 +12,7 @@ use super::events::{Cause, ExitStatus, SpawnFailure};
 use crate::id::DaemonId;
 use crate::plan::DaemonSpec;
 use crate::signal::Sig;
-use crate::time::Time;
+use crate::time::{Time, human};
 
 /// A daemon's state: one variant per state an operator can tell apart. `status` and
 /// `health` use the same words (`State::word`).
@@ -26,6 +26,9 @@ pub(crate) enum State {
     HeldForRemoved,
     /// Waiting for the daemons it starts `after` to be ready; gives up at `until`.
     WaitingForDependencies { until: Time },
+    /// It gave up waiting for what it starts after (its ready-timeout passed, or one of
+    /// them ended for good) and was never started; it stays down until a request.
+    GaveUpWaiting,
     /// Waiting to be started again after a crash or a failed start.
     Backoff { until: Time },
     /// A spawn was asked for and is queued; `restart` is the request that led here, if any.
@@ -81,8 +84,12 @@ pub(crate) enum DaemonEvent {
     /// for became ready); `waiting_for` names what it starts after that is not ready yet.
     Start {
         waiting_for: Vec<String>,
+        /// One of them ended for good (why, in the log's words): it cannot become ready.
+        gone: Option<String>,
         restart: Option<RestartRequest>,
     },
+    /// One of the daemons it waits for ended for good (why, in the log's words).
+    DependencyGone(String),
     /// Its queued spawn was carried out.
     Spawned(Result<i32, SpawnFailure>),
     /// Its readiness check passed.
@@ -115,6 +122,9 @@ pub(crate) enum Outcome {
     EndedStoppingBundle(ExitStatus),
     /// It stopped because it was asked to; this code counts toward the exit code.
     Stopped(u8),
+    /// It gave up waiting for what it starts after and stays down (keep-running): a failed
+    /// start for the exit code, and a dependency gone for what waits for it.
+    GaveUp,
     /// A daemon a reload removed is gone: drop it.
     Forgotten,
     /// It should start (after what it waits for), for this request if one led here.
@@ -187,6 +197,20 @@ impl Daemon {
         matches!(self.state, State::Running { ready: true, .. })
     }
 
+    /// Nothing runs, and nothing will start it but a request or a reload.
+    pub(crate) fn is_down(&self) -> bool {
+        matches!(self.state, State::Down | State::GaveUpWaiting)
+    }
+
+    /// It ended and will not come back by itself: what waits for it would wait in vain.
+    pub(crate) fn is_gone_for_good(&self) -> bool {
+        match self.state {
+            State::Down => self.last_exit.is_some(),
+            State::GaveUpWaiting => true,
+            _ => false,
+        }
+    }
+
     /// A reload removed it; it is being stopped and will be forgotten.
     pub(crate) fn is_removed(&self) -> bool {
         matches!(
@@ -227,12 +251,27 @@ impl Daemon {
         use State as S;
         match (self.state.clone(), event) {
             (
-                S::Down | S::HeldForRemoved | S::WaitingForDependencies { .. } | S::Backoff { .. },
+                S::Down
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. },
                 E::Start {
                     waiting_for,
+                    gone: None,
                     restart,
                 },
             ) => self.start(&waiting_for, restart, now, fx),
+            (
+                S::Down
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. },
+                E::Start {
+                    gone: Some(why), ..
+                },
+            ) => self.give_up_waiting(&why, now, fx),
             (S::Starting { .. } | S::Running { .. } | S::Stopping { .. }, E::Start { .. }) => {
                 Outcome::Nothing
             }
@@ -246,6 +285,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
@@ -264,6 +304,7 @@ impl Daemon {
             ) => self.became_ready(pid, since, fx),
             (
                 S::Down
+                | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
@@ -300,6 +341,7 @@ impl Daemon {
             ) => self.removed(pid, status, fx),
             (
                 S::Down
+                | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
@@ -312,7 +354,7 @@ impl Daemon {
                 self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
                 Outcome::Restart(RestartOutcome::Begun)
             }
-            (S::Down | S::Backoff { .. }, E::Restart(request)) => {
+            (S::Down | S::GaveUpWaiting | S::Backoff { .. }, E::Restart(request)) => {
                 self.spawn(Some(request), fx);
                 Outcome::Restart(RestartOutcome::Begun)
             }
@@ -351,8 +393,16 @@ impl Daemon {
                 fx.withdraw_spawn(self.id);
                 self.stay_down_or_forget(&then)
             }
+            (S::GaveUpWaiting, E::Stop { then, .. }) if then != AfterStop::Forget => {
+                // Down already, and the status says why.
+                Outcome::Nothing
+            }
             (
-                S::Down | S::HeldForRemoved | S::WaitingForDependencies { .. } | S::Backoff { .. },
+                S::Down
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. },
                 E::Stop { then, .. },
             ) => self.stay_down_or_forget(&then),
 
@@ -363,7 +413,10 @@ impl Daemon {
                 self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
                 Outcome::Nothing
             }
-            (S::Down | S::Backoff { .. } | S::WaitingForDependencies { .. }, E::Redefine(spec)) => {
+            (
+                S::Down | S::GaveUpWaiting | S::Backoff { .. } | S::WaitingForDependencies { .. },
+                E::Redefine(spec),
+            ) => {
                 // Not running (crashed, in backoff, waiting): it starts with the new one.
                 self.spec = *spec;
                 Outcome::StartDue(None)
@@ -418,12 +471,32 @@ impl Daemon {
                 });
                 Outcome::Nothing
             }
-            (S::Backoff { until }, E::Tick) if now >= until => Outcome::StartDue(None),
-            (S::WaitingForDependencies { until }, E::Tick) if now >= until => {
-                self.give_up_waiting(now, fx)
+            (S::WaitingForDependencies { .. }, E::DependencyGone(why)) => {
+                self.give_up_waiting(&why, now, fx)
             }
             (
                 S::Down
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. },
+                E::DependencyGone(_),
+            ) => Outcome::Nothing,
+
+            (S::Backoff { until }, E::Tick) if now >= until => Outcome::StartDue(None),
+            (S::WaitingForDependencies { until }, E::Tick) if now >= until => {
+                let timeout = human(self.spec.ready_timeout);
+                self.give_up_waiting(
+                    &format!("after {timeout}: what it starts after is not ready"),
+                    now,
+                    fx,
+                )
+            }
+            (
+                S::Down
+                | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
@@ -439,6 +512,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
@@ -464,6 +538,7 @@ impl State {
             State::Stopping { .. } => "stopping",
             State::Backoff { .. } => "backoff",
             State::WaitingForDependencies { .. } | State::HeldForRemoved => "waiting",
+            State::GaveUpWaiting => "not started",
             State::Down => "exited",
         }
     }

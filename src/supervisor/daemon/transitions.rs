@@ -283,6 +283,15 @@ impl Daemon {
             sig: stop,
             group,
         });
+        // A stopped process (SIGSTOP, or TSTP/TTIN/TTOU forwarded to it) cannot act on its
+        // stop signal until it is continued, as s6, runit and systemd know.
+        if stop.0 != libc_sig::CONT {
+            fx.push(Action::Signal {
+                pid,
+                sig: Sig(libc_sig::CONT),
+                group,
+            });
+        }
         if let Some(by) = by {
             let name = &self.spec.name;
             fx.log(Level::Info, || {
@@ -332,18 +341,39 @@ impl Daemon {
         }
     }
 
-    /// Its ready-timeout passed before what it starts after was ready.
-    pub(super) fn give_up_waiting(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+    /// It will not be started: what it starts after did not become ready (`why`). Its
+    /// exit policy decides what comes next, as for a failed start, but it never ran: it
+    /// has no exit of its own to report.
+    pub(super) fn give_up_waiting(&mut self, why: &str, now: Time, fx: &mut Effects) -> Outcome {
         let name = &self.spec.name;
-        let timeout = self.spec.ready_timeout;
-        fx.log(Level::Error, || {
-            format!(
-                "{name} gave up waiting after {}: what it starts after is not ready",
-                human(timeout)
-            )
-        });
-        // Counts as a failed start (code 1): its exit policy decides what comes next.
-        self.ended_on_its_own(ExitStatus::Code(1), Duration::ZERO, now, fx)
+        match self.spec.on_exit {
+            ExitPolicy::KeepRunning => {
+                self.state = State::GaveUpWaiting;
+                fx.log(Level::Error, || {
+                    format!("{name} gave up waiting {why}; not started (keep-running)")
+                });
+                Outcome::GaveUp
+            }
+            ExitPolicy::Restart => {
+                let delay = self.next_backoff(Duration::ZERO);
+                self.state = State::Backoff { until: now + delay };
+                let name = &self.spec.name;
+                fx.log(Level::Error, || {
+                    format!(
+                        "{name} gave up waiting {why}; trying again in {}",
+                        human(delay)
+                    )
+                });
+                Outcome::Nothing
+            }
+            ExitPolicy::StopBundle => {
+                self.state = State::GaveUpWaiting;
+                fx.log(Level::Error, || {
+                    format!("{name} gave up waiting {why}; stopping the bundle (stop-bundle)")
+                });
+                Outcome::EndedStoppingBundle(ExitStatus::Code(1))
+            }
+        }
     }
 
     /// Doubles the delay for each crash in a row; a run of at least `stable_after` resets it.

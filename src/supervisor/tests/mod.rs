@@ -170,10 +170,12 @@ pub(super) fn started(plan: Plan) -> Supervisor {
     sup
 }
 
+/// The signals sent, but the SIGCONT that follows every stop signal (checked on its own,
+/// in `restart::every_stop_signal_is_followed_by_sigcont`).
 pub(super) fn signals(out: &Effects) -> Vec<(i32, Sig)> {
     out.iter()
         .filter_map(|a| match a {
-            Action::Signal { pid, sig, .. } => Some((*pid, *sig)),
+            Action::Signal { pid, sig, .. } if sig.0 != libc_sig::CONT => Some((*pid, *sig)),
             _ => None,
         })
         .collect()

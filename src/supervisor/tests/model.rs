@@ -222,13 +222,21 @@ impl World {
     }
 
     /// A restart that leads to a wait for what the daemon starts after (its new definition
-    /// has an `after`) is honoured by that wait: the start comes when they are ready.
+    /// has an `after`) is honoured by that wait: the start comes when they are ready; and
+    /// one whose dependency ended for good cannot be (the daemon gives up instead).
     fn excuse_restarts_waiting_for_dependencies(&mut self) {
         let sup = &self.sup;
-        self.owed.retain(|id| {
-            !sup.daemons()
-                .any(|d| d.id == *id && matches!(d.state(), State::WaitingForDependencies { .. }))
-        });
+        let excused = |d: &Daemon| {
+            matches!(
+                d.state(),
+                State::WaitingForDependencies { .. } | State::GaveUpWaiting
+            ) || d
+                .after
+                .iter()
+                .any(|dep| sup.daemons().any(|x| x.id == *dep && x.is_gone_for_good()))
+        };
+        self.owed
+            .retain(|id| !sup.daemons().any(|d| d.id == *id && excused(d)));
     }
 
     fn note_shutdown(&mut self) {
@@ -556,6 +564,7 @@ impl World {
             daemon.state(),
             State::Running { .. }
                 | State::Down
+                | State::GaveUpWaiting
                 | State::Backoff { .. }
                 | State::Starting { .. }
                 | State::Stopping {

@@ -128,12 +128,17 @@ fn a_wait_that_times_out_follows_the_exit_policy() {
         "{}",
         logs(&out)
     );
-    assert_eq!(state_of(&sup, 1), State::Down);
+    assert!(
+        !logs(&out).contains("exited"),
+        "a daemon that never ran did not exit: {}",
+        logs(&out)
+    );
+    assert_eq!(state_of(&sup, 1), State::GaveUpWaiting);
     assert_eq!(
         sup.health().unwrap_err(),
         vec![
             "db is running but not ready".to_string(),
-            "app is down: it exited with code 1".to_string()
+            "app was not started: what it starts after was not ready".to_string()
         ]
     );
 
@@ -166,3 +171,43 @@ fn readiness_ends_with_the_process() {
 }
 
 // ------------------------------------------------------------------ reload
+
+/// Hardening III, item 5: what a daemon waits for ended for good (keep-running): it gives
+/// up at once, saying why, instead of waiting out its ready-timeout; and a later start
+/// does not wait at all.
+#[test]
+fn a_wait_for_a_daemon_that_ended_for_good_gives_up_at_once() {
+    let (mut sup, mut out) = db_running(ExitPolicy::KeepRunning);
+    out.clear();
+    sup.exited(100, ExitStatus::Code(3), secs(0.5), &mut out);
+    assert!(
+        logs(&out).contains(
+            "app gave up waiting for db: it exited with code 3 and stays down; not started (keep-running)"
+        ),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(state_of(&sup, 1), State::GaveUpWaiting);
+    assert!(
+        logs(&out).contains("every daemon has exited"),
+        "nothing is left to wait for"
+    );
+    assert_eq!(
+        sup.next_deadline(),
+        Some(secs(8.5)),
+        "only the shutdown budget"
+    );
+
+    // Under restart, it tries again after its backoff, and gives up again at once.
+    let (mut sup, mut out) = db_running(ExitPolicy::Restart);
+    sup.exited(100, ExitStatus::Code(3), secs(0.5), &mut out);
+    assert_eq!(state_of(&sup, 1), State::Backoff { until: secs(1.5) });
+    out.clear();
+    sup.tick(secs(1.5), &mut out);
+    assert!(
+        logs(&out).contains("app gave up waiting for db"),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(state_of(&sup, 1), State::Backoff { until: secs(3.5) });
+}

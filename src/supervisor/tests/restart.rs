@@ -201,3 +201,43 @@ fn an_exec_failure_follows_the_exit_policy_and_a_fork_failure_retries() {
     nothing_left(&mut sup, &mut out);
     assert_eq!(exit_code(&out), Some(127));
 }
+
+#[test]
+fn every_stop_signal_is_followed_by_sigcont() {
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    plan.daemons[1].signal_group = true;
+    let mut sup = started(plan);
+    let mut out = actions();
+    sup.signal(USR1, secs(1.0), &mut out);
+    let sent: Vec<&Action> = out
+        .iter()
+        .filter(|a| matches!(a, Action::Signal { .. }))
+        .collect();
+    let cont = Sig(libc_sig::CONT);
+    assert_eq!(
+        sent,
+        [
+            &Action::Signal {
+                pid: 101,
+                sig: TERM,
+                group: true
+            },
+            &Action::Signal {
+                pid: 101,
+                sig: cont,
+                group: true
+            }
+        ],
+        "a stopped daemon is continued, so it can act on its stop signal"
+    );
+    out.clear();
+    sup.signal(TERM, secs(2.0), &mut out);
+    let conts = out
+        .iter()
+        .filter(|a| matches!(a, Action::Signal { sig, .. } if *sig == cont))
+        .count();
+    assert_eq!(
+        conts, 2,
+        "at shutdown too, each daemon still running: {out:?}"
+    );
+}
