@@ -140,8 +140,8 @@ demo: image
     podman logs "$name" 2>&1
     echo "== exit code: $(podman inspect "$name" --format '{{{{.State.ExitCode}}')"
 
-# The supervisor's model-based test for SECONDS (new seeds each run; BUNDLE_INIT_MODEL_SEED
-# replays one). Run it long after any change to src/supervisor/.
+# New seeds each run; BUNDLE_INIT_MODEL_SEED=N replays one. Run it after supervisor changes.
+# The supervisor's model-based test, for SECONDS.
 model SECONDS="600":
     BUNDLE_INIT_MODEL_SECONDS={{SECONDS}} cargo test --release --lib supervisor::tests::model -- --nocapture
 
@@ -204,7 +204,7 @@ stress N="20" *FILTER:
     echo "stress: $(({{N}} - failed)) of {{N}} rounds passed"
     [ "$failed" -eq 0 ]
 
-mutants_files := "--file src/supervisor.rs --file src/reload.rs --file src/config.rs --file src/values.rs --file src/time.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
+mutants_files := "--file 'src/supervisor/*.rs' --file 'src/supervisor/daemon/*.rs' --file src/reload.rs --file src/config.rs --file src/values.rs --file src/time.rs --file src/keys.rs --file src/output.rs --file src/spawn.rs"
 mutants_tests := "-- --lib --test core --test bundle --test readiness --test control --test hardening --test reload"
 mutants_limits := "--jobs 1 --timeout 45 --build-timeout 300"
 
