@@ -16,7 +16,6 @@
 //! deadline, parse it. What a request means is the supervisor's business: the loop hands it
 //! over (`Supervisor::on_control`) and writes back the `Action::Reply` that comes out.
 
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt as _};
@@ -25,9 +24,13 @@ use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::signal::parse_signal;
 use crate::supervisor::{ClientId, ControlRequest, Reply};
 use crate::time::Time;
+pub(crate) use client::client;
+pub(crate) use request::parse_request;
+
+mod client;
+mod request;
 
 /// A request longer than this is refused.
 pub(crate) const MAX_REQUEST: usize = 512;
@@ -39,49 +42,6 @@ pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// poll set, unless a client closes first and so frees one. A connection that cannot be
 /// accepted keeps the listener readable: polled, it would wake the loop at once, for ever.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
-
-/// Why a request line was refused; `Display` is the `ERR` line's reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum RequestError {
-    NotUtf8,
-    Empty,
-    Unknown(String),
-    BadSignal(crate::signal::SignalError),
-}
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestError::NotUtf8 => f.write_str("request is not UTF-8"),
-            RequestError::Empty => f.write_str("empty request"),
-            RequestError::Unknown(text) => write!(f, "unknown request \"{text}\""),
-            RequestError::BadSignal(e) => e.fmt(f),
-        }
-    }
-}
-
-/// Parses one request line (without its newline).
-pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError> {
-    use ControlRequest as Request;
-    let text = std::str::from_utf8(line).map_err(|_| RequestError::NotUtf8)?;
-    let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        ["status"] => Ok(Request::Status { json: false }),
-        ["status", "--json"] => Ok(Request::Status { json: true }),
-        ["health"] => Ok(Request::Health),
-        ["reload"] => Ok(Request::Reload { dry_run: false }),
-        ["reload", "--dry-run"] => Ok(Request::Reload { dry_run: true }),
-        ["restart", names @ ..] if !names.is_empty() => Ok(Request::Restart(
-            names.iter().map(|n| n.to_string()).collect(),
-        )),
-        ["signal", name, sig] => {
-            let sig = parse_signal(sig).map_err(RequestError::BadSignal)?;
-            Ok(Request::Signal(name.to_string(), sig))
-        }
-        [] => Err(RequestError::Empty),
-        _ => Err(RequestError::Unknown(text.trim().to_string())),
-    }
-}
 
 /// The socket address: BUNDLE_INIT_CONTROL if set, else the name derived from the PID
 /// namespace.
@@ -236,62 +196,6 @@ fn listen() -> Result<(OwnedFd, Option<BoundPath>), ListenError> {
     });
     rustix::net::listen(&fd, MAX_CLIENTS as i32)?;
     Ok((fd, bound))
-}
-
-/// Client side: sends `request`, prints the answer, returns the exit code: 0 OK, 1 refused
-/// or failed, 3 no bundle-init reachable.
-pub(crate) fn client(request: &str) -> u8 {
-    let mut out = std::io::stdout();
-    let mut err = std::io::stderr();
-    let addr = match address() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = writeln!(err, "bundle-init: bad control address: {e}");
-            return 3;
-        }
-    };
-    let connected = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .and_then(|fd| rustix::net::connect(&fd, &addr).map(|_| fd));
-    let fd = match connected {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "bundle-init: no bundle-init is reachable on its control socket ({e}); run this inside the bundle's container"
-            );
-            return 3;
-        }
-    };
-    let mut stream = std::fs::File::from(fd);
-    // The server may answer (a refusal) and close before reading: then the write fails with
-    // EPIPE, which must not kill us before we read why.
-    let _ = crate::sys::ignore_signal(crate::sys::libc_sig::PIPE);
-    let _ = stream.write_all(format!("{request}\n").as_bytes());
-    let mut answer = Vec::new();
-    let _ = stream.take(1024 * 1024).read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    if text.is_empty() {
-        let _ = writeln!(
-            err,
-            "bundle-init: the control socket closed without an answer"
-        );
-        return 3;
-    }
-    let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
-    if first == "OK" {
-        let _ = out.write_all(body.as_bytes());
-        0
-    } else {
-        let reason = first.strip_prefix("ERR ").unwrap_or(first);
-        let _ = writeln!(err, "bundle-init: {reason}");
-        let _ = err.write_all(body.as_bytes());
-        1
-    }
 }
 
 // ---------------------------------------------------------------- the server side
@@ -622,6 +526,7 @@ fn answer(fd: &OwnedFd, reply: &Reply) {
 
 #[cfg(test)]
 mod tests {
+    use super::request::RequestError;
     use super::*;
     use crate::signal::Sig;
     use crate::supervisor::ControlRequest as Request;

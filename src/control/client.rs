@@ -1,0 +1,64 @@
+//! The client side of `bundle-init status | restart | signal | health | reload`: one request
+//! line out, the answer printed, an exit code that says how it went.
+
+use std::io::{Read, Write};
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use super::address;
+
+/// Client side: sends `request`, prints the answer, returns the exit code: 0 OK, 1 refused
+/// or failed, 3 no bundle-init reachable.
+pub(crate) fn client(request: &str) -> u8 {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let addr = match address() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(err, "bundle-init: bad control address: {e}");
+            return 3;
+        }
+    };
+    let connected = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .and_then(|fd| rustix::net::connect(&fd, &addr).map(|_| fd));
+    let fd = match connected {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "bundle-init: no bundle-init is reachable on its control socket ({e}); run this inside the bundle's container"
+            );
+            return 3;
+        }
+    };
+    let mut stream = std::fs::File::from(fd);
+    // The server may answer (a refusal) and close before reading: then the write fails with
+    // EPIPE, which must not kill us before we read why.
+    let _ = crate::sys::ignore_signal(crate::sys::libc_sig::PIPE);
+    let _ = stream.write_all(format!("{request}\n").as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.take(1024 * 1024).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    if text.is_empty() {
+        let _ = writeln!(
+            err,
+            "bundle-init: the control socket closed without an answer"
+        );
+        return 3;
+    }
+    let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
+    if first == "OK" {
+        let _ = out.write_all(body.as_bytes());
+        0
+    } else {
+        let reason = first.strip_prefix("ERR ").unwrap_or(first);
+        let _ = writeln!(err, "bundle-init: {reason}");
+        let _ = err.write_all(body.as_bytes());
+        1
+    }
+}
