@@ -82,7 +82,8 @@ impl Effects {
     /// Takes back a spawn of `id` still queued: the daemon must not start any more (the
     /// shutdown began after the spawn was asked for, in the same pass of the loop).
     pub(crate) fn withdraw_spawn(&mut self, id: DaemonId) {
-        self.queue.retain(|a| *a != Action::Spawn(id));
+        self.queue
+            .retain(|a| !matches!(a, Action::Spawn(queued) if *queued == id));
     }
 
     /// Takes back the signals still queued for `pid`, which was just reaped: the number is

@@ -517,7 +517,7 @@ impl Supervisor {
 fn why_gone(dep: &Daemon) -> String {
     let name = &dep.spec.name;
     match dep.last_exit {
-        Some(status) if *dep.state() == daemon::State::Down => {
+        Some(status) if matches!(dep.state(), daemon::State::Down) => {
             format!("for {name}: it {status} and stays down")
         }
         _ => format!("for {name}: it was not started"),

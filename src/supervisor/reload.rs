@@ -256,7 +256,7 @@ impl Supervisor {
         let held: Vec<DaemonId> = self
             .daemons
             .iter()
-            .filter(|d| *d.state() == super::daemon::State::HeldForRemoved)
+            .filter(|d| matches!(d.state(), super::daemon::State::HeldForRemoved))
             .map(|d| d.id)
             .collect();
         for id in held {

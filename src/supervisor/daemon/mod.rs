@@ -393,7 +393,7 @@ impl Daemon {
                 fx.withdraw_spawn(self.id);
                 self.stay_down_or_forget(&then)
             }
-            (S::GaveUpWaiting, E::Stop { then, .. }) if then != AfterStop::Forget => {
+            (S::GaveUpWaiting, E::Stop { then, .. }) if !matches!(then, AfterStop::Forget) => {
                 // Down already, and the status says why.
                 Outcome::Nothing
             }

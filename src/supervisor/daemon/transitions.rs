@@ -308,7 +308,7 @@ impl Daemon {
         } = &mut self.state
         {
             *kill_at = kill_at.map(|at| at.min(deadline));
-            if *now != AfterStop::Forget {
+            if !matches!(now, AfterStop::Forget) {
                 *now = then;
             }
         }
@@ -317,7 +317,7 @@ impl Daemon {
 
     pub(super) fn stay_down_or_forget(&mut self, then: &AfterStop) -> Outcome {
         self.state = State::Down;
-        if *then == AfterStop::Forget {
+        if matches!(then, AfterStop::Forget) {
             Outcome::Forgotten
         } else {
             Outcome::Nothing
