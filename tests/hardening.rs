@@ -1142,3 +1142,44 @@ fn a_user_daemon_can_open_dev_stdout_and_dev_stderr() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
 }
+
+/// A daemon's last line has no newline, and it exits while bundle-init's queue for stdout
+/// is full (nobody reads it), then is restarted. That line used to stay open, and the next
+/// run's first line was glued to it: `[x] PARTIALx 12 started`. Now it ends where the old
+/// process's output ends, and comes out alone.
+#[test]
+fn a_final_partial_line_ends_at_its_exit_even_behind_a_stuck_reader() {
+    let dir = TempDir::new("partial");
+    let runs = dir.path("runs");
+    // 160 kB is more than stdout's pipe and the queue take (their 128 KiB stop the reading)
+    // and less than they and the daemon's own pipe hold: the run exits behind the full
+    // queue. Two runs exit so; the third keeps running.
+    let bundle = dir.write(
+        "p.bundle",
+        &format!(
+            "[x]\nrun = bundle-testd --name x --flood 160000 --exit-runs 2 {runs} --exit-after 0s 0 --last-words PARTIAL\n\
+             on-exit = restart\nrestart-delay = 10ms\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    // The first run was reaped behind the full queue; the second one writes into the same
+    // pipe, after what the first one left there.
+    init.stderr.wait_for_text("x started again: pid");
+    let stdout = init.release_stdout();
+    stdout.wait_for_n(3, "the third run's start", |l| {
+        l.starts_with("[x] ") && l.ends_with(" started")
+    });
+    let partial: Vec<String> = stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("PARTIAL"))
+        .collect();
+    assert_eq!(
+        partial,
+        ["[x] PARTIAL", "[x] PARTIAL"],
+        "{}",
+        init.stderr.text()
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}

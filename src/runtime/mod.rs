@@ -346,7 +346,7 @@ impl Runtime {
                     };
                     if let Some(daemon) = self.sup.daemon_of(pid) {
                         // Its last lines belong before the line that says it exited.
-                        self.pipes.drain(daemon, &mut self.sinks, true);
+                        self.pipes.reaped(daemon, &mut self.sinks);
                     }
                     // A later process may get the same pid: it has had no TERM.
                     self.termed.retain(|&p| p != pid);
