@@ -1183,3 +1183,92 @@ fn a_final_partial_line_ends_at_its_exit_even_behind_a_stuck_reader() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
 }
+
+/// A daemon whose 20,000 short lines fit in the pipes and bundle-init's queue, behind a
+/// stdout nobody reads yet: it exits, and so does the bundle.
+fn chatty_bundle(dir: &TempDir, shutdown_grace: &str) -> String {
+    dir.write(
+        "c.bundle",
+        &format!(
+            "shutdown-grace = {shutdown_grace}\n\
+             [p]\nrun = bundle-testd --name p --lines 20000 --exit-after 0s 0\n"
+        ),
+    )
+}
+
+/// The numbers of the `[p] N` lines, in the order they came.
+fn numbered_lines(lines: &Lines) -> Vec<u64> {
+    lines
+        .all()
+        .iter()
+        .filter_map(|l| l.strip_prefix("[p] ")?.parse().ok())
+        .collect()
+}
+
+/// What bundle-init still held when it decided to exit was given a fixed 500 ms: a log
+/// reader 2 s late found what stdout's pipe held (about 6,500 of 20,000 lines), and the
+/// rest was gone without a word. Now bundle-init writes until the shutdown budget is over.
+#[test]
+fn output_queued_at_exit_reaches_a_late_reader_within_the_budget() {
+    let dir = TempDir::new("late-reader");
+    let bundle = chatty_bundle(&dir, "8s");
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("every daemon has exited");
+    // The reader comes 2 s late (the scenario, not a wait for anything), or as soon as
+    // bundle-init is gone.
+    let gone_early = init.exits_within(Duration::from_secs(2));
+    let stdout = init.release_stdout();
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    let numbers = numbered_lines(&stdout);
+    assert_eq!(
+        numbers.len(),
+        20_000,
+        "bundle-init exited before the reader came: {gone_early}; stderr:\n{}",
+        init.stderr.text()
+    );
+    assert!(numbers.iter().copied().eq(1..=20_000), "out of order");
+    assert!(
+        !init.stderr.text().contains("dropped"),
+        "{}",
+        init.stderr.text()
+    );
+}
+
+/// With a budget too short for the reader, what bundle-init must drop at exit is counted
+/// in one line on stderr: the count and the lines that arrived make every line printed.
+#[test]
+fn output_dropped_at_exit_is_counted_in_one_line() {
+    let dir = TempDir::new("dropped-at-exit");
+    let bundle = chatty_bundle(&dir, "100ms");
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("every daemon has exited");
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    // Only now does the reader come: it gets what stdout's pipe still holds.
+    let stdout = init.release_stdout();
+    stdout.wait_closed();
+    let received = stdout.count(|l| l.starts_with("[p] ")) as u64;
+    let counts: Vec<u64> = init
+        .stderr
+        .all()
+        .iter()
+        .filter_map(|l| {
+            let l = l.strip_prefix("[bundle-init] ")?;
+            let count = l.strip_suffix(
+                " lines of daemon output were dropped at shutdown: the log reader never caught up",
+            )?;
+            count.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        counts.len(),
+        1,
+        "one count line; stderr:\n{}",
+        init.stderr.text()
+    );
+    assert!(
+        received > 0 && counts[0] > 0,
+        "{received} received, {counts:?}"
+    );
+    // Its 20,000 lines, and the lines that say it started and that it exits.
+    assert_eq!(counts[0] + received, 20_002, "{received} received");
+}
