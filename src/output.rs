@@ -10,6 +10,7 @@
 //! which expect blocking writes. A pipe or terminal is written through a description of
 //! its own, a socket with MSG_DONTWAIT.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{FileType, Mode, OFlags};
@@ -83,6 +84,8 @@ pub(crate) struct Sink {
     writer: Writer,
     raw: RawFd,
     pending: Vec<u8>,
+    /// Whose bytes `pending` holds, for the count of what is dropped at exit.
+    owners: Owners,
     broken: bool,
     /// Bundle-init's own log lines dropped because the queue was full or the output broken.
     pub(crate) dropped: u64,
@@ -106,6 +109,7 @@ impl Sink {
             writer: writer_for(raw),
             raw,
             pending: Vec::new(),
+            owners: Owners::default(),
             broken: false,
             dropped: 0,
             progressed: false,
@@ -146,8 +150,10 @@ impl Sink {
         } else if line.len() > PIPE_BUF {
             self.pending.extend_from_slice(&line[..PIPE_BUF - 4]);
             self.pending.extend_from_slice(b"...\n");
+            self.owners.queued(Owner::BundleInit, PIPE_BUF);
         } else {
             self.pending.extend_from_slice(line);
+            self.owners.queued(Owner::BundleInit, line.len());
         }
     }
 
@@ -183,12 +189,30 @@ impl Sink {
                     // EPIPE, EBADF, EIO...: the reader is gone. Drop output, keep supervising.
                     self.broken = true;
                     self.pending = Vec::new();
+                    self.owners = Owners::default();
                     return;
                 }
             }
         }
         // One move of what is left, not one per write.
         self.pending.drain(..written);
+        self.owners.written(written);
+    }
+
+    /// bundle-init stops writing for good: what is still queued is dropped and counted, as
+    /// bundle-init's own lines (`dropped`) or daemons' (`shed_lines`).
+    pub(crate) fn give_up(&mut self) {
+        let mut at = 0;
+        for (owner, len) in self.owners.runs.drain(..) {
+            let bytes = self.pending.get(at..at + len).unwrap_or_default();
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            match owner {
+                Owner::BundleInit => self.dropped += lines,
+                Owner::Daemons => self.shed_lines += lines,
+            }
+            at += len;
+        }
+        self.pending.clear();
     }
 
     fn write(&self, bytes: &[u8]) -> rustix::io::Result<usize> {
@@ -272,7 +296,47 @@ impl Sink {
             let lines = self.scratch.iter().filter(|&&b| b == b'\n').count();
             self.shed_lines += lines as u64;
         } else {
+            let before = self.pending.len();
             cut(&mut self.pending);
+            self.owners
+                .queued(Owner::Daemons, self.pending.len() - before);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Owner {
+    BundleInit,
+    Daemons,
+}
+
+/// Whose bytes a queue holds, front to back, as runs of one owner's bytes: when stdout
+/// and stderr are one file, bundle-init's own lines and daemons' records share a queue.
+#[derive(Default)]
+struct Owners {
+    runs: VecDeque<(Owner, usize)>,
+}
+
+impl Owners {
+    fn queued(&mut self, owner: Owner, bytes: usize) {
+        match self.runs.back_mut() {
+            Some((last, len)) if *last == owner => *len += bytes,
+            _ if bytes > 0 => self.runs.push_back((owner, bytes)),
+            _ => {}
+        }
+    }
+
+    /// The first `bytes` of the queue were written.
+    fn written(&mut self, mut bytes: usize) {
+        while bytes > 0
+            && let Some((_, len)) = self.runs.front_mut()
+        {
+            let taken = bytes.min(*len);
+            *len -= taken;
+            bytes -= taken;
+            if *len == 0 {
+                self.runs.pop_front();
+            }
         }
     }
 }
@@ -531,6 +595,43 @@ mod tests {
         assert_eq!(sink.shed_at(), Some(t(1.5) + STUCK_AT_SHUTDOWN));
         sink.note_progress(t(2.0));
         assert_eq!(sink.shed_at(), Some(t(2.5)), "still stuck since 1.5");
+    }
+
+    /// At the final give-up, what is still queued is counted, line by line, as bundle-init's
+    /// own or as daemons', even when they share one queue and a write stopped inside it.
+    #[test]
+    fn what_is_still_queued_at_the_give_up_is_counted_by_whose_it_is() {
+        let (mut sink, read, _write) = sink_on_a_pipe();
+        let record = [&b"[d] "[..], &[b'x'; 1000], b"\n"].concat();
+        let own = b"[bundle-init] d exited with code 0\n";
+        let mut daemon_lines = 0;
+        let mut own_lines = 0;
+        // More than the pipe takes, in runs of each kind.
+        for round in 0..100 {
+            for _ in 0..round % 7 {
+                sink.take_records(|q| q.extend_from_slice(&record));
+                daemon_lines += 1;
+            }
+            sink.log_line(own);
+            own_lines += 1;
+        }
+        sink.flush();
+        let mut buf = vec![0u8; 1 << 20];
+        let taken = rustix::io::read(&read, &mut buf).unwrap();
+        let written = &buf[..taken];
+        let written_daemon = written
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"[d] "))
+            .count();
+        let written_own = written
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"[bundle-init] "))
+            .count();
+        assert!(!sink.pending.is_empty(), "the pipe is full");
+        sink.give_up();
+        assert!(sink.pending.is_empty());
+        assert_eq!(sink.shed_lines as usize + written_daemon, daemon_lines);
+        assert_eq!(sink.dropped as usize + written_own, own_lines);
     }
 
     #[test]

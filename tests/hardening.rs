@@ -1186,3 +1186,133 @@ fn a_stopped_daemon_is_continued_after_its_stop_signal() {
         init.stdout.text()
     );
 }
+
+/// A daemon's last line has no newline, and it exits while bundle-init's queue for stdout
+/// is full (nobody reads it), then is restarted. That line used to stay open, and the next
+/// run's first line was glued to it: `[x] PARTIALx 12 started`. Now it ends where the old
+/// process's output ends, and comes out alone.
+#[test]
+fn a_final_partial_line_ends_at_its_exit_even_behind_a_stuck_reader() {
+    let dir = TempDir::new("partial");
+    let runs = dir.path("runs");
+    // 160 kB is more than stdout's pipe and the queue take (their 128 KiB stop the reading)
+    // and less than they and the daemon's own pipe hold: the run exits behind the full
+    // queue. Two runs exit so; the third keeps running.
+    let bundle = dir.write(
+        "p.bundle",
+        &format!(
+            "[x]\nrun = bundle-testd --name x --flood 160000 --exit-runs 2 {runs} --exit-after 0s 0 --last-words PARTIAL\n\
+             on-exit = restart\nrestart-delay = 10ms\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    // The first run was reaped behind the full queue; the second one writes into the same
+    // pipe, after what the first one left there.
+    init.stderr.wait_for_text("x started again: pid");
+    let stdout = init.release_stdout();
+    stdout.wait_for_n(3, "the third run's start", |l| {
+        l.starts_with("[x] ") && l.ends_with(" started")
+    });
+    let partial: Vec<String> = stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("PARTIAL"))
+        .collect();
+    assert_eq!(
+        partial,
+        ["[x] PARTIAL", "[x] PARTIAL"],
+        "{}",
+        init.stderr.text()
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}
+
+/// A daemon whose 20,000 short lines fit in the pipes and bundle-init's queue, behind a
+/// stdout nobody reads yet: it exits, and so does the bundle.
+fn chatty_bundle(dir: &TempDir, shutdown_grace: &str) -> String {
+    dir.write(
+        "c.bundle",
+        &format!(
+            "shutdown-grace = {shutdown_grace}\n\
+             [p]\nrun = bundle-testd --name p --lines 20000 --exit-after 0s 0\n"
+        ),
+    )
+}
+
+/// The numbers of the `[p] N` lines, in the order they came.
+fn numbered_lines(lines: &Lines) -> Vec<u64> {
+    lines
+        .all()
+        .iter()
+        .filter_map(|l| l.strip_prefix("[p] ")?.parse().ok())
+        .collect()
+}
+
+/// What bundle-init still held when it decided to exit was given a fixed 500 ms: a log
+/// reader 2 s late found what stdout's pipe held (about 6,500 of 20,000 lines), and the
+/// rest was gone without a word. Now bundle-init writes until the shutdown budget is over.
+#[test]
+fn output_queued_at_exit_reaches_a_late_reader_within_the_budget() {
+    let dir = TempDir::new("late-reader");
+    let bundle = chatty_bundle(&dir, "8s");
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("every daemon has exited");
+    // The reader comes 2 s late (the scenario, not a wait for anything), or as soon as
+    // bundle-init is gone.
+    let gone_early = init.exits_within(Duration::from_secs(2));
+    let stdout = init.release_stdout();
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    let numbers = numbered_lines(&stdout);
+    assert_eq!(
+        numbers.len(),
+        20_000,
+        "bundle-init exited before the reader came: {gone_early}; stderr:\n{}",
+        init.stderr.text()
+    );
+    assert!(numbers.iter().copied().eq(1..=20_000), "out of order");
+    assert!(
+        !init.stderr.text().contains("dropped"),
+        "{}",
+        init.stderr.text()
+    );
+}
+
+/// With a budget too short for the reader, what bundle-init must drop at exit is counted
+/// in one line on stderr: the count and the lines that arrived make every line printed.
+#[test]
+fn output_dropped_at_exit_is_counted_in_one_line() {
+    let dir = TempDir::new("dropped-at-exit");
+    let bundle = chatty_bundle(&dir, "100ms");
+    let mut init = Launch::pid1(&["--bundle", &bundle]).hold_stdout().start();
+    init.stderr.wait_for_text("every daemon has exited");
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+    // Only now does the reader come: it gets what stdout's pipe still holds.
+    let stdout = init.release_stdout();
+    stdout.wait_closed();
+    let received = stdout.count(|l| l.starts_with("[p] ")) as u64;
+    let counts: Vec<u64> = init
+        .stderr
+        .all()
+        .iter()
+        .filter_map(|l| {
+            let l = l.strip_prefix("[bundle-init] ")?;
+            let count = l.strip_suffix(
+                " lines of daemon output were dropped at shutdown: the log reader never caught up",
+            )?;
+            count.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        counts.len(),
+        1,
+        "one count line; stderr:\n{}",
+        init.stderr.text()
+    );
+    assert!(
+        received > 0 && counts[0] > 0,
+        "{received} received, {counts:?}"
+    );
+    // Its 20,000 lines, and the lines that say it started and that it exits.
+    assert_eq!(counts[0] + received, 20_002, "{received} received");
+}

@@ -7,7 +7,7 @@
 //!              [--flood BYTES] [--report] [--ready-file PATH] [--timestamps]
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
-//!              [--write-to PATH TEXT]...
+//!              [--write-to PATH TEXT]... [--lines N] [--last-words TEXT]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -32,6 +32,10 @@
 //! - `--write-to PATH TEXT` opens PATH for writing (`/dev/stdout`, as a shell's `echo >
 //!   /dev/stdout` would) and writes TEXT and a newline to it; if it cannot, it says
 //!   `NAME PID cannot open PATH: REASON` on stderr. In order, after "started";
+//! - `--lines N` writes N short lines to stdout, `1` to `N`, one write each (a chatty
+//!   daemon whose whole output fits in the pipes' buffers), then goes on running;
+//! - `--last-words TEXT`: at `--exit-after`, after saying so, writes TEXT to stdout without
+//!   a newline: a final partial line;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
 //!
@@ -76,6 +80,8 @@ struct Options {
     notify_fd: Option<i32>,
     listen_unix: Option<String>,
     write_to: Vec<(String, String)>,
+    lines: u64,
+    last_words: Option<String>,
 }
 
 #[unsafe(no_mangle)]
@@ -146,6 +152,8 @@ impl Default for Options {
             notify_fd: None,
             listen_unix: None,
             write_to: vec![],
+            lines: 0,
+            last_words: None,
         }
     }
 }
@@ -202,6 +210,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
                 let path = text(&mut p)?;
                 o.write_to.push((path, text(&mut p)?));
             }
+            Long("lines") => o.lines = text(&mut p)?.parse().map_err(|_| "bad line count")?,
+            Long("last-words") => o.last_words = Some(text(&mut p)?),
             _ => return Err(arg.unexpected().to_string()),
         }
     }
@@ -330,6 +340,9 @@ fn say_started(options: &Options) {
         let chunk = if options.line_writes { 1 } else { 64 * 1024 };
         flood(options.flood, chunk);
     }
+    if options.lines > 0 {
+        numbered_lines(options.lines);
+    }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
     }
@@ -367,8 +380,7 @@ fn keep_running(options: &Options, held: &Held) -> i32 {
             Some((after, code)) => {
                 let left = after.saturating_sub(started.elapsed());
                 if left.is_zero() {
-                    note(options, &format!("exiting with code {code}"));
-                    return code;
+                    return exit_now(options, code);
                 }
                 left.as_millis().max(1) as i32
             }
@@ -386,6 +398,16 @@ fn keep_running(options: &Options, held: &Held) -> i32 {
         }
         clients.retain_mut(|(stream, pending)| serve(options, stream, pending));
     }
+}
+
+/// `--exit-after` has come: says so, then leaves its last words without a newline.
+fn exit_now(options: &Options, code: i32) -> i32 {
+    note(options, &format!("exiting with code {code}"));
+    if let Some(text) = &options.last_words {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+    code
 }
 
 /// One read per wake-up: the signalfd blocks, and poll tells us when there is more.
@@ -541,6 +563,16 @@ fn flood(bytes: u64, chunk_size: usize) {
         }
     }
     let _ = out.flush();
+}
+
+/// `1` to `count`, one line per write, as a line-buffered program writes them.
+fn numbered_lines(count: u64) {
+    let mut out = std::io::stdout().lock();
+    for n in 1..=count {
+        if out.write_all(format!("{n}\n").as_bytes()).is_err() {
+            return;
+        }
+    }
 }
 
 /// Signals whose disposition is "ignore", as a /proc-style bit mask (bit N-1 for signal N).

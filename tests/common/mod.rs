@@ -561,6 +561,19 @@ impl Init {
         code
     }
 
+    /// Waits at most `patience` for bundle-init to exit; returns whether it did (then
+    /// `wait_exit` returns at once).
+    pub fn exits_within(&self, patience: Duration) -> bool {
+        if self.exited.is_some() {
+            return true;
+        }
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        // Our own child, not yet waited for: the pid cannot have been reused.
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .expect("pidfd_open");
+        wait_readable(&pidfd, patience)
+    }
+
     /// Waits for the exit and returns the time it took from `since`.
     pub fn wait_exit_timed(&mut self, since: Instant) -> (i32, Duration) {
         let code = self.wait_exit();
