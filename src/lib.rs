@@ -205,7 +205,6 @@ fn start(
         bundle,
         verbosity: options.verbosity,
         warn_orphans: options.warn_orphans,
-        shutdown_grace: plan.shutdown_grace,
     };
     let plan_is_bundle = !plan.single_child;
     let supervisor = Supervisor::new(plan);

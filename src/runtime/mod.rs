@@ -14,6 +14,7 @@ use crate::id::DaemonId;
 use crate::output::Sink;
 use pipes::OutputPipes;
 
+mod exit;
 mod pipes;
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
@@ -38,8 +39,6 @@ pub(crate) struct Settings {
     pub(crate) verbosity: u8,
     /// `-w`: reaped orphans are logged at the default level rather than as debug.
     pub(crate) warn_orphans: bool,
-    /// The plan's shutdown budget: output still queued at exit is written until it is over.
-    pub(crate) shutdown_grace: Duration,
 }
 
 #[derive(Clone, Copy)]
@@ -66,8 +65,6 @@ pub(crate) struct Runtime {
     poll_sources: Vec<Source>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
-    /// When the loop first saw the supervisor shutting down: the shutdown budget's start.
-    shutdown_began: Option<Time>,
 }
 
 impl Runtime {
@@ -105,7 +102,6 @@ impl Runtime {
             poll_sources: Vec::new(),
             control,
             probes,
-            shutdown_began: None,
         })
     }
 
@@ -119,9 +115,7 @@ impl Runtime {
         );
         self.sup.handle(Event::Start, now(), &mut actions);
         loop {
-            let exit = self.execute(&mut actions);
-            self.note_shutdown();
-            if let Some(code) = exit {
+            if let Some(code) = self.execute(&mut actions) {
                 return self.exit(code);
             }
             // Probes that are due (or new, for a daemon just started) run before the loop
@@ -132,15 +126,6 @@ impl Runtime {
             }
             self.wait_for_events(&mut actions);
             self.dispatch(&mut actions);
-            self.note_shutdown();
-        }
-    }
-
-    /// The shutdown budget starts when the supervisor begins shutting down; the loop looks
-    /// after each pass, so the start it notes is at most one pass late.
-    fn note_shutdown(&mut self) {
-        if self.shutdown_began.is_none() && self.sup.is_shutting_down() {
-            self.shutdown_began = Some(now());
         }
     }
 
@@ -530,88 +515,6 @@ impl Runtime {
         let text = format!("[bundle-init] {tag}{line}\n");
         let sink = self.err_sink;
         self.sinks[sink].log_line(text.as_bytes());
-    }
-
-    /// Drains the daemons' last output and writes what it can until the shutdown budget is
-    /// over (and at least FINAL_FLUSH): a log reader that comes late still gets it. What
-    /// must be dropped then is counted, in one line.
-    fn exit(mut self, code: u8) -> u8 {
-        self.pipes.drain_all(&mut self.sinks);
-        let give_up = self.final_flush_deadline();
-        self.flush_until(give_up);
-        for sink in &mut self.sinks {
-            sink.give_up();
-        }
-        self.log_what_was_dropped();
-        // Then the count, in whatever time is left: once, without waiting, if none is.
-        self.flush_until(give_up);
-        code
-    }
-
-    fn final_flush_deadline(&self) -> Time {
-        let at_least = now() + FINAL_FLUSH;
-        match self.shutdown_began {
-            Some(began) => at_least.max(began + self.settings.shutdown_grace),
-            None => at_least,
-        }
-    }
-
-    /// The lines dropped at shutdown, bundle-init's own and daemons', on stderr.
-    fn log_what_was_dropped(&mut self) {
-        let dropped: u64 = self.sinks.iter().map(|s| s.dropped).sum();
-        let shed: u64 = self.sinks.iter().map(|s| s.shed_lines).sum();
-        let mut actions = Effects::new(self.settings.verbosity, false, false);
-        let at_exit = [
-            Event::LogLinesDropped(dropped),
-            Event::OutputShed {
-                lines: shed,
-                at_exit: true,
-            },
-        ];
-        for event in at_exit {
-            self.sup.handle(event, now(), &mut actions);
-        }
-        while let Some(action) = actions.pop() {
-            if let Action::Log(level, line) = action {
-                self.log(level, &line);
-            }
-        }
-    }
-
-    /// Writes queued output until `give_up`, or until nothing is left to write; once, without
-    /// waiting, when `give_up` has come.
-    fn flush_until(&mut self, give_up: Time) {
-        for sink in &mut self.sinks {
-            sink.flush_unpolled();
-        }
-        loop {
-            let waiting: Vec<usize> = (0..self.sinks.len())
-                .filter(|&i| self.sinks[i].wants_write())
-                .collect();
-            if waiting.is_empty() {
-                return;
-            }
-            let mut fds: Vec<PollFd> = waiting
-                .iter()
-                .map(|&i| PollFd {
-                    fd: self.sinks[i].fd(),
-                    events: POLLOUT,
-                    revents: 0,
-                })
-                .collect();
-            let left = give_up.saturating_sub(now());
-            let timeout = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            let _ = sys::wait_for(&mut fds, timeout);
-            // Only the ones poll called writable: a blocking one may not be.
-            for (fd, &i) in fds.iter().zip(&waiting) {
-                if fd.revents != 0 {
-                    self.sinks[i].flush();
-                }
-            }
-            if left.is_zero() {
-                return;
-            }
-        }
     }
 }
 

@@ -137,6 +137,12 @@ impl Supervisor {
         self.shutdown.under_way()
     }
 
+    /// When the shutdown budget ends, once a shutdown began: what is left of it after the
+    /// exit is the final flush's.
+    pub(crate) fn shutdown_budget_ends(&self) -> Option<Time> {
+        self.shutdown.budget_ends()
+    }
+
     /// The earliest time `Event::Tick` has something to do, or None: then nothing but an
     /// event can change anything, and the loop may sleep for ever.
     pub(crate) fn next_deadline(&self) -> Option<Time> {

@@ -50,6 +50,9 @@ pub(crate) struct Shutdown {
     reaped_in_this_pass: bool,
     /// When the last reaping pass ended.
     last_reaping: Time,
+    /// The budget's end, once a shutdown began (kept after it is done: the final flush of
+    /// output may use what is left of it).
+    budget_ends: Option<Time>,
 }
 
 /// What the sweep asks of the supervisor.
@@ -69,6 +72,7 @@ impl Shutdown {
             leftovers: true,
             reaped_in_this_pass: false,
             last_reaping: Time::ZERO,
+            budget_ends: None,
         }
     }
 
@@ -86,12 +90,18 @@ impl Shutdown {
             return None;
         }
         let deadline = now + self.grace;
+        self.budget_ends = Some(deadline);
         self.phase = Phase::ShuttingDown {
             deadline,
             killed: false,
             sweep: Sweep::NotYet,
         };
         Some(deadline)
+    }
+
+    /// When the shutdown budget ends (or ended), once a shutdown began.
+    pub(crate) fn budget_ends(&self) -> Option<Time> {
+        self.budget_ends
     }
 
     pub(crate) fn finish(&mut self) {

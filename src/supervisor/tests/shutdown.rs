@@ -260,3 +260,35 @@ fn no_deadline_means_the_loop_may_sleep_for_ever() {
     let sup = started(seed_plan(ExitPolicy::Restart));
     assert_eq!(sup.next_deadline(), None);
 }
+
+/// The final flush of output writes until the budget's end: the one the shutdown began
+/// with, from the bundle file as reloaded, kept after the exit.
+#[test]
+fn the_budget_end_is_known_after_the_exit_and_follows_a_reload() {
+    let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+    assert_eq!(sup.shutdown_budget_ends(), None);
+    let mut out = actions();
+    let mut longer = seed_plan(ExitPolicy::KeepRunning);
+    longer.shutdown_grace = secs(20.0);
+    sup.control(
+        1,
+        ControlRequest::Reload { dry_run: false },
+        secs(1.0),
+        &mut out,
+    );
+    let read = out
+        .iter()
+        .find_map(|a| match a {
+            Action::ReadBundle(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    sup.bundle_read(read, Ok(longer), secs(1.0), &mut out);
+    sup.signal(TERM, secs(2.0), &mut out);
+    for pid in [100, 101, 102] {
+        sup.exited(pid, ExitStatus::Signal(libc_sig::TERM), secs(2.5), &mut out);
+    }
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(0));
+    assert_eq!(sup.shutdown_budget_ends(), Some(secs(22.0)));
+}

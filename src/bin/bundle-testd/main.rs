@@ -60,6 +60,9 @@ use bundle_init::sys::{self, POLLIN, PollFd, SIGINFO_SIZE, SigSet, SignalInfo, l
 
 use libc::{_exit, execv, fork, waitpid};
 
+mod workloads;
+use workloads::*;
+
 struct Options {
     name: String,
     log: Option<String>,
@@ -471,108 +474,6 @@ fn reap_children() {
     let mut status = 0;
     // SAFETY: plain waitpid with a valid status pointer.
     while unsafe { waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
-}
-
-/// Each round forks a child that forks a grandchild and exits at once: the grandchild is
-/// re-parented to the nearest subreaper (bundle-init) and exits, a zombie it must reap.
-/// Connects to the control socket of the bundle-init in our PID namespace, as many times as
-/// asked, and keeps the connections open without a word for the rest of the process's life.
-fn hold_silent_connections(options: &Options) {
-    use std::os::linux::net::SocketAddrExt;
-    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
-    let inode: String = ns
-        .to_string_lossy()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let name = format!("bundle-init.{inode}");
-    let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) else {
-        return;
-    };
-    let mut held = 0;
-    for _ in 0..options.silent_clients {
-        if let Ok(stream) = std::os::unix::net::UnixStream::connect_addr(&addr) {
-            std::mem::forget(stream);
-            held += 1;
-        }
-    }
-    note(options, &format!("holding {held} connections"));
-}
-
-/// A child in its own session and a grandchild, both with every signal blocked (inherited
-/// from main): only SIGKILL ends them. The child says which pids they have.
-fn make_tree(options: &Options) {
-    // SAFETY: the child goes on as a plain single-threaded process (this program has no
-    // threads); it only forks, prints and sleeps.
-    if unsafe { fork() } != 0 {
-        return;
-    }
-    // SAFETY: no arguments; a failure only leaves the child in our session.
-    unsafe { libc::setsid() };
-    // SAFETY: as above: the grandchild only sleeps.
-    let grandchild = unsafe { fork() };
-    if grandchild > 0 {
-        note(
-            options,
-            &format!("tree {} {grandchild}", std::process::id()),
-        );
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-fn make_orphans(count: u32) {
-    for _ in 0..count {
-        // SAFETY: the child only calls fork and _exit, both async-signal-safe.
-        let child = unsafe { fork() };
-        if child == 0 {
-            // SAFETY: fork again and leave at once; both calls are async-signal-safe.
-            unsafe {
-                fork();
-                _exit(0);
-            }
-        }
-        if child > 0 {
-            let mut status = 0;
-            // SAFETY: waits for the child we just made.
-            unsafe { waitpid(child, &mut status, 0) };
-        }
-    }
-}
-
-/// Whole lines, written once at least `chunk` bytes are ready. 64 KiB writes keep the writer
-/// from being what limits a throughput test.
-fn flood(bytes: u64, chunk_size: usize) {
-    let mut out = std::io::stdout().lock();
-    let mut chunk = Vec::with_capacity(70 * 1024);
-    let mut written = 0u64;
-    let mut n = 0u64;
-    while written < bytes {
-        let line = format!(
-            "flood line {n:010} xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
-        );
-        chunk.extend_from_slice(line.as_bytes());
-        written += line.len() as u64;
-        n += 1;
-        if chunk.len() >= chunk_size || written >= bytes {
-            if out.write_all(&chunk).is_err() {
-                return;
-            }
-            chunk.clear();
-        }
-    }
-    let _ = out.flush();
-}
-
-/// `1` to `count`, one line per write, as a line-buffered program writes them.
-fn numbered_lines(count: u64) {
-    let mut out = std::io::stdout().lock();
-    for n in 1..=count {
-        if out.write_all(format!("{n}\n").as_bytes()).is_err() {
-            return;
-        }
-    }
 }
 
 /// Signals whose disposition is "ignore", as a /proc-style bit mask (bit N-1 for signal N).
