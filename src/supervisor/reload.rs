@@ -138,7 +138,8 @@ impl Supervisor {
                 return;
             }
         };
-        let now_defined: Vec<DaemonSpec> = self.daemons().map(|d| d.spec.clone()).collect();
+        // A daemon a reload is restarting is compared by the definition it restarts with.
+        let now_defined: Vec<DaemonSpec> = self.daemons().map(|d| d.defined().clone()).collect();
         let changes = crate::reload::diff(&now_defined, &plan.daemons);
         let summary = crate::reload::summary(&changes);
         if request.dry_run {
@@ -226,10 +227,19 @@ impl Supervisor {
         }
         self.routes = plan.routes.map(|&position| ids.get(position).copied());
         self.shutdown.grace = plan.shutdown_grace;
-        self.resolve_every_after();
-        for step in steps {
+        // Removals first: what the others start after is then resolved among the daemons
+        // that stay, and one that waited only for a removed daemon waits no more.
+        let (removals, others): (Vec<Step>, Vec<Step>) = steps
+            .into_iter()
+            .partition(|s| matches!(s, Step::Remove(_)));
+        for step in removals {
             self.take_step(step, now, fx);
         }
+        self.resolve_every_after();
+        for step in others {
+            self.take_step(step, now, fx);
+        }
+        self.start_waiters(now, fx);
     }
 
     fn take_step(&mut self, step: Step, now: Time, fx: &mut Effects) {

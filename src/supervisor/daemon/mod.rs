@@ -197,6 +197,22 @@ impl Daemon {
         matches!(self.state, State::Running { ready: true, .. })
     }
 
+    /// Its definition as the bundle file has it now: the one its next process starts with
+    /// when a reload is restarting it, its current one otherwise.
+    pub(crate) fn defined(&self) -> &DaemonSpec {
+        match &self.state {
+            State::Stopping {
+                then:
+                    AfterStop::Restart(RestartRequest {
+                        new_spec: Some(spec),
+                        ..
+                    }),
+                ..
+            } => spec,
+            _ => &self.spec,
+        }
+    }
+
     /// Nothing runs, and nothing will start it but a request or a reload.
     pub(crate) fn is_down(&self) -> bool {
         matches!(self.state, State::Down | State::GaveUpWaiting)

@@ -675,3 +675,44 @@ fn a_restart_reply_names_its_daemon_after_a_reload_moved_or_removed_it() {
         "{answers:?}"
     );
 }
+
+/// From the hostile review: app waited for db, and a reload removed db. app has nothing
+/// left to wait for: it starts, instead of giving up at its ready-timeout.
+#[test]
+fn a_daemon_that_waited_only_for_a_removed_one_starts() {
+    let (mut sup, _) = db_running(ExitPolicy::KeepRunning);
+    assert!(matches!(
+        state_of(&sup, 1),
+        State::WaitingForDependencies { .. }
+    ));
+    let mut plan = ordered_plan(true, ExitPolicy::KeepRunning);
+    plan.daemons.remove(0);
+    let out = reload(&mut sup, Ok(plan), 1.0);
+    assert_eq!(names(&sup), ["app"]);
+    assert_eq!(spawns(&out), [1], "app starts: {}", logs(&out));
+}
+
+/// From the hostile review: while a reload restarts pipelock (its old process still
+/// stopping), a dry run of the same file has nothing more to change.
+#[test]
+fn a_dry_run_during_a_reload_restart_compares_with_the_definition_on_its_way() {
+    let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    plan.daemons[1].argv.push("--new".into());
+    reload(&mut sup, Ok(plan.clone()), 1.0);
+    assert!(matches!(state_of(&sup, 1), State::Stopping { .. }));
+    let mut out = actions();
+    sup.control(
+        3,
+        ControlRequest::Reload { dry_run: true },
+        secs(1.1),
+        &mut out,
+    );
+    let read = bundle_reads(&out).remove(0);
+    out.clear();
+    sup.bundle_read(read, Ok(plan), secs(1.1), &mut out);
+    assert_eq!(
+        replies(&out),
+        [(3, Reply::Ok("would reload: 3 unchanged\n".into()))]
+    );
+}
