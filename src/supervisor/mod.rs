@@ -34,7 +34,7 @@ pub(crate) use events::{
 use shutdown::{Progress, Shutdown};
 use waiting::WaitingClients;
 
-use crate::id::DaemonId;
+use crate::id::{DaemonId, IdMap};
 use crate::plan::{DaemonSpec, Plan, Route, Routes};
 use crate::signal::Sig;
 use crate::time::Time;
@@ -43,6 +43,8 @@ pub(crate) struct Supervisor {
     /// The bundle's daemons in file order, then those a reload removed that are still
     /// stopping.
     daemons: Vec<Daemon>,
+    /// Each daemon's position in `daemons`, by id.
+    positions: IdMap<usize>,
     routes: Routes<DaemonId>,
     /// Exit codes reported as 0 (tini's `-e`).
     success_codes: Vec<u8>,
@@ -59,6 +61,7 @@ impl Supervisor {
     pub(crate) fn new(plan: Plan) -> Supervisor {
         let mut sup = Supervisor {
             daemons: Vec::with_capacity(plan.daemons.len()),
+            positions: IdMap::default(),
             routes: Routes::forward_everything().map(|_| None),
             success_codes: plan.success_codes,
             exit_code: 0,
@@ -77,6 +80,7 @@ impl Supervisor {
             })
             .collect();
         sup.routes = plan.routes.map(|&position| ids.get(position).copied());
+        sup.reindex();
         sup.resolve_every_after();
         sup
     }
@@ -171,7 +175,7 @@ impl Supervisor {
     }
 
     fn find(&self, id: DaemonId) -> Option<&Daemon> {
-        self.daemons.iter().find(|d| d.id == id)
+        self.position(id).map(|at| &self.daemons[at])
     }
 
     /// A daemon of the bundle as it is now (not one a reload removed).
@@ -179,8 +183,18 @@ impl Supervisor {
         self.find(id).filter(|d| !d.is_removed())
     }
 
+    /// Where daemon `id` is in `daemons`: a lookup, so what runs once per daemon (a start
+    /// after its dependencies, a tick) stays linear in the bundle's size.
     fn position(&self, id: DaemonId) -> Option<usize> {
-        self.daemons.iter().position(|d| d.id == id)
+        self.positions.get(id).copied()
+    }
+
+    /// `daemons` changed shape (a start, a reload, a daemon forgotten).
+    fn reindex(&mut self) {
+        self.positions = IdMap::default();
+        for (at, daemon) in self.daemons.iter().enumerate() {
+            self.positions.insert(daemon.id, at);
+        }
     }
 
     fn ids(&self) -> Vec<DaemonId> {
@@ -214,7 +228,7 @@ impl Supervisor {
     ) -> Option<RestartOutcome> {
         match outcome {
             Outcome::Nothing => {}
-            Outcome::BecameReady => self.start_waiters(now, fx),
+            Outcome::BecameReady => self.start_waiters(Some(id), now, fx),
             Outcome::EndedStayingDown(status) => {
                 self.exit_code = self.exit_code.max(status.code());
                 self.tell_waiters_it_is_gone(id, now, fx);
@@ -320,16 +334,29 @@ impl Supervisor {
             .collect()
     }
 
+    /// Whether everything daemon `id` starts after is ready (what is gone is not waited for).
+    fn dependencies_ready(&self, id: DaemonId) -> bool {
+        self.find(id).is_none_or(|daemon| {
+            daemon
+                .after
+                .iter()
+                .all(|&dep| self.current(dep).is_none_or(Daemon::is_ready))
+        })
+    }
+
     /// Daemons waiting for what just became ready may start now.
-    fn start_waiters(&mut self, now: Time, fx: &mut Effects) {
+    /// With `ready`, only those that wait for it are looked at: a long `after` chain comes
+    /// up in linear time.
+    fn start_waiters(&mut self, ready: Option<DaemonId>, now: Time, fx: &mut Effects) {
         let waiting: Vec<DaemonId> = self
             .daemons
             .iter()
             .filter(|d| matches!(d.state(), daemon::State::WaitingForDependencies { .. }))
+            .filter(|d| ready.is_none_or(|ready| d.after.contains(&ready)))
             .map(|d| d.id)
             .collect();
         for id in waiting {
-            if self.not_ready_yet(id).is_empty() {
+            if self.dependencies_ready(id) {
                 self.try_start(id, None, now, fx);
             }
         }
@@ -446,7 +473,15 @@ impl Supervisor {
     /// of a wait for dependencies, the end of the shutdown budget, a control reply's
     /// deadline.
     fn on_tick(&mut self, now: Time, fx: &mut Effects) {
-        for id in self.ids() {
+        // Every pass of the loop ends with a tick: only the daemons whose deadline came are
+        // looked at (no allocation when none did).
+        let due: Vec<DaemonId> = self
+            .daemons
+            .iter()
+            .filter(|d| d.deadline().is_some_and(|at| now >= at))
+            .map(|d| d.id)
+            .collect();
+        for id in due {
             self.deliver(id, DaemonEvent::Tick, now, fx);
         }
         if self.shutdown.budget_is_over(now) {
@@ -513,6 +548,7 @@ impl Supervisor {
     /// start.
     fn forget(&mut self, id: DaemonId, now: Time, fx: &mut Effects) {
         self.daemons.retain(|d| d.id != id);
+        self.reindex();
         fx.push(Action::Forget(id));
         self.start_held(now, fx);
         self.end_if_every_daemon_is_down(now, fx);

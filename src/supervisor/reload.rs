@@ -225,6 +225,7 @@ impl Supervisor {
                 fx.push(Action::Forget(gone.id));
             }
         }
+        self.reindex();
         self.routes = plan.routes.map(|&position| ids.get(position).copied());
         self.shutdown.grace = plan.shutdown_grace;
         // Removals first: what the others start after is then resolved among the daemons
@@ -239,7 +240,7 @@ impl Supervisor {
         for step in others {
             self.take_step(step, now, fx);
         }
-        self.start_waiters(now, fx);
+        self.start_waiters(None, now, fx);
     }
 
     fn take_step(&mut self, step: Step, now: Time, fx: &mut Effects) {
