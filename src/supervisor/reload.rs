@@ -146,8 +146,10 @@ impl Supervisor {
             let reply = Reply::Ok(format!("would reload: {summary}\n"));
             return reply_to(&request.clients, &reply, fx);
         }
-        self.apply_reload(plan, &changes, now, fx);
+        // Said before it is carried out: what it starts and stops may end the bundle, and
+        // nothing comes after the exit.
         self.answer_reload(&request, &summary, now, fx);
+        self.apply_reload(plan, &changes, now, fx);
         self.settle(now, fx);
         self.end_if_every_daemon_is_down(now, fx);
     }

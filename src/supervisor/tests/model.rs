@@ -45,10 +45,40 @@ pub(super) enum Step {
     FailNextSpawn {
         transient: bool,
     },
+    /// A probed daemon's check passes in the same pass of the loop as its process exits:
+    /// the runtime reads the probe first and reaps next, and hands over the Ready last.
+    ReadyAfterExit {
+        slot: usize,
+        code: u8,
+    },
+    /// The next `count` spawns fail (fork failed when `transient`).
+    FailSpawns {
+        transient: bool,
+        count: u8,
+    },
+    /// Signalled processes die at once: the reap the runtime does right after
+    /// SignalLeftovers finds them (kill(-1, SIGKILL) as PID 1 reaches the daemons too).
+    FastDeaths(bool),
+    /// A process is adopted without any exit bundle-init sees (its parent was not
+    /// bundle-init's child): only the sweep's rescan can find it.
+    Adopt,
+    /// Before the start only: how bundle-init was started.
+    Scene(Scene),
     /// Several of the steps above in one pass of the loop: their events all reach the
     /// supervisor before any action is carried out (signals read together, children
     /// reaped together, a control request beside them).
     Batch(Vec<Step>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Scene {
+    /// tini's mode: one stop-bundle child, every signal forwarded, no bundle file;
+    /// `stop_others` is --stop-others (a sweep of leftovers), `success` is -e 3.
+    SingleChild { stop_others: bool, success: bool },
+    /// `stop-leftovers = no`.
+    KeepLeftovers,
+    /// The file as it is at the start (an edit before the bundle starts).
+    Edit(Edit),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +105,10 @@ pub(super) enum Edit {
     ChangeAfter(usize),
     /// `on-exit`: keep-running, then restart, then stop-bundle, then keep-running again.
     ChangePolicy(usize),
+    /// `ready`: a file check appears or disappears (a defining key: a restart).
+    ChangeReady(usize),
+    /// `ready-timeout` (bookkeeping): 3 s or 300 ms.
+    ChangeReadyTimeout(usize),
     Break,
     Mend,
 }
@@ -128,6 +162,17 @@ struct World {
     next_client: ClientId,
     waiting: BTreeSet<ClientId>,
     fail_next_spawn: Option<bool>,
+    /// More spawns to fail after the next one, and how.
+    fail_more: Option<(bool, u8)>,
+    fast_deaths: bool,
+    /// Successful spawns per daemon, and the restart clients with the count they saw.
+    spawns: BTreeMap<DaemonId, u32>,
+    restart_clients: BTreeMap<ClientId, Vec<(DaemonId, u32)>>,
+    started: bool,
+    single: bool,
+    /// Single-child mode: how the child first ended, which is the exit code.
+    child_ended: Option<u8>,
+    exit_code: Option<u8>,
     exited: Option<Time>,
     shutdown_began: Option<(Time, Duration)>,
     /// Restarts asked for and accepted, not yet honoured by a spawn.
@@ -194,6 +239,14 @@ impl World {
             next_client: 1,
             waiting: BTreeSet::new(),
             fail_next_spawn: None,
+            fail_more: None,
+            fast_deaths: false,
+            spawns: BTreeMap::new(),
+            restart_clients: BTreeMap::new(),
+            started: false,
+            single: false,
+            child_ended: None,
+            exit_code: None,
             exited: None,
             shutdown_began: None,
             owed: BTreeSet::new(),
@@ -260,15 +313,28 @@ impl World {
         Ok(())
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per action, as the runtime has
     fn carry_out_one(&mut self, action: Action) -> Checked {
         match action {
             Action::Spawn(id) => self.spawn(id),
             Action::Signal { pid, sig, group } => self.signal(pid, sig, group),
             Action::SignalLeftovers(sig) => {
-                for dying in self.orphans.values_mut() {
-                    *dying = true;
+                for (pid, dying) in self.orphans.iter_mut() {
+                    // Every third orphan ignores SIGTERM (a setsid tree that traps it).
+                    if sig == KILL || pid % 3 != 0 {
+                        *dying = true;
+                    }
                 }
-                let _ = sig;
+                if sig == KILL {
+                    // kill(-1, SIGKILL) as PID 1: daemons still alive die too.
+                    for process in self.processes.values_mut() {
+                        process.dying = Some(ExitStatus::Signal(libc_sig::KILL));
+                    }
+                }
+                if self.fast_deaths {
+                    // The runtime reaps right after signalling: whoever died already.
+                    return self.deliver_exits();
+                }
                 let children_remain = !self.processes.is_empty() || !self.orphans.is_empty();
                 self.handle(Event::ReapingDone { children_remain })
             }
@@ -286,7 +352,19 @@ impl World {
                 self.probes.remove(&id);
                 Ok(())
             }
-            Action::Reply { client, .. } => {
+            Action::Reply { client, reply } => {
+                if let (Some(asked), Reply::Ok(body)) =
+                    (self.restart_clients.remove(&client), &reply)
+                {
+                    for (id, before) in asked {
+                        if self.spawns.get(&id).copied().unwrap_or(0) <= before {
+                            return broke(
+                                "a restart is answered OK only once a new process runs",
+                                format!("{id}: {body:?}"),
+                            );
+                        }
+                    }
+                }
                 if !self.waiting.remove(&client) {
                     return broke(
                         "every control client is answered exactly once",
@@ -304,7 +382,10 @@ impl World {
                 self.probes.remove(&id);
                 Ok(())
             }
-            Action::Exit(_) => self.exit(),
+            Action::Exit(code) => {
+                self.exit_code = Some(code);
+                self.exit()
+            }
         }
     }
 
@@ -315,6 +396,7 @@ impl World {
             .map(|(pid, _)| *pid)
     }
 
+    #[allow(clippy::too_many_lines)] // each promise about a spawn, checked in turn
     fn spawn(&mut self, id: DaemonId) -> Checked {
         if self.sup.is_shutting_down() {
             return broke(
@@ -343,7 +425,20 @@ impl World {
             );
         }
         self.owed.remove(&id);
-        let result = match self.fail_next_spawn.take() {
+        let failing = self.fail_next_spawn.take();
+        if let Some((transient, more)) = self.fail_more.take()
+            && more > 0
+        {
+            self.fail_next_spawn = Some(transient);
+            self.fail_more = (more > 1).then_some((transient, more - 1));
+        }
+        if self.single
+            && self.child_ended.is_none()
+            && let Some(false) = failing
+        {
+            self.child_ended = Some(127);
+        }
+        let result = match failing {
             Some(transient) => Err(SpawnFailure {
                 transient,
                 code: 127,
@@ -359,6 +454,7 @@ impl World {
                     dying: None,
                 };
                 self.processes.insert(pid, process);
+                *self.spawns.entry(id).or_default() += 1;
                 Ok(pid)
             }
         };
@@ -389,7 +485,9 @@ impl World {
     }
 
     fn read_bundle(&mut self, request: ReloadRequest) -> Checked {
-        let plan = if self.file_broken {
+        let plan = if self.single {
+            Err(ReadError::NoBundleFile)
+        } else if self.file_broken || !loads(&self.file) {
             Err(invalid_file("[a]\nrun = a\nx = 1\n"))
         } else {
             Ok(self.file.clone())
@@ -435,6 +533,21 @@ impl World {
 
     /// Once the run is over: every client heard back, and the exit came in time.
     fn check_the_end(&self) -> Checked {
+        if self.single
+            && let (Some(code), Some(ended)) = (self.exit_code, self.child_ended)
+        {
+            let expected = if self.file.success_codes.contains(&ended) {
+                0
+            } else {
+                ended
+            };
+            if code != expected {
+                return broke(
+                    "single-child mode exits with the child's code",
+                    format!("the child ended with {ended}, exit {code}"),
+                );
+            }
+        }
         if !self.waiting.is_empty() {
             return broke(
                 "every control client is answered exactly once",
@@ -458,6 +571,7 @@ impl World {
         (n > 0).then(|| nth(&self.sup, slot % n))
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per kind of step
     fn step(&mut self, step: &Step) -> Checked {
         if self.exited.is_some() {
             return Ok(());
@@ -490,6 +604,39 @@ impl World {
                 self.fail_next_spawn = Some(*transient);
                 Ok(())
             }
+            Step::FailSpawns { transient, count } => {
+                self.fail_next_spawn = Some(*transient);
+                self.fail_more = (*count > 1).then_some((*transient, count - 1));
+                Ok(())
+            }
+            Step::Adopt => {
+                self.next_pid += 1;
+                self.orphans.insert(self.next_pid, false);
+                Ok(())
+            }
+            Step::FastDeaths(fast) => {
+                self.fast_deaths = *fast;
+                Ok(())
+            }
+            Step::Scene(scene) => {
+                if !self.started {
+                    self.set_scene(scene);
+                }
+                Ok(())
+            }
+            Step::ReadyAfterExit { slot, code } => {
+                let probed: Vec<(DaemonId, i32)> =
+                    self.probes.iter().map(|(id, pid)| (*id, *pid)).collect();
+                let Some(&(id, pid)) = probed.get(slot % probed.len().max(1)) else {
+                    return Ok(());
+                };
+                self.probes.remove(&id);
+                self.reap(vec![(pid, ExitStatus::Code(*code))])?;
+                if self.exited.is_some() {
+                    return Ok(());
+                }
+                self.handle(Event::Ready(id))
+            }
             Step::Batch(steps) => {
                 for step in steps {
                     self.step(step)?;
@@ -499,10 +646,123 @@ impl World {
         }
     }
 
-    /// One pass of the loop: the step's events, then every action they led to.
+    /// One pass of the loop: the step's events, the Tick that ends every dispatch, then
+    /// every action they led to. Then, as poll with a timeout of 0 would, the loop passes
+    /// again while a deadline is due: if it stays due, the loop spins.
     fn pass(&mut self, step: &Step) -> Checked {
         self.step(step)?;
-        self.carry_out()
+        if self.exited.is_none() {
+            self.handle(Event::Tick)?;
+        }
+        self.carry_out()?;
+        for _ in 0..20 {
+            match self.sup.next_deadline() {
+                Some(deadline) if deadline <= self.now && self.exited.is_none() => {
+                    self.handle(Event::Tick)?;
+                    self.carry_out()?;
+                }
+                _ => return self.check_settled(),
+            }
+        }
+        broke(
+            "the loop never spins: a deadline that came is acted on",
+            format!("{:?} stays due at {:?}", self.sup.next_deadline(), self.now),
+        )
+    }
+
+    /// Between two passes, with no action left: nothing is stuck.
+    #[allow(clippy::too_many_lines)] // each settled promise, checked in turn
+    fn check_settled(&self) -> Checked {
+        if self.exited.is_some() {
+            return Ok(());
+        }
+        let sup = &self.sup;
+        let removed_alive = sup.daemons.iter().any(Daemon::is_removed);
+        for d in sup.daemons() {
+            let name = &d.spec.name;
+            match d.state() {
+                State::Starting { .. } => {
+                    return broke(
+                        "a daemon is Starting only while its spawn is queued",
+                        name.clone(),
+                    );
+                }
+                State::HeldForRemoved if !removed_alive => {
+                    return broke(
+                        "a daemon a reload held starts once the removed ones are gone",
+                        name.clone(),
+                    );
+                }
+                State::WaitingForDependencies { .. } => {
+                    let missing = d
+                        .spec
+                        .after
+                        .iter()
+                        .any(|dep| sup.daemons().any(|o| o.spec.name == *dep && !o.is_ready()));
+                    if !missing {
+                        return broke(
+                            "a daemon waits only for daemons of the bundle that are not ready",
+                            format!("{name} waits for {:?}", d.spec.after),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            let probing =
+                matches!(d.state(), State::Running { ready: false, .. }) && d.spec.ready.is_some();
+            let probe = self.probes.get(&d.id).copied();
+            if probing && probe != d.pid() {
+                return broke(
+                    "a daemon that is not ready yet has its probe running",
+                    format!("{name} pid {:?}, probe {probe:?}", d.pid()),
+                );
+            }
+            if !probing && probe.is_some() {
+                return broke(
+                    "no probe runs for a daemon that is not waiting to be ready",
+                    format!("{name} {:?} probe {probe:?}", d.state()),
+                );
+            }
+        }
+        for (pid, process) in &self.processes {
+            let tracked = sup.daemon_of(*pid) == Some(process.daemon);
+            let killed = process.dying == Some(ExitStatus::Signal(libc_sig::KILL));
+            if !tracked && !killed {
+                return broke(
+                    "every process bundle-init started is a daemon's, or is being killed",
+                    format!("pid {pid}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn set_scene(&mut self, scene: &Scene) {
+        match scene {
+            Scene::KeepLeftovers => self.file.stop_leftovers = false,
+            Scene::Edit(edit) => self.edit(edit),
+            Scene::SingleChild {
+                stop_others,
+                success,
+            } => {
+                self.single = true;
+                let mut child = DaemonSpec::new("child", vec!["child".into()]);
+                child.on_exit = ExitPolicy::StopBundle;
+                child.prefix_output = false;
+                self.file = Plan {
+                    daemons: vec![child],
+                    routes: Routes::forward_everything(),
+                    shutdown_grace: if *stop_others {
+                        secs(2.0)
+                    } else {
+                        Duration::ZERO
+                    },
+                    stop_leftovers: *stop_others,
+                    success_codes: if *success { vec![3] } else { vec![] },
+                    single_child: true,
+                };
+            }
+        }
     }
 
     /// Time passes until `then`, the loop waking at each deadline on the way, as poll's
@@ -615,9 +875,17 @@ impl World {
             if self.exited.is_some() {
                 return Ok(());
             }
+            let ended_on_its_own = self
+                .sup
+                .daemon_of(pid)
+                .and_then(|id| self.sup.daemons().find(|d| d.id == id))
+                .is_some_and(|d| matches!(d.state(), State::Running { .. }));
             if let Some(process) = self.processes.remove(&pid) {
                 self.probes
                     .retain(|id, probe_pid| *id != process.daemon || *probe_pid != pid);
+                if self.single && self.child_ended.is_none() && ended_on_its_own {
+                    self.child_ended = Some(status.code());
+                }
             }
             self.orphans.remove(&pid);
             self.reaped.insert(pid);
@@ -651,6 +919,11 @@ impl World {
                     .iter()
                     .filter_map(|s| self.daemon_in(*s).map(|d| d.id))
                     .collect();
+                let seen: Vec<(DaemonId, u32)> = ids
+                    .iter()
+                    .map(|id| (*id, self.spawns.get(id).copied().unwrap_or(0)))
+                    .collect();
+                self.restart_clients.insert(client, seen);
                 for id in ids {
                     self.owe_restart(id);
                 }
@@ -670,8 +943,12 @@ impl World {
         self.handle(Event::Control { client, request })
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per kind of edit
     fn edit(&mut self, edit: &Edit) {
         self.reload_since_edit = false;
+        if self.single {
+            return;
+        }
         let n = self.file.daemons.len();
         let at = |slot: &usize| slot % n.max(1);
         let daemons = &mut self.file.daemons;
@@ -721,6 +998,21 @@ impl World {
                     ExitPolicy::StopBundle => ExitPolicy::KeepRunning,
                 };
             }
+            Edit::ChangeReady(slot) if n > 0 => {
+                let ready = &mut daemons[at(slot)].ready;
+                *ready = match ready {
+                    Some(_) => None,
+                    None => Some(ReadyCheck::File("/run/changed.ready".into())),
+                };
+            }
+            Edit::ChangeReadyTimeout(slot) if n > 0 => {
+                let timeout = &mut daemons[at(slot)].ready_timeout;
+                *timeout = if *timeout == secs(3.0) {
+                    Duration::from_millis(300)
+                } else {
+                    secs(3.0)
+                };
+            }
             Edit::Break => self.file_broken = true,
             Edit::Mend => self.file_broken = false,
             _ => {}
@@ -744,20 +1036,37 @@ impl World {
                 format!("still owed: {:?}", self.owed),
             );
         }
+        let running: Vec<DaemonSpec> = self.sup.daemons().map(|d| d.spec.clone()).collect();
+        let differs = running.len() != self.file.daemons.len()
+            || running
+                .iter()
+                .zip(&self.file.daemons)
+                .any(|(a, b)| a.name != b.name)
+            || crate::reload::diff(&running, &self.file.daemons)
+                .iter()
+                .any(|c| c.change != crate::reload::Change::Unchanged);
         let running: Vec<&str> = names(&self.sup);
         let written: Vec<&str> = self.file.daemons.iter().map(|d| d.name.as_str()).collect();
         if self.reload_since_edit
+            && !self.single
             && !self.file_broken
+            && loads(&self.file)
             && self.exited.is_none()
             && !self.sup.is_shutting_down()
-            && running != written
+            && differs
         {
             return broke(
                 "a reload asked for is applied, never lost",
                 format!("running {running:?}, the file says {written:?}"),
             );
         }
-        if self.exited.is_none() {
+        if self.exited.is_none() && self.single {
+            // TERM is only forwarded to a single child, which may ignore it: the end
+            // comes from outside (a SIGKILL to the child, as `docker kill` sends).
+            for process in self.processes.values_mut() {
+                process.dying = Some(ExitStatus::Signal(libc_sig::KILL));
+            }
+        } else if self.exited.is_none() {
             self.handle(Event::Signal(TERM))?;
             self.carry_out()?;
         }
@@ -815,6 +1124,16 @@ fn check_reload(
     Ok(())
 }
 
+/// Whether the real loader would accept the file: `after` names only daemons defined above
+/// (config's AfterNotAbove). Edits can break that; such a file is refused like a broken one.
+fn loads(plan: &Plan) -> bool {
+    plan.daemons.iter().enumerate().all(|(i, d)| {
+        d.after
+            .iter()
+            .all(|name| plan.daemons[..i].iter().any(|above| above.name == *name))
+    })
+}
+
 /// Runs `steps` from the first plan, then lets the bundle finish; a panic is a violation.
 pub(super) fn replay(steps: &[Step]) -> Checked {
     let run = catch_unwind(AssertUnwindSafe(|| {
@@ -823,6 +1142,10 @@ pub(super) fn replay(steps: &[Step]) -> Checked {
         for step in before_start {
             world.step(step)?;
         }
+        // The bundle starts from the file as the scene left it.
+        world.sup = Supervisor::new(world.file.clone());
+        world.fx = Effects::new(3, world.single, false);
+        world.started = true;
         world.handle(Event::Start)?;
         world.carry_out()?;
         for step in after_start {
@@ -843,12 +1166,21 @@ pub(super) fn replay(steps: &[Step]) -> Checked {
     }
 }
 
-/// How many leading steps set the scene before the bundle starts: edits of the file and a
-/// spawn set to fail (so the first spawns themselves can fail).
+/// How many leading steps set the scene before the bundle starts: how it was started, the
+/// file as it is then (`Scene`), spawns set to fail (so the first spawns themselves can
+/// fail). A leading `Edit` stays after the start, as the traces in traces.rs expect.
 fn first_start(steps: &[Step]) -> usize {
     steps
         .iter()
-        .take_while(|s| matches!(s, Step::FailNextSpawn { .. }))
+        .take_while(|s| {
+            matches!(
+                s,
+                Step::FailNextSpawn { .. }
+                    | Step::FailSpawns { .. }
+                    | Step::Scene(_)
+                    | Step::FastDeaths(_)
+            )
+        })
         .count()
 }
 
@@ -893,7 +1225,7 @@ fn random_step(rng: &mut Rng) -> Step {
                 dry_run: rng.below(4) == 0,
             },
         }),
-        82..=95 => Step::Edit(match rng.below(10) {
+        82..=95 => Step::Edit(match rng.below(13) {
             0 => Edit::Add,
             1 => Edit::Remove(slot),
             2 => Edit::Rename(slot),
@@ -903,8 +1235,23 @@ fn random_step(rng: &mut Rng) -> Step {
             6 => Edit::ChangeAfter(slot),
             7 => Edit::ChangePolicy(slot),
             8 => Edit::Break,
-            _ => Edit::Mend,
+            9 => Edit::Mend,
+            10 => Edit::ChangeReady(slot),
+            11 => Edit::ChangeReadyTimeout(slot),
+            _ => Edit::ChangePolicy(slot),
         }),
+        96 => Step::ReadyAfterExit {
+            slot,
+            code: [0, 1][rng.below(2)],
+        },
+        97 => match rng.below(2) {
+            0 => Step::FastDeaths(rng.below(2) == 0),
+            _ => Step::Adopt,
+        },
+        98 => Step::FailSpawns {
+            transient: rng.below(2) == 0,
+            count: 1 + rng.below(3) as u8,
+        },
         _ => Step::FailNextSpawn {
             transient: rng.below(2) == 0,
         },
@@ -920,13 +1267,14 @@ fn batchable(step: &Step) -> bool {
             | Step::DeliverExits
             | Step::Ready(_)
             | Step::Control(_)
+            | Step::ReadyAfterExit { .. }
     )
 }
 
 fn random_steps(seed: u64) -> Vec<Step> {
     let mut rng = Rng(seed);
     let len = 10 + rng.below(70);
-    let mut steps: Vec<Step> = (0..len)
+    let steps: Vec<Step> = (0..len)
         .map(|_| match rng.below(6) {
             0 => Step::Batch(
                 (0..2 + rng.below(2))
@@ -937,10 +1285,36 @@ fn random_steps(seed: u64) -> Vec<Step> {
             _ => random_step(&mut rng),
         })
         .collect();
-    if rng.below(8) == 0 {
-        steps.insert(0, Step::FailNextSpawn { transient: false });
+    // The scene: how bundle-init was started and what the file says at first.
+    let mut scene = Vec::new();
+    match rng.below(10) {
+        0 | 1 => scene.push(Step::Scene(Scene::SingleChild {
+            stop_others: rng.below(2) == 0,
+            success: rng.below(2) == 0,
+        })),
+        2 => scene.push(Step::Scene(Scene::KeepLeftovers)),
+        _ => {}
     }
-    steps
+    if rng.below(4) == 0 {
+        scene.push(Step::Scene(Scene::Edit(Edit::ChangePolicy(rng.below(8)))));
+    }
+    if rng.below(4) == 0 {
+        scene.push(Step::Scene(Scene::Edit(Edit::ChangePolicy(rng.below(8)))));
+    }
+    if rng.below(6) == 0 {
+        scene.push(Step::FastDeaths(true));
+    }
+    match rng.below(6) {
+        0 => scene.push(Step::FailNextSpawn { transient: false }),
+        1 => scene.push(Step::FailNextSpawn { transient: true }),
+        2 => scene.push(Step::FailSpawns {
+            transient: rng.below(2) == 0,
+            count: 2 + rng.below(3) as u8,
+        }),
+        _ => {}
+    }
+    scene.extend(steps);
+    scene
 }
 
 /// The fewest steps (by removing runs of them, then single ones) that still break the

@@ -1,7 +1,7 @@
 //! Traces the model-based test found, kept as regression tests: each replays the shrunk
 //! sequence that broke a promise, and must now keep every promise.
 
-use super::model::{Edit, Request, Step, replay};
+use super::model::{Edit, Request, Scene, Step, replay};
 
 /// Hardening III, item 7. A reload renamed db (db removed and still stopping, renamed1
 /// held behind it); USR1 restarts the first daemon, which is now renamed1: it started at
@@ -171,6 +171,42 @@ fn a_restart_and_a_shutdown_in_one_read_start_nothing() {
             Step::Control(Request::Restart(vec![0, 7])),
             Step::Control(Request::Restart(vec![0, 6])),
             Step::Signal(0),
+        ]),
+    ])
+    .unwrap();
+}
+
+/// Found by the model once the review extended it: a reload whose steps ended the bundle
+/// (everything it kept was down, and leftovers were not swept) logged its summary after
+/// the exit. The reload says what it does before doing it.
+#[test]
+fn a_reload_that_ends_the_bundle_says_so_before_the_exit() {
+    replay(&[
+        Step::Scene(Scene::KeepLeftovers),
+        Step::Scene(Scene::Edit(Edit::ChangePolicy(4))),
+        Step::Crash {
+            slot: 1,
+            code: 0,
+            orphan: false,
+        },
+        Step::Edit(Edit::ChangePolicy(4)),
+        Step::Crash {
+            slot: 7,
+            code: 0,
+            orphan: false,
+        },
+        Step::Control(Request::Reload { dry_run: false }),
+        Step::Edit(Edit::Rename(5)),
+        Step::Crash {
+            slot: 0,
+            code: 3,
+            orphan: false,
+        },
+        Step::Edit(Edit::Remove(2)),
+        Step::Batch(vec![
+            Step::Ready(7),
+            Step::Control(Request::Status),
+            Step::Signal(1),
         ]),
     ])
     .unwrap();
