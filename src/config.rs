@@ -348,6 +348,9 @@ impl Parser<'_> {
             if daemon.backoff.initial > daemon.backoff.max {
                 return Err(self.error_at(line, Problem::DelayOverMax(name())));
             }
+            if daemon.backoff.initial.is_zero() {
+                return Err(self.error_at(line, Problem::DelayZero(name())));
+            }
         }
         self.check_after()?;
         self.check_route_names()?;
@@ -693,6 +696,11 @@ mod tests {
         assert!(
             error("[a]\nrun = x\nrestart-delay = 1m\nrestart-delay-max = 1s\n")
                 .starts_with("b.conf:1:")
+        );
+        // From the hostile review: 0s made a crash loop a busy fork/exec loop.
+        assert_eq!(
+            error("[a]\nrun = x\non-exit = restart\nrestart-delay = 0s\nrestart-delay-max = 0s\n"),
+            "b.conf:1: [a] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
         );
         assert!(error("just words\n").contains("expected \"key = value\""));
         assert_eq!(error(""), "b.conf: defines no daemon");

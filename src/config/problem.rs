@@ -49,6 +49,8 @@ pub(crate) enum Problem {
     TakesNoNames(&'static str),
     NoRun(String),
     DelayOverMax(String),
+    /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
+    DelayZero(String),
     AfterNotAbove {
         daemon: String,
         name: String,
@@ -123,6 +125,10 @@ impl fmt::Display for Problem {
             P::DelayOverMax(daemon) => {
                 write!(f, "[{daemon}] restart-delay is longer than restart-delay-max")
             }
+            P::DelayZero(daemon) => write!(
+                f,
+                "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
             P::AfterNotAbove { daemon, name } => {
                 write!(f, "[{daemon}] after \"{name}\": not a daemon defined above it")
             }
