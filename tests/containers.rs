@@ -10,11 +10,10 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::engine::{arch, demo, dist, engine_ready, podman, run_flags};
+use common::engine::{Container, arch, demo, dist, engine_ready, podman, run_flags};
 use common::{Lines, TempDir, zombie_children};
 
 /// The seed bundle publishes fixed ports: its tests take turns.
@@ -22,104 +21,6 @@ static SEED_PORTS: Mutex<()> = Mutex::new(());
 
 fn seed_ports() -> MutexGuard<'static, ()> {
     SEED_PORTS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A container that is removed when the test ends, however it ends.
-struct Container {
-    name: String,
-    stdout: Lines,
-    stderr: Lines,
-    /// `podman logs -f`, which ends when the container is removed.
-    follower: std::process::Child,
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-impl Container {
-    /// `podman run -d` with the standard flags, `extra` flags, the image and its arguments.
-    fn run(extra: &[&str], image: &str, args: &[&str]) -> Container {
-        let name = format!(
-            "bundle-init-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut all = vec!["run", "-d", "--name", &name];
-        all.extend(run_flags());
-        all.extend(extra);
-        all.push(image);
-        all.extend(args);
-        let out = podman(&all);
-        assert!(
-            out.status.success(),
-            "podman run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut follower = Command::new("podman")
-            .args(["logs", "-f", &name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Lines::from_reader(follower.stdout.take().unwrap());
-        let stderr = Lines::from_reader(follower.stderr.take().unwrap());
-        Container {
-            name,
-            stdout,
-            stderr,
-            follower,
-        }
-    }
-
-    fn host_pid(&self) -> i32 {
-        let out = podman(&["inspect", &self.name, "--format", "{{.State.Pid}}"]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    }
-
-    fn kill(&self, signal: &str) {
-        let out = podman(&["kill", "--signal", signal, &self.name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Waits for the container to stop; returns its exit code as podman inspect reports it.
-    fn wait(&self) -> i32 {
-        let out = podman(&["wait", &self.name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.exit_code()
-    }
-
-    fn exit_code(&self) -> i32 {
-        let out = podman(&["inspect", &self.name, "--format", "{{.State.ExitCode}}"]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    }
-
-    /// `[name] name PID started` lines, latest pid per daemon.
-    fn pids(&self) -> std::collections::HashMap<String, i32> {
-        common::daemon_pids(&self.stdout)
-    }
-
-    fn wait_started(&self, names: &[&str]) {
-        for name in names {
-            self.stdout.wait_for(&format!("from {name}"), |l| {
-                l.starts_with(&format!("[{name}] ")) && l.ends_with(" started")
-            });
-        }
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
-        let _ = self.follower.kill();
-        let _ = self.follower.wait();
-    }
 }
 
 const SEED: [&str; 4] = ["egress", "pipelock", "git-gate", "supervise"];
