@@ -15,6 +15,7 @@ pub mod config;
 mod control;
 mod id;
 pub mod keys;
+mod members;
 mod output;
 pub mod plan;
 mod ready;
@@ -137,12 +138,20 @@ pub fn run(args: Vec<OsString>) -> u8 {
         inherited_mask,
         give_terminal: plan.single_child && owns_terminal() && !rewrites_keyboard(&options),
         open_file_limit,
+        marks: members::Marks::new(instance_seed()),
     };
     if !plan.single_child {
         // Descriptors bundle-init inherited are its own business, not every daemon's.
         close_inherited_on_exec();
     }
     start(plan, options, bundle, setup, &blocked)
+}
+
+/// Tells this bundle-init's marks from those of another in the same PID namespace (one
+/// run as a daemon of this one): the clock's nanoseconds and the pid.
+fn instance_seed() -> u64 {
+    let now = time::now();
+    u64::from(now.subsec_nanos()) ^ now.as_secs() ^ (u64::from(std::process::id()) << 8)
 }
 
 /// A bundle file (or selection) that is wrong is bad usage; one that cannot run under

@@ -23,6 +23,9 @@ pub(crate) struct ChildSetup {
     pub(crate) give_terminal: bool,
     /// RLIMIT_NOFILE as bundle-init inherited it (it raised its own).
     pub(crate) open_file_limit: Option<libc::rlimit>,
+    /// The marks that tell which processes are whose (`members`); None when the limit
+    /// they live in has no room.
+    pub(crate) marks: Option<crate::members::Marks>,
 }
 
 /// Where a child's stdout and stderr go: inherited (None), or onto this descriptor.
@@ -37,8 +40,9 @@ pub(crate) struct ChildOutput {
 /// Default search path when neither the daemon's environment nor bundle-init's has PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Spawns `spec` and returns its pid.
+/// Spawns `spec` as daemon `id` and returns its pid.
 pub(crate) fn spawn(
+    id: crate::id::DaemonId,
     spec: &DaemonSpec,
     setup: ChildSetup,
     output: ChildOutput,
@@ -75,6 +79,7 @@ pub(crate) fn spawn(
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
         open_file_limit: setup.open_file_limit,
+        mark: setup.marks.map(|marks| marks.limit_for(id)),
         report: report_write.as_raw_fd(),
     };
     let pid = match sys::fork_process() {

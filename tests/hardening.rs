@@ -1316,3 +1316,154 @@ fn output_dropped_at_exit_is_counted_in_one_line() {
     // Its 20,000 lines, and the lines that say it started and that it exits.
     assert_eq!(counts[0] + received, 20_002, "{received} received");
 }
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    probe.local_addr().expect("its address").port()
+}
+
+/// Host pids of the processes bundle-init started itself: its daemons' main processes.
+fn main_processes(init: &Init) -> Vec<i32> {
+    let parent = init.pid();
+    init.daemon_processes()
+        .into_iter()
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|w| w.parse::<i32>().ok());
+            ppid == Some(parent)
+        })
+        .collect()
+}
+
+/// nginx's case: its master is killed from outside (the OOM killer does this) and its two
+/// workers, in its process group, keep its port. They used to be adopted and left serving,
+/// and every replacement failed with "Address already in use", for good. Now they get the
+/// daemon's stop signal (these ignore it, so `status` can be asked meanwhile), SIGKILL at
+/// its grace, and the replacement starts only after: it binds.
+#[test]
+fn a_killed_masters_workers_are_stopped_before_its_replacement_binds() {
+    let dir = TempDir::new("workers");
+    let port = free_port();
+    let bundle = dir.write(
+        "w.bundle",
+        &format!(
+            "[web]\nrun = bundle-testd --name web --listen 127.0.0.1:{port} --workers 2 --ignore TERM\n\
+             on-exit = restart\ngrace = 2s\nready = tcp:127.0.0.1:{port}\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout
+        .wait_for_n(2, "two workers", |l| l.ends_with(" worker"));
+    let [master] = main_processes(&init)[..] else {
+        panic!("one main process: {:?}", main_processes(&init));
+    };
+    rustix_kill(master, KILL);
+    init.stderr.wait_for("the leftovers to be named", |l| {
+        l.contains("was killed by SIGKILL and left 2 processes")
+    });
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        status.contains(" ending ") && status.contains(" leftovers "),
+        "status tells the story: {status}"
+    );
+    init.stderr.wait_for("SIGKILL for the workers", |l| {
+        l.contains("left by web did not stop within its grace: sending SIGKILL")
+    });
+    init.stdout.wait_for_n(2, "a second master", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started")
+    });
+    init.stderr
+        .wait_for_n(2, "the new master to be ready", |l| {
+            l.contains("web is ready")
+        });
+    init.stdout
+        .wait_for_n(4, "its own two workers", |l| l.ends_with(" worker"));
+    let all = format!("{}{}", init.stdout.text(), init.stderr.text());
+    assert!(!all.contains("Address already in use"), "{all}");
+    assert_eq!(
+        init.daemon_processes().len(),
+        3,
+        "the old workers are gone: {all}"
+    );
+    init.signal(TERM);
+    init.wait_exit();
+}
+
+/// postgres's case: a hung postmaster (it ignores TERM) is restarted; its grace runs out and
+/// the SIGKILL to its group misses the backends, each in a session of its own. They held
+/// the shared memory (here, the port) and the new postmaster could not start while they
+/// lived. Now what it left gets SIGKILL at once (its grace is spent) and the restart comes
+/// back up.
+#[test]
+fn a_hung_masters_backends_in_their_own_sessions_are_killed_before_it_comes_back() {
+    let dir = TempDir::new("backends");
+    let port = free_port();
+    let bundle = dir.write(
+        "b.bundle",
+        &format!(
+            "[db]\nrun = bundle-testd --name db --listen 127.0.0.1:{port} --workers 2 --worker-sessions --ignore TERM\n\
+             grace = 1s\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout
+        .wait_for_n(2, "two backends", |l| l.ends_with(" worker"));
+    let restart = in_namespace(&init, &["restart", "db"]);
+    let reply = String::from_utf8_lossy(&restart.stdout).to_string();
+    let all = format!("{}{}", init.stdout.text(), init.stderr.text());
+    assert!(restart.status.success(), "{reply}{all}");
+    assert!(reply.contains("db restarted: pid "), "{reply}");
+    assert!(
+        init.stderr.text().contains("and left 2 processes") && all.contains("sending SIGKILL"),
+        "{all}"
+    );
+    init.stdout.wait_for_n(2, "the new postmaster", |l| {
+        l.starts_with("[db] db ") && l.ends_with(" started")
+    });
+    assert!(!all.contains("Address already in use"), "{all}");
+    init.signal(TERM);
+    init.wait_exit();
+}
+
+/// redis with `daemonize yes`: the process bundle-init started exits 0 and its child runs
+/// on, unsupervised; under `on-exit = restart` every replacement met the copy before it.
+/// Now one line names the daemon and the fix each time, and what it left is stopped before
+/// the next start, so no copy piles up (each new one binds the port).
+#[test]
+fn a_daemon_that_puts_itself_in_the_background_is_named_and_never_piles_up() {
+    let dir = TempDir::new("daemonize");
+    let port = free_port();
+    let bundle = dir.write(
+        "d.bundle",
+        &format!(
+            "[redis]\nrun = bundle-testd --name redis --listen 127.0.0.1:{port} --daemonize\non-exit = restart\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    let line = init.stderr.wait_for_n(2, "two background starts", |l| {
+        l.contains("put itself in the background")
+    });
+    assert!(
+        line[0].contains("redis (pid ")
+            && line[0].contains("exited with code 0 but left 1 process (pid ")
+            && line[0].ends_with("run it in the foreground (README: Foreground flags)"),
+        "{line:?}"
+    );
+    init.stdout
+        .wait_for_n(2, "two copies started, one after the other", |l| {
+            l.starts_with("[redis] redis ") && l.ends_with(" started")
+        });
+    init.stdout.wait_for("the first copy to be stopped", |l| {
+        l.ends_with(" got SIGTERM")
+    });
+    let all = format!("{}{}", init.stdout.text(), init.stderr.text());
+    assert!(!all.contains("Address already in use"), "{all}");
+    assert!(init.daemon_processes().len() <= 2, "{all}");
+    init.signal(TERM);
+    init.wait_exit();
+}

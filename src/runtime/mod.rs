@@ -346,13 +346,20 @@ impl Runtime {
                     let Some(status) = exit_status(status) else {
                         continue;
                     };
+                    let mut leftovers = Vec::new();
                     if let Some(daemon) = self.sup.daemon_of(pid) {
                         // Its last lines belong before the line that says it exited.
                         self.pipes.reaped(daemon, &mut self.sinks);
+                        leftovers = self.leftovers_of(daemon);
                     }
                     // A later process may get the same pid: it has had no TERM.
                     self.termed.retain(|&p| p != pid);
-                    self.sup.handle(Event::Exited { pid, status }, now, actions);
+                    let exited = Event::Exited {
+                        pid,
+                        status,
+                        leftovers,
+                    };
+                    self.sup.handle(exited, now, actions);
                 }
                 Ok(None) => break true,
                 Err(Errno::INTR) => continue,
@@ -394,6 +401,14 @@ impl Runtime {
                     self.signal_leftovers(sig);
                     // They may be gone already: look now rather than wait for a SIGCHLD.
                     self.reap(now(), actions);
+                }
+                Action::FindLeftovers { id, signal } => {
+                    let pids = self.leftovers_of(id);
+                    if let Some(sig) = signal {
+                        signal_each(&pids, sig);
+                    }
+                    self.sup
+                        .handle(Event::Leftovers { id, pids }, now(), actions);
                 }
                 Action::StartProbe { id, .. } => self.probes.start(id, now()),
                 Action::StopProbe(id) => self.probes.stop(id),
@@ -478,7 +493,25 @@ impl Runtime {
                 message: "it is not defined any more".to_string(),
             });
         };
-        spawn::spawn(spec, self.settings.setup, output)
+        spawn::spawn(id, spec, self.settings.setup, output)
+    }
+
+    /// The processes with daemon `id`'s mark, but its main one. None can exist while every
+    /// child of bundle-init is a daemon's main process: whatever a daemon leaves is adopted
+    /// by bundle-init, directly or under a process that was. That look (one small read)
+    /// spares the walk of /proc on the usual exit, which leaves nothing.
+    fn leftovers_of(&self, id: DaemonId) -> Vec<i32> {
+        let Some(marks) = self.settings.setup.marks else {
+            return Vec::new();
+        };
+        let children = listed_children(self.my_pid);
+        if children.is_some_and(|c| c.iter().all(|&pid| self.sup.daemon_of(pid).is_some())) {
+            return Vec::new();
+        }
+        let main = self.sup.daemon_pid(id);
+        let mut pids = crate::members::find(marks.of(id), self.my_pid);
+        pids.retain(|&pid| Some(pid) != main);
+        pids
     }
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only
@@ -528,12 +561,27 @@ fn exit_status(status: WaitStatus) -> Option<ExitStatus> {
 
 /// Children of this process, from /proc/self/task/*/children (empty without /proc).
 fn own_children(my_pid: i32) -> Vec<i32> {
+    listed_children(my_pid).unwrap_or_default()
+}
+
+/// Children of this (single-threaded) process, or None when the kernel does not list them.
+fn listed_children(my_pid: i32) -> Option<Vec<i32>> {
     let path = format!("/proc/{my_pid}/task/{my_pid}/children");
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect(),
+    )
+}
+
+/// A stop signal, then SIGCONT so a stopped process can act on it, to each of `pids`.
+/// Failures are for processes already gone.
+fn signal_each(pids: &[i32], sig: Sig) {
+    for &pid in pids {
+        let _ = sys::send_signal(pid, sig.0);
+        if sig.0 != libc_sig::KILL && sig.0 != libc_sig::CONT {
+            let _ = sys::send_signal(pid, libc_sig::CONT);
+        }
+    }
 }

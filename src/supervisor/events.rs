@@ -20,8 +20,16 @@ pub(crate) enum Event {
         id: DaemonId,
         result: Result<i32, SpawnFailure>,
     },
-    /// A child was reaped: a daemon, or an orphan bundle-init adopted.
-    Exited { pid: i32, status: ExitStatus },
+    /// A child was reaped: a daemon, or an orphan bundle-init adopted. For a daemon's
+    /// process, `leftovers` are the processes it left that carry its mark (`members`),
+    /// looked for at the reap.
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        leftovers: Vec<i32>,
+    },
+    /// `Action::FindLeftovers` was carried out: the processes of daemon `id` found alive.
+    Leftovers { id: DaemonId, pids: Vec<i32> },
     /// A reaping pass ended; `children_remain` says whether wait found children still alive.
     ReapingDone { children_remain: bool },
     /// The readiness check of a daemon passed (its probe stops by itself).
@@ -97,6 +105,12 @@ pub(crate) enum Action {
     StartProbe {
         id: DaemonId,
         pid: i32,
+    },
+    /// Find the processes daemon `id` left behind (those with its mark), send them `signal`
+    /// if any (with SIGCONT after a stop signal), and answer with `Event::Leftovers`.
+    FindLeftovers {
+        id: DaemonId,
+        signal: Option<Sig>,
     },
     /// Stop daemon `id`'s readiness check: the process it was about is gone.
     StopProbe(DaemonId),

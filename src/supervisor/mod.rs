@@ -55,6 +55,9 @@ pub(crate) struct Supervisor {
     shutdown: Shutdown,
     waiting: WaitingClients,
     reloads: reload::Reloads,
+    /// A process that was no daemon's was reaped in this reaping pass: an ending daemon's
+    /// leftovers may be gone.
+    orphans_reaped: bool,
 }
 
 impl Supervisor {
@@ -69,6 +72,7 @@ impl Supervisor {
             shutdown: Shutdown::new(plan.shutdown_grace, plan.stop_leftovers),
             waiting: WaitingClients::default(),
             reloads: reload::Reloads::default(),
+            orphans_reaped: false,
         };
         let ids: Vec<DaemonId> = plan
             .daemons
@@ -97,8 +101,17 @@ impl Supervisor {
                 self.deliver(id, DaemonEvent::Spawned(result), now, fx);
                 self.settle(now, fx);
             }
-            Event::Exited { pid, status } => self.on_exit(pid, status, now, fx),
+            Event::Exited {
+                pid,
+                status,
+                leftovers,
+            } => self.on_exit(pid, status, leftovers, now, fx),
+            Event::Leftovers { id, pids } => {
+                self.deliver(id, DaemonEvent::Leftovers(pids), now, fx);
+                self.settle(now, fx);
+            }
             Event::ReapingDone { children_remain } => {
+                self.look_for_leftovers_again(fx);
                 let live = self.daemons_live();
                 let progress = self.shutdown.after_reaping(children_remain, live, now, fx);
                 self.go_on(progress, fx);
@@ -135,6 +148,11 @@ impl Supervisor {
             .iter()
             .find(|d| d.pid() == Some(pid))
             .map(|d| d.id)
+    }
+
+    /// The live process of daemon `id`, if it has one.
+    pub(crate) fn daemon_pid(&self, id: DaemonId) -> Option<i32> {
+        self.find(id).and_then(Daemon::pid)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -382,16 +400,44 @@ impl Supervisor {
         self.daemons[at].after = after;
     }
 
-    fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Time, fx: &mut Effects) {
+    fn on_exit(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        leftovers: Vec<i32>,
+        now: Time,
+        fx: &mut Effects,
+    ) {
         self.shutdown.note_reaped();
         let Some(id) = self.daemon_of(pid) else {
+            self.orphans_reaped = true;
             // tini's words, which scripts grep for; the status is ours.
             fx.orphan(|| format!("Reaped zombie process with pid={pid} ({status})"));
             return;
         };
         fx.withdraw_signals_to(pid);
-        self.deliver(id, DaemonEvent::Exited { pid, status }, now, fx);
+        let exited = DaemonEvent::Exited {
+            pid,
+            status,
+            leftovers,
+        };
+        self.deliver(id, exited, now, fx);
         self.settle(now, fx);
+    }
+
+    /// Orphans were reaped: what an ending daemon left may be gone (the last of them is
+    /// always reaped here, since bundle-init adopts whatever they leave). One look per
+    /// daemon and reaping pass, however many were reaped.
+    fn look_for_leftovers_again(&mut self, fx: &mut Effects) {
+        if !std::mem::take(&mut self.orphans_reaped) {
+            return;
+        }
+        for daemon in self.daemons.iter().filter(|d| d.is_ending()) {
+            fx.push(Action::FindLeftovers {
+                id: daemon.id,
+                signal: None,
+            });
+        }
     }
 
     /// After anything that may finish a restart: answer the clients waiting for one, and

@@ -44,25 +44,31 @@ fn status_line(d: &Daemon, now: Time, json: bool) -> String {
     };
     let uptime = since.map(|t| now.saturating_sub(t).as_secs());
     let last = d.last_exit.map(|e| e.to_string());
+    let leftovers: Vec<String> = d.leftovers().iter().map(i32::to_string).collect();
     if json {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_string());
         format!(
-            "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{},\"ready\":\"{ready}\"}}",
+            "{{\"name\":\"{}\",\"state\":\"{state}\",\"pid\":{},\"uptime_s\":{},\"restarts\":{},\"last_exit\":{},\"ready\":\"{ready}\",\"leftovers\":[{}]}}",
             d.spec.name,
             opt(pid.map(|p| p.to_string())),
             opt(uptime.map(|u| u.to_string())),
             d.restarts,
-            opt(last.map(|l| format!("\"{l}\"")))
+            opt(last.map(|l| format!("\"{l}\""))),
+            leftovers.join(",")
         )
     } else {
-        format!(
+        let mut line = format!(
             "{:<16} {state:<9} pid {:<7} up {:<9} restarts {:<4} ready {ready:<3} last {}",
             d.spec.name,
             pid.map_or("-".to_string(), |p| p.to_string()),
             uptime.map_or("-".to_string(), |u| format!("{u}s")),
             d.restarts,
             last.unwrap_or_else(|| "-".to_string())
-        )
+        );
+        if !leftovers.is_empty() {
+            line.push_str(&format!(" leftovers {}", leftovers.join(",")));
+        }
+        line
     }
 }
 
@@ -95,6 +101,10 @@ fn problem(d: &Daemon) -> Option<String> {
         State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
         State::GaveUpWaiting => Some(format!(
             "{name} was not started: what it starts after was not ready"
+        )),
+        State::Ending { leftovers, .. } => Some(format!(
+            "{name} is ending: {} of its processes left to stop",
+            leftovers.len()
         )),
         state @ (State::Starting { .. } | State::Stopping { .. }) => {
             Some(format!("{name} is {}", state.word()))

@@ -115,6 +115,7 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
         State::Running { .. }
         | State::Starting { .. }
         | State::Stopping { .. }
+        | State::Ending { .. }
         | State::WaitingForDependencies { .. }
         | State::HeldForRemoved => Standing::UnderWay,
     }

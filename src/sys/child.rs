@@ -40,6 +40,8 @@ pub(crate) struct ExecPlan<'a> {
     /// RLIMIT_NOFILE as bundle-init inherited it, before it raised its own soft limit:
     /// a program written for select() must not see more than it would have.
     pub(crate) open_file_limit: Option<libc::rlimit>,
+    /// The daemon's mark, as an RLIMIT_RTTIME its every process inherits (`members`).
+    pub(crate) mark: Option<libc::rlimit>,
     /// Write end of the CLOEXEC pipe the child reports a failure on.
     pub(crate) report: c_int,
 }
@@ -119,6 +121,12 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
         // SAFETY: `limit` is a valid rlimit the parent keeps alive. Lowering a soft limit
         // cannot fail; if it did, the child would only keep the raised one.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+    }
+    if let Some(mark) = &plan.mark {
+        // SAFETY: `mark` is a valid rlimit the parent keeps alive. Raising a soft limit up
+        // to the hard one, which stays, is allowed to anyone; if it failed, the daemon
+        // would only go unmarked (its leftovers untracked), not fail to start.
+        unsafe { libc::setrlimit(libc::RLIMIT_RTTIME, mark) };
     }
     if set_signal_mask(&plan.mask).is_err() {
         fail(report, ChildStep::Signals);

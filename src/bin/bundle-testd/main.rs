@@ -8,6 +8,7 @@
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
 //!              [--write-to PATH TEXT]... [--lines N] [--last-words TEXT]
+//!              [--workers N] [--worker-sessions] [--daemonize]
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -36,6 +37,13 @@
 //!   daemon whose whole output fits in the pipes' buffers), then goes on running;
 //! - `--last-words TEXT`: at `--exit-after`, after saying so, writes TEXT to stdout without
 //!   a newline: a final partial line;
+//! - `--workers N` forks N workers once started, as nginx's master does: each says
+//!   `NAME-worker PID worker`, serves the same listener, notes its own signals and never
+//!   exits by itself; with `--worker-sessions` each is in a session of its own, as
+//!   postgres's backends are, so no signal to the master's group reaches them;
+//! - `--daemonize` puts itself in the background once its listener is bound, as a daemon
+//!   without its foreground flag does: the process bundle-init started exits 0, and a
+//!   child in a new session goes on;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
 //!
@@ -73,6 +81,9 @@ struct Options {
     listen: Option<String>,
     orphans: u32,
     tree: bool,
+    workers: u32,
+    worker_sessions: bool,
+    daemonize: bool,
     silent_clients: u32,
     flood: u64,
     line_writes: bool,
@@ -145,6 +156,9 @@ impl Default for Options {
             listen: None,
             orphans: 0,
             tree: false,
+            workers: 0,
+            worker_sessions: false,
+            daemonize: false,
             silent_clients: 0,
             flood: 0,
             line_writes: false,
@@ -198,6 +212,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("flood") => o.flood = text(&mut p)?.parse().map_err(|_| "bad byte count")?,
             Long("line-writes") => o.line_writes = true,
             Long("tree") => o.tree = true,
+            Long("workers") => o.workers = text(&mut p)?.parse().map_err(|_| "bad count")?,
+            Long("worker-sessions") => o.worker_sessions = true,
+            Long("daemonize") => o.daemonize = true,
             Long("silent-clients") => {
                 o.silent_clients = text(&mut p)?.parse().map_err(|_| "bad count")?
             }
@@ -274,7 +291,13 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
             return 1;
         }
     };
+    if options.daemonize {
+        put_in_background();
+    }
     say_started(&options);
+    if options.workers > 0 {
+        start_workers(&mut options);
+    }
     keep_running(&options, &held)
 }
 

@@ -52,6 +52,38 @@ pub(crate) fn make_tree(options: &Options) {
     }
 }
 
+/// Forks `options.workers` workers; each returns from here as a worker (renamed, with no
+/// `--exit-after`), the master after the last fork.
+pub(crate) fn start_workers(options: &mut Options) {
+    for _ in 0..options.workers {
+        // SAFETY: the child goes on as a plain single-threaded process (this program has
+        // no threads).
+        if unsafe { fork() } == 0 {
+            if options.worker_sessions {
+                // SAFETY: no arguments; a failure only leaves the worker in our session.
+                unsafe { libc::setsid() };
+            }
+            options.name = format!("{}-worker", options.name);
+            options.exit_after = None;
+            options.workers = 0;
+            note(options, "worker");
+            return;
+        }
+    }
+}
+
+/// The classic daemon's fork: the parent exits 0 at once, the child goes on in a new
+/// session.
+pub(crate) fn put_in_background() {
+    // SAFETY: the parent only exits; the child goes on single-threaded.
+    if unsafe { fork() } != 0 {
+        // SAFETY: _exit ends the parent at once.
+        unsafe { _exit(0) };
+    }
+    // SAFETY: no arguments.
+    unsafe { libc::setsid() };
+}
+
 pub(crate) fn make_orphans(count: u32) {
     for _ in 0..count {
         // SAFETY: the child only calls fork and _exit, both async-signal-safe.

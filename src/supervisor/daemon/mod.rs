@@ -5,13 +5,17 @@
 //! bundle-wide code in `mod.rs` reacts to: a daemon never looks at its siblings. The named
 //! transitions the table calls are in `transitions.rs`.
 
+mod foreground;
 mod transitions;
 
 use super::effects::Effects;
-use super::events::{Cause, ExitStatus, SpawnFailure};
+use super::events::{Action, Cause, ExitStatus, SpawnFailure};
+use std::time::Duration;
+
 use crate::id::DaemonId;
 use crate::plan::DaemonSpec;
 use crate::signal::Sig;
+use crate::sys::libc_sig;
 use crate::time::{Time, human};
 
 /// A daemon's state: one variant per state an operator can tell apart. `status` and
@@ -43,7 +47,37 @@ pub(crate) enum State {
         kill_at: Option<Time>,
         then: AfterStop,
     },
+    /// Its process ended (`status`, at `since`) but left processes of its own behind
+    /// (`leftovers`, as last seen): they got its stop signal, and SIGKILL at `kill_at`
+    /// (None once sent, then bundle-init goes on without them at `give_up_at`). What comes
+    /// next (`then`) waits until they are gone, so a replacement never meets them: a port,
+    /// shared memory, a lock, a readiness check they would answer.
+    Ending {
+        pid: i32,
+        status: ExitStatus,
+        since: Time,
+        kill_at: Option<Time>,
+        give_up_at: Option<Time>,
+        leftovers: Vec<i32>,
+        then: AfterEnd,
+    },
 }
+
+/// What an ending daemon does once its leftovers are gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterEnd {
+    /// It ended on its own after running this long: its exit policy decides.
+    OwnExit { ran_for: Duration },
+    /// It was being stopped: what the stop was for.
+    Stop(AfterStop),
+    /// It crashed, and a shutdown came before its policy could restart it: it stays down,
+    /// as a daemon in backoff does then.
+    Down,
+}
+
+/// How long bundle-init waits for leftovers that got SIGKILL (one in uninterruptible sleep,
+/// or reaped by a parent that is not marked) before it goes on without them.
+pub(crate) const LEFTOVERS_AFTER_KILL: Duration = Duration::from_secs(1);
 
 /// What a stop leads to once the process is reaped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,8 +128,14 @@ pub(crate) enum DaemonEvent {
     Spawned(Result<i32, SpawnFailure>),
     /// Its readiness check passed.
     Ready,
-    /// Its process was reaped.
-    Exited { pid: i32, status: ExitStatus },
+    /// Its process was reaped, leaving `leftovers` (processes with its mark) behind.
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        leftovers: Vec<i32>,
+    },
+    /// A look for its leftovers found these alive.
+    Leftovers(Vec<i32>),
     /// Someone asked for it to be restarted in place.
     Restart(RestartRequest),
     /// Stop it for good: a shutdown (`StayDown`, with the budget's `deadline`) or a reload
@@ -189,8 +229,13 @@ impl Daemon {
         }
     }
 
+    /// Something of it runs: its process, or what that left behind.
     pub(crate) fn is_live(&self) -> bool {
-        self.pid().is_some()
+        self.pid().is_some() || self.is_ending()
+    }
+
+    pub(crate) fn is_ending(&self) -> bool {
+        matches!(self.state, State::Ending { .. })
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -207,6 +252,14 @@ impl Daemon {
                         new_spec: Some(spec),
                         ..
                     }),
+                ..
+            }
+            | State::Ending {
+                then:
+                    AfterEnd::Stop(AfterStop::Restart(RestartRequest {
+                        new_spec: Some(spec),
+                        ..
+                    })),
                 ..
             } => spec,
             _ => &self.spec,
@@ -234,6 +287,9 @@ impl Daemon {
             State::Stopping {
                 then: AfterStop::Forget,
                 ..
+            } | State::Ending {
+                then: AfterEnd::Stop(AfterStop::Forget),
+                ..
             }
         )
     }
@@ -247,6 +303,10 @@ impl Daemon {
                     then: AfterStop::Restart(_),
                     ..
                 }
+                | State::Ending {
+                    then: AfterEnd::Stop(AfterStop::Restart(_)),
+                    ..
+                }
         )
     }
 
@@ -255,6 +315,11 @@ impl Daemon {
         match self.state {
             State::Stopping { kill_at, .. } => kill_at,
             State::Backoff { until } | State::WaitingForDependencies { until } => Some(until),
+            State::Ending {
+                kill_at,
+                give_up_at,
+                ..
+            } => kill_at.or(give_up_at),
             _ => None,
         }
     }
@@ -288,9 +353,10 @@ impl Daemon {
                     gone: Some(why), ..
                 },
             ) => self.give_up_waiting(&why, now, fx),
-            (S::Starting { .. } | S::Running { .. } | S::Stopping { .. }, E::Start { .. }) => {
-                Outcome::Nothing
-            }
+            (
+                S::Starting { .. } | S::Running { .. } | S::Stopping { .. } | S::Ending { .. },
+                E::Start { .. },
+            ) => Outcome::Nothing,
 
             (S::Starting { restart }, E::Spawned(Ok(pid))) => self.started(pid, restart, now, fx),
             (S::Starting { .. }, E::Spawned(Err(failure))) if failure.transient => {
@@ -306,7 +372,8 @@ impl Daemon {
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
                 | S::Running { .. }
-                | S::Stopping { .. },
+                | S::Stopping { .. }
+                | S::Ending { .. },
                 E::Spawned(result),
             ) => self.spawned_unasked(result, fx),
 
@@ -326,43 +393,75 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Starting { .. }
                 | S::Running { ready: true, .. }
-                | S::Stopping { .. },
+                | S::Stopping { .. }
+                | S::Ending { .. },
                 E::Ready,
             ) => Outcome::Nothing,
 
-            (S::Running { since, .. }, E::Exited { status, .. }) => {
+            (
+                S::Running { pid, since, .. },
+                E::Exited {
+                    status, leftovers, ..
+                },
+            ) => {
                 self.left_running(fx);
-                self.ended_on_its_own(status, now.saturating_sub(since), now, fx)
+                let then = AfterEnd::OwnExit {
+                    ran_for: now.saturating_sub(since),
+                };
+                let kill_at = Some(now + self.spec.grace);
+                self.end(pid, status, leftovers, kill_at, then, now, fx)
             }
             (
                 S::Stopping {
-                    then: AfterStop::Restart(request),
+                    pid,
+                    kill_at,
+                    then: then @ (AfterStop::Restart(_) | AfterStop::Forget),
                     ..
                 },
-                E::Exited { status, .. },
-            ) => self.replace(request, status, fx),
+                E::Exited {
+                    status, leftovers, ..
+                },
+            ) => self.end(
+                pid,
+                status,
+                leftovers,
+                kill_at,
+                AfterEnd::Stop(then),
+                now,
+                fx,
+            ),
             (
                 S::Stopping {
                     then: AfterStop::StayDown,
                     ..
                 },
-                E::Exited { pid, status },
-            ) => self.stopped(pid, status, fx),
-            (
-                S::Stopping {
-                    then: AfterStop::Forget,
-                    ..
-                },
-                E::Exited { pid, status },
-            ) => self.removed(pid, status, fx),
+                E::Exited { pid, status, .. },
+            ) => {
+                // A shutdown: its sweep stops what the daemon left, with everything else.
+                self.stopped(pid, status, fx)
+            }
             (
                 S::Down
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
-                | S::Starting { .. },
+                | S::Starting { .. }
+                | S::Ending { .. },
                 E::Exited { .. },
+            ) => Outcome::Nothing,
+
+            (S::Ending { .. }, E::Leftovers(pids)) => self.leftovers_seen(pids, now, fx),
+            (
+                S::Down
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. },
+                E::Leftovers(_),
             ) => Outcome::Nothing,
 
             (S::Running { pid, .. }, E::Restart(mut request)) => {
@@ -379,6 +478,10 @@ impl Daemon {
                 | S::Stopping {
                     then: AfterStop::Restart(_),
                     ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::Restart(_)),
+                    ..
                 },
                 E::Restart(request),
             ) => self.coalesce(request.by, fx),
@@ -386,9 +489,27 @@ impl Daemon {
                 S::Stopping {
                     then: AfterStop::StayDown | AfterStop::Forget,
                     ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::StayDown | AfterStop::Forget) | AfterEnd::Down,
+                    ..
                 },
                 E::Restart(request),
             ) => self.refuse_restart(request.by, "it is being stopped", fx),
+            (
+                S::Ending {
+                    pid,
+                    then: AfterEnd::OwnExit { .. },
+                    ..
+                },
+                E::Restart(mut request),
+            ) => {
+                // It crashed and its leftovers are being stopped: the restart comes once
+                // they are gone, as after a stop.
+                request.old_pid = Some(pid);
+                self.set_after_end(AfterEnd::Stop(AfterStop::Restart(request)));
+                Outcome::Restart(RestartOutcome::Begun)
+            }
             (S::WaitingForDependencies { .. }, E::Restart(request)) => {
                 self.refuse_restart(request.by, "it is waiting for what it starts after", fx)
             }
@@ -403,6 +524,7 @@ impl Daemon {
                 Outcome::Nothing
             }
             (S::Stopping { .. }, E::Stop { then, deadline }) => self.stop_sooner(then, deadline),
+            (S::Ending { .. }, E::Stop { then, deadline }) => self.end_sooner(then, deadline, now),
             (S::Starting { .. }, E::Stop { then, .. }) => {
                 // Its spawn is still queued behind the event that stops it: take it back,
                 // so nothing starts once a shutdown or a removal began.
@@ -464,11 +586,42 @@ impl Daemon {
                 S::Stopping {
                     then: AfterStop::StayDown | AfterStop::Forget,
                     ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::StayDown | AfterStop::Forget) | AfterEnd::Down,
+                    ..
                 },
                 E::Redefine(spec),
             ) => {
                 // Stopping for good: a later start (if any) uses the new definition.
                 self.spec = *spec;
+                Outcome::Nothing
+            }
+            (
+                S::Ending {
+                    then: AfterEnd::Stop(AfterStop::Restart(mut request)),
+                    ..
+                },
+                E::Redefine(spec),
+            ) => {
+                request.new_spec = Some(spec);
+                self.set_after_end(AfterEnd::Stop(AfterStop::Restart(request)));
+                Outcome::Nothing
+            }
+            (
+                S::Ending {
+                    pid,
+                    then: AfterEnd::OwnExit { .. },
+                    ..
+                },
+                E::Redefine(spec),
+            ) => {
+                // As for a daemon that is down: it starts again, with the new definition,
+                // once what it left is gone.
+                let mut request = RestartRequest::new(now, Cause::Reload);
+                request.old_pid = Some(pid);
+                request.new_spec = Some(spec);
+                self.set_after_end(AfterEnd::Stop(AfterStop::Restart(request)));
                 Outcome::Nothing
             }
 
@@ -487,6 +640,20 @@ impl Daemon {
                 });
                 Outcome::Nothing
             }
+            (
+                S::Ending {
+                    kill_at: Some(at), ..
+                },
+                E::Tick,
+            ) if now >= at => self.kill_leftovers(now, fx),
+            (
+                S::Ending {
+                    kill_at: None,
+                    give_up_at: Some(at),
+                    ..
+                },
+                E::Tick,
+            ) if now >= at => self.go_on_without_leftovers(now, fx),
             (S::WaitingForDependencies { .. }, E::DependencyGone(why)) => {
                 self.give_up_waiting(&why, now, fx)
             }
@@ -497,7 +664,8 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
-                | S::Stopping { .. },
+                | S::Stopping { .. }
+                | S::Ending { .. },
                 E::DependencyGone(_),
             ) => Outcome::Nothing,
 
@@ -518,13 +686,25 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
-                | S::Stopping { .. },
+                | S::Stopping { .. }
+                | S::Ending { .. },
                 E::Tick,
             ) => Outcome::Nothing,
 
             (S::Stopping { .. }, E::KillNow) => {
                 self.kill_now(fx);
                 Outcome::Nothing
+            }
+            (S::Ending { kill_at, .. }, E::KillNow) => {
+                // The shutdown budget is over: SIGKILL what is left (unless it had it), and
+                // the sweep's own SIGKILL round follows; nothing more is waited for.
+                if kill_at.is_some() {
+                    fx.push(Action::FindLeftovers {
+                        id: self.id,
+                        signal: Some(Sig(libc_sig::KILL)),
+                    });
+                }
+                self.finish_ending(now, fx)
             }
             (
                 S::Down
@@ -556,6 +736,7 @@ impl State {
             State::WaitingForDependencies { .. } | State::HeldForRemoved => "waiting",
             State::GaveUpWaiting => "not started",
             State::Down => "exited",
+            State::Ending { .. } => "ending",
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use super::{AfterStop, Daemon, Outcome, RestartOutcome, RestartRequest, State, stopped_code};
+use super::{
+    AfterEnd, AfterStop, Daemon, LEFTOVERS_AFTER_KILL, Outcome, RestartOutcome, RestartRequest,
+    State, foreground, stopped_code,
+};
 use crate::plan::ExitPolicy;
 use crate::signal::Sig;
 use crate::supervisor::Level;
@@ -388,5 +391,205 @@ impl Daemon {
             .initial
             .saturating_mul(1u32 << doublings)
             .min(backoff.max)
+    }
+
+    /// Its process is gone: if it left processes of its own, they get its stop signal (or
+    /// SIGKILL, when its stop's grace is spent) and `then` waits until they are gone.
+    /// A daemon that takes the bundle down with it needs no wait: the shutdown's sweep
+    /// stops what it left with everything else.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn end(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        leftovers: Vec<i32>,
+        kill_at: Option<Time>,
+        then: AfterEnd,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        let own_exit = matches!(then, AfterEnd::OwnExit { .. });
+        let swept = own_exit && matches!(self.spec.on_exit, ExitPolicy::StopBundle);
+        if own_exit && status == ExitStatus::Code(0) && !leftovers.is_empty() {
+            self.say_it_went_into_the_background(pid, &leftovers, fx);
+        }
+        self.last_exit = Some(status);
+        self.state = State::Ending {
+            pid,
+            status,
+            since: now,
+            kill_at: None,
+            give_up_at: None,
+            leftovers,
+            then,
+        };
+        let leftovers = self.leftovers();
+        if leftovers.is_empty() || swept {
+            return self.finish_ending(now, fx);
+        }
+        let grace_left = kill_at.filter(|&at| at > now);
+        let signal = if grace_left.is_some() {
+            self.spec.stop_signal
+        } else {
+            Sig(libc_sig::KILL)
+        };
+        let name = &self.spec.name;
+        fx.log(Level::Notice, || {
+            format!(
+                "{name} (pid {pid}) {status} and left {}: sending {signal}; it starts again only once they are gone",
+                processes(leftovers)
+            )
+        });
+        fx.push(Action::FindLeftovers {
+            id: self.id,
+            signal: Some(signal),
+        });
+        if let State::Ending {
+            kill_at,
+            give_up_at,
+            ..
+        } = &mut self.state
+        {
+            *kill_at = grace_left;
+            *give_up_at = grace_left.is_none().then_some(now + LEFTOVERS_AFTER_KILL);
+        }
+        Outcome::Nothing
+    }
+
+    /// The main process exited 0 and left its own running: a daemon that forks into the
+    /// background, which no supervisor can follow. Said once per exit, with the flag that
+    /// keeps it in the foreground when the program is a known one.
+    fn say_it_went_into_the_background(&self, pid: i32, leftovers: &[i32], fx: &mut Effects) {
+        let name = &self.spec.name;
+        let fix = foreground::hint(self.spec.argv.first().map(|p| p.as_os_str()));
+        fx.log(Level::Error, || {
+            format!(
+                "{name} (pid {pid}) exited with code 0 but left {} running: it put itself in the background, where bundle-init cannot supervise it; {fix}",
+                processes(leftovers)
+            )
+        });
+    }
+
+    /// The leftovers an ending daemon saw last (none in any other state).
+    pub(crate) fn leftovers(&self) -> &[i32] {
+        match &self.state {
+            State::Ending { leftovers, .. } => leftovers,
+            _ => &[],
+        }
+    }
+
+    /// A look for its leftovers found `pids`: none left means it has ended.
+    pub(super) fn leftovers_seen(
+        &mut self,
+        pids: Vec<i32>,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        if pids.is_empty() {
+            let name = &self.spec.name;
+            fx.log(Level::Info, || format!("what {name} left behind is gone"));
+            return self.finish_ending(now, fx);
+        }
+        if let State::Ending { leftovers, .. } = &mut self.state {
+            *leftovers = pids;
+        }
+        Outcome::Nothing
+    }
+
+    pub(super) fn set_after_end(&mut self, next: AfterEnd) {
+        if let State::Ending { then, .. } = &mut self.state {
+            *then = next;
+        }
+    }
+
+    /// A shutdown or a removal while its leftovers are being stopped: a restart it was
+    /// waiting for is dropped, a removal stays a removal, its own exit keeps its policy
+    /// (which counts its exit code and starts nothing once a shutdown runs), and the
+    /// SIGKILL comes no later than `deadline`.
+    pub(super) fn end_sooner(&mut self, next: AfterStop, deadline: Time, now: Time) -> Outcome {
+        if let State::Ending { then, kill_at, .. } = &mut self.state {
+            *kill_at = kill_at.map(|at| at.min(deadline).max(now));
+            let replaced = match (&*then, &next) {
+                (AfterEnd::Stop(AfterStop::Forget), _) => None,
+                (_, AfterStop::Forget) => Some(AfterEnd::Stop(AfterStop::Forget)),
+                (AfterEnd::Stop(AfterStop::Restart(_)), _) => Some(AfterEnd::Stop(next)),
+                (AfterEnd::OwnExit { .. }, AfterStop::StayDown)
+                    if matches!(self.spec.on_exit, ExitPolicy::Restart) =>
+                {
+                    Some(AfterEnd::Down)
+                }
+                _ => None,
+            };
+            if let Some(replaced) = replaced {
+                *then = replaced;
+            }
+        }
+        Outcome::Nothing
+    }
+
+    /// Its grace is over and leftovers remain: SIGKILL, and a last short wait for them.
+    pub(super) fn kill_leftovers(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        if let State::Ending {
+            kill_at,
+            give_up_at,
+            leftovers,
+            ..
+        } = &mut self.state
+        {
+            *kill_at = None;
+            *give_up_at = Some(now + LEFTOVERS_AFTER_KILL);
+            let what = processes(leftovers);
+            fx.log(Level::Notice, || {
+                format!("{what} left by {name} did not stop within its grace: sending SIGKILL")
+            });
+        }
+        fx.push(Action::FindLeftovers {
+            id: self.id,
+            signal: Some(Sig(libc_sig::KILL)),
+        });
+        Outcome::Nothing
+    }
+
+    /// Leftovers that survive SIGKILL (uninterruptible sleep, or reaped by a parent of
+    /// theirs bundle-init cannot see): waiting longer would hold the daemon down for good.
+    pub(super) fn go_on_without_leftovers(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        let what = processes(self.leftovers());
+        fx.log(Level::Error, || {
+            format!(
+                "{what} left by {name} still there {} after SIGKILL: going on without waiting for them",
+                human(LEFTOVERS_AFTER_KILL)
+            )
+        });
+        self.finish_ending(now, fx)
+    }
+
+    /// What its leftovers held back happens now: its exit policy, its replacement, its
+    /// stop or its removal.
+    pub(super) fn finish_ending(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        let State::Ending {
+            pid, status, then, ..
+        } = std::mem::replace(&mut self.state, State::Down)
+        else {
+            return Outcome::Nothing;
+        };
+        match then {
+            AfterEnd::OwnExit { ran_for } => self.ended_on_its_own(status, ran_for, now, fx),
+            AfterEnd::Stop(AfterStop::Restart(request)) => self.replace(request, status, fx),
+            AfterEnd::Stop(AfterStop::StayDown) => self.stopped(pid, status, fx),
+            AfterEnd::Stop(AfterStop::Forget) => self.removed(pid, status, fx),
+            AfterEnd::Down => Outcome::Nothing,
+        }
+    }
+}
+
+/// "1 process (pid 8)", "3 processes (pids 8, 9, 10)", at most five pids shown.
+fn processes(pids: &[i32]) -> String {
+    let shown: Vec<String> = pids.iter().take(5).map(i32::to_string).collect();
+    let more = if pids.len() > 5 { ", ..." } else { "" };
+    match pids.len() {
+        1 => format!("1 process (pid {})", shown[0]),
+        n => format!("{n} processes (pids {}{more})", shown.join(", ")),
     }
 }

@@ -3,6 +3,7 @@
 //! names the tests read well with, and extractors for the actions that came out.
 
 mod control;
+mod leftovers;
 mod logging;
 mod model;
 mod readiness;
@@ -51,6 +52,17 @@ pub(super) trait Drive {
         out: &mut Effects,
     );
     fn exited(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Effects);
+    /// A daemon's process was reaped, and these processes with its mark were found.
+    fn exited_leaving(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        leftovers: &[i32],
+        now: Time,
+        out: &mut Effects,
+    );
+    /// A look for daemon `daemon`'s leftovers found `pids`.
+    fn leftovers(&mut self, daemon: u32, pids: &[i32], now: Time, out: &mut Effects);
     fn reaped(&mut self, children_remain: bool, now: Time, out: &mut Effects);
     fn ready(&mut self, daemon: u32, now: Time, out: &mut Effects);
     fn control(&mut self, client: ClientId, request: ControlRequest, now: Time, out: &mut Effects);
@@ -85,7 +97,28 @@ impl Drive for Supervisor {
         self.handle(Event::Spawned { id, result }, now, out);
     }
     fn exited(&mut self, pid: i32, status: ExitStatus, now: Time, out: &mut Effects) {
-        self.handle(Event::Exited { pid, status }, now, out);
+        self.exited_leaving(pid, status, &[], now, out);
+    }
+    fn exited_leaving(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        leftovers: &[i32],
+        now: Time,
+        out: &mut Effects,
+    ) {
+        let leftovers = leftovers.to_vec();
+        let exited = Event::Exited {
+            pid,
+            status,
+            leftovers,
+        };
+        self.handle(exited, now, out);
+    }
+    fn leftovers(&mut self, daemon: u32, pids: &[i32], now: Time, out: &mut Effects) {
+        let id = DaemonId(daemon);
+        let pids = pids.to_vec();
+        self.handle(Event::Leftovers { id, pids }, now, out);
     }
     fn reaped(&mut self, children_remain: bool, now: Time, out: &mut Effects) {
         self.handle(Event::ReapingDone { children_remain }, now, out);

@@ -158,6 +158,12 @@ struct World {
     reaped: BTreeSet<i32>,
     /// Adopted orphans, and whether they were signalled to death.
     orphans: BTreeMap<i32, bool>,
+    /// Orphans a daemon's process left behind, with that daemon's mark: its workers, or a
+    /// backend in a session of its own.
+    marked: BTreeMap<i32, DaemonId>,
+    /// When SIGKILL was sent to a marked orphan: the supervisor may go on without it
+    /// `LEFTOVERS_AFTER_KILL` later.
+    killed_at: BTreeMap<i32, Time>,
     probes: BTreeMap<DaemonId, i32>,
     next_client: ClientId,
     waiting: BTreeSet<ClientId>,
@@ -235,6 +241,8 @@ impl World {
             processes: BTreeMap::new(),
             reaped: BTreeSet::new(),
             orphans: BTreeMap::new(),
+            marked: BTreeMap::new(),
+            killed_at: BTreeMap::new(),
             probes: BTreeMap::new(),
             next_client: 1,
             waiting: BTreeSet::new(),
@@ -324,6 +332,9 @@ impl World {
                     if sig == KILL || pid % 3 != 0 {
                         *dying = true;
                     }
+                    if sig == KILL {
+                        self.killed_at.entry(*pid).or_insert(self.now);
+                    }
                 }
                 if sig == KILL {
                     // kill(-1, SIGKILL) as PID 1: daemons still alive die too.
@@ -337,6 +348,20 @@ impl World {
                 }
                 let children_remain = !self.processes.is_empty() || !self.orphans.is_empty();
                 self.handle(Event::ReapingDone { children_remain })
+            }
+            Action::FindLeftovers { id, signal } => {
+                let pids = self.leftovers_of(id);
+                if let Some(sig) = signal {
+                    for pid in &pids {
+                        if sig == KILL || pid % 3 != 0 {
+                            self.orphans.insert(*pid, true);
+                        }
+                        if sig == KILL {
+                            self.killed_at.entry(*pid).or_insert(self.now);
+                        }
+                    }
+                }
+                self.handle(Event::Leftovers { id, pids })
             }
             Action::StartProbe { id, pid } => {
                 if self.live_pid_of(id) != Some(pid) {
@@ -416,6 +441,17 @@ impl World {
             return broke(
                 "at most one live process per daemon",
                 format!("{} spawned while pid {pid} runs", spec.name),
+            );
+        }
+        let given_up = |pid: &i32| {
+            self.killed_at
+                .get(pid)
+                .is_some_and(|at| self.now >= *at + daemon::LEFTOVERS_AFTER_KILL)
+        };
+        if let Some(pid) = self.leftovers_of(id).into_iter().find(|pid| !given_up(pid)) {
+            return broke(
+                "a daemon starts again only once what its last process left is gone",
+                format!("{} spawned while its leftover {pid} lives", spec.name),
             );
         }
         if self.held_back.contains(&id) && self.sup.daemons.iter().any(Daemon::is_removed) {
@@ -724,6 +760,16 @@ impl World {
                 );
             }
         }
+        for (pid, id) in &self.marked {
+            let dying = self.orphans.get(pid).copied().unwrap_or(false);
+            let ending = sup.daemons.iter().any(|d| d.id == *id && d.is_ending());
+            if !dying && !ending && !sup.is_shutting_down() {
+                return broke(
+                    "what a daemon's process leaves behind is stopped before its daemon goes on",
+                    format!("pid {pid} of {id}"),
+                );
+            }
+        }
         for (pid, process) in &self.processes {
             let tracked = sup.daemon_of(*pid) == Some(process.daemon);
             let killed = process.dying == Some(ExitStatus::Signal(libc_sig::KILL));
@@ -848,13 +894,44 @@ impl World {
             return Ok(());
         };
         if orphan {
-            self.next_pid += 1;
-            self.orphans.insert(self.next_pid, false);
+            self.leave_orphan_of(pid);
         }
         self.reap(vec![(pid, ExitStatus::Code(code))])
     }
 
+    /// Process `pid` leaves a worker behind, with its daemon's mark (when it is a daemon's
+    /// own process: one whose start was withdrawn is killed with its group).
+    fn leave_orphan_of(&mut self, pid: i32) {
+        self.next_pid += 1;
+        self.orphans.insert(self.next_pid, false);
+        if let Some(process) = self.processes.get(&pid)
+            && self.sup.daemon_of(pid) == Some(process.daemon)
+        {
+            self.marked.insert(self.next_pid, process.daemon);
+        }
+    }
+
+    /// The marked orphans of daemon `id` still alive (reaped or not), as /proc shows them.
+    fn leftovers_of(&self, id: DaemonId) -> Vec<i32> {
+        self.marked
+            .iter()
+            .filter(|(_, mark)| **mark == id)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+
     fn deliver_exits(&mut self) -> Checked {
+        // Every seventh process killed by a signal leaves a backend in a session of its
+        // own, which no signal to its group reached.
+        let killed: Vec<i32> = self
+            .processes
+            .iter()
+            .filter(|(pid, p)| matches!(p.dying, Some(ExitStatus::Signal(_))) && *pid % 7 == 0)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in killed {
+            self.leave_orphan_of(pid);
+        }
         let mut exits: Vec<(i32, ExitStatus)> = self
             .processes
             .iter()
@@ -880,16 +957,26 @@ impl World {
                 .daemon_of(pid)
                 .and_then(|id| self.sup.daemons().find(|d| d.id == id))
                 .is_some_and(|d| matches!(d.state(), State::Running { .. }));
+            let mut leftovers = Vec::new();
             if let Some(process) = self.processes.remove(&pid) {
                 self.probes
                     .retain(|id, probe_pid| *id != process.daemon || *probe_pid != pid);
                 if self.single && self.child_ended.is_none() && ended_on_its_own {
                     self.child_ended = Some(status.code());
                 }
+                if self.sup.daemon_of(pid) == Some(process.daemon) {
+                    leftovers = self.leftovers_of(process.daemon);
+                }
             }
             self.orphans.remove(&pid);
+            self.marked.remove(&pid);
+            self.killed_at.remove(&pid);
             self.reaped.insert(pid);
-            self.handle(Event::Exited { pid, status })?;
+            self.handle(Event::Exited {
+                pid,
+                status,
+                leftovers,
+            })?;
         }
         if self.exited.is_some() {
             return Ok(());
