@@ -101,8 +101,29 @@ image: build-all build-tiny
         podman manifest rm $list >/dev/null
     done
 
+# Real daemons from Debian in an image with bundle-init as its entrypoint (tests/daemons.rs):
+# a bookworm base from debootstrap (nothing can be pulled), Debian's nginx, postgres, redis
+# and php-fpm on it (both kept once built), and the shipped x86_64 bundle-init on top.
+daemons-image: build-tiny
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! podman image exists localhost/debian:bookworm; then
+        root=$(mktemp -d)
+        debootstrap --variant=minbase bookworm "$root" >/dev/null
+        tar -C "$root" -c . | podman import - localhost/debian:bookworm >/dev/null
+        rm -rf "$root"
+    fi
+    if ! podman image exists localhost/bundle-init-daemons:bookworm; then
+        podman build --quiet --runtime runc -f tests/daemons/Containerfile.daemons \
+            -t localhost/bundle-init-daemons:bookworm tests/daemons >/dev/null
+    fi
+    mkdir -p target/image/daemons
+    cp tests/daemons/Containerfile tests/daemons/nginx.conf target/image/daemons/
+    cp {{release_x86_64}} target/image/daemons/bundle-init
+    podman build --quiet --runtime runc -t localhost/bundle-init-daemons-test:latest target/image/daemons >/dev/null
+
 # Everything CI runs: unit tests, PID-1 tests under unshare, container tests in podman.
-test: image
+test: image daemons-image
     BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release -- --test-threads 4
 
 # Only the tests that need a container engine: containers, pods, compose.
