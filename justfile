@@ -63,7 +63,7 @@ test-aarch64: build-aarch64 binfmt
     skipped=$(mktemp)
     BUNDLE_INIT_BIN=$bin/bundle-init BUNDLE_INIT_TESTD=$bin/bundle-testd BUNDLE_INIT_EMULATED=1 \
         BUNDLE_INIT_SKIPPED=$skipped cargo test --release --no-fail-fast \
-        --test core --test bundle --test hardening --test readiness --test control --test reload -- --test-threads 2
+        --test core --test bundle --test hardening --test readiness --test control --test reload --test lifecycle -- --test-threads 2
     echo "skipped on the emulated run: $(sort -u "$skipped" | wc -l) checks"
     sort -u "$skipped"
     rm -f "$skipped"
@@ -198,7 +198,7 @@ build-tiny:
 
 # The same PID-1 and bundle test suites against the tiny build.
 test-tiny: build-tiny
-    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control --test reload
+    BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control --test reload --test lifecycle
 
 # Under load: two busy loops, the tests pinned to CPU 0 with 8 threads. FILTER narrows to
 # matching tests (`just stress 30 storm`). Results: docs/TESTING.md.

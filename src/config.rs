@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::keys;
-use crate::plan::{DaemonSpec, Plan, Route, Routes};
+use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
@@ -350,6 +350,9 @@ impl Parser<'_> {
             }
             if daemon.backoff.initial.is_zero() {
                 return Err(self.error_at(line, Problem::DelayZero(name())));
+            }
+            if daemon.max_restarts.is_some() && daemon.on_exit != ExitPolicy::Restart {
+                return Err(self.error_at(line, Problem::MaxRestartsWithoutRestart(name())));
             }
         }
         self.check_after()?;
@@ -704,6 +707,29 @@ mod tests {
         );
         assert!(error("just words\n").contains("expected \"key = value\""));
         assert_eq!(error(""), "b.conf: defines no daemon");
+    }
+
+    #[test]
+    fn giving_up_needs_a_count_a_known_policy_and_a_daemon_that_is_restarted() {
+        let ok = parse(
+            "b.conf",
+            b"[a]\nrun = x\non-exit = restart\nmax-restarts = 3\non-give-up = stay-down\n",
+        )
+        .unwrap();
+        assert_eq!(ok.daemons[0].max_restarts, Some(3));
+        assert_eq!(ok.daemons[0].on_give_up, crate::plan::GiveUp::StayDown);
+        assert_eq!(
+            error("[a]\nrun = x\nmax-restarts = 3\n"),
+            "b.conf:1: [a] max-restarts needs on-exit = restart: this daemon is never restarted"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\non-exit = restart\nmax-restarts = -1\n"),
+            "b.conf:4: max-restarts must be a whole number from 0 to 1000000, not \"-1\""
+        );
+        assert_eq!(
+            error("[a]\nrun = x\non-exit = restart\non-give-up = shrug\n"),
+            "b.conf:4: unknown on-give-up \"shrug\" (expected stop-bundle or stay-down)"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, ReadyCheck, Route, Routes};
 use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
@@ -183,6 +183,41 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         live: true,
         parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
+    },
+    DaemonKey {
+        name: "max-restarts",
+        repeatable: false,
+        live: true,
+        parse: |d, v| {
+            let count = v
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n <= 1_000_000)
+                .ok_or_else(|| ValueError::Count(v.to_string()))?;
+            d.max_restarts = Some(count);
+            Ok(())
+        },
+        print: |d| d.max_restarts.iter().map(u32::to_string).collect(),
+    },
+    DaemonKey {
+        name: "on-give-up",
+        repeatable: false,
+        live: true,
+        parse: |d, v| {
+            d.on_give_up = match v {
+                "stop-bundle" => GiveUp::StopBundle,
+                "stay-down" => GiveUp::StayDown,
+                other => return Err(ValueError::OnGiveUp(other.to_string())),
+            };
+            Ok(())
+        },
+        // Only matters, and only prints, with max-restarts.
+        print: |d| {
+            d.max_restarts
+                .map(|_| d.on_give_up.name().to_string())
+                .into_iter()
+                .collect()
+        },
     },
     DaemonKey {
         name: "ready",

@@ -110,6 +110,27 @@ pub struct DaemonSpec {
     pub(crate) after: Vec<String>,
     /// How long to wait for `after` before the exit policy applies.
     pub(crate) ready_timeout: Duration,
+    /// Under `on-exit = restart`: crashes in a row it is restarted after, then given up.
+    pub(crate) max_restarts: Option<u32>,
+    pub(crate) on_give_up: GiveUp,
+}
+
+/// What giving up on a daemon that keeps crashing does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    /// The bundle shuts down with its last code: the orchestrator restarts the container.
+    StopBundle,
+    /// It stays down; the siblings go on.
+    StayDown,
+}
+
+impl GiveUp {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GiveUp::StopBundle => "stop-bundle",
+            GiveUp::StayDown => "stay-down",
+        }
+    }
 }
 
 impl DaemonSpec {
@@ -133,6 +154,8 @@ impl DaemonSpec {
             ready: None,
             after: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            max_restarts: None,
+            on_give_up: GiveUp::StopBundle,
         }
     }
 }

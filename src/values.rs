@@ -36,6 +36,8 @@ pub enum ValueError {
     RelativeCwd(String),
     StopSignalStop,
     OnExit(String),
+    OnGiveUp(String),
+    Count(String),
     Signal(SignalError),
 }
 
@@ -80,6 +82,14 @@ impl fmt::Display for ValueError {
             E::OnExit(text) => write!(
                 f,
                 "unknown on-exit \"{text}\" (expected keep-running, restart or stop-bundle)"
+            ),
+            E::OnGiveUp(text) => write!(
+                f,
+                "unknown on-give-up \"{text}\" (expected stop-bundle or stay-down)"
+            ),
+            E::Count(text) => write!(
+                f,
+                "max-restarts must be a whole number from 0 to 1000000, not \"{text}\""
             ),
             E::Signal(e) => e.fmt(f),
         }

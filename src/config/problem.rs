@@ -51,6 +51,8 @@ pub(crate) enum Problem {
     DelayOverMax(String),
     /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
     DelayZero(String),
+    /// `max-restarts` on a daemon that is never restarted.
+    MaxRestartsWithoutRestart(String),
     AfterNotAbove {
         daemon: String,
         name: String,
@@ -128,6 +130,10 @@ impl fmt::Display for Problem {
             P::DelayZero(daemon) => write!(
                 f,
                 "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
+            P::MaxRestartsWithoutRestart(daemon) => write!(
+                f,
+                "[{daemon}] max-restarts needs on-exit = restart: this daemon is never restarted"
             ),
             P::AfterNotAbove { daemon, name } => {
                 write!(f, "[{daemon}] after \"{name}\": not a daemon defined above it")

@@ -68,6 +68,9 @@ fn status_line(d: &Daemon, now: Time, json: bool) -> String {
         if !leftovers.is_empty() {
             line.push_str(&format!(" leftovers {}", leftovers.join(",")));
         }
+        if matches!(d.state(), State::GaveUp) {
+            line.push_str(&format!(" ({})", gave_up(d)));
+        }
         line
     }
 }
@@ -99,6 +102,7 @@ fn problem(d: &Daemon) -> Option<String> {
             "{name} waits for the daemons a reload removed to stop"
         )),
         State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
+        State::GaveUp => Some(format!("{name} {}", gave_up(d))),
         State::GaveUpWaiting => Some(format!(
             "{name} was not started: what it starts after was not ready"
         )),
@@ -110,6 +114,16 @@ fn problem(d: &Daemon) -> Option<String> {
             Some(format!("{name} is {}", state.word()))
         }
     }
+}
+
+/// "gave up after 2 restarts (last: exited with code 1)".
+fn gave_up(d: &Daemon) -> String {
+    let max = d.spec.max_restarts.unwrap_or(0);
+    let restarts = if max == 1 { "restart" } else { "restarts" };
+    format!(
+        "gave up after {max} {restarts} (last: {})",
+        describe(d.last_exit)
+    )
 }
 
 fn describe(exit: Option<ExitStatus>) -> String {

@@ -109,7 +109,7 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
         State::Running { pid, .. } if daemon.restarts > awaited.restarts_before => {
             Standing::Done(*pid)
         }
-        State::Backoff { .. } | State::Down | State::GaveUpWaiting => {
+        State::Backoff { .. } | State::Down | State::GaveUp | State::GaveUpWaiting => {
             Standing::Failed("did not come back up")
         }
         State::Running { .. }

@@ -35,6 +35,9 @@ pub(crate) enum State {
     GaveUpWaiting,
     /// Waiting to be started again after a crash or a failed start.
     Backoff { until: Time },
+    /// It crashed more times in a row than its `max-restarts`, and is not restarted any
+    /// more; a request or a reload that changes it starts it again.
+    GaveUp,
     /// A spawn was asked for and is queued; `restart` is the request that led here, if any.
     Starting { restart: Option<RestartRequest> },
     /// Its process runs; `ready` once its readiness check passed (at once without one).
@@ -268,14 +271,17 @@ impl Daemon {
 
     /// Nothing runs, and nothing will start it but a request or a reload.
     pub(crate) fn is_down(&self) -> bool {
-        matches!(self.state, State::Down | State::GaveUpWaiting)
+        matches!(
+            self.state,
+            State::Down | State::GaveUp | State::GaveUpWaiting
+        )
     }
 
     /// It ended and will not come back by itself: what waits for it would wait in vain.
     pub(crate) fn is_gone_for_good(&self) -> bool {
         match self.state {
             State::Down => self.last_exit.is_some(),
-            State::GaveUpWaiting => true,
+            State::GaveUp | State::GaveUpWaiting => true,
             _ => false,
         }
     }
@@ -333,6 +339,7 @@ impl Daemon {
         match (self.state.clone(), event) {
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -345,6 +352,7 @@ impl Daemon {
             ) => self.start(&waiting_for, restart, now, fx),
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -367,6 +375,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -387,6 +396,7 @@ impl Daemon {
             ) => self.became_ready(pid, since, fx),
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -442,6 +452,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -454,6 +465,7 @@ impl Daemon {
             (S::Ending { .. }, E::Leftovers(pids)) => self.leftovers_seen(pids, now, fx),
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -469,7 +481,9 @@ impl Daemon {
                 self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
                 Outcome::Restart(RestartOutcome::Begun)
             }
-            (S::Down | S::GaveUpWaiting | S::Backoff { .. }, E::Restart(request)) => {
+            (S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. }, E::Restart(request)) => {
+                // Asked for by someone: one that was given up gets its restarts again.
+                self.crashes_in_a_row = 0;
                 self.spawn(Some(request), fx);
                 Outcome::Restart(RestartOutcome::Begun)
             }
@@ -531,12 +545,15 @@ impl Daemon {
                 fx.withdraw_spawn(self.id);
                 self.stay_down_or_forget(&then)
             }
-            (S::GaveUpWaiting, E::Stop { then, .. }) if !matches!(then, AfterStop::Forget) => {
+            (S::GaveUp | S::GaveUpWaiting, E::Stop { then, .. })
+                if !matches!(then, AfterStop::Forget) =>
+            {
                 // Down already, and the status says why.
                 Outcome::Nothing
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -552,10 +569,16 @@ impl Daemon {
                 Outcome::Nothing
             }
             (
-                S::Down | S::GaveUpWaiting | S::Backoff { .. } | S::WaitingForDependencies { .. },
+                S::Down
+                | S::GaveUp
+                | S::GaveUpWaiting
+                | S::Backoff { .. }
+                | S::WaitingForDependencies { .. },
                 E::Redefine(spec),
             ) => {
-                // Not running (crashed, in backoff, waiting): it starts with the new one.
+                // Not running (crashed, in backoff, waiting): it starts with the new one,
+                // with its restarts again if it was given up.
+                self.crashes_in_a_row = 0;
                 self.spec = *spec;
                 Outcome::StartDue(None)
             }
@@ -659,6 +682,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::Backoff { .. }
@@ -680,6 +704,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -708,6 +733,7 @@ impl Daemon {
             }
             (
                 S::Down
+                | S::GaveUp
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -736,6 +762,7 @@ impl State {
             State::WaitingForDependencies { .. } | State::HeldForRemoved => "waiting",
             State::GaveUpWaiting => "not started",
             State::Down => "exited",
+            State::GaveUp => "gave up",
             State::Ending { .. } => "ending",
         }
     }

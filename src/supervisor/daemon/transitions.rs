@@ -7,7 +7,7 @@ use super::{
     AfterEnd, AfterStop, Daemon, LEFTOVERS_AFTER_KILL, Outcome, RestartOutcome, RestartRequest,
     State, foreground, stopped_code,
 };
-use crate::plan::ExitPolicy;
+use crate::plan::{ExitPolicy, GiveUp};
 use crate::signal::Sig;
 use crate::supervisor::Level;
 use crate::supervisor::effects::Effects;
@@ -186,6 +186,11 @@ impl Daemon {
             }
             ExitPolicy::Restart => {
                 let delay = self.next_backoff(ran_for);
+                if let Some(max) = self.spec.max_restarts
+                    && self.crashes_in_a_row > max
+                {
+                    return self.give_up_restarting(status, max, fx);
+                }
                 self.state = State::Backoff { until: now + delay };
                 let name = &self.spec.name;
                 fx.log(Level::Notice, || {
@@ -205,6 +210,28 @@ impl Daemon {
                     }
                 });
                 Outcome::EndedStoppingBundle(status)
+            }
+        }
+    }
+
+    /// It crashed once more than `max-restarts` allows in a row: it is not restarted, and
+    /// `on-give-up` says whether the bundle goes on without it.
+    fn give_up_restarting(&mut self, status: ExitStatus, max: u32, fx: &mut Effects) -> Outcome {
+        self.state = State::GaveUp;
+        let name = &self.spec.name;
+        let restarts = if max == 1 { "restart" } else { "restarts" };
+        match self.spec.on_give_up {
+            GiveUp::StopBundle => {
+                fx.log(Level::Error, || {
+                    format!("{name} {status}; gave up after {max} {restarts}: stopping the bundle (on-give-up = stop-bundle)")
+                });
+                Outcome::EndedStoppingBundle(status)
+            }
+            GiveUp::StayDown => {
+                fx.log(Level::Error, || {
+                    format!("{name} {status}; gave up after {max} {restarts}: it stays down (on-give-up = stay-down)")
+                });
+                Outcome::EndedStayingDown(status)
             }
         }
     }

@@ -4,6 +4,7 @@
 
 mod control;
 mod leftovers;
+mod lifecycle;
 mod logging;
 mod model;
 mod readiness;

@@ -194,12 +194,15 @@ struct World {
 fn first_plan() -> Plan {
     let mut db = daemon("db", ExitPolicy::Restart);
     db.ready = Some(ReadyCheck::File("/run/db.ready".into()));
+    db.max_restarts = Some(5);
     let mut app = daemon("app", ExitPolicy::KeepRunning);
     app.after = vec!["db".into()];
     app.ready_timeout = secs(3.0);
     let mut worker = daemon("worker", ExitPolicy::Restart);
     worker.grace = secs(1.0);
     worker.signal_group = true;
+    worker.max_restarts = Some(3);
+    worker.on_give_up = crate::plan::GiveUp::StayDown;
     let mut cache = daemon("cache", ExitPolicy::KeepRunning);
     cache.ready = Some(ReadyCheck::File("/run/cache.ready".into()));
     let mut plan = Plan {
@@ -1215,9 +1218,11 @@ fn check_reload(
 /// (config's AfterNotAbove). Edits can break that; such a file is refused like a broken one.
 fn loads(plan: &Plan) -> bool {
     plan.daemons.iter().enumerate().all(|(i, d)| {
-        d.after
-            .iter()
-            .all(|name| plan.daemons[..i].iter().any(|above| above.name == *name))
+        let restarts_without_restart = d.max_restarts.is_some() && d.on_exit != ExitPolicy::Restart;
+        !restarts_without_restart
+            && d.after
+                .iter()
+                .all(|name| plan.daemons[..i].iter().any(|above| above.name == *name))
     })
 }
 

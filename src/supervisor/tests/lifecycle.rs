@@ -1,0 +1,102 @@
+//! Lifecycle II: giving up on a daemon that keeps crashing.
+
+use super::*;
+
+/// pipelock (restart policy, `max-restarts = 2` with `on-give-up` as given) crashes with
+/// code 1 three times in a row, each replacement started after its backoff.
+fn crashing_three_times(give_up: crate::plan::GiveUp) -> (Supervisor, Actions) {
+    let mut plan = seed_plan(ExitPolicy::Restart);
+    plan.daemons[1].max_restarts = Some(2);
+    plan.daemons[1].on_give_up = give_up;
+    let mut sup = started(plan);
+    let mut out = actions();
+    let mut now = 1.0;
+    for pid in [101, 201] {
+        sup.exited(pid, ExitStatus::Code(1), secs(now), &mut out);
+        let due = sup.next_deadline().expect("a backoff");
+        sup.tick(due, &mut out);
+        now = due.as_secs_f64();
+        sup.spawned(1, Ok(pid + 100), secs(now), &mut out);
+    }
+    assert_eq!(spawns(&out), [1, 1], "two restarts");
+    out.clear();
+    sup.exited(301, ExitStatus::Code(1), secs(now + 0.5), &mut out);
+    (sup, out)
+}
+
+#[test]
+fn a_daemon_that_keeps_crashing_is_given_up_and_ends_the_bundle_with_its_code() {
+    let (mut sup, mut out) = crashing_three_times(crate::plan::GiveUp::StopBundle);
+    assert!(
+        logs(&out).contains(
+            "pipelock exited with code 1; gave up after 2 restarts: stopping the bundle (on-give-up = stop-bundle)"
+        ),
+        "{}",
+        logs(&out)
+    );
+    assert!(spawns(&out).is_empty());
+    assert_eq!(state_of(&sup, 1), State::GaveUp);
+    assert!(sup.is_shutting_down());
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(4.0), &mut out);
+    sup.exited(102, ExitStatus::Signal(libc_sig::TERM), secs(4.0), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(1), "the code it last crashed with");
+}
+
+#[test]
+fn stay_down_leaves_it_down_and_its_siblings_running() {
+    let (sup, out) = crashing_three_times(crate::plan::GiveUp::StayDown);
+    assert!(
+        logs(&out).contains("gave up after 2 restarts: it stays down (on-give-up = stay-down)"),
+        "{}",
+        logs(&out)
+    );
+    assert!(!sup.is_shutting_down());
+    assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
+    let status = sup.status_lines(secs(5.0), false).join("\n");
+    assert!(
+        status.contains("gave up after 2 restarts (last: exited with code 1)"),
+        "{status}"
+    );
+    assert_eq!(
+        sup.health(),
+        Err(vec![
+            "pipelock gave up after 2 restarts (last: exited with code 1)".to_string()
+        ])
+    );
+    assert_eq!(
+        sup.next_deadline(),
+        None,
+        "nothing is due: it is not restarted"
+    );
+}
+
+#[test]
+fn a_stable_run_resets_the_count_toward_giving_up() {
+    let mut plan = seed_plan(ExitPolicy::Restart);
+    plan.daemons[1].max_restarts = Some(1);
+    let mut sup = started(plan);
+    let mut out = actions();
+    sup.exited(101, ExitStatus::Code(1), secs(1.0), &mut out);
+    sup.tick(secs(2.0), &mut out);
+    sup.spawned(1, Ok(201), secs(2.0), &mut out);
+    // Ran longer than stable-after (10 s): its next crash is the first in a row.
+    sup.exited(201, ExitStatus::Code(1), secs(20.0), &mut out);
+    assert!(matches!(state_of(&sup, 1), State::Backoff { .. }));
+    assert!(!logs(&out).contains("gave up"));
+}
+
+#[test]
+fn a_restart_request_starts_a_daemon_that_was_given_up_with_its_restarts_again() {
+    let (mut sup, mut out) = crashing_three_times(crate::plan::GiveUp::StayDown);
+    let outcome = sup.request_restart(id(1), Cause::Control, secs(6.0), &mut out);
+    assert_eq!(outcome, RestartOutcome::Begun);
+    assert_eq!(spawns(&out), [1]);
+    sup.spawned(1, Ok(401), secs(6.0), &mut out);
+    out.clear();
+    sup.exited(401, ExitStatus::Code(1), secs(6.5), &mut out);
+    assert!(
+        matches!(state_of(&sup, 1), State::Backoff { .. }),
+        "one crash after the request is the first of a new count"
+    );
+}
