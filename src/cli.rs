@@ -12,8 +12,9 @@ pub(crate) const USAGE: &str = "\
 Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-compatible)
        bundle-init [OPTIONS] --bundle PATH               supervise the daemons of a bundle file
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
-       bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health
-       bundle-init reload [--dry-run]                    ask the running bundle-init (e.g. podman exec)
+       bundle-init status [--json] | health | restart NAME... | signal NAME SIGNAL
+       bundle-init stop NAME... | start NAME... | reload [--dry-run]
+                                                         ask the running bundle-init (e.g. podman exec)
 
 Options:
   -s                   require becoming a child subreaper (done automatically when not PID 1)
@@ -47,7 +48,8 @@ Subcommands: 0 done; 1 refused, failed or unhealthy; 2 bad usage; 3 no bundle-in
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `status`, `restart`, `signal`, `health`, `reload`: a request for a running bundle-init.
+    /// `status`, `restart`, `stop`, `start`, `signal`, `health`, `reload`: a request for a
+    /// running bundle-init.
     Control(String),
     Help,
     Version,
@@ -116,7 +118,7 @@ impl std::fmt::Display for UsageError {
             E::NoProgram => f.write_str("no program given (see --help)"),
             E::Subcommand(request) => write!(
                 f,
-                "usage: bundle-init status [--json] | restart NAME... | signal NAME SIGNAL | health (got \"{request}\")"
+                "usage: bundle-init status [--json] | restart NAME... | stop NAME... | start NAME... | signal NAME SIGNAL | health (got \"{request}\")"
             ),
         }
     }
@@ -336,7 +338,9 @@ fn check_combination(options: Options) -> Result<Command, UsageError> {
 
 /// The client subcommands. A program that happens to be called `status` runs with
 /// `bundle-init -- status`.
-const SUBCOMMANDS: [&str; 5] = ["status", "restart", "signal", "health", "reload"];
+const SUBCOMMANDS: [&str; 7] = [
+    "status", "restart", "stop", "start", "signal", "health", "reload",
+];
 
 /// Some(request) when `first` is a subcommand (checked with the server's own parser).
 fn control_request(first: &OsString, rest: &[OsString]) -> Option<Result<String, UsageError>> {

@@ -220,6 +220,14 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         },
     },
     DaemonKey {
+        name: "autostart",
+        repeatable: false,
+        live: true,
+        parse: |d, v| parse_bool(v).map(|value| d.autostart = value),
+        // Printed only when it says something: most daemons start with the bundle.
+        print: |d| if d.autostart { vec![] } else { yes_no(false) },
+    },
+    DaemonKey {
         name: "ready",
         repeatable: false,
         live: false,

@@ -113,6 +113,8 @@ pub struct DaemonSpec {
     /// Under `on-exit = restart`: crashes in a row it is restarted after, then given up.
     pub(crate) max_restarts: Option<u32>,
     pub(crate) on_give_up: GiveUp,
+    /// Started with the bundle; with `no`, only by a `start` request.
+    pub(crate) autostart: bool,
 }
 
 /// What giving up on a daemon that keeps crashing does.
@@ -156,6 +158,7 @@ impl DaemonSpec {
             ready_timeout: Duration::from_secs(30),
             max_restarts: None,
             on_give_up: GiveUp::StopBundle,
+            autostart: true,
         }
     }
 }

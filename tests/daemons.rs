@@ -231,11 +231,27 @@ fn postgres_restarted_past_its_grace_comes_back_up_without_its_old_backends() {
         !processes(&c).iter().any(|(pid, _, _)| *pid == backend),
         "the busy backend {backend} outlived its postmaster"
     );
-    let answer = sh(
-        &c,
-        "su postgres -s /bin/sh -c \"psql -h 127.0.0.1 -tAc 'select 1'\"",
-    );
-    assert_eq!(answer.trim(), "1");
+    // The port accepts before crash recovery is over ("the database system is starting
+    // up"): ask until postgres itself answers.
+    let asked = Instant::now();
+    let answer = loop {
+        let out = podman(&[
+            "exec",
+            &c.name,
+            "su",
+            "postgres",
+            "-s",
+            "/bin/sh",
+            "-c",
+            "psql -h 127.0.0.1 -tAc 'select 1'",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() || asked.elapsed() > Duration::from_secs(30) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer, "1");
     let log = c.stderr.text();
     assert!(!log.contains("pre-existing shared memory block"), "{log}");
     let status = status(&c);

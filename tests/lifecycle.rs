@@ -69,3 +69,92 @@ fn stay_down_leaves_a_given_up_daemon_down_and_its_sibling_running() {
         "its last code counts, as keep-running's would"
     );
 }
+
+/// `stop` then `start` of one daemon: its sibling keeps its pid and a connection held to
+/// it; a restart route does not revive the stopped one; `status` says it was stopped.
+#[test]
+fn stop_then_start_of_one_daemon_leaves_its_sibling_and_a_held_connection_alone() {
+    let dir = TempDir::new("stop-start");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let bundle = dir.write(
+        "s.bundle",
+        &format!(
+            "on SIGUSR1 = restart job\n\
+             [web]\nrun = bundle-testd --name web --listen 127.0.0.1:{port}\n\
+             [job]\nrun = bundle-testd --name job\non-exit = restart\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    for name in ["web", "job"] {
+        init.stdout.wait_for(&format!("{name} to start"), |l| {
+            l.starts_with(&format!("[{name}] {name} ")) && l.ends_with(" started")
+        });
+    }
+    let before = daemon_pids(&init.stdout);
+    let mut web = HeldConnection::open(&format!("127.0.0.1:{port}"));
+    assert_eq!(web.ask("hello"), format!("web {}: hello\n", before["web"]));
+
+    let stop = in_namespace(&init, &["stop", "job"]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&stop.stdout),
+        format!("job stopped (was pid {})\n", before["job"])
+    );
+    init.signal(USR1);
+    init.stderr
+        .wait_for("the restart route to be refused", |l| {
+            l.contains("restart of job (SIGUSR1) ignored: it was stopped by request")
+        });
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.lines().any(|l| l.starts_with("job ")
+            && l.contains(" down ")
+            && l.ends_with("(stopped by request)")),
+        "{status}"
+    );
+    assert!(
+        in_namespace(&init, &["health"]).status.success(),
+        "down as asked is healthy"
+    );
+
+    let start = in_namespace(&init, &["start", "job"]);
+    assert!(start.status.success(), "{start:?}");
+    let reply = String::from_utf8_lossy(&start.stdout).into_owned();
+    assert!(reply.starts_with("job started: pid "), "{reply}");
+    assert_eq!(
+        web.ask("still there?"),
+        format!("web {}: still there?\n", before["web"]),
+        "the sibling and its connection were never touched"
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}
+
+/// `autostart = no`: the daemon is not started with the bundle, only by `start`.
+#[test]
+fn a_daemon_with_autostart_no_runs_only_once_started() {
+    let dir = TempDir::new("autostart");
+    let bundle = dir.write(
+        "a.bundle",
+        "[web]\nrun = bundle-testd --name web\n[debug]\nrun = bundle-testd --name debug\nautostart = no\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("web to start", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started")
+    });
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("(autostart = no)"), "{status}");
+    assert_eq!(init.stdout.count(|l| l.starts_with("[debug]")), 0);
+    let start = in_namespace(&init, &["start", "debug"]);
+    assert!(start.status.success(), "{start:?}");
+    init.stdout.wait_for("debug to start", |l| {
+        l.starts_with("[debug] debug ") && l.ends_with(" started")
+    });
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0);
+}

@@ -37,6 +37,12 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError>
         ["restart", names @ ..] if !names.is_empty() => Ok(Request::Restart(
             names.iter().map(|n| n.to_string()).collect(),
         )),
+        ["stop", names @ ..] if !names.is_empty() => {
+            Ok(Request::Stop(names.iter().map(|n| n.to_string()).collect()))
+        }
+        ["start", names @ ..] if !names.is_empty() => Ok(Request::Start(
+            names.iter().map(|n| n.to_string()).collect(),
+        )),
         ["signal", name, sig] => {
             let sig = parse_signal(sig).map_err(RequestError::BadSignal)?;
             Ok(Request::Signal(name.to_string(), sig))

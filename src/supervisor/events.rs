@@ -187,6 +187,10 @@ pub(crate) enum ControlRequest {
         json: bool,
     },
     Restart(Vec<String>),
+    /// Stop these daemons and keep them down until a `Start`.
+    Stop(Vec<String>),
+    /// Start these daemons (after what they wait for), whatever stopped them.
+    Start(Vec<String>),
     Signal(String, Sig),
     Health,
     /// Re-read the bundle file and apply it; with `dry_run`, only say what would change.

@@ -515,6 +515,41 @@ impl Supervisor {
             .unwrap_or(RestartOutcome::Refused("no such daemon"))
     }
 
+    /// A `stop` request: the daemon stops (stop signal, grace, SIGKILL) and stays down.
+    fn request_stop(&mut self, id: DaemonId, now: Time, fx: &mut Effects) -> RestartOutcome {
+        let Some(daemon) = self.current(id) else {
+            return RestartOutcome::Refused("no such daemon");
+        };
+        if self.is_shutting_down() {
+            return RestartOutcome::Refused("shutting down");
+        }
+        let name = daemon.spec.name.clone();
+        fx.log(Level::Notice, || format!("stopping {name} (control)"));
+        let stop = DaemonEvent::Stop {
+            then: AfterStop::Hold,
+            deadline: Time::MAX,
+        };
+        self.deliver(id, stop, now, fx);
+        RestartOutcome::Begun
+    }
+
+    /// A `start` request: the daemon starts (after what it waits for), whatever stopped it.
+    fn request_start(&mut self, id: DaemonId, now: Time, fx: &mut Effects) -> RestartOutcome {
+        if self.current(id).is_none() {
+            return RestartOutcome::Refused("no such daemon");
+        }
+        if self.is_shutting_down() {
+            return RestartOutcome::Refused("shutting down");
+        }
+        let start = DaemonEvent::StartOnRequest {
+            waiting_for: self.not_ready_yet(id),
+            gone: self.gone_for_good(id),
+            request: RestartRequest::new(now, Cause::Control),
+        };
+        self.deliver(id, start, now, fx)
+            .unwrap_or(RestartOutcome::Refused("no such daemon"))
+    }
+
     /// Acts on every deadline that has come: SIGKILL after a grace, the end of a backoff or
     /// of a wait for dependencies, the end of the shutdown budget, a control reply's
     /// deadline.

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use super::daemon::State;
 use super::effects::Effects;
 use super::events::{Action, Cause, ClientId, ControlRequest, ReloadRequest, Reply};
-use super::waiting::AwaitedRestart;
+use super::waiting::{AwaitedRestart, Goal};
 use super::{RestartOutcome, Supervisor};
 use crate::id::DaemonId;
 use crate::signal::Sig;
@@ -36,6 +37,23 @@ impl Supervisor {
             ControlRequest::Signal(name, sig) => self.signal_by_name(&name, sig, fx),
             ControlRequest::Restart(names) => match self.ids_of(&names) {
                 Ok(ids) => return self.restart_for_client(client, &ids, now, fx),
+                Err(why) => Reply::refused(why),
+            },
+            ControlRequest::Stop(_) | ControlRequest::Start(_) if fx.single_child() => {
+                // The child is the container's whole life: stop the container instead.
+                Reply::refused("single-child mode: stop or start the container instead")
+            }
+            ControlRequest::Stop(names) => match self.ids_of(&names) {
+                Ok(ids) => return self.for_client(client, &ids, Goal::Stop, now, fx),
+                Err(why) => Reply::refused(why),
+            },
+            ControlRequest::Start(names) => match self.ids_of(&names) {
+                Ok(ids) => {
+                    let goal = Goal::Start {
+                        already_running: None,
+                    };
+                    return self.for_client(client, &ids, goal, now, fx);
+                }
                 Err(why) => Reply::refused(why),
             },
             ControlRequest::Reload { dry_run } => {
@@ -85,6 +103,20 @@ impl Supervisor {
         now: Time,
         fx: &mut Effects,
     ) {
+        self.for_client(client, ids, Goal::Restart, now, fx);
+    }
+
+    /// Restarts, starts or stops `ids` for a control client, whose reply waits until each
+    /// is where it was asked to be (or cannot be), at most the longest grace (or, for a
+    /// start, ready-timeout) plus a margin.
+    fn for_client(
+        &mut self,
+        client: ClientId,
+        ids: &[DaemonId],
+        goal: Goal,
+        now: Time,
+        fx: &mut Effects,
+    ) {
         let mut longest = Duration::ZERO;
         let mut awaited = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -92,11 +124,26 @@ impl Supervisor {
                 continue;
             };
             longest = longest.max(daemon.spec.grace);
+            if matches!(goal, Goal::Start { .. }) {
+                longest = longest.max(daemon.spec.ready_timeout);
+            }
             let (name, restarts_before, old_pid) =
                 (daemon.spec.name.clone(), daemon.restarts, daemon.pid());
-            let refused = match self.request_restart(id, Cause::Control, now, fx) {
+            let running = matches!(daemon.state(), State::Running { .. });
+            let outcome = match goal {
+                Goal::Restart => self.request_restart(id, Cause::Control, now, fx),
+                Goal::Start { .. } => self.request_start(id, now, fx),
+                Goal::Stop => self.request_stop(id, now, fx),
+            };
+            let refused = match outcome {
                 RestartOutcome::Refused(why) => Some(why),
                 RestartOutcome::Begun | RestartOutcome::Coalesced => None,
+            };
+            let goal = match goal {
+                Goal::Start { .. } if running => Goal::Start {
+                    already_running: old_pid,
+                },
+                other => other,
             };
             awaited.push(AwaitedRestart {
                 id,
@@ -104,6 +151,7 @@ impl Supervisor {
                 restarts_before,
                 old_pid,
                 refused,
+                goal,
             });
         }
         self.waiting.add(client, awaited, longest, now);

@@ -71,6 +71,13 @@ fn status_line(d: &Daemon, now: Time, json: bool) -> String {
         if matches!(d.state(), State::GaveUp) {
             line.push_str(&format!(" ({})", gave_up(d)));
         }
+        if matches!(d.state(), State::StoppedByRequest) {
+            line.push_str(if d.spec.autostart || d.last_exit.is_some() {
+                " (stopped by request)"
+            } else {
+                " (autostart = no)"
+            });
+        }
         line
     }
 }
@@ -103,6 +110,8 @@ fn problem(d: &Daemon) -> Option<String> {
         )),
         State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
         State::GaveUp => Some(format!("{name} {}", gave_up(d))),
+        // Down as asked: not a problem.
+        State::StoppedByRequest => None,
         State::GaveUpWaiting => Some(format!(
             "{name} was not started: what it starts after was not ready"
         )),

@@ -1,6 +1,7 @@
-//! Control clients waiting for the restarts they asked for. Each is answered once: when
-//! every daemon it named is back up (or cannot be), or at its deadline. Daemons are held by
-//! id, so a reload that reorders or removes daemons cannot point an answer at the wrong one.
+//! Control clients waiting for the restarts, starts and stops they asked for. Each is
+//! answered once: when every daemon it named is where it asked (or cannot be), or at its
+//! deadline. Daemons are held by id, so a reload that reorders or removes daemons cannot
+//! point an answer at the wrong one.
 
 use std::time::Duration;
 
@@ -30,6 +31,18 @@ pub(crate) struct AwaitedRestart {
     pub(crate) restarts_before: u32,
     pub(crate) old_pid: Option<i32>,
     pub(crate) refused: Option<&'static str>,
+    pub(crate) goal: Goal,
+}
+
+/// What a client asked for one daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Goal {
+    Restart,
+    /// `already_running`: its pid, when it ran at the request (answered at once).
+    Start {
+        already_running: Option<i32>,
+    },
+    Stop,
 }
 
 /// How one awaited restart stands: done with the new pid, failed and why, or under way.
@@ -105,6 +118,17 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
     if shutting_down {
         return Standing::Failed("shutting down");
     }
+    match awaited.goal {
+        Goal::Stop => stop_standing(daemon),
+        Goal::Start {
+            already_running: Some(pid),
+        } => Standing::Done(pid),
+        Goal::Restart | Goal::Start { .. } => start_standing(awaited, daemon),
+    }
+}
+
+/// A restart or a start is done once a new process of the daemon runs.
+fn start_standing(awaited: &AwaitedRestart, daemon: &Daemon) -> Standing {
     match daemon.state() {
         State::Running { pid, .. } if daemon.restarts > awaited.restarts_before => {
             Standing::Done(*pid)
@@ -112,6 +136,7 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
         State::Backoff { .. } | State::Down | State::GaveUp | State::GaveUpWaiting => {
             Standing::Failed("did not come back up")
         }
+        State::StoppedByRequest => Standing::Failed("it was stopped by request"),
         State::Running { .. }
         | State::Starting { .. }
         | State::Stopping { .. }
@@ -121,31 +146,57 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
     }
 }
 
+/// A stop is done once nothing of the daemon runs any more.
+fn stop_standing(daemon: &Daemon) -> Standing {
+    match daemon.state() {
+        State::StoppedByRequest => Standing::Done(0),
+        State::Stopping { .. } | State::Ending { .. } => Standing::UnderWay,
+        _ => Standing::Failed("it was started again"),
+    }
+}
+
 fn reply(awaited: &[AwaitedRestart], standing: &impl Fn(&AwaitedRestart) -> Standing) -> Reply {
     let mut body = String::new();
     let mut failed = false;
     for a in awaited {
         let name = &a.name;
         let old = a.old_pid.map_or("-".to_string(), |p| p.to_string());
+        let (done, not_done) = match a.goal {
+            Goal::Restart => ("restarted", "not restarted"),
+            Goal::Start { .. } => ("started", "not started"),
+            Goal::Stop => ("stopped", "not stopped"),
+        };
         match standing(a) {
-            Standing::Done(new) => {
-                body.push_str(&format!("{name} restarted: pid {old} -> {new}\n"))
+            Standing::Done(_) if a.goal == Goal::Stop => {
+                body.push_str(&format!("{name} {done} (was pid {old})\n"));
             }
+            Standing::Done(new) if a.goal == Goal::Restart => {
+                body.push_str(&format!("{name} {done}: pid {old} -> {new}\n"));
+            }
+            Standing::Done(new) => body.push_str(&format!("{name} {done}: pid {new}\n")),
             Standing::Failed(why) => {
                 failed = true;
-                body.push_str(&format!("{name} not restarted: {why} (was pid {old})\n"));
+                body.push_str(&format!("{name} {not_done}: {why} (was pid {old})\n"));
             }
             Standing::UnderWay => {
                 failed = true;
-                body.push_str(&format!(
-                    "{name} not restarted: did not come back up (was pid {old})\n"
-                ));
+                let why = if a.goal == Goal::Stop {
+                    "it did not stop in time"
+                } else {
+                    "did not come back up"
+                };
+                body.push_str(&format!("{name} {not_done}: {why} (was pid {old})\n"));
             }
         }
     }
     if failed {
+        let what = match awaited.first().map(|a| a.goal) {
+            Some(Goal::Stop) => "stop failed",
+            Some(Goal::Start { .. }) => "start failed",
+            _ => "restart failed",
+        };
         Reply::Err {
-            reason: "restart failed".to_string(),
+            reason: what.to_string(),
             body,
         }
     } else {

@@ -38,6 +38,9 @@ pub(crate) enum State {
     /// It crashed more times in a row than its `max-restarts`, and is not restarted any
     /// more; a request or a reload that changes it starts it again.
     GaveUp,
+    /// Stopped by a `stop` request (or never started: `autostart = no`): it stays down,
+    /// whatever its policy, a restart route or a reload says, until a `start` request.
+    StoppedByRequest,
     /// A spawn was asked for and is queued; `restart` is the request that led here, if any.
     Starting { restart: Option<RestartRequest> },
     /// Its process runs; `ready` once its readiness check passed (at once without one).
@@ -91,6 +94,8 @@ pub(crate) enum AfterStop {
     Restart(RestartRequest),
     /// A reload removed it: nobody can name it any more, and it is forgotten.
     Forget,
+    /// A `stop` request: it stays down until a `start` request.
+    Hold,
 }
 
 /// A restart under way: who asked and when (for the log line), and the new definition a
@@ -141,6 +146,13 @@ pub(crate) enum DaemonEvent {
     Leftovers(Vec<i32>),
     /// Someone asked for it to be restarted in place.
     Restart(RestartRequest),
+    /// Someone asked for it to be started (a `start` request): as `Start`, but it also
+    /// starts a daemon stopped by request; `waiting_for` and `gone` as there.
+    StartOnRequest {
+        waiting_for: Vec<String>,
+        gone: Option<String>,
+        request: RestartRequest,
+    },
     /// Stop it for good: a shutdown (`StayDown`, with the budget's `deadline`) or a reload
     /// that removed it (`Forget`).
     Stop { then: AfterStop, deadline: Time },
@@ -202,10 +214,16 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn new(id: DaemonId, spec: DaemonSpec) -> Daemon {
+        // `autostart = no`: down until someone asks.
+        let state = if spec.autostart {
+            State::Down
+        } else {
+            State::StoppedByRequest
+        };
         Daemon {
             id,
             spec,
-            state: State::Down,
+            state,
             restarts: 0,
             last_exit: None,
             crashes_in_a_row: 0,
@@ -215,9 +233,13 @@ impl Daemon {
 
     /// A daemon a reload added, held until the daemons it removed have stopped.
     pub(crate) fn held(id: DaemonId, spec: DaemonSpec) -> Daemon {
+        let daemon = Daemon::new(id, spec);
+        if daemon.state == State::StoppedByRequest {
+            return daemon;
+        }
         Daemon {
             state: State::HeldForRemoved,
-            ..Daemon::new(id, spec)
+            ..daemon
         }
     }
 
@@ -362,9 +384,83 @@ impl Daemon {
                 },
             ) => self.give_up_waiting(&why, now, fx),
             (
-                S::Starting { .. } | S::Running { .. } | S::Stopping { .. } | S::Ending { .. },
+                S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::Start { .. },
             ) => Outcome::Nothing,
+
+            (
+                S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. } | S::StoppedByRequest,
+                E::StartOnRequest {
+                    waiting_for,
+                    gone: None,
+                    request,
+                },
+            ) => {
+                self.crashes_in_a_row = 0;
+                self.start(&waiting_for, Some(request), now, fx);
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+            (
+                S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. } | S::StoppedByRequest,
+                E::StartOnRequest { gone: Some(_), .. },
+            ) => Outcome::Restart(RestartOutcome::Refused(
+                "what it starts after ended for good",
+            )),
+            (
+                S::Starting { .. }
+                | S::Running { .. }
+                | S::WaitingForDependencies { .. }
+                | S::HeldForRemoved
+                | S::Stopping {
+                    then: AfterStop::Restart(_),
+                    ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::Restart(_)),
+                    ..
+                },
+                E::StartOnRequest { .. },
+            ) => Outcome::Restart(RestartOutcome::Coalesced),
+            (
+                S::Stopping {
+                    pid,
+                    then: AfterStop::Hold,
+                    ..
+                },
+                E::StartOnRequest { mut request, .. },
+            ) => {
+                // Stopped and started again before it was down: it comes back once it is.
+                request.old_pid = Some(pid);
+                self.set_after_stop(AfterStop::Restart(request));
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+            (
+                S::Ending {
+                    pid,
+                    then: AfterEnd::Stop(AfterStop::Hold) | AfterEnd::OwnExit { .. },
+                    ..
+                },
+                E::StartOnRequest { mut request, .. },
+            ) => {
+                request.old_pid = Some(pid);
+                self.set_after_end(AfterEnd::Stop(AfterStop::Restart(request)));
+                Outcome::Restart(RestartOutcome::Begun)
+            }
+            (
+                S::Stopping {
+                    then: AfterStop::StayDown | AfterStop::Forget,
+                    ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::StayDown | AfterStop::Forget) | AfterEnd::Down,
+                    ..
+                },
+                E::StartOnRequest { .. },
+            ) => Outcome::Restart(RestartOutcome::Refused("it is being stopped")),
 
             (S::Starting { restart }, E::Spawned(Ok(pid))) => self.started(pid, restart, now, fx),
             (S::Starting { .. }, E::Spawned(Err(failure))) if failure.transient => {
@@ -382,7 +478,8 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Running { .. }
                 | S::Stopping { .. }
-                | S::Ending { .. },
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::Spawned(result),
             ) => self.spawned_unasked(result, fx),
 
@@ -404,7 +501,8 @@ impl Daemon {
                 | S::Starting { .. }
                 | S::Running { ready: true, .. }
                 | S::Stopping { .. }
-                | S::Ending { .. },
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::Ready,
             ) => Outcome::Nothing,
 
@@ -425,7 +523,7 @@ impl Daemon {
                 S::Stopping {
                     pid,
                     kill_at,
-                    then: then @ (AfterStop::Restart(_) | AfterStop::Forget),
+                    then: then @ (AfterStop::Restart(_) | AfterStop::Forget | AfterStop::Hold),
                     ..
                 },
                 E::Exited {
@@ -458,7 +556,8 @@ impl Daemon {
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
                 | S::Starting { .. }
-                | S::Ending { .. },
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::Exited { .. },
             ) => Outcome::Nothing,
 
@@ -472,7 +571,8 @@ impl Daemon {
                 | S::Backoff { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
-                | S::Stopping { .. },
+                | S::Stopping { .. }
+                | S::StoppedByRequest,
                 E::Leftovers(_),
             ) => Outcome::Nothing,
 
@@ -511,6 +611,22 @@ impl Daemon {
                 E::Restart(request),
             ) => self.refuse_restart(request.by, "it is being stopped", fx),
             (
+                S::StoppedByRequest
+                | S::Stopping {
+                    then: AfterStop::Hold,
+                    ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::Hold),
+                    ..
+                },
+                E::Restart(request),
+            ) => self.refuse_restart(
+                request.by,
+                "it was stopped by request (`start` brings it back)",
+                fx,
+            ),
+            (
                 S::Ending {
                     pid,
                     then: AfterEnd::OwnExit { .. },
@@ -545,10 +661,17 @@ impl Daemon {
                 fx.withdraw_spawn(self.id);
                 self.stay_down_or_forget(&then)
             }
-            (S::GaveUp | S::GaveUpWaiting, E::Stop { then, .. })
-                if !matches!(then, AfterStop::Forget) =>
-            {
+            (
+                S::GaveUp | S::GaveUpWaiting,
+                E::Stop {
+                    then: AfterStop::StayDown,
+                    ..
+                },
+            ) => {
                 // Down already, and the status says why.
+                Outcome::Nothing
+            }
+            (S::StoppedByRequest, E::Stop { then, .. }) if !matches!(then, AfterStop::Forget) => {
                 Outcome::Nothing
             }
             (
@@ -557,7 +680,8 @@ impl Daemon {
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
-                | S::Backoff { .. },
+                | S::Backoff { .. }
+                | S::StoppedByRequest,
                 E::Stop { then, .. },
             ) => self.stay_down_or_forget(&then),
 
@@ -581,6 +705,22 @@ impl Daemon {
                 self.crashes_in_a_row = 0;
                 self.spec = *spec;
                 Outcome::StartDue(None)
+            }
+            (
+                S::StoppedByRequest
+                | S::Stopping {
+                    then: AfterStop::Hold,
+                    ..
+                }
+                | S::Ending {
+                    then: AfterEnd::Stop(AfterStop::Hold),
+                    ..
+                },
+                E::Redefine(spec),
+            ) => {
+                // Stopped by request: it stays down, and starts with the new one.
+                self.spec = *spec;
+                Outcome::Nothing
             }
             (S::HeldForRemoved | S::Starting { .. }, E::Redefine(spec)) => {
                 // Not started yet: the queued or held start takes the new definition.
@@ -689,7 +829,8 @@ impl Daemon {
                 | S::Starting { .. }
                 | S::Running { .. }
                 | S::Stopping { .. }
-                | S::Ending { .. },
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::DependencyGone(_),
             ) => Outcome::Nothing,
 
@@ -712,7 +853,8 @@ impl Daemon {
                 | S::Starting { .. }
                 | S::Running { .. }
                 | S::Stopping { .. }
-                | S::Ending { .. },
+                | S::Ending { .. }
+                | S::StoppedByRequest,
                 E::Tick,
             ) => Outcome::Nothing,
 
@@ -739,7 +881,8 @@ impl Daemon {
                 | S::WaitingForDependencies { .. }
                 | S::Backoff { .. }
                 | S::Starting { .. }
-                | S::Running { .. },
+                | S::Running { .. }
+                | S::StoppedByRequest,
                 E::KillNow,
             ) => Outcome::Nothing,
         }
@@ -763,6 +906,7 @@ impl State {
             State::GaveUpWaiting => "not started",
             State::Down => "exited",
             State::GaveUp => "gave up",
+            State::StoppedByRequest => "down",
             State::Ending { .. } => "ending",
         }
     }

@@ -300,7 +300,7 @@ impl Daemon {
         let (stop, group) = (self.spec.stop_signal, self.spec.signal_group);
         let by = match &then {
             AfterStop::Restart(request) => Some(request.by),
-            AfterStop::StayDown | AfterStop::Forget => None,
+            AfterStop::StayDown | AfterStop::Forget | AfterStop::Hold => None,
         };
         self.state = State::Stopping {
             pid,
@@ -346,11 +346,41 @@ impl Daemon {
     }
 
     pub(super) fn stay_down_or_forget(&mut self, then: &AfterStop) -> Outcome {
-        self.state = State::Down;
-        if matches!(then, AfterStop::Forget) {
-            Outcome::Forgotten
-        } else {
-            Outcome::Nothing
+        match then {
+            AfterStop::Forget => {
+                self.state = State::Down;
+                Outcome::Forgotten
+            }
+            AfterStop::Hold => {
+                self.state = State::StoppedByRequest;
+                Outcome::Nothing
+            }
+            AfterStop::StayDown | AfterStop::Restart(_) => {
+                self.state = State::Down;
+                Outcome::Nothing
+            }
+        }
+    }
+
+    /// Stopped by a `stop` request and reaped: down until a `start`; neither its exit
+    /// policy nor the exit code hears of it.
+    pub(super) fn stopped_by_request(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        fx: &mut Effects,
+    ) -> Outcome {
+        self.last_exit = Some(status);
+        self.state = State::StoppedByRequest;
+        let name = &self.spec.name;
+        fx.lifecycle(|| format!("{name} {status} (pid {pid}): stopped by request"));
+        Outcome::Nothing
+    }
+
+    /// The stop under way now leads to `next` (a `start` after a `stop`: a restart).
+    pub(super) fn set_after_stop(&mut self, next: AfterStop) {
+        if let State::Stopping { then, .. } = &mut self.state {
+            *then = next;
         }
     }
 
@@ -540,6 +570,9 @@ impl Daemon {
                 (AfterEnd::Stop(AfterStop::Forget), _) => None,
                 (_, AfterStop::Forget) => Some(AfterEnd::Stop(AfterStop::Forget)),
                 (AfterEnd::Stop(AfterStop::Restart(_)), _) => Some(AfterEnd::Stop(next)),
+                (AfterEnd::OwnExit { .. } | AfterEnd::Down, AfterStop::Hold) => {
+                    Some(AfterEnd::Stop(AfterStop::Hold))
+                }
                 (AfterEnd::OwnExit { .. }, AfterStop::StayDown)
                     if matches!(self.spec.on_exit, ExitPolicy::Restart) =>
                 {
@@ -606,6 +639,7 @@ impl Daemon {
             AfterEnd::Stop(AfterStop::Restart(request)) => self.replace(request, status, fx),
             AfterEnd::Stop(AfterStop::StayDown) => self.stopped(pid, status, fx),
             AfterEnd::Stop(AfterStop::Forget) => self.removed(pid, status, fx),
+            AfterEnd::Stop(AfterStop::Hold) => self.stopped_by_request(pid, status, fx),
             AfterEnd::Down => Outcome::Nothing,
         }
     }

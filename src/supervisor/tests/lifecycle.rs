@@ -100,3 +100,146 @@ fn a_restart_request_starts_a_daemon_that_was_given_up_with_its_restarts_again()
         "one crash after the request is the first of a new count"
     );
 }
+
+fn stop(sup: &mut Supervisor, client: ClientId, name: &str, now: f64, out: &mut Effects) {
+    sup.control(
+        client,
+        ControlRequest::Stop(vec![name.into()]),
+        secs(now),
+        out,
+    );
+}
+
+fn start(sup: &mut Supervisor, client: ClientId, name: &str, now: f64, out: &mut Effects) {
+    sup.control(
+        client,
+        ControlRequest::Start(vec![name.into()]),
+        secs(now),
+        out,
+    );
+}
+
+#[test]
+fn a_daemon_stopped_by_request_stays_down_whatever_its_policy_and_routes_say() {
+    let mut sup = started(seed_plan(ExitPolicy::Restart));
+    let mut out = actions();
+    stop(&mut sup, 7, "pipelock", 1.0, &mut out);
+    assert_eq!(signals(&out), [(101, TERM)]);
+    assert!(replies(&out).is_empty(), "answered once it is down");
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+    assert_eq!(
+        replies(&out),
+        [(7, Reply::Ok("pipelock stopped (was pid 101)\n".into()))]
+    );
+    assert_eq!(state_of(&sup, 1), State::StoppedByRequest);
+    assert_eq!(sup.next_deadline(), None, "no backoff: it is not restarted");
+    out.clear();
+    sup.signal(USR1, secs(2.0), &mut out);
+    assert!(
+        spawns(&out).is_empty(),
+        "a restart route does not revive it"
+    );
+    assert!(
+        logs(&out).contains("it was stopped by request"),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(sup.health(), Ok(()), "down as asked is healthy");
+    let status = sup.status_lines(secs(2.0), false).join("\n");
+    assert!(status.contains("(stopped by request)"), "{status}");
+    assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
+
+    sup.signal(TERM, secs(3.0), &mut out);
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(3.1), &mut out);
+    sup.exited(102, ExitStatus::Signal(libc_sig::TERM), secs(3.1), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(0), "its stop counts for nothing");
+}
+
+#[test]
+fn start_brings_a_stopped_daemon_back_and_is_answered_once_it_runs() {
+    let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+    let mut out = actions();
+    stop(&mut sup, 7, "pipelock", 1.0, &mut out);
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+    out.clear();
+    start(&mut sup, 8, "pipelock", 2.0, &mut out);
+    assert_eq!(spawns(&out), [1]);
+    assert!(replies(&out).is_empty());
+    sup.spawned(1, Ok(201), secs(2.0), &mut out);
+    assert_eq!(
+        replies(&out),
+        [(8, Reply::Ok("pipelock started: pid 201\n".into()))]
+    );
+    out.clear();
+    start(&mut sup, 9, "pipelock", 3.0, &mut out);
+    assert!(spawns(&out).is_empty());
+    assert_eq!(
+        replies(&out),
+        [(9, Reply::Ok("pipelock started: pid 201\n".into()))]
+    );
+}
+
+#[test]
+fn a_start_asked_for_while_the_stop_is_under_way_comes_once_it_is_down() {
+    let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+    let mut out = actions();
+    stop(&mut sup, 7, "pipelock", 1.0, &mut out);
+    start(&mut sup, 8, "pipelock", 1.05, &mut out);
+    assert!(spawns(&out).is_empty(), "not beside the old process");
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+    assert_eq!(spawns(&out), [1]);
+    sup.spawned(1, Ok(201), secs(1.1), &mut out);
+    let answers = replies(&out);
+    assert!(
+        answers.contains(&(8, Reply::Ok("pipelock started: pid 201\n".into()))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(
+            &answers[..],
+            [(7, Reply::Err { .. }), _] | [_, (7, Reply::Err { .. })]
+        ),
+        "the stop was overtaken by the start: {answers:?}"
+    );
+}
+
+#[test]
+fn autostart_no_leaves_a_daemon_down_until_a_start() {
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    plan.daemons[2].autostart = false;
+    let mut sup = Supervisor::new(plan);
+    let mut out = actions();
+    sup.begin(secs(0.0), &mut out);
+    assert_eq!(spawns(&out), [0, 1], "supervise is not started");
+    let status = sup.status_lines(secs(0.0), false).join("\n");
+    assert!(status.contains("(autostart = no)"), "{status}");
+    start(&mut sup, 7, "supervise", 1.0, &mut out);
+    assert_eq!(spawns(&out), [0, 1, 2]);
+}
+
+#[test]
+fn the_bundle_does_not_end_when_its_last_running_daemon_is_stopped_by_request() {
+    let mut sup = started(seed_plan(ExitPolicy::KeepRunning));
+    let mut out = actions();
+    sup.exited(100, ExitStatus::Code(0), secs(1.0), &mut out);
+    sup.exited(102, ExitStatus::Code(0), secs(1.0), &mut out);
+    stop(&mut sup, 7, "pipelock", 1.5, &mut out);
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(1.6), &mut out);
+    assert!(!sup.is_shutting_down(), "{}", logs(&out));
+    assert_eq!(exit_code(&out), None);
+}
+
+#[test]
+fn a_stop_of_a_daemon_in_backoff_takes_its_restart_back() {
+    let mut sup = started(seed_plan(ExitPolicy::Restart));
+    let mut out = actions();
+    sup.exited(101, ExitStatus::Code(1), secs(1.0), &mut out);
+    stop(&mut sup, 7, "pipelock", 1.2, &mut out);
+    assert_eq!(
+        replies(&out),
+        [(7, Reply::Ok("pipelock stopped (was pid -)\n".into()))]
+    );
+    sup.tick(secs(5.0), &mut out);
+    assert!(spawns(&out).is_empty());
+}

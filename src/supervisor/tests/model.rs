@@ -88,7 +88,12 @@ pub(super) enum Request {
     Restart(Vec<usize>),
     RestartUnknown,
     SignalTo(usize),
-    Reload { dry_run: bool },
+    /// `stop NAME`: down until a `start`.
+    Stop(usize),
+    Start(usize),
+    Reload {
+        dry_run: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +114,7 @@ pub(super) enum Edit {
     ChangeReady(usize),
     /// `ready-timeout` (bookkeeping): 3 s or 300 ms.
     ChangeReadyTimeout(usize),
+    ChangeAutostart(usize),
     Break,
     Mend,
 }
@@ -185,6 +191,8 @@ struct World {
     owed: BTreeSet<DaemonId>,
     /// Daemons the last reload added, while daemons it removed are alive.
     held_back: BTreeSet<DaemonId>,
+    /// Daemons a `stop` request was made for, since their last `start` request.
+    held_by_request: BTreeSet<DaemonId>,
     names_made: u32,
     /// A reload was asked for since the file was last edited: the file as it is must be
     /// what runs once things settle.
@@ -262,6 +270,7 @@ impl World {
             shutdown_began: None,
             owed: BTreeSet::new(),
             held_back: BTreeSet::new(),
+            held_by_request: BTreeSet::new(),
             names_made: 0,
             reload_since_edit: false,
         }
@@ -455,6 +464,12 @@ impl World {
             return broke(
                 "a daemon starts again only once what its last process left is gone",
                 format!("{} spawned while its leftover {pid} lives", spec.name),
+            );
+        }
+        if self.held_by_request.contains(&id) {
+            return broke(
+                "a daemon stopped by request starts only on a start request",
+                spec.name.clone(),
             );
         }
         if self.held_back.contains(&id) && self.sup.daemons.iter().any(Daemon::is_removed) {
@@ -865,6 +880,44 @@ impl World {
 
     /// A restart of `id` is asked for: the supervisor must honour it with a spawn, unless
     /// it refuses (a daemon waiting or held) or shutdown comes first.
+    /// What a `stop` or `start` of the daemon in `slot` promises, noted before it is asked.
+    fn stop_or_start(&mut self, request: &Request, slot: usize) -> Option<ControlRequest> {
+        let (id, name) = self.daemon_in(slot).map(|d| (d.id, d.spec.name.clone()))?;
+        if matches!(request, Request::Stop(_)) {
+            // Refused in single-child mode and during shutdown.
+            if !self.sup.is_shutting_down() && !self.single {
+                self.owed.remove(&id);
+                self.held_by_request.insert(id);
+            }
+            return Some(ControlRequest::Stop(vec![name]));
+        }
+        self.held_by_request.remove(&id);
+        self.owe_start(id);
+        Some(ControlRequest::Start(vec![name]))
+    }
+
+    /// A start is owed to a daemon that is down by request (or on its way there).
+    fn owe_start(&mut self, id: DaemonId) {
+        let Some(daemon) = self.sup.daemons().find(|d| d.id == id) else {
+            return;
+        };
+        let down_by_request = matches!(
+            daemon.state(),
+            State::StoppedByRequest
+                | State::Stopping {
+                    then: daemon::AfterStop::Hold,
+                    ..
+                }
+                | State::Ending {
+                    then: daemon::AfterEnd::Stop(daemon::AfterStop::Hold),
+                    ..
+                }
+        );
+        if down_by_request && !self.sup.is_shutting_down() {
+            self.owed.insert(id);
+        }
+    }
+
     fn owe_restart(&mut self, id: DaemonId) {
         let Some(daemon) = self.sup.daemons().find(|d| d.id == id) else {
             return;
@@ -873,6 +926,7 @@ impl World {
             daemon.state(),
             State::Running { .. }
                 | State::Down
+                | State::GaveUp
                 | State::GaveUpWaiting
                 | State::Backoff { .. }
                 | State::Starting { .. }
@@ -1020,6 +1074,12 @@ impl World {
                 ControlRequest::Restart(names)
             }
             Request::RestartUnknown => ControlRequest::Restart(vec!["nobody".into()]),
+            Request::Stop(slot) | Request::Start(slot) => {
+                match self.stop_or_start(request, *slot) {
+                    Some(request) => request,
+                    None => return Ok(()),
+                }
+            }
             Request::SignalTo(slot) => match name(slot) {
                 Some(name) => ControlRequest::Signal(name, HUP),
                 None => return Ok(()),
@@ -1102,6 +1162,10 @@ impl World {
                 } else {
                     secs(3.0)
                 };
+            }
+            Edit::ChangeAutostart(slot) if n > 0 => {
+                let autostart = &mut daemons[at(slot)].autostart;
+                *autostart = !*autostart;
             }
             Edit::Break => self.file_broken = true,
             Edit::Mend => self.file_broken = false,
@@ -1306,13 +1370,15 @@ fn random_step(rng: &mut Rng) -> Step {
         40..=47 => Step::Ready(slot),
         48..=55 => Step::Advance([50, 400, 1500, 6000][rng.below(4)]),
         56..=65 => Step::ToDeadline,
-        66..=81 => Step::Control(match rng.below(7) {
+        66..=81 => Step::Control(match rng.below(9) {
             0 => Request::Status,
             1 => Request::Health,
             2 => Request::Restart(vec![slot]),
             3 => Request::Restart(vec![slot, rng.below(8)]),
             4 => Request::RestartUnknown,
             5 => Request::SignalTo(slot),
+            6 => Request::Stop(slot),
+            7 => Request::Start(slot),
             _ => Request::Reload {
                 dry_run: rng.below(4) == 0,
             },
@@ -1330,7 +1396,7 @@ fn random_step(rng: &mut Rng) -> Step {
             9 => Edit::Mend,
             10 => Edit::ChangeReady(slot),
             11 => Edit::ChangeReadyTimeout(slot),
-            _ => Edit::ChangePolicy(slot),
+            _ => Edit::ChangeAutostart(slot),
         }),
         96 => Step::ReadyAfterExit {
             slot,

@@ -211,3 +211,18 @@ fn a_reload_that_ends_the_bundle_says_so_before_the_exit() {
     ])
     .unwrap();
 }
+
+/// Found by the model: a `stop` request in single-child mode stopped the only child, and
+/// nothing could start it again or end the bundle. It is refused there: the child is the
+/// container's whole life.
+#[test]
+fn a_stop_request_in_single_child_mode_is_refused() {
+    replay(&[
+        Step::Scene(Scene::SingleChild {
+            stop_others: false,
+            success: false,
+        }),
+        Step::Control(Request::Stop(4)),
+    ])
+    .unwrap();
+}
