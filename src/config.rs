@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::keys;
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
+use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes, StopOrder};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
@@ -36,6 +36,7 @@ pub struct Bundle {
     pub daemons: Vec<DaemonSpec>,
     pub(crate) routes: Vec<(Sig, RouteSpec)>,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) stop_order: StopOrder,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
@@ -129,6 +130,7 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
             daemons: Vec::new(),
             routes: Vec::new(),
             shutdown_grace: Duration::from_secs(8),
+            stop_order: StopOrder::Dependencies,
         },
         section_lines: Vec::new(),
         route_lines: Vec::new(),
@@ -250,6 +252,14 @@ impl Parser<'_> {
                 self.once(key)?;
                 self.bundle.shutdown_grace = parse_duration(value).map_err(|e| self.error(e))?;
             }
+            "stop-order" => {
+                self.once(key)?;
+                self.bundle.stop_order = match value {
+                    "dependencies" => StopOrder::Dependencies,
+                    "together" => StopOrder::Together,
+                    other => return Err(self.error(Problem::StopOrder(other.to_string()))),
+                };
+            }
             _ if keys::daemon_key(key).is_some() => {
                 return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
             }
@@ -322,7 +332,7 @@ impl Parser<'_> {
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
-        if key == "shutdown-grace" || key.starts_with("on ") {
+        if key == "shutdown-grace" || key == "stop-order" || key.starts_with("on ") {
             return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
@@ -471,6 +481,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         stop_leftovers: true,
         success_codes: Vec::new(),
         single_child: false,
+        stop_order: bundle.stop_order,
     })
 }
 

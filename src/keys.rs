@@ -411,6 +411,7 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
         plan.daemons.len()
     );
     let _ = writeln!(text, "shutdown-grace = {}", human(plan.shutdown_grace));
+    let _ = writeln!(text, "stop-order = {}", plan.stop_order.name());
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
     }
@@ -548,6 +549,7 @@ mod tests {
             stop_leftovers: true,
             success_codes: vec![],
             single_child: false,
+            stop_order: crate::plan::StopOrder::Dependencies,
         };
         let text = describe_plan("b", &plan);
         let daemons = &text[text.find("[d]").unwrap()..];

@@ -268,6 +268,7 @@ fn single_child_plan(options: &Options) -> Plan {
         stop_leftovers: options.stop_others.is_some(),
         success_codes: options.success_codes.clone(),
         single_child: true,
+        stop_order: crate::plan::StopOrder::Dependencies,
     }
 }
 

@@ -292,6 +292,26 @@ pub struct Plan {
     pub(crate) success_codes: Vec<u8>,
     /// Single-child mode: the bundle's exit code is the child's, not the highest failure.
     pub(crate) single_child: bool,
+    /// At shutdown: what waits for a daemon stops before it, or every daemon at once.
+    pub(crate) stop_order: StopOrder,
+}
+
+/// The order daemons get their stop signals in at shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopOrder {
+    /// A daemon stops once every daemon that starts after it has exited.
+    Dependencies,
+    /// Every daemon at once.
+    Together,
+}
+
+impl StopOrder {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StopOrder::Dependencies => "dependencies",
+            StopOrder::Together => "together",
+        }
+    }
 }
 
 /// Descriptors bundle-init itself may hold at once besides its daemons': the signalfd, a
@@ -338,6 +358,7 @@ mod tests {
             stop_leftovers: true,
             success_codes: vec![],
             single_child: false,
+            stop_order: crate::plan::StopOrder::Dependencies,
         };
         assert_eq!(plan(vec![]).descriptors_needed(), OWN_DESCRIPTORS);
         let mixed = plan(vec![

@@ -158,3 +158,48 @@ fn a_daemon_with_autostart_no_runs_only_once_started() {
     init.signal(TERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+/// Ordered stop, as PID 1: at TERM the app gets its stop signal first and the database
+/// only once the app has exited; an app that ignores TERM is killed at its grace, and the
+/// database still gets its own stop within the budget (graces 1 s + 2 s fit the 6 s).
+#[test]
+fn at_shutdown_the_app_stops_before_the_database_it_writes_to() {
+    let dir = TempDir::new("ordered-stop");
+    let bundle = dir.write(
+        "o.bundle",
+        "shutdown-grace = 6s\n\
+         [db]\nrun = bundle-testd --name db\ngrace = 2s\n\
+         [app]\nrun = bundle-testd --name app --ignore TERM\nafter = db\ngrace = 1s\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("app to start", |l| {
+        l.starts_with("[app] app ") && l.ends_with(" started")
+    });
+    let asked = std::time::Instant::now();
+    init.signal(TERM);
+    let (code, took) = init.wait_exit_timed(asked);
+    let log = init.stderr.all();
+    let at = |what: &str| {
+        log.iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no \"{what}\" in {log:#?}"))
+    };
+    assert!(
+        at("app was killed by SIGKILL") < at("db was killed by SIGTERM"),
+        "{log:#?}"
+    );
+    let out = init.stdout.text();
+    assert!(
+        out.contains("[db] db ") && out.contains(" got SIGTERM"),
+        "{out}"
+    );
+    assert_eq!(code, 137, "the app had to be killed");
+    assert!(
+        took >= std::time::Duration::from_secs(1),
+        "the app had its grace: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "within the budget: {took:?}"
+    );
+}

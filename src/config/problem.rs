@@ -51,6 +51,7 @@ pub(crate) enum Problem {
     DelayOverMax(String),
     /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
     DelayZero(String),
+    StopOrder(String),
     /// `max-restarts` on a daemon that is never restarted.
     MaxRestartsWithoutRestart(String),
     AfterNotAbove {
@@ -130,6 +131,10 @@ impl fmt::Display for Problem {
             P::DelayZero(daemon) => write!(
                 f,
                 "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
+            P::StopOrder(text) => write!(
+                f,
+                "unknown stop-order \"{text}\" (expected dependencies or together)"
             ),
             P::MaxRestartsWithoutRestart(daemon) => write!(
                 f,

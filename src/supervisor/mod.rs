@@ -35,7 +35,7 @@ use shutdown::{Progress, Shutdown};
 use waiting::WaitingClients;
 
 use crate::id::{DaemonId, IdMap};
-use crate::plan::{DaemonSpec, Plan, Route, Routes};
+use crate::plan::{DaemonSpec, Plan, Route, Routes, StopOrder};
 use crate::signal::Sig;
 use crate::time::Time;
 
@@ -58,6 +58,8 @@ pub(crate) struct Supervisor {
     /// A process that was no daemon's was reaped in this reaping pass: an ending daemon's
     /// leftovers may be gone.
     orphans_reaped: bool,
+    /// At shutdown, whether a daemon waits for what starts after it to exit first.
+    stop_order: StopOrder,
 }
 
 impl Supervisor {
@@ -73,6 +75,7 @@ impl Supervisor {
             waiting: WaitingClients::default(),
             reloads: reload::Reloads::default(),
             orphans_reaped: false,
+            stop_order: plan.stop_order,
         };
         let ids: Vec<DaemonId> = plan
             .daemons
@@ -415,6 +418,15 @@ impl Supervisor {
             fx.orphan(|| format!("Reaped zombie process with pid={pid} ({status})"));
             return;
         };
+        let deferred = self
+            .find(id)
+            .is_some_and(|d| matches!(d.state(), daemon::State::Running { .. }));
+        if deferred && self.is_shutting_down() {
+            // Its stop was held back for what starts after it, and it ended first: it ends
+            // as a daemon the shutdown stopped (no policy applies any more). The stop signal
+            // this queues for its pid is taken back just below.
+            self.stop_for_shutdown(id, now, fx);
+        }
         fx.withdraw_signals_to(pid);
         let exited = DaemonEvent::Exited {
             pid,
@@ -443,6 +455,7 @@ impl Supervisor {
     /// After anything that may finish a restart: answer the clients waiting for one, and
     /// run a reload that waited for it.
     pub(super) fn settle(&mut self, now: Time, fx: &mut Effects) {
+        self.stop_what_dependents_freed(now, fx);
         let shutting_down = self.is_shutting_down();
         let daemons = &self.daemons;
         let current = |id| {
@@ -566,7 +579,15 @@ impl Supervisor {
             self.deliver(id, DaemonEvent::Tick, now, fx);
         }
         if self.shutdown.budget_is_over(now) {
+            // Whatever still waited for its dependents to exit is stopped now, then killed
+            // with everything else.
             for id in self.ids() {
+                if self
+                    .find(id)
+                    .is_some_and(|d| matches!(d.state(), daemon::State::Running { .. }))
+                {
+                    self.stop_for_shutdown(id, now, fx);
+                }
                 self.deliver(id, DaemonEvent::KillNow, now, fx);
             }
             let progress = self.shutdown.end_budget(self.daemons_live(), fx);
@@ -589,19 +610,117 @@ impl Supervisor {
     }
 
     fn begin_shutdown(&mut self, now: Time, fx: &mut Effects) {
-        let Some(deadline) = self.shutdown.begin(now) else {
+        if self.shutdown.begin(now).is_none() {
             return;
-        };
+        }
         self.refuse_waiting_reload(fx);
         for id in self.ids() {
-            let stop = DaemonEvent::Stop {
-                then: AfterStop::StayDown,
-                deadline,
-            };
-            self.deliver(id, stop, now, fx);
+            if self.must_wait_for_dependents(id) {
+                let name = &self.daemons[self.position(id).unwrap_or(0)].spec.name;
+                fx.log(Level::Info, || {
+                    format!("{name} stops once what starts after it has exited")
+                });
+                continue;
+            }
+            self.stop_for_shutdown(id, now, fx);
         }
         let progress = self.shutdown.check_done(self.daemons_live(), fx);
         self.go_on(progress, fx);
+    }
+
+    /// Daemon `id` gets its stop signal now, with the SIGKILL no later than its share of
+    /// the budget allows.
+    fn stop_for_shutdown(&mut self, id: DaemonId, now: Time, fx: &mut Effects) {
+        let deadline = self.stop_deadlines(now).get(id).copied().unwrap_or(now);
+        let stop = DaemonEvent::Stop {
+            then: AfterStop::StayDown,
+            deadline,
+        };
+        self.deliver(id, stop, now, fx);
+    }
+
+    /// Ordered stop: a daemon whose process runs waits while anything that starts after
+    /// it (directly; through it, what starts after that) is alive. What is not running
+    /// is stopped at once: a queued start is taken back, a backoff ends.
+    fn must_wait_for_dependents(&self, id: DaemonId) -> bool {
+        if self.stop_order == StopOrder::Together {
+            return false;
+        }
+        let running = self
+            .find(id)
+            .is_some_and(|d| matches!(d.state(), daemon::State::Running { .. }));
+        running
+            && self
+                .daemons
+                .iter()
+                .any(|d| d.after.contains(&id) && d.is_live())
+    }
+
+    /// During an ordered shutdown: the daemons nothing alive waits for any more get their
+    /// stop signal.
+    fn stop_what_dependents_freed(&mut self, now: Time, fx: &mut Effects) {
+        if self.stop_order == StopOrder::Together || !self.is_shutting_down() {
+            return;
+        }
+        let freed: Vec<DaemonId> = self
+            .daemons
+            .iter()
+            .filter(|d| matches!(d.state(), daemon::State::Running { .. }))
+            .map(|d| d.id)
+            .filter(|&id| !self.must_wait_for_dependents(id))
+            .collect();
+        for id in freed {
+            self.stop_for_shutdown(id, now, fx);
+        }
+    }
+
+    /// When each daemon must be dead, at the latest, for the daemons it starts after to get
+    /// the time they need within the budget: the budget's end less the graces along the
+    /// longest chain below it. When the graces along the bundle's longest chain add up to
+    /// more than the budget, each share shrinks in proportion. Never before `now`.
+    fn stop_deadlines(&self, now: Time) -> IdMap<Time> {
+        let end = self.shutdown.budget_ends().unwrap_or(now);
+        let reserves = self.reserves();
+        let longest = self
+            .daemons
+            .iter()
+            .filter_map(|d| Some(d.spec.grace + *reserves.get(d.id)?))
+            .max()
+            .unwrap_or_default();
+        let budget = self.shutdown.grace;
+        let scale = if longest > budget {
+            budget.as_secs_f64() / longest.as_secs_f64()
+        } else {
+            1.0
+        };
+        let mut deadlines = IdMap::default();
+        for (id, reserve) in reserves.iter() {
+            let share = match self.stop_order {
+                StopOrder::Together => Time::ZERO,
+                StopOrder::Dependencies => reserve.mul_f64(scale),
+            };
+            deadlines.insert(id, end.saturating_sub(share).max(now));
+        }
+        deadlines
+    }
+
+    /// Per daemon, the graces of the longest chain of daemons it starts after (they stop
+    /// after it). One pass in file order: `after` only names daemons above.
+    fn reserves(&self) -> IdMap<std::time::Duration> {
+        let mut reserves: IdMap<std::time::Duration> = IdMap::default();
+        for daemon in &self.daemons {
+            let below = daemon
+                .after
+                .iter()
+                .filter_map(|&dep| {
+                    let grace = self.find(dep)?.spec.grace;
+                    Some(grace + reserves.get(dep).copied().unwrap_or_default())
+                })
+                .max()
+                .unwrap_or_default();
+            reserves.insert(daemon.id, below);
+        }
+        reserves
     }
 
     fn go_on(&mut self, progress: Progress, fx: &mut Effects) {

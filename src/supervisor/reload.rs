@@ -230,6 +230,7 @@ impl Supervisor {
         self.reindex();
         self.routes = plan.routes.map(|&position| ids.get(position).copied());
         self.shutdown.grace = plan.shutdown_grace;
+        self.stop_order = plan.stop_order;
         // Removals first: what the others start after is then resolved among the daemons
         // that stay, and one that waited only for a removed daemon waits no more.
         let (removals, others): (Vec<Step>, Vec<Step>) = steps

@@ -243,3 +243,100 @@ fn a_stop_of_a_daemon_in_backoff_takes_its_restart_back() {
     sup.tick(secs(5.0), &mut out);
     assert!(spawns(&out).is_empty());
 }
+
+/// db (pid 100) and app (pid 101, after db) running, each with a 2 s grace, the shutdown
+/// budget `budget` seconds.
+fn app_after_db(budget: f64, order: crate::plan::StopOrder) -> Supervisor {
+    let mut plan = ordered_plan(false, ExitPolicy::KeepRunning);
+    plan.shutdown_grace = secs(budget);
+    plan.stop_order = order;
+    let mut sup = Supervisor::new(plan);
+    let mut out = actions();
+    sup.begin(secs(0.0), &mut out);
+    sup.spawned(0, Ok(100), secs(0.0), &mut out);
+    sup.spawned(1, Ok(101), secs(0.0), &mut out);
+    assert_eq!(spawns(&out), [0, 1]);
+    sup
+}
+
+#[test]
+fn at_shutdown_a_daemon_stops_only_once_what_starts_after_it_has_exited() {
+    let mut sup = app_after_db(8.0, crate::plan::StopOrder::Dependencies);
+    let mut out = actions();
+    sup.signal(TERM, secs(1.0), &mut out);
+    assert_eq!(
+        signals(&out),
+        [(101, TERM)],
+        "app first; db keeps serving it"
+    );
+    out.clear();
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(1.5), &mut out);
+    assert_eq!(signals(&out), [(100, TERM)], "then db");
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(1.6), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(0));
+}
+
+#[test]
+fn a_dependent_that_ignores_its_stop_signal_is_killed_in_time_for_what_it_depends_on() {
+    let mut sup = app_after_db(8.0, crate::plan::StopOrder::Dependencies);
+    let mut out = actions();
+    sup.signal(TERM, secs(1.0), &mut out);
+    assert_eq!(
+        sup.next_deadline(),
+        Some(secs(3.0)),
+        "app's own grace fits the budget"
+    );
+    sup.tick(secs(3.0), &mut out);
+    assert_eq!(signals(&out), [(101, TERM), (101, KILL)]);
+    out.clear();
+    sup.exited(
+        101,
+        ExitStatus::Signal(libc_sig::KILL),
+        secs(3.01),
+        &mut out,
+    );
+    assert_eq!(signals(&out), [(100, TERM)]);
+    assert_eq!(
+        nth(&sup, 0).deadline(),
+        Some(secs(5.01)),
+        "db gets its whole grace, inside the budget (ends at 9 s)"
+    );
+}
+
+#[test]
+fn graces_longer_than_the_budget_shrink_in_proportion_along_the_chain() {
+    // Graces 2 s + 2 s along the chain, budget 2 s: each gets half.
+    let mut sup = app_after_db(2.0, crate::plan::StopOrder::Dependencies);
+    let mut out = actions();
+    sup.signal(TERM, secs(1.0), &mut out);
+    assert_eq!(
+        nth(&sup, 1).deadline(),
+        Some(secs(2.0)),
+        "app is killed with 1 s of the budget left for db"
+    );
+}
+
+#[test]
+fn stop_order_together_stops_every_daemon_at_once() {
+    let mut sup = app_after_db(8.0, crate::plan::StopOrder::Together);
+    let mut out = actions();
+    sup.signal(TERM, secs(1.0), &mut out);
+    assert_eq!(signals(&out), [(100, TERM), (101, TERM)]);
+}
+
+#[test]
+fn a_daemon_still_waiting_for_its_dependents_at_the_budgets_end_is_killed_with_the_rest() {
+    let mut sup = app_after_db(8.0, crate::plan::StopOrder::Dependencies);
+    let mut out = actions();
+    sup.signal(TERM, secs(1.0), &mut out);
+    sup.tick(secs(3.0), &mut out);
+    out.clear();
+    // app is SIGKILLed but never reaped (stuck in the kernel): db still waits.
+    sup.tick(secs(9.0), &mut out);
+    assert!(
+        signals(&out).contains(&(100, KILL)),
+        "db is killed at the budget's end: {:?}",
+        signals(&out)
+    );
+}

@@ -184,6 +184,7 @@ pub(super) fn seed_plan(policy: ExitPolicy) -> Plan {
         stop_leftovers: true,
         success_codes: vec![],
         single_child: false,
+        stop_order: crate::plan::StopOrder::Dependencies,
     }
 }
 
@@ -309,6 +310,7 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         stop_leftovers: true,
         success_codes: vec![],
         single_child: false,
+        stop_order: crate::plan::StopOrder::Dependencies,
     }
 }
 

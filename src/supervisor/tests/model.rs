@@ -220,6 +220,7 @@ fn first_plan() -> Plan {
         stop_leftovers: true,
         success_codes: vec![],
         single_child: false,
+        stop_order: crate::plan::StopOrder::Dependencies,
     };
     set_routes(&mut plan);
     plan
@@ -824,6 +825,7 @@ impl World {
                     stop_leftovers: *stop_others,
                     success_codes: if *success { vec![3] } else { vec![] },
                     single_child: true,
+                    stop_order: crate::plan::StopOrder::Dependencies,
                 };
             }
         }

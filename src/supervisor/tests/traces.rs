@@ -226,3 +226,23 @@ fn a_stop_request_in_single_child_mode_is_refused() {
     ])
     .unwrap();
 }
+
+/// Found by the model in the ordered stop: a daemon whose stop waited for what starts
+/// after it crashed during the shutdown, and its restart policy put it in a backoff that
+/// could never end (a deadline in the past after every tick: a busy loop). It now ends as
+/// a daemon the shutdown stopped.
+#[test]
+fn a_daemon_whose_stop_waits_for_its_dependents_and_crashes_meanwhile_stays_down() {
+    replay(&[
+        Step::Ready(3),
+        Step::Ready(5),
+        Step::Signal(0),
+        Step::Crash {
+            slot: 6,
+            code: 1,
+            orphan: false,
+        },
+        Step::ToDeadline,
+    ])
+    .unwrap();
+}
