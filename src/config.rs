@@ -364,6 +364,9 @@ impl Parser<'_> {
             if daemon.max_restarts.is_some() && daemon.on_exit != ExitPolicy::Restart {
                 return Err(self.error_at(line, Problem::MaxRestartsWithoutRestart(name())));
             }
+            if let Some(problem) = oneshot_problem(daemon) {
+                return Err(self.error_at(line, problem));
+            }
         }
         self.check_after()?;
         self.check_route_names()?;
@@ -432,6 +435,24 @@ impl fmt::Display for SelectionError {
 }
 
 impl std::error::Error for SelectionError {}
+
+/// What is wrong with a daemon's keys for its type: a oneshot runs once (no on-exit
+/// but its default, no readiness check: its exit 0 is what others wait for), and only a
+/// oneshot has a timeout or an on-failure.
+fn oneshot_problem(daemon: &DaemonSpec) -> Option<Problem> {
+    let name = daemon.name.clone();
+    if daemon.oneshot {
+        if daemon.on_exit != ExitPolicy::KeepRunning {
+            return Some(Problem::OneshotOnExit(name));
+        }
+        if daemon.ready.is_some() {
+            return Some(Problem::OneshotReady(name));
+        }
+    } else if daemon.timeout.is_some() || daemon.on_failure.is_some() {
+        return Some(Problem::OnlyForOneshot(name));
+    }
+    None
+}
 
 /// Applies a selection (`BUNDLE_INIT_DAEMONS=a,b`; None runs all) and resolves routes.
 /// Selected daemons keep bundle order; routes to unselected daemons become no-ops.
@@ -718,6 +739,39 @@ mod tests {
         );
         assert!(error("just words\n").contains("expected \"key = value\""));
         assert_eq!(error(""), "b.conf: defines no daemon");
+    }
+
+    #[test]
+    fn a_oneshot_has_a_timeout_and_an_on_failure_and_nothing_a_daemon_alone_has() {
+        let ok = parse(
+            "b.conf",
+            b"[m]\nrun = x\ntype = oneshot\ntimeout = 30s\non-failure = keep-running\n",
+        )
+        .unwrap();
+        let m = &ok.daemons[0];
+        assert!(m.oneshot);
+        assert_eq!(m.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(m.on_failure, Some(crate::plan::OnFailure::KeepRunning));
+        assert_eq!(
+            error("[m]\nrun = x\ntype = oneshot\non-exit = restart\n"),
+            "b.conf:1: [m] a oneshot runs once: on-exit does not apply (on-failure says what its failure does)"
+        );
+        assert_eq!(
+            error("[m]\nrun = x\ntype = oneshot\nready = file:/tmp/x\n"),
+            "b.conf:1: [m] a oneshot has no ready check: what starts after it waits for its exit 0"
+        );
+        assert_eq!(
+            error("[d]\nrun = x\ntimeout = 5s\n"),
+            "b.conf:1: [d] timeout and on-failure are for type = oneshot"
+        );
+        assert_eq!(
+            error("[m]\nrun = x\ntype = job\n"),
+            "b.conf:3: unknown type \"job\" (expected daemon or oneshot)"
+        );
+        assert_eq!(
+            error("[m]\nrun = x\ntype = oneshot\non-failure = shrug\n"),
+            "b.conf:4: unknown on-failure \"shrug\" (expected stop-bundle or keep-running)"
+        );
     }
 
     #[test]

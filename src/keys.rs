@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, OnFailure, Plan, ReadyCheck, Route, Routes};
 use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
@@ -52,6 +52,27 @@ fn when_restarting(spec: &DaemonSpec, value: Duration) -> Vec<String> {
 }
 
 pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
+    DaemonKey {
+        name: "type",
+        repeatable: false,
+        live: false,
+        parse: |d, v| {
+            d.oneshot = match v {
+                "daemon" => false,
+                "oneshot" => true,
+                other => return Err(ValueError::Type(other.to_string())),
+            };
+            Ok(())
+        },
+        // Printed only for a oneshot: a daemon is what a section is by default.
+        print: |d| {
+            if d.oneshot {
+                one("oneshot".to_string())
+            } else {
+                vec![]
+            }
+        },
+    },
     DaemonKey {
         name: "run",
         repeatable: false,
@@ -218,6 +239,27 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
                 .into_iter()
                 .collect()
         },
+    },
+    DaemonKey {
+        name: "timeout",
+        repeatable: false,
+        live: true,
+        parse: |d, v| duration(v).map(|value| d.timeout = Some(value)),
+        print: |d| d.timeout.iter().map(|t| human(*t)).collect(),
+    },
+    DaemonKey {
+        name: "on-failure",
+        repeatable: false,
+        live: true,
+        parse: |d, v| {
+            d.on_failure = Some(match v {
+                "stop-bundle" => OnFailure::StopBundle,
+                "keep-running" => OnFailure::KeepRunning,
+                other => return Err(ValueError::OnFailure(other.to_string())),
+            });
+            Ok(())
+        },
+        print: |d| d.on_failure.iter().map(|f| f.name().to_string()).collect(),
     },
     DaemonKey {
         name: "autostart",

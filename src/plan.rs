@@ -115,7 +115,35 @@ pub struct DaemonSpec {
     pub(crate) on_give_up: GiveUp,
     /// Started with the bundle; with `no`, only by a `start` request.
     pub(crate) autostart: bool,
+    /// `type = oneshot`: a setup task that runs once, to completion; what starts after it
+    /// waits for it to exit 0.
+    pub(crate) oneshot: bool,
+    /// A oneshot that runs longer has failed (stop signal, grace, SIGKILL).
+    pub(crate) timeout: Option<Duration>,
+    /// What a oneshot's failure does; None: the default, stop-bundle.
+    pub(crate) on_failure: Option<OnFailure>,
 }
+
+/// What a setup task's failure (a non-zero exit, a signal, its timeout) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnFailure {
+    /// The bundle shuts down with the task's code; nothing that waits for it starts.
+    StopBundle,
+    /// It is logged; what waits for it goes on waiting (its ready-timeout applies).
+    KeepRunning,
+}
+
+impl OnFailure {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnFailure::StopBundle => "stop-bundle",
+            OnFailure::KeepRunning => "keep-running",
+        }
+    }
+}
+
+/// The exit code a oneshot that ran past its timeout counts as (coreutils' timeout's).
+pub(crate) const TIMED_OUT_CODE: u8 = 124;
 
 /// What giving up on a daemon that keeps crashing does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +187,9 @@ impl DaemonSpec {
             max_restarts: None,
             on_give_up: GiveUp::StopBundle,
             autostart: true,
+            oneshot: false,
+            timeout: None,
+            on_failure: None,
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum ValueError {
     StopSignalStop,
     OnExit(String),
     OnGiveUp(String),
+    OnFailure(String),
+    Type(String),
     Count(String),
     Signal(SignalError),
 }
@@ -83,6 +85,11 @@ impl fmt::Display for ValueError {
                 f,
                 "unknown on-exit \"{text}\" (expected keep-running, restart or stop-bundle)"
             ),
+            E::OnFailure(text) => write!(
+                f,
+                "unknown on-failure \"{text}\" (expected stop-bundle or keep-running)"
+            ),
+            E::Type(text) => write!(f, "unknown type \"{text}\" (expected daemon or oneshot)"),
             E::OnGiveUp(text) => write!(
                 f,
                 "unknown on-give-up \"{text}\" (expected stop-bundle or stay-down)"

@@ -1358,6 +1358,8 @@ fn a_killed_masters_workers_are_stopped_before_its_replacement_binds() {
     let mut init = Launch::pid1(&["--bundle", &bundle]).start();
     init.stdout
         .wait_for_n(2, "two workers", |l| l.ends_with(" worker"));
+    init.stderr
+        .wait_for("web to be ready", |l| l.contains("web is ready"));
     let [master] = main_processes(&init)[..] else {
         panic!("one main process: {:?}", main_processes(&init));
     };

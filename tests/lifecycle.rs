@@ -203,3 +203,78 @@ fn at_shutdown_the_app_stops_before_the_database_it_writes_to() {
         "within the budget: {took:?}"
     );
 }
+
+/// A setup task between a database and an app: it runs once the database is ready, the
+/// app starts only after it exited 0, and `status` says it is done.
+#[test]
+fn a_migration_runs_after_the_database_is_ready_and_before_the_app() {
+    let dir = TempDir::new("migrate");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    // bundle-testd's --write-to opens an existing file, as a program writing to
+    // /dev/stdout does.
+    let marker = dir.write("migrated", "");
+    let bundle = dir.write(
+        "m.bundle",
+        &format!(
+            "[db]\nrun = bundle-testd --name db --listen 127.0.0.1:{port}\nready = tcp:127.0.0.1:{port}\n\
+             [migrate]\ntype = oneshot\nrun = bundle-testd --name migrate --write-to {marker} migrated --exit-after 0s 0\nafter = db\n\
+             [app]\nrun = bundle-testd --name app\nafter = migrate\n"
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr
+        .wait_for("app to start", |l| l.contains("] app started: pid "));
+    let log = init.stderr.all();
+    let at = |what: &str| {
+        log.iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no \"{what}\" in {log:#?}"))
+    };
+    assert!(at("db is ready") < at("migrate started"), "{log:#?}");
+    assert!(
+        at("migrate done (exit 0 after ") < at("app started"),
+        "{log:#?}"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "migrated\n");
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("migrate ") && l.contains(" done ")),
+        "{status}"
+    );
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr.text());
+}
+
+/// A setup task that exits 3 ends the bundle with 3, and the app that waits for it never
+/// starts.
+#[test]
+fn a_failing_migration_ends_the_bundle_with_its_code_and_the_app_never_starts() {
+    let dir = TempDir::new("migrate-fails");
+    let bundle = dir.write(
+        "f.bundle",
+        "[db]\nrun = bundle-testd --name db\n\
+         [migrate]\ntype = oneshot\nrun = bundle-testd --name migrate --exit-after 0s 3\nafter = db\n\
+         [app]\nrun = bundle-testd --name app\nafter = migrate\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 3, "{}", init.stderr.text());
+    assert!(
+        init.stderr
+            .text()
+            .contains("migrate failed (exit 3): stopping the bundle"),
+        "{}",
+        init.stderr.text()
+    );
+    assert_eq!(
+        init.stdout.count(|l| l.starts_with("[app]")),
+        0,
+        "{}",
+        init.stdout.text()
+    );
+}

@@ -52,6 +52,9 @@ pub(crate) enum Problem {
     /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
     DelayZero(String),
     StopOrder(String),
+    OneshotOnExit(String),
+    OneshotReady(String),
+    OnlyForOneshot(String),
     /// `max-restarts` on a daemon that is never restarted.
     MaxRestartsWithoutRestart(String),
     AfterNotAbove {
@@ -131,6 +134,18 @@ impl fmt::Display for Problem {
             P::DelayZero(daemon) => write!(
                 f,
                 "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
+            P::OneshotOnExit(daemon) => write!(
+                f,
+                "[{daemon}] a oneshot runs once: on-exit does not apply (on-failure says what its failure does)"
+            ),
+            P::OneshotReady(daemon) => write!(
+                f,
+                "[{daemon}] a oneshot has no ready check: what starts after it waits for its exit 0"
+            ),
+            P::OnlyForOneshot(daemon) => write!(
+                f,
+                "[{daemon}] timeout and on-failure are for type = oneshot"
             ),
             P::StopOrder(text) => write!(
                 f,

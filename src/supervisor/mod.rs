@@ -266,6 +266,14 @@ impl Supervisor {
                 self.begin_shutdown(now, fx);
             }
             Outcome::Stopped(code) => self.exit_code = self.exit_code.max(code),
+            Outcome::TaskDone => {
+                self.start_waiters(Some(id), now, fx);
+                self.end_if_every_daemon_is_down(now, fx);
+            }
+            Outcome::TaskFailed(code) => {
+                self.exit_code = self.exit_code.max(code);
+                self.end_if_every_daemon_is_down(now, fx);
+            }
             Outcome::Forgotten => self.forget(id, now, fx),
             Outcome::StartDue(restart) => {
                 self.resolve_after(id);

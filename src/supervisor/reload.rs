@@ -251,6 +251,9 @@ impl Supervisor {
             Step::Start(id) => self.try_start(id, None, now, fx),
             Step::Redefine(id, spec) => {
                 self.deliver(id, DaemonEvent::Redefine(spec), now, fx);
+                // One that took the new definition at once and stays down (stopped by
+                // request, a oneshot that ran) starts after what the new one names.
+                self.resolve_after(id);
             }
             Step::Remove(id) => {
                 let stop = DaemonEvent::Stop {

@@ -68,17 +68,26 @@ fn status_line(d: &Daemon, now: Time, json: bool) -> String {
         if !leftovers.is_empty() {
             line.push_str(&format!(" leftovers {}", leftovers.join(",")));
         }
-        if matches!(d.state(), State::GaveUp) {
-            line.push_str(&format!(" ({})", gave_up(d)));
-        }
-        if matches!(d.state(), State::StoppedByRequest) {
-            line.push_str(if d.spec.autostart || d.last_exit.is_some() {
-                " (stopped by request)"
-            } else {
-                " (autostart = no)"
-            });
+        if let Some(why) = why_down(d) {
+            line.push_str(&format!(" ({why})"));
         }
         line
+    }
+}
+
+/// Why a daemon that is down is down, when its state word alone does not say it.
+fn why_down(d: &Daemon) -> Option<String> {
+    match d.state() {
+        State::GaveUp => Some(gave_up(d)),
+        State::Done { took } => Some(format!("exit 0 after {}", super::daemon::seconds(*took))),
+        State::Failed { status, timed_out } => {
+            Some(super::daemon::failure(*status, *timed_out, d.spec.timeout))
+        }
+        State::StoppedByRequest if d.spec.autostart || d.last_exit.is_some() => {
+            Some("stopped by request".to_string())
+        }
+        State::StoppedByRequest => Some("autostart = no".to_string()),
+        _ => None,
     }
 }
 
@@ -110,8 +119,12 @@ fn problem(d: &Daemon) -> Option<String> {
         )),
         State::Down => Some(format!("{name} is down: it {}", describe(d.last_exit))),
         State::GaveUp => Some(format!("{name} {}", gave_up(d))),
-        // Down as asked: not a problem.
-        State::StoppedByRequest => None,
+        // Down as asked, or a oneshot that did its job: not a problem.
+        State::StoppedByRequest | State::Done { .. } => None,
+        State::Failed { status, timed_out } => Some(format!(
+            "{name} failed ({})",
+            super::daemon::failure(*status, *timed_out, d.spec.timeout)
+        )),
         State::GaveUpWaiting => Some(format!(
             "{name} was not started: what it starts after was not ready"
         )),

@@ -137,6 +137,9 @@ fn start_standing(awaited: &AwaitedRestart, daemon: &Daemon) -> Standing {
             Standing::Failed("did not come back up")
         }
         State::StoppedByRequest => Standing::Failed("it was stopped by request"),
+        // A oneshot that ran again, fast: done is up and gone.
+        State::Done { .. } if daemon.restarts > awaited.restarts_before => Standing::Done(0),
+        State::Done { .. } | State::Failed { .. } => Standing::Failed("it failed"),
         State::Running { .. }
         | State::Starting { .. }
         | State::Stopping { .. }

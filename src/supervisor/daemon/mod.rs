@@ -8,6 +8,8 @@
 mod foreground;
 mod transitions;
 
+pub(crate) use transitions::{failure, seconds};
+
 use super::effects::Effects;
 use super::events::{Action, Cause, ExitStatus, SpawnFailure};
 use std::time::Duration;
@@ -38,6 +40,10 @@ pub(crate) enum State {
     /// It crashed more times in a row than its `max-restarts`, and is not restarted any
     /// more; a request or a reload that changes it starts it again.
     GaveUp,
+    /// A oneshot that exited 0, after running this long: what starts after it may start.
+    Done { took: Duration },
+    /// A oneshot that failed: a non-zero exit, a signal, or its timeout.
+    Failed { status: ExitStatus, timed_out: bool },
     /// Stopped by a `stop` request (or never started: `autostart = no`): it stays down,
     /// whatever its policy, a restart route or a reload says, until a `start` request.
     StoppedByRequest,
@@ -186,6 +192,11 @@ pub(crate) enum Outcome {
     StartDue(Option<RestartRequest>),
     /// What became of a restart request.
     Restart(RestartOutcome),
+    /// A oneshot exited 0: what waits for it may start.
+    TaskDone,
+    /// A oneshot failed under `on-failure = keep-running`: this code counts toward the exit
+    /// code; what waits for it goes on waiting.
+    TaskFailed(u8),
 }
 
 /// What became of a restart request.
@@ -210,6 +221,8 @@ pub(crate) struct Daemon {
     crashes_in_a_row: u32,
     /// The daemons it starts after (its `after` names among the bundle's, as ids).
     pub(crate) after: Vec<DaemonId>,
+    /// A oneshot being stopped because it ran past its timeout: its exit is a failure.
+    timed_out: bool,
 }
 
 impl Daemon {
@@ -228,6 +241,7 @@ impl Daemon {
             last_exit: None,
             crashes_in_a_row: 0,
             after: Vec::new(),
+            timed_out: false,
         }
     }
 
@@ -263,8 +277,13 @@ impl Daemon {
         matches!(self.state, State::Ending { .. })
     }
 
+    /// What starts after it may start: it runs and is ready, or it is a oneshot that
+    /// exited 0.
     pub(crate) fn is_ready(&self) -> bool {
-        matches!(self.state, State::Running { ready: true, .. })
+        matches!(
+            self.state,
+            State::Running { ready: true, .. } | State::Done { .. }
+        )
     }
 
     /// Its definition as the bundle file has it now: the one its next process starts with
@@ -295,7 +314,11 @@ impl Daemon {
     pub(crate) fn is_down(&self) -> bool {
         matches!(
             self.state,
-            State::Down | State::GaveUp | State::GaveUpWaiting
+            State::Down
+                | State::GaveUp
+                | State::GaveUpWaiting
+                | State::Done { .. }
+                | State::Failed { .. }
         )
     }
 
@@ -343,6 +366,9 @@ impl Daemon {
         match self.state {
             State::Stopping { kill_at, .. } => kill_at,
             State::Backoff { until } | State::WaitingForDependencies { until } => Some(until),
+            State::Running { since, .. } if self.spec.oneshot && !self.timed_out => {
+                self.spec.timeout.map(|timeout| since + timeout)
+            }
             State::Ending {
                 kill_at,
                 give_up_at,
@@ -358,6 +384,12 @@ impl Daemon {
     pub(crate) fn on(&mut self, event: DaemonEvent, now: Time, fx: &mut Effects) -> Outcome {
         use DaemonEvent as E;
         use State as S;
+        if let (S::Running { .. }, E::Tick) = (&self.state, &event)
+            && self.deadline().is_some_and(|at| now >= at)
+        {
+            // Only a oneshot's timeout is a deadline while running.
+            return self.time_out(now, fx);
+        }
         match (self.state.clone(), event) {
             (
                 S::Down
@@ -388,12 +420,23 @@ impl Daemon {
                 | S::Running { .. }
                 | S::Stopping { .. }
                 | S::Ending { .. }
-                | S::StoppedByRequest,
+                | S::StoppedByRequest
+                | S::Done { .. }
+                | S::Failed { .. },
                 E::Start { .. },
-            ) => Outcome::Nothing,
+            ) => {
+                // A oneshot that ran runs again only when someone asks (`start`).
+                Outcome::Nothing
+            }
 
             (
-                S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. } | S::StoppedByRequest,
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::Backoff { .. }
+                | S::StoppedByRequest,
                 E::StartOnRequest {
                     waiting_for,
                     gone: None,
@@ -405,7 +448,13 @@ impl Daemon {
                 Outcome::Restart(RestartOutcome::Begun)
             }
             (
-                S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. } | S::StoppedByRequest,
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::Backoff { .. }
+                | S::StoppedByRequest,
                 E::StartOnRequest { gone: Some(_), .. },
             ) => Outcome::Restart(RestartOutcome::Refused(
                 "what it starts after ended for good",
@@ -472,6 +521,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -494,6 +545,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -540,6 +593,23 @@ impl Daemon {
             ),
             (
                 S::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then: AfterStop::StayDown,
+                },
+                E::Exited {
+                    status, leftovers, ..
+                },
+            ) if self.timed_out => {
+                // A oneshot stopped at its timeout: its failure, with what it left stopped.
+                let then = AfterEnd::OwnExit {
+                    ran_for: now.saturating_sub(since),
+                };
+                self.end(pid, status, leftovers, kill_at, then, now, fx)
+            }
+            (
+                S::Stopping {
                     then: AfterStop::StayDown,
                     ..
                 },
@@ -551,6 +621,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -565,6 +637,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -581,7 +655,15 @@ impl Daemon {
                 self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
                 Outcome::Restart(RestartOutcome::Begun)
             }
-            (S::Down | S::GaveUp | S::GaveUpWaiting | S::Backoff { .. }, E::Restart(request)) => {
+            (
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::Backoff { .. },
+                E::Restart(request),
+            ) => {
                 // Asked for by someone: one that was given up gets its restarts again.
                 self.crashes_in_a_row = 0;
                 self.spawn(Some(request), fx);
@@ -662,7 +744,7 @@ impl Daemon {
                 self.stay_down_or_forget(&then)
             }
             (
-                S::GaveUp | S::GaveUpWaiting,
+                S::GaveUp | S::GaveUpWaiting | S::Done { .. } | S::Failed { .. },
                 E::Stop {
                     then: AfterStop::StayDown,
                     ..
@@ -677,6 +759,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -705,6 +789,11 @@ impl Daemon {
                 self.crashes_in_a_row = 0;
                 self.spec = *spec;
                 Outcome::StartDue(None)
+            }
+            (S::Done { .. } | S::Failed { .. }, E::Redefine(spec)) => {
+                // A oneshot that ran is not run again by a reload; `start` runs the new one.
+                self.spec = *spec;
+                Outcome::Nothing
             }
             (
                 S::StoppedByRequest
@@ -823,6 +912,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::Backoff { .. }
@@ -846,6 +937,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -876,6 +969,8 @@ impl Daemon {
             (
                 S::Down
                 | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
                 | S::GaveUpWaiting
                 | S::HeldForRemoved
                 | S::WaitingForDependencies { .. }
@@ -908,6 +1003,8 @@ impl State {
             State::GaveUp => "gave up",
             State::StoppedByRequest => "down",
             State::Ending { .. } => "ending",
+            State::Done { .. } => "done",
+            State::Failed { .. } => "failed",
         }
     }
 }

@@ -7,7 +7,7 @@ use super::{
     AfterEnd, AfterStop, Daemon, LEFTOVERS_AFTER_KILL, Outcome, RestartOutcome, RestartRequest,
     State, foreground, stopped_code,
 };
-use crate::plan::{ExitPolicy, GiveUp};
+use crate::plan::{ExitPolicy, GiveUp, OnFailure, TIMED_OUT_CODE};
 use crate::signal::Sig;
 use crate::supervisor::Level;
 use crate::supervisor::effects::Effects;
@@ -53,10 +53,13 @@ impl Daemon {
         fx: &mut Effects,
     ) -> Outcome {
         let has_check = self.spec.ready.is_some();
+        let oneshot = self.spec.oneshot;
+        self.timed_out = false;
         self.state = State::Running {
             pid,
             since: now,
-            ready: !has_check,
+            // A oneshot is ready for what waits for it only once it exited 0.
+            ready: !has_check && !oneshot,
         };
         let again = self.last_exit.is_some();
         if request.is_some() || again {
@@ -85,6 +88,8 @@ impl Daemon {
         });
         if has_check {
             fx.push(Action::StartProbe { id: self.id, pid });
+            Outcome::Nothing
+        } else if oneshot {
             Outcome::Nothing
         } else {
             // Without a readiness check, running is ready.
@@ -214,6 +219,59 @@ impl Daemon {
         }
     }
 
+    /// A oneshot ended: exit 0 within its timeout is done, and what waits for it may start;
+    /// anything else is a failure, which `on-failure` decides about.
+    pub(super) fn task_ended(
+        &mut self,
+        status: ExitStatus,
+        took: Duration,
+        fx: &mut Effects,
+    ) -> Outcome {
+        let timed_out = std::mem::take(&mut self.timed_out);
+        self.last_exit = Some(status);
+        let name = &self.spec.name;
+        if status == ExitStatus::Code(0) && !timed_out {
+            self.state = State::Done { took };
+            fx.lifecycle(|| format!("{name} done (exit 0 after {})", seconds(took)));
+            return Outcome::TaskDone;
+        }
+        self.state = State::Failed { status, timed_out };
+        let why = failure(status, timed_out, self.spec.timeout);
+        let code = if timed_out {
+            TIMED_OUT_CODE
+        } else {
+            status.code()
+        };
+        match self.spec.on_failure.unwrap_or(OnFailure::StopBundle) {
+            OnFailure::StopBundle => {
+                fx.log(Level::Error, || {
+                    format!("{name} failed ({why}): stopping the bundle; nothing that waits for it starts (on-failure = stop-bundle)")
+                });
+                Outcome::EndedStoppingBundle(ExitStatus::Code(code))
+            }
+            OnFailure::KeepRunning => {
+                fx.log(Level::Error, || {
+                    format!("{name} failed ({why}); what waits for it goes on waiting (on-failure = keep-running)")
+                });
+                Outcome::TaskFailed(code)
+            }
+        }
+    }
+
+    /// A oneshot ran past its timeout: it is stopped as at a shutdown, and its exit is
+    /// its failure.
+    pub(super) fn time_out(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        self.timed_out = true;
+        let name = &self.spec.name;
+        let timeout = self.spec.timeout.map(human).unwrap_or_default();
+        let stop = self.spec.stop_signal;
+        fx.log(Level::Error, || {
+            format!("{name} did not finish within its timeout ({timeout}): sending {stop}")
+        });
+        self.stop(now, AfterStop::StayDown, Time::MAX, fx);
+        Outcome::Nothing
+    }
+
     /// It crashed once more than `max-restarts` allows in a row: it is not restarted, and
     /// `on-give-up` says whether the bundle goes on without it.
     fn give_up_restarting(&mut self, status: ExitStatus, max: u32, fx: &mut Effects) -> Outcome {
@@ -339,10 +397,24 @@ impl Daemon {
         {
             *kill_at = kill_at.map(|at| at.min(deadline));
             if !matches!(now, AfterStop::Forget) {
-                *now = then;
+                let dropped = std::mem::replace(now, then);
+                self.keep_definition_of(dropped);
             }
         }
         Outcome::Nothing
+    }
+
+    /// A restart that was dropped (a stop or a shutdown came first) may have carried a
+    /// reload's new definition: the daemon keeps it, so what runs next, and what a later
+    /// reload compares with, is the file as it is.
+    fn keep_definition_of(&mut self, dropped: AfterStop) {
+        if let AfterStop::Restart(RestartRequest {
+            new_spec: Some(spec),
+            ..
+        }) = dropped
+        {
+            self.spec = *spec;
+        }
     }
 
     pub(super) fn stay_down_or_forget(&mut self, then: &AfterStop) -> Outcome {
@@ -466,7 +538,9 @@ impl Daemon {
         fx: &mut Effects,
     ) -> Outcome {
         let own_exit = matches!(then, AfterEnd::OwnExit { .. });
-        let swept = own_exit && matches!(self.spec.on_exit, ExitPolicy::StopBundle);
+        // (A oneshot's policy is its on-failure: its leftovers are always waited for.)
+        let swept =
+            own_exit && !self.spec.oneshot && matches!(self.spec.on_exit, ExitPolicy::StopBundle);
         if own_exit && status == ExitStatus::Code(0) && !leftovers.is_empty() {
             self.say_it_went_into_the_background(pid, &leftovers, fx);
         }
@@ -581,7 +655,10 @@ impl Daemon {
                 _ => None,
             };
             if let Some(replaced) = replaced {
-                *then = replaced;
+                let dropped = std::mem::replace(then, replaced);
+                if let AfterEnd::Stop(dropped) = dropped {
+                    self.keep_definition_of(dropped);
+                }
             }
         }
         Outcome::Nothing
@@ -635,6 +712,9 @@ impl Daemon {
             return Outcome::Nothing;
         };
         match then {
+            AfterEnd::OwnExit { ran_for } if self.spec.oneshot => {
+                self.task_ended(status, ran_for, fx)
+            }
             AfterEnd::OwnExit { ran_for } => self.ended_on_its_own(status, ran_for, now, fx),
             AfterEnd::Stop(AfterStop::Restart(request)) => self.replace(request, status, fx),
             AfterEnd::Stop(AfterStop::StayDown) => self.stopped(pid, status, fx),
@@ -652,5 +732,21 @@ fn processes(pids: &[i32]) -> String {
     match pids.len() {
         1 => format!("1 process (pid {})", shown[0]),
         n => format!("{n} processes (pids {}{more})", shown.join(", ")),
+    }
+}
+
+/// "1.234 s".
+pub(crate) fn seconds(took: Duration) -> String {
+    let millis = took.as_millis();
+    format!("{}.{:03} s", millis / 1000, millis % 1000)
+}
+
+/// Why a oneshot failed, in the log's and status's words: "exit 3", "killed by SIGKILL",
+/// "timed out after 30s".
+pub(crate) fn failure(status: ExitStatus, timed_out: bool, timeout: Option<Duration>) -> String {
+    match status {
+        _ if timed_out => format!("timed out after {}", timeout.map(human).unwrap_or_default()),
+        ExitStatus::Code(code) => format!("exit {code}"),
+        ExitStatus::Signal(n) => format!("killed by {}", Sig(n)),
     }
 }

@@ -340,3 +340,124 @@ fn a_daemon_still_waiting_for_its_dependents_at_the_budgets_end_is_killed_with_t
         signals(&out)
     );
 }
+
+/// db (0), then migrate (1, a oneshot after db), then app (2, after migrate); migrate
+/// runs as pid 101, app is waiting for it.
+fn migrating(on_failure: Option<crate::plan::OnFailure>) -> (Supervisor, Actions) {
+    let db = daemon("db", ExitPolicy::KeepRunning);
+    let mut migrate = daemon("migrate", ExitPolicy::KeepRunning);
+    migrate.oneshot = true;
+    migrate.after = vec!["db".into()];
+    migrate.timeout = Some(secs(5.0));
+    migrate.on_failure = on_failure;
+    let mut app = daemon("app", ExitPolicy::KeepRunning);
+    app.after = vec!["migrate".into()];
+    app.ready_timeout = secs(10.0);
+    let plan = Plan {
+        daemons: vec![db, migrate, app],
+        ..ordered_plan(false, ExitPolicy::KeepRunning)
+    };
+    let mut sup = Supervisor::new(plan);
+    let mut out = actions();
+    sup.begin(secs(0.0), &mut out);
+    sup.spawned(0, Ok(100), secs(0.0), &mut out);
+    assert_eq!(spawns(&out), [0, 1], "migrate runs once db is ready");
+    sup.spawned(1, Ok(101), secs(0.0), &mut out);
+    assert_eq!(spawns(&out), [0, 1], "app waits for migrate to exit 0");
+    out.clear();
+    (sup, out)
+}
+
+#[test]
+fn a_setup_task_runs_once_and_what_starts_after_it_waits_for_its_exit_0() {
+    let (mut sup, mut out) = migrating(None);
+    sup.exited(101, ExitStatus::Code(0), secs(1.2), &mut out);
+    assert_eq!(spawns(&out), [2], "app starts once migrate is done");
+    assert!(
+        logs(&out).contains("migrate done (exit 0 after 1.200 s)"),
+        "{}",
+        logs(&out)
+    );
+    let status = sup.status_lines(secs(2.0), false).join("\n");
+    assert!(
+        status.lines().any(|l| l.starts_with("migrate ")
+            && l.contains(" done ")
+            && l.ends_with("(exit 0 after 1.200 s)")),
+        "{status}"
+    );
+    sup.spawned(2, Ok(102), secs(1.2), &mut out);
+    assert_eq!(sup.health(), Ok(()), "a task that did its job is healthy");
+    assert_eq!(sup.next_deadline(), None, "it is not run again");
+}
+
+#[test]
+fn a_failed_setup_task_ends_the_bundle_with_its_code_and_nothing_after_it_starts() {
+    let (mut sup, mut out) = migrating(None);
+    sup.exited(101, ExitStatus::Code(3), secs(1.0), &mut out);
+    assert!(spawns(&out).is_empty());
+    assert!(sup.is_shutting_down());
+    assert!(
+        logs(&out).contains("migrate failed (exit 3): stopping the bundle; nothing that waits for it starts (on-failure = stop-bundle)"),
+        "{}",
+        logs(&out)
+    );
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(3));
+}
+
+#[test]
+fn a_setup_task_past_its_timeout_is_stopped_and_fails_with_124() {
+    let (mut sup, mut out) = migrating(None);
+    assert_eq!(sup.next_deadline(), Some(secs(5.0)));
+    sup.tick(secs(5.0), &mut out);
+    assert_eq!(signals(&out), [(101, TERM)]);
+    assert!(logs(&out).contains("migrate did not finish within its timeout (5s): sending SIGTERM"));
+    sup.exited(101, ExitStatus::Signal(libc_sig::TERM), secs(5.1), &mut out);
+    assert!(
+        logs(&out).contains("migrate failed (timed out after 5s)"),
+        "{}",
+        logs(&out)
+    );
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(5.2), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(124));
+    assert!(spawns(&out).is_empty(), "app never started");
+}
+
+#[test]
+fn keep_running_leaves_what_waits_for_a_failed_task_waiting_until_its_ready_timeout() {
+    let (mut sup, mut out) = migrating(Some(crate::plan::OnFailure::KeepRunning));
+    sup.exited(101, ExitStatus::Code(3), secs(1.0), &mut out);
+    assert!(!sup.is_shutting_down());
+    assert!(spawns(&out).is_empty());
+    assert_eq!(
+        sup.health(),
+        Err(vec![
+            "migrate failed (exit 3)".to_string(),
+            "app is waiting for what it starts after".to_string()
+        ])
+    );
+    sup.tick(secs(10.0), &mut out);
+    assert!(logs(&out).contains("app gave up waiting"), "{}", logs(&out));
+}
+
+#[test]
+fn start_runs_a_setup_task_again() {
+    let (mut sup, mut out) = migrating(None);
+    sup.exited(101, ExitStatus::Code(0), secs(1.0), &mut out);
+    sup.spawned(2, Ok(102), secs(1.0), &mut out);
+    out.clear();
+    sup.control(
+        7,
+        ControlRequest::Start(vec!["migrate".into()]),
+        secs(2.0),
+        &mut out,
+    );
+    assert_eq!(spawns(&out), [1]);
+    sup.spawned(1, Ok(201), secs(2.0), &mut out);
+    assert_eq!(
+        replies(&out),
+        [(7, Reply::Ok("migrate started: pid 201\n".into()))]
+    );
+}

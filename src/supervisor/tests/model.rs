@@ -213,8 +213,14 @@ fn first_plan() -> Plan {
     worker.on_give_up = crate::plan::GiveUp::StayDown;
     let mut cache = daemon("cache", ExitPolicy::KeepRunning);
     cache.ready = Some(ReadyCheck::File("/run/cache.ready".into()));
+    // A setup task, which worker starts after.
+    let mut setup = daemon("setup", ExitPolicy::KeepRunning);
+    setup.oneshot = true;
+    setup.timeout = Some(secs(2.0));
+    setup.on_failure = Some(crate::plan::OnFailure::KeepRunning);
+    worker.after = vec!["setup".into()];
     let mut plan = Plan {
-        daemons: vec![db, app, worker, cache],
+        daemons: vec![setup, db, app, worker, cache],
         routes: Routes::bundle_defaults(),
         shutdown_grace: secs(5.0),
         stop_leftovers: true,
@@ -1285,7 +1291,13 @@ fn check_reload(
 fn loads(plan: &Plan) -> bool {
     plan.daemons.iter().enumerate().all(|(i, d)| {
         let restarts_without_restart = d.max_restarts.is_some() && d.on_exit != ExitPolicy::Restart;
+        let oneshot_wrong = if d.oneshot {
+            d.on_exit != ExitPolicy::KeepRunning || d.ready.is_some()
+        } else {
+            d.timeout.is_some() || d.on_failure.is_some()
+        };
         !restarts_without_restart
+            && !oneshot_wrong
             && d.after
                 .iter()
                 .all(|name| plan.daemons[..i].iter().any(|above| above.name == *name))

@@ -246,3 +246,55 @@ fn a_daemon_whose_stop_waits_for_its_dependents_and_crashes_meanwhile_stays_down
     ])
     .unwrap();
 }
+
+/// Found by the model: a `stop` request came while a reload was restarting a daemon with
+/// its new definition; the stop replaced the restart, and the new definition went with it:
+/// the daemon kept its old one, and the reload was lost. A dropped restart's definition
+/// is kept now.
+#[test]
+fn a_stop_during_a_reloads_restart_keeps_the_new_definition() {
+    replay(&[
+        Step::Edit(Edit::Remove(3)),
+        Step::Edit(Edit::ChangeReady(5)),
+        Step::Control(Request::Restart(vec![3, 0])),
+        Step::Signal(1),
+        Step::DeliverExits,
+        Step::Control(Request::Stop(1)),
+    ])
+    .unwrap();
+}
+
+/// Found by the model: a oneshot whose on-exit said stop-bundle (a file the loader refuses,
+/// started by the model all the same) crashed leaving a worker, which was left to a
+/// shutdown sweep that never came (a oneshot's failure is on-failure's). A oneshot's
+/// leftovers are always stopped.
+#[test]
+fn what_a_oneshot_leaves_is_stopped_whatever_its_on_exit_says() {
+    replay(&[
+        Step::Scene(Scene::Edit(Edit::ChangePolicy(0))),
+        Step::Scene(Scene::Edit(Edit::ChangePolicy(0))),
+        Step::Crash {
+            slot: 6,
+            code: 1,
+            orphan: true,
+        },
+    ])
+    .unwrap();
+}
+
+/// Found by the model: a reload changed the `after` of a daemon stopped by request; it
+/// took the new definition at once (it stays down), but what it starts after was still
+/// the old one's, and the `start` that followed waited for a daemon it no longer names.
+#[test]
+fn a_start_after_a_reload_changed_what_a_stopped_daemon_starts_after_waits_for_the_new() {
+    replay(&[
+        Step::Batch(vec![Step::Control(Request::Stop(7))]),
+        Step::Edit(Edit::ChangeAfter(2)),
+        Step::Batch(vec![
+            Step::Control(Request::Reload { dry_run: false }),
+            Step::DeliverExits,
+        ]),
+        Step::Control(Request::Start(2)),
+    ])
+    .unwrap();
+}
