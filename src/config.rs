@@ -391,6 +391,18 @@ impl Parser<'_> {
                     },
                 ));
             }
+            // It would wait for one that never becomes ready by itself, then give up.
+            if let Some(never) = daemon.after.iter().find(|name| {
+                daemon.autostart && daemons.iter().any(|d| &d.name == *name && !d.autostart)
+            }) {
+                return Err(self.error_at(
+                    line,
+                    Problem::AfterNeverStarted {
+                        daemon: daemon.name.clone(),
+                        name: never.clone(),
+                    },
+                ));
+            }
         }
         Ok(())
     }
@@ -759,6 +771,10 @@ mod tests {
         assert_eq!(
             error("[m]\nrun = x\ntype = oneshot\nready = file:/tmp/x\n"),
             "b.conf:1: [m] a oneshot has no ready check: what starts after it waits for its exit 0"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nautostart = no\n[b]\nrun = y\nafter = a\n"),
+            "b.conf:4: [b] after \"a\": it has autostart = no, so it is never ready at start (give [b] autostart = no too)"
         );
         assert_eq!(
             error("[d]\nrun = x\ntimeout = 5s\n"),

@@ -53,6 +53,10 @@ pub(crate) enum Problem {
     DelayZero(String),
     StopOrder(String),
     OneshotOnExit(String),
+    AfterNeverStarted {
+        daemon: String,
+        name: String,
+    },
     OneshotReady(String),
     OnlyForOneshot(String),
     /// `max-restarts` on a daemon that is never restarted.
@@ -134,6 +138,10 @@ impl fmt::Display for Problem {
             P::DelayZero(daemon) => write!(
                 f,
                 "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
+            P::AfterNeverStarted { daemon, name } => write!(
+                f,
+                "[{daemon}] after \"{name}\": it has autostart = no, so it is never ready at start (give [{daemon}] autostart = no too)"
             ),
             P::OneshotOnExit(daemon) => write!(
                 f,

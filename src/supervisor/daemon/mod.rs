@@ -223,6 +223,9 @@ pub(crate) struct Daemon {
     pub(crate) after: Vec<DaemonId>,
     /// A oneshot being stopped because it ran past its timeout: its exit is a failure.
     timed_out: bool,
+    /// A `start` was asked for while it was held behind daemons a reload removed: it
+    /// starts when released, whatever its autostart says.
+    pub(crate) start_asked: bool,
 }
 
 impl Daemon {
@@ -242,19 +245,21 @@ impl Daemon {
             crashes_in_a_row: 0,
             after: Vec::new(),
             timed_out: false,
+            start_asked: false,
         }
     }
 
     /// A daemon a reload added, held until the daemons it removed have stopped.
     pub(crate) fn held(id: DaemonId, spec: DaemonSpec) -> Daemon {
-        let daemon = Daemon::new(id, spec);
-        if daemon.state == State::StoppedByRequest {
-            return daemon;
-        }
         Daemon {
             state: State::HeldForRemoved,
-            ..daemon
+            ..Daemon::new(id, spec)
         }
+    }
+
+    /// Whether it starts by itself (at bundle start, when a reload releases it).
+    pub(crate) fn starts_by_itself(&self) -> bool {
+        self.spec.autostart || self.start_asked
     }
 
     pub(crate) fn state(&self) -> &State {
@@ -459,11 +464,16 @@ impl Daemon {
             ) => Outcome::Restart(RestartOutcome::Refused(
                 "what it starts after ended for good",
             )),
+            (S::HeldForRemoved, E::StartOnRequest { .. }) => {
+                // Held behind the daemons a reload removed: it starts once they are gone,
+                // even with autostart = no.
+                self.start_asked = true;
+                Outcome::Restart(RestartOutcome::Coalesced)
+            }
             (
                 S::Starting { .. }
                 | S::Running { .. }
                 | S::WaitingForDependencies { .. }
-                | S::HeldForRemoved
                 | S::Stopping {
                     then: AfterStop::Restart(_),
                     ..

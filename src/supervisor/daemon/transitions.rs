@@ -40,6 +40,7 @@ impl Daemon {
     }
 
     pub(super) fn spawn(&mut self, restart: Option<RestartRequest>, fx: &mut Effects) {
+        self.start_asked = false;
         self.state = State::Starting { restart };
         fx.push(Action::Spawn(self.id));
     }

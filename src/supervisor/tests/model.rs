@@ -1296,8 +1296,13 @@ fn loads(plan: &Plan) -> bool {
         } else {
             d.timeout.is_some() || d.on_failure.is_some()
         };
+        let after_never_started = d.autostart
+            && d.after
+                .iter()
+                .any(|name| plan.daemons.iter().any(|o| o.name == *name && !o.autostart));
         !restarts_without_restart
             && !oneshot_wrong
+            && !after_never_started
             && d.after
                 .iter()
                 .all(|name| plan.daemons[..i].iter().any(|above| above.name == *name))

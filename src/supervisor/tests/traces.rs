@@ -298,3 +298,26 @@ fn a_start_after_a_reload_changed_what_a_stopped_daemon_starts_after_waits_for_t
     ])
     .unwrap();
 }
+
+/// Found by the model: a reload renamed a daemon with `autostart = no` while the daemons it
+/// removed were still stopping; it was not held behind them (it was simply down), and a
+/// `start` ran it beside its old self. It is held like any other, and a start asked for
+/// meanwhile comes once they are gone.
+#[test]
+fn a_start_of_a_renamed_daemon_with_autostart_no_waits_for_the_removed_ones() {
+    replay(&[
+        Step::Edit(Edit::ChangeAutostart(5)),
+        Step::Edit(Edit::Remove(6)),
+        Step::Edit(Edit::Remove(5)),
+        Step::Control(Request::Restart(vec![1, 1])),
+        Step::Edit(Edit::Remove(4)),
+        Step::Edit(Edit::Rename(4)),
+        Step::Signal(1),
+        Step::Batch(vec![Step::DeliverExits, Step::DeliverExits]),
+        Step::Batch(vec![
+            Step::Control(Request::Start(2)),
+            Step::Control(Request::SignalTo(7)),
+        ]),
+    ])
+    .unwrap();
+}
