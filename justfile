@@ -215,6 +215,24 @@ build-tiny-aarch64:
     file target/tiny/{{aarch64}}/release/bundle-init | grep -q 'ARM aarch64.*statically linked'
     ls -l target/tiny/{{aarch64}}/release/bundle-init
 
+# The shipped files against their size budget (tests/size-budget): fails when one is more
+# than 1 % over.
+size-check: build-tiny
+    #!/usr/bin/env bash
+    set -euo pipefail
+    while read -r arch budget; do
+        case "$arch" in ''|'#'*) continue ;; esac
+        case "$arch" in
+            x86_64) file={{release_x86_64}} ;;
+            aarch64) file={{release_aarch64}} ;;
+            *) echo "tests/size-budget: unknown architecture $arch" >&2; exit 1 ;;
+        esac
+        size=$(stat -c %s "$file")
+        limit=$((budget + budget / 100))
+        echo "$arch: $size bytes, budget $budget (limit $limit)"
+        [ "$size" -le "$limit" ] || { echo "$arch: $size bytes is more than 1 % over its budget of $budget (tests/size-budget)" >&2; exit 1; }
+    done < tests/size-budget
+
 # The same PID-1 and bundle test suites against the tiny build.
 test-tiny: build-tiny
     BUNDLE_INIT_BIN=$PWD/target/tiny/{{target}}/release/bundle-init cargo test --release --no-fail-fast --test core --test bundle --test hardening --test readiness --test control --test reload --test lifecycle
