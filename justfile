@@ -8,6 +8,8 @@ release := "target/" + target + "/release"
 cargo_home := env_var_or_default("CARGO_HOME", home_directory() + "/.cargo")
 remap := "\"--remap-path-prefix\",\"" + cargo_home + "=/cargo\""
 static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=static\"," + remap + "]'"
+# The size-optimised builds: panics abort at once, so no unwind tables are needed (45 KiB).
+tiny_flags := "\"-C\",\"relocation-model=static\",\"-C\",\"force-unwind-tables=no\"," + remap
 podman_run := "podman run $(grep -v '^#' tests/containers/podman-run-flags | tr '\\n' ' ')"
 # The binaries that ship (images, release files): the smallest build that passes the whole
 # suite on each architecture, the nightly size-optimised one on both (README, "Which build
@@ -193,7 +195,7 @@ build-tiny:
     rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
     rustup component add rust-src --toolchain nightly
     rustup target add x86_64-unknown-linux-musl --toolchain nightly
-    cargo +nightly build -Z panic-immediate-abort -Z build-std=std,panic_abort --release --target {{target}} --target-dir target/tiny {{static}} --config 'profile.release.panic="immediate-abort"'
+    cargo +nightly build -Z panic-immediate-abort -Z build-std=std,panic_abort --release --target {{target}} --target-dir target/tiny --config 'target.{{target}}.rustflags=[{{tiny_flags}}]' --config 'profile.release.panic="immediate-abort"'
     @file target/tiny/{{target}}/release/bundle-init
     @ls -l target/tiny/{{target}}/release/bundle-init
     just build-tiny-aarch64
@@ -211,7 +213,7 @@ build-tiny-aarch64:
     [ -f "$have/crt1.o" ] || { echo "no self-contained musl objects in $have" >&2; exit 1; }
     mkdir -p "$want"
     [ -e "$want/self-contained" ] || ln -s "$have" "$want/self-contained"
-    cargo +nightly build -Z panic-immediate-abort -Z build-std=std,panic_abort --release --target {{aarch64}} --target-dir target/tiny --config 'target.{{aarch64}}.linker="rust-lld"' --config 'target.{{aarch64}}.rustflags=["-C","relocation-model=static",{{remap}}]' --config 'profile.release.panic="immediate-abort"'
+    cargo +nightly build -Z panic-immediate-abort -Z build-std=std,panic_abort --release --target {{aarch64}} --target-dir target/tiny --config 'target.{{aarch64}}.linker="rust-lld"' --config 'target.{{aarch64}}.rustflags=[{{tiny_flags}}]' --config 'profile.release.panic="immediate-abort"'
     file target/tiny/{{aarch64}}/release/bundle-init | grep -q 'ARM aarch64.*statically linked'
     ls -l target/tiny/{{aarch64}}/release/bundle-init
 
