@@ -9,11 +9,13 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{DaemonSpec, EnvFile, ExitPolicy, Plan, ReadyCheck, Route, Routes};
 use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
-use crate::values::{ValueError, check_env_name, parse_bool, parse_ready, parse_user, split_words};
+use crate::values::{
+    ValueError, check_env_name, parse_bool, parse_env_file, parse_ready, parse_user, split_words,
+};
 
 /// One key of a `[daemon]` section.
 pub(crate) struct DaemonKey {
@@ -85,6 +87,20 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
             Ok(())
         },
         print: |d| d.cwd.iter().map(|c| c.display().to_string()).collect(),
+    },
+    DaemonKey {
+        name: "env-file",
+        repeatable: true,
+        live: false,
+        parse: |d, v| parse_env_file(v).map(|file| d.env.files.push(file)),
+        // The path only: the values are read at each start and never shown.
+        print: |d| {
+            let path = |f: &EnvFile| match f.optional {
+                true => format!("-{}", f.path.display()),
+                false => f.path.display().to_string(),
+            };
+            d.env.files.iter().map(path).collect()
+        },
     },
     DaemonKey {
         name: "env",
@@ -472,7 +488,8 @@ mod tests {
     fn a_printed_plan_parses_back_to_the_same_daemons() {
         let source = "on SIGHUP = forward b\non SIGUSR1 = restart a b\non SIGUSR2 = ignore\n\
             on SIGWINCH = forward a b as SIGQUIT\n\
-            [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv = MODE=strict\nenv = X=1\n\
+            [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv-file = /run/a.env\nenv-file = -/run/b.env\n\
+            env = MODE=strict\nenv = X=1\n\
             unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\nstop-signal = INT\n\
             grace = 1.5s\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 2s\n\
             stable-after = 1m\nready = tcp:127.0.0.1:80\nprefix-output = no\n\

@@ -13,6 +13,7 @@ mod bundle;
 pub mod cli;
 pub mod config;
 mod control;
+mod envfile;
 mod id;
 pub mod keys;
 mod members;

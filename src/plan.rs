@@ -51,12 +51,24 @@ impl Default for Backoff {
 }
 
 /// The environment a daemon starts with: bundle-init's own, minus `unset` names and
-/// `unset_prefixes`, plus `set` (applied last, so a set variable survives a prefix unset).
+/// `unset_prefixes`, plus the variables of `files` in order, plus `set` (applied last, so
+/// a set variable survives a prefix unset and overrides a file's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EnvPlan {
+    pub(crate) files: Vec<EnvFile>,
     pub(crate) set: Vec<(OsString, OsString)>,
     pub(crate) unset: Vec<OsString>,
     pub(crate) unset_prefixes: Vec<OsString>,
+}
+
+/// An `env-file`: only its path is in the plan. It is read at each start of the daemon
+/// (a restart picks up a rotated secret), so its values are never part of a definition
+/// that `--check`, `status` or a reload's summary could show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EnvFile {
+    pub(crate) path: PathBuf,
+    /// `env-file = -PATH`: a file that does not exist is skipped.
+    pub(crate) optional: bool,
 }
 
 /// How bundle-init knows a daemon is ready (checked by bundle-init itself: the image may

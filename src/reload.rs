@@ -135,6 +135,12 @@ mod tests {
         s.cwd = Some("/srv".into());
         edits.push((s, "cwd"));
         s = old.clone();
+        s.env.files.push(crate::plan::EnvFile {
+            path: "/run/a.env".into(),
+            optional: false,
+        });
+        edits.push((s, "env-file"));
+        s = old.clone();
         s.env.set.push(("A".into(), "1".into()));
         edits.push((s, "env"));
         s = old.clone();

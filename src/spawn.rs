@@ -128,7 +128,12 @@ impl ExecStrings {
             code: 126,
             message: format!("{what} contains a NUL byte"),
         };
-        let env = child_environment(&spec.env);
+        let from_files = crate::envfile::read_all(&spec.env.files).map_err(|e| SpawnFailure {
+            transient: false,
+            code: 126,
+            message: e.to_string(),
+        })?;
+        let env = child_environment(&spec.env, from_files);
         let argv: Option<Vec<CString>> = spec.argv.iter().map(|a| c_string(a)).collect();
         let envp = match &env {
             Some(vars) => {
@@ -340,28 +345,46 @@ fn describe_errno(errno: i32) -> String {
 use libc::{EAGAIN, ENOENT, ENOMEM, ENOTDIR};
 
 /// The environment for a daemon whose spec changes it, or None to inherit unchanged.
-pub(crate) fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
-    if plan.set.is_empty() && plan.unset.is_empty() && plan.unset_prefixes.is_empty() {
+/// `from_files` are the variables its env files gave at this start.
+pub(crate) fn child_environment(
+    plan: &EnvPlan,
+    from_files: Vec<(OsString, OsString)>,
+) -> Option<Vec<(OsString, OsString)>> {
+    if plan.files.is_empty()
+        && plan.set.is_empty()
+        && plan.unset.is_empty()
+        && plan.unset_prefixes.is_empty()
+    {
         return None;
     }
-    Some(apply_env_plan(std::env::vars_os(), plan))
+    Some(apply_env_plan(std::env::vars_os(), plan, from_files))
 }
 
-/// Pure part of `child_environment`: removes by name and by prefix, then sets.
+/// Pure part of `child_environment`: removes by name and by prefix, then sets the files'
+/// variables and `env`'s, in that order, each name once (the last value wins: execve
+/// would pass both, and which one a program sees depends on its C library).
 pub(crate) fn apply_env_plan(
     base: impl Iterator<Item = (OsString, OsString)>,
     plan: &EnvPlan,
+    from_files: Vec<(OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
+    let mut set: Vec<(OsString, OsString)> = Vec::new();
+    for (name, value) in from_files.into_iter().chain(plan.set.iter().cloned()) {
+        match set.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => set.push((name, value)),
+        }
+    }
     let removed = |name: &OsString| {
         plan.unset.contains(name)
             || plan
                 .unset_prefixes
                 .iter()
                 .any(|p| name.as_bytes().starts_with(p.as_bytes()))
-            || plan.set.iter().any(|(n, _)| n == name)
+            || set.iter().any(|(n, _)| n == name)
     };
     let mut env: Vec<(OsString, OsString)> = base.filter(|(name, _)| !removed(name)).collect();
-    env.extend(plan.set.iter().cloned());
+    env.extend(set);
     env
 }
 
@@ -388,17 +411,48 @@ mod tests {
             set: pairs(&[("MODE", "strict"), ("HOME", "/home/d")]),
             unset: vec!["DEBUG".into()],
             unset_prefixes: vec!["CRED_".into()],
+            ..EnvPlan::default()
         };
-        let env = apply_env_plan(base.into_iter(), &plan);
+        let env = apply_env_plan(base.into_iter(), &plan, vec![]);
         assert_eq!(
             env,
             pairs(&[("PATH", "/bin"), ("MODE", "strict"), ("HOME", "/home/d")])
         );
     }
 
+    /// Files come after the unsets and before `env`; each name is passed once, with its
+    /// last value. (Two `env` lines for one name used to pass both to execve.)
+    #[test]
+    fn env_files_apply_in_order_before_env_and_each_name_is_passed_once() {
+        let base = pairs(&[("PATH", "/bin"), ("CRED_A", "old"), ("MODE", "base")]);
+        let plan = EnvPlan {
+            set: pairs(&[("MODE", "env"), ("X", "1"), ("X", "2")]),
+            unset_prefixes: vec!["CRED_".into()],
+            ..EnvPlan::default()
+        };
+        let files = pairs(&[("CRED_A", "file1"), ("MODE", "file"), ("CRED_A", "file2")]);
+        assert_eq!(
+            apply_env_plan(base.into_iter(), &plan, files),
+            pairs(&[
+                ("PATH", "/bin"),
+                ("CRED_A", "file2"),
+                ("MODE", "env"),
+                ("X", "2")
+            ])
+        );
+    }
+
     #[test]
     fn an_empty_plan_inherits() {
-        assert_eq!(child_environment(&EnvPlan::default()), None);
+        assert_eq!(child_environment(&EnvPlan::default(), vec![]), None);
+        let with_file = EnvPlan {
+            files: vec![crate::plan::EnvFile {
+                path: "/a".into(),
+                optional: true,
+            }],
+            ..EnvPlan::default()
+        };
+        assert!(child_environment(&with_file, vec![]).is_some());
     }
 
     /// The seed's pipelock stanza: `unset-prefix` is its only environment key.
@@ -408,11 +462,11 @@ mod tests {
             unset_prefixes: vec!["CRED_".into()],
             ..EnvPlan::default()
         };
-        let env = child_environment(&plan).expect("the prefix is applied");
+        let env = child_environment(&plan, vec![]).expect("the prefix is applied");
         assert!(!env.iter().any(|(n, _)| n.as_bytes().starts_with(b"CRED_")));
         let base = pairs(&[("CRED_TOKEN", "s3cret"), ("PATH", "/bin")]);
         assert_eq!(
-            apply_env_plan(base.into_iter(), &plan),
+            apply_env_plan(base.into_iter(), &plan, vec![]),
             pairs(&[("PATH", "/bin")])
         );
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::plan::{ReadyCheck, TcpAddress};
+use crate::plan::{EnvFile, ReadyCheck, TcpAddress};
 use crate::signal::SignalError;
 use crate::time::DurationError;
 
@@ -34,6 +34,7 @@ pub enum ValueError {
     TrailingBackslash,
     NoProgram,
     RelativeCwd(String),
+    RelativeEnvFile(String),
     StopSignalStop,
     OnExit(String),
     Signal(SignalError),
@@ -74,6 +75,10 @@ impl fmt::Display for ValueError {
             E::TrailingBackslash => f.write_str("trailing backslash"),
             E::NoProgram => f.write_str("\"run\" needs a program"),
             E::RelativeCwd(dir) => write!(f, "cwd \"{dir}\" must be an absolute path"),
+            E::RelativeEnvFile(path) => write!(
+                f,
+                "env-file \"{path}\" must be an absolute path (-/PATH for an optional file)"
+            ),
             E::StopSignalStop => {
                 f.write_str("SIGSTOP does not end a process; choose another stop-signal")
             }
@@ -165,6 +170,22 @@ impl From<&str> for TcpAddress {
             written: text.to_string(),
         }
     }
+}
+
+/// `/PATH`, or `-/PATH` for a file that may be missing. Absolute: the daemon's `cwd` is
+/// not bundle-init's, and a relative path would depend on which one the reader assumed.
+pub(crate) fn parse_env_file(text: &str) -> Result<EnvFile, ValueError> {
+    let (optional, path) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, text),
+    };
+    if !path.starts_with('/') {
+        return Err(ValueError::RelativeEnvFile(text.to_string()));
+    }
+    Ok(EnvFile {
+        path: PathBuf::from(path),
+        optional,
+    })
 }
 
 /// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
@@ -276,6 +297,23 @@ mod tests {
             assert_eq!(
                 parse_ready(refused),
                 Err(ValueError::ReadyAddress(refused.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_env_file_is_absolute_and_a_dash_makes_it_optional() {
+        let file = |path: &str, optional| EnvFile {
+            path: PathBuf::from(path),
+            optional,
+        };
+        assert_eq!(parse_env_file("/run/a.env"), Ok(file("/run/a.env", false)));
+        assert_eq!(parse_env_file("-/run/a.env"), Ok(file("/run/a.env", true)));
+        assert_eq!(parse_env_file("- /run/a.env"), Ok(file("/run/a.env", true)));
+        for refused in ["a.env", "-a.env", "", "-"] {
+            assert_eq!(
+                parse_env_file(refused),
+                Err(ValueError::RelativeEnvFile(refused.to_string()))
             );
         }
     }

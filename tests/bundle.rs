@@ -656,3 +656,62 @@ fn every_bundle_file_in_the_migration_guide_passes_check() {
         }
     }
 }
+
+/// An env file is read at each start, in bundle-init: the daemon sees its variables, a
+/// restart after an edit sees the new value, a bad line is that start's failure naming
+/// PATH:LINE, and the secret's value is in no line of bundle-init's, in `status` or in
+/// `--check`.
+#[test]
+fn an_env_file_is_read_at_each_start_and_its_secret_is_never_shown() {
+    let dir = TempDir::new("env-file");
+    let secrets = dir.write("app.env", "# rotated\nMODE=one\nAPI_TOKEN=s3cr3t-one\n");
+    let missing = dir.path("missing.env");
+    let bundle = dir.write(
+        "e.bundle",
+        &format!(
+            "[app]\nrun = bundle-testd --name app --show-env MODE --report\n\
+             env-file = {secrets}\nenv-file = -{missing}\n\
+             [sibling]\nrun = bundle-testd --name sibling\n"
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    let shown = init.stdout.wait_for_text("env MODE=one");
+    assert!(shown.starts_with("[app] app "), "{shown}");
+    let names = report_value(&init.stdout, "env");
+    assert!(names.split(',').any(|n| n == "API_TOKEN"), "{names}");
+
+    std::fs::write(&secrets, "MODE=two\nAPI_TOKEN=s3cr3t-two\n").unwrap();
+    let restart = in_namespace(&init, &["restart", "app"]);
+    assert!(restart.status.success(), "{restart:?}");
+    init.stdout.wait_for_text("env MODE=two");
+
+    // A line without `=` (a pasted secret) fails this start, and is not shown.
+    std::fs::write(&secrets, "MODE=three\ns3cr3t-three\n").unwrap();
+    let _ = in_namespace(&init, &["restart", "app"]);
+    let failed = init.stderr.wait_for_text("cannot start app");
+    assert!(
+        failed.ends_with(&format!(
+            "cannot start app: env-file {secrets}:2: expected NAME=VALUE (the line is not shown)"
+        )),
+        "{failed}"
+    );
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("app "), "{status:?}");
+
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle]).start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains(&format!("env-file = {secrets}\nenv-file = -{missing}\n")),
+        "{plan}"
+    );
+    for (what, text) in [
+        ("status", status),
+        ("--check", plan),
+        ("the log", init.stderr.text()),
+        ("the output", init.stdout.text()),
+    ] {
+        assert!(!text.contains("s3cr3t"), "a secret in {what}:\n{text}");
+    }
+}

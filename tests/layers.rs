@@ -51,7 +51,7 @@ const LAYERS: &[(&[&str], &str)] = &[
         "the sans-IO core: plan and time in, actions out; no parser, no probes",
     ),
     (
-        &["members", "spawn", "output", "ready", "control"],
+        &["members", "envfile", "spawn", "output", "ready", "control"],
         "adapters: carry out actions, turn I/O into events",
     ),
     (

@@ -8,7 +8,7 @@
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
 //!              [--write-to PATH TEXT]... [--lines N] [--last-words TEXT]
-//!              [--workers N] [--worker-sessions] [--daemonize]
+//!              [--workers N] [--worker-sessions] [--daemonize] [--show-env NAME]...
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -46,6 +46,8 @@
 //!   child in a new session goes on;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
+//! - `--show-env NAME` (repeatable) prints `NAME PID env NAME=VALUE` (or `NAME unset`) at
+//!   start: the value of one variable, where `--report` lists only names.
 //!
 //! - `--announce-exec FD PROGRAM [ARG]...` (first, alone) writes one byte to FD, closes it
 //!   and becomes PROGRAM, changing nothing else. The tests start bundle-init through it
@@ -88,6 +90,7 @@ struct Options {
     flood: u64,
     line_writes: bool,
     report: bool,
+    show_env: Vec<String>,
     ready_file: Option<String>,
     timestamps: bool,
     delay: Duration,
@@ -163,6 +166,7 @@ impl Default for Options {
             flood: 0,
             line_writes: false,
             report: false,
+            show_env: vec![],
             ready_file: None,
             timestamps: false,
             delay: Duration::ZERO,
@@ -219,6 +223,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
                 o.silent_clients = text(&mut p)?.parse().map_err(|_| "bad count")?
             }
             Long("report") => o.report = true,
+            Long("show-env") => o.show_env.push(text(&mut p)?),
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
             Long("delay") => o.delay = duration(&text(&mut p)?)?,
@@ -283,6 +288,12 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
     // Read /proc before touching our own signal state, so the report shows what we got.
     if options.report {
         report(inherited);
+    }
+    for name in &options.show_env {
+        match std::env::var_os(name) {
+            Some(value) => note(&options, &format!("env {name}={}", value.to_string_lossy())),
+            None => note(&options, &format!("env {name} unset")),
+        }
     }
     let held = match open_everything(&options) {
         Ok(held) => held,
