@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::expand::{self, Lookup};
 use crate::keys;
 use crate::plan::{DaemonSpec, Plan, Route, Routes};
 use crate::signal::{Sig, parse_signal};
@@ -71,6 +72,7 @@ impl std::error::Error for ConfigError {
             Problem::Open(e) => Some(e),
             Problem::Read(e) => Some(e),
             Problem::Value(e) => Some(e),
+            Problem::Expand(e) => Some(e),
             Problem::Signal(e) => Some(e),
             Problem::Duration(e) => Some(e),
             _ => None,
@@ -121,10 +123,21 @@ fn open_regular(path: &str) -> Result<std::fs::File, Problem> {
 /// What some editors put at the start of a UTF-8 file; invisible in an error message.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
-/// Parses bundle-file bytes. `path` is only used in error messages.
+/// Parses bundle-file bytes, expanding `${NAME}` from bundle-init's environment. `path` is
+/// only used in error messages.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
+    parse_with(path, bytes, &expand::process_environment)
+}
+
+/// `parse`, expanding variables from `lookup`.
+pub(crate) fn parse_with(
+    path: &str,
+    bytes: &[u8],
+    lookup: &dyn Fn(&str) -> Lookup,
+) -> Result<Bundle, ConfigError> {
     let mut parser = Parser {
         path,
+        lookup,
         bundle: Bundle {
             daemons: Vec::new(),
             routes: Vec::new(),
@@ -144,6 +157,8 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
 
 struct Parser<'a> {
     path: &'a str,
+    /// Where `${NAME}` finds its value.
+    lookup: &'a dyn Fn(&str) -> Lookup,
     bundle: Bundle,
     /// Line of each daemon's `[name]` header, for errors found at the end.
     section_lines: Vec<usize>,
@@ -315,6 +330,14 @@ impl Parser<'_> {
         if !definition.repeatable {
             self.once(key)?;
         }
+        let expanded;
+        let value = match definition.expand {
+            true => {
+                expanded = expand::expand(value, self.lookup).map_err(|e| self.error(e))?;
+                expanded.as_str()
+            }
+            false => value,
+        };
         let Some(daemon) = self.bundle.daemons.last_mut() else {
             return Err(self.error(Problem::NoSection));
         };
@@ -641,6 +664,100 @@ mod tests {
             assert!(found.contains("is reserved by the C library"), "{found}");
         }
         assert!(!crate::sys::reserved_by_libc(35) && !crate::sys::reserved_by_libc(15));
+    }
+
+    fn with_port(name: &str) -> Lookup {
+        match name {
+            "PORT" => Lookup::Set("9000".into()),
+            "DIR" => Lookup::Set("/srv/app".into()),
+            _ => Lookup::Unset,
+        }
+    }
+
+    fn parse_env(text: &str) -> Result<Bundle, ConfigError> {
+        parse_with("b.conf", text.as_bytes(), &with_port)
+    }
+
+    /// run, env, cwd, user, ready and env-file are expanded before they are parsed.
+    #[test]
+    fn variables_expand_in_the_keys_that_take_them() {
+        let b = parse_env(
+            "[a]\nrun = app --port ${PORT:-8080} --name \"${NAME:-my app}\"\ncwd = ${DIR}\n\
+             env = LISTEN=:${PORT}\nuser = ${UID:-1}:${GID:-2}\nready = tcp:127.0.0.1:${PORT}\n\
+             env-file = ${DIR}/app.env\n",
+        )
+        .unwrap();
+        let a = &b.daemons[0];
+        let argv: Vec<&str> = a.argv.iter().map(|w| w.to_str().unwrap()).collect();
+        assert_eq!(argv, ["app", "--port", "9000", "--name", "my app"]);
+        assert_eq!(a.cwd.as_deref(), Some(std::path::Path::new("/srv/app")));
+        assert_eq!(a.env.set, vec![("LISTEN".into(), ":9000".into())]);
+        assert_eq!(a.user, Some((1, 2)));
+        assert_eq!(a.ready, Some(ReadyCheck::Tcp("127.0.0.1:9000".into())));
+        assert_eq!(
+            a.env.files[0].path,
+            std::path::Path::new("/srv/app/app.env")
+        );
+        let unset = parse_env("[a]\nrun = app ${PORT:-8080}\n").unwrap();
+        let default = parse_with("b.conf", b"[a]\nrun = app ${PORT:-8080}\n", &|_| {
+            Lookup::Unset
+        });
+        assert_eq!(unset.daemons[0].argv[1], "9000");
+        assert_eq!(default.unwrap().daemons[0].argv[1], "8080");
+    }
+
+    #[test]
+    fn an_unset_variable_is_an_error_naming_the_line_and_the_variable() {
+        let error = |text: &str| parse_env(text).unwrap_err().to_string();
+        assert_eq!(
+            error("[a]\nrun = x\nenv = DB=${DB_URL}\n"),
+            "b.conf:3: variable DB_URL is not set (${DB_URL:-DEFAULT} gives a default)"
+        );
+        assert_eq!(
+            error("[a]\nrun = x ${TOKEN:?mount the token}\n"),
+            "b.conf:2: variable TOKEN is not set: mount the token"
+        );
+        assert!(error("[a]\nrun = x ${PORT\n").starts_with("b.conf:2: \"${\" has no closing }"));
+    }
+
+    /// Only the keys that take variables expand them; `$` stays literal elsewhere, and a
+    /// `$` not followed by `{` or `$` is literal everywhere.
+    #[test]
+    fn other_keys_and_lone_dollars_are_left_as_written() {
+        let b = parse_env("[a]\nrun = sh -c 'echo $HOME $$'\n").unwrap();
+        assert_eq!(b.daemons[0].argv[2], "echo $HOME $");
+        assert!(
+            parse_env("[a]\nrun = x\ngrace = ${PORT}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("bad duration")
+        );
+        assert!(
+            parse_env("on SIGHUP = restart ${PORT}\n[a]\nrun = x\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown daemon \"${PORT}\"")
+        );
+    }
+
+    /// `--check` prints the expanded plan, escaped so that it reads back the same.
+    #[test]
+    fn the_printed_plan_is_expanded_and_reads_back_the_same() {
+        let bundle = parse_env("[a]\nrun = app ${PORT} $${PORT} $HOME\nenv = A=$$$$\n").unwrap();
+        let plan = select(&bundle, None).unwrap();
+        let printed = keys::describe_plan("b.conf", &plan);
+        assert!(
+            printed.contains("run = app 9000 $${PORT} $HOME\n"),
+            "{printed}"
+        );
+        assert!(printed.contains("env = A=$$$\n"), "{printed}");
+        let body: String = printed
+            .lines()
+            .filter(|l| l.starts_with('[') || l.starts_with("run") || l.starts_with("env"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let again = parse_with("b.conf", body.as_bytes(), &|_| Lookup::Unset).unwrap();
+        assert_eq!(again.daemons, bundle.daemons);
     }
 
     #[test]

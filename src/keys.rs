@@ -25,6 +25,9 @@ pub(crate) struct DaemonKey {
     /// A reload applies a new value without restarting the daemon: the key is bookkeeping
     /// (what to do after an exit, how long to wait), not how the process is started.
     pub(crate) live: bool,
+    /// `${NAME}` references in the value are expanded before it is parsed (`expand`), and
+    /// `--check` prints it escaped so that it reads back the same.
+    pub(crate) expand: bool,
     /// Applies one value; the error becomes `PATH:LINE: message`.
     pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), ValueError>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
@@ -58,6 +61,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "run",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| {
             let words = split_words(v)?;
             if words.is_empty() {
@@ -79,6 +83,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "cwd",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| {
             if !v.starts_with('/') {
                 return Err(ValueError::RelativeCwd(v.to_string()));
@@ -92,6 +97,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "env-file",
         repeatable: true,
         live: false,
+        expand: true,
         parse: |d, v| parse_env_file(v).map(|file| d.env.files.push(file)),
         // The path only: the values are read at each start and never shown.
         print: |d| {
@@ -106,6 +112,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "env",
         repeatable: true,
         live: false,
+        expand: true,
         parse: |d, v| {
             let (name, value) = v
                 .split_once('=')
@@ -126,6 +133,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset",
         repeatable: true,
         live: false,
+        expand: false,
         parse: |d, v| add_names(&mut d.env.unset, "unset", v),
         print: |d| names_line(&d.env.unset),
     },
@@ -133,6 +141,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset-prefix",
         repeatable: true,
         live: false,
+        expand: false,
         parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
         print: |d| names_line(&d.env.unset_prefixes),
     },
@@ -140,6 +149,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "user",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
     },
@@ -147,6 +157,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stop-signal",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| {
             let sig = parse_signal(v)?;
             if sig.0 == libc_sig::STOP {
@@ -161,6 +172,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "grace",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
     },
@@ -168,6 +180,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "on-exit",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| {
             d.on_exit = match v {
                 "keep-running" => ExitPolicy::KeepRunning,
@@ -183,6 +196,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
     },
@@ -190,6 +204,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay-max",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
     },
@@ -197,6 +212,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stable-after",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
     },
@@ -204,6 +220,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
         print: |d| d.ready.iter().map(describe_check).collect(),
     },
@@ -211,6 +228,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "after",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if names.is_empty() {
@@ -225,6 +243,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready-timeout",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
         print: |d| match d.after.is_empty() {
@@ -236,6 +255,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "prefix-output",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
         print: |d| yes_no(d.prefix_output),
     },
@@ -243,6 +263,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "signal-group",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
         print: |d| yes_no(d.signal_group),
     },
@@ -250,6 +271,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "no-new-privs",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
         print: |d| yes_no(d.no_new_privs),
     },
@@ -392,6 +414,10 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
         let _ = writeln!(text, "[{}]", daemon.name);
         for key in DAEMON_KEYS {
             for value in (key.print)(daemon) {
+                let value = match key.expand {
+                    true => crate::expand::escape(&value),
+                    false => value,
+                };
                 let _ = writeln!(text, "{} = {value}", key.name);
             }
         }

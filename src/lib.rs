@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 mod control;
 mod envfile;
+mod expand;
 mod id;
 pub mod keys;
 mod members;

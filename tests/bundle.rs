@@ -715,3 +715,53 @@ fn an_env_file_is_read_at_each_start_and_its_secret_is_never_shown() {
         assert!(!text.contains("s3cr3t"), "a secret in {what}:\n{text}");
     }
 }
+
+/// `${PORT:-8080}` takes bundle-init's PORT when it is set and the default otherwise, and
+/// `--check` prints the expanded plan.
+#[test]
+fn a_variable_with_a_default_runs_with_and_without_it_set() {
+    let dir = TempDir::new("expand");
+    let bundle = dir.write(
+        "x.bundle",
+        "[app]\nrun = bundle-testd --name app-${PORT:-8080}\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("the default port", |l| {
+        l.starts_with("[app] app-8080 ") && l.ends_with(" started")
+    });
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("PORT", "9000")
+        .start();
+    init.stdout.wait_for("the port set", |l| {
+        l.starts_with("[app] app-9000 ") && l.ends_with(" started")
+    });
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle])
+        .env("PORT", "9000")
+        .start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains("run = bundle-testd --name app-9000\n"),
+        "{plan}"
+    );
+}
+
+/// An unset `${DB_URL}` without a default is a load error: exit 2, one line naming the
+/// file, the line and the variable, and nothing started.
+#[test]
+fn an_unset_variable_without_a_default_exits_2_naming_it_and_its_line() {
+    let dir = TempDir::new("expand-unset");
+    let bundle = dir.write(
+        "x.bundle",
+        "[first]\nrun = bundle-testd --name first\n[app]\nrun = bundle-testd --name app\nenv = DB=${DB_URL}\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert_eq!(
+        init.stderr.text(),
+        format!(
+            "bundle-init: {bundle}:5: variable DB_URL is not set (${{DB_URL:-DEFAULT}} gives a default)"
+        )
+    );
+    assert_eq!(init.stdout.text(), "", "nothing started");
+}

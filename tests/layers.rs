@@ -31,8 +31,8 @@ const LAYERS: &[(&[&str], &str)] = &[
         "what to run, as plain data: the supervisor's whole input",
     ),
     (
-        &["values"],
-        "a bundle file's values, each parsed into plan types",
+        &["values", "expand"],
+        "a bundle file's values, each parsed into plan types, and ${NAME} expansion",
     ),
     (
         &["keys"],

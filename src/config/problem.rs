@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::{MAX_DAEMONS, MAX_FILE_BYTES, MAX_LINE_BYTES};
+use crate::expand::ExpandError;
 use crate::keys;
 use crate::signal::{Sig, SignalError};
 use crate::time::DurationError;
@@ -60,6 +61,7 @@ pub(crate) enum Problem {
         name: String,
     },
     Value(ValueError),
+    Expand(ExpandError),
     Signal(SignalError),
     Duration(DurationError),
 }
@@ -136,6 +138,7 @@ impl fmt::Display for Problem {
                 write!(f, "route for {sig} names unknown daemon \"{name}\"")
             }
             P::Value(e) => e.fmt(f),
+            P::Expand(e) => e.fmt(f),
             P::Signal(e) => e.fmt(f),
             P::Duration(e) => e.fmt(f),
         }
@@ -145,6 +148,12 @@ impl fmt::Display for Problem {
 impl From<ValueError> for Problem {
     fn from(e: ValueError) -> Problem {
         Problem::Value(e)
+    }
+}
+
+impl From<ExpandError> for Problem {
+    fn from(e: ExpandError) -> Problem {
+        Problem::Expand(e)
     }
 }
 
