@@ -22,6 +22,7 @@ use crate::sys::libc_sig;
 use crate::time::parse_duration;
 use crate::values::check_name;
 
+mod include;
 mod problem;
 pub(crate) use problem::Problem;
 
@@ -80,9 +81,15 @@ impl std::error::Error for ConfigError {
     }
 }
 
-/// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
-/// reading it whole.
+/// Reads and parses a bundle file and the files it includes, refusing more than
+/// MAX_FILE_BYTES in all before reading it whole.
 pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
+    let bytes = read_limited(path, MAX_FILE_BYTES)?;
+    parse(path, &bytes)
+}
+
+/// The whole file at `path`, if it is a regular file of at most `budget` bytes.
+fn read_limited(path: &str, budget: u64) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
     let whole = |problem| ConfigError {
         path: path.to_string(),
@@ -91,13 +98,13 @@ pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
     };
     let file = open_regular(path).map_err(whole)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(budget + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| whole(Problem::Read(e)))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if bytes.len() as u64 > budget {
         return Err(whole(Problem::TooLarge));
     }
-    parse(path, &bytes)
+    Ok(bytes)
 }
 
 /// Opens `path` for reading only if it is a regular file. The open itself never waits (a
@@ -123,8 +130,9 @@ fn open_regular(path: &str) -> Result<std::fs::File, Problem> {
 /// What some editors put at the start of a UTF-8 file; invisible in an error message.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
-/// Parses bundle-file bytes, expanding `${NAME}` from bundle-init's environment. `path` is
-/// only used in error messages.
+/// Parses bundle-file bytes, expanding `${NAME}` from bundle-init's environment, and the
+/// files its `include` lines name. `path` is used in error messages and to find includes
+/// given as relative paths.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
     parse_with(path, bytes, &expand::process_environment)
 }
@@ -136,48 +144,87 @@ pub(crate) fn parse_with(
     lookup: &dyn Fn(&str) -> Lookup,
 ) -> Result<Bundle, ConfigError> {
     let mut parser = Parser {
-        path,
+        files: Vec::new(),
         lookup,
         bundle: Bundle {
             daemons: Vec::new(),
             routes: Vec::new(),
             shutdown_grace: Duration::from_secs(8),
         },
-        section_lines: Vec::new(),
-        route_lines: Vec::new(),
+        section_places: Vec::new(),
+        route_places: Vec::new(),
         seen_keys: Vec::new(),
+        seen_bundle_keys: Vec::new(),
+        includes: Vec::new(),
+        in_section: false,
         line: 0,
     };
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        parser.line = index + 1;
-        parser.parse_line(raw)?;
-    }
+    parser.parse_file(path, bytes)?;
+    let budget = MAX_FILE_BYTES.saturating_sub(bytes.len() as u64);
+    include::read_includes(&mut parser, path, budget)?;
     parser.finish()
 }
 
+/// Where a line is: which file the parser read (its index in `Parser::files`), which line.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    file: usize,
+    line: usize,
+}
+
 struct Parser<'a> {
-    path: &'a str,
+    /// Every file read so far, the main one first; the last is being read.
+    files: Vec<String>,
     /// Where `${NAME}` finds its value.
     lookup: &'a dyn Fn(&str) -> Lookup,
     bundle: Bundle,
-    /// Line of each daemon's `[name]` header, for errors found at the end.
-    section_lines: Vec<usize>,
-    /// Line of each route, for errors found at the end.
-    route_lines: Vec<usize>,
+    /// Where each daemon's `[name]` header is, for errors found at the end.
+    section_places: Vec<Place>,
+    /// Where each route is, for errors found at the end.
+    route_places: Vec<Place>,
     /// Single-valued keys already set in the current section.
     seen_keys: Vec<String>,
+    /// Single-valued bundle keys already set, in any file.
+    seen_bundle_keys: Vec<String>,
+    /// The main file's `include` globs, expanded, in order.
+    includes: Vec<String>,
+    /// Past the first `[section]` of the file being read.
+    in_section: bool,
     line: usize,
 }
 
 impl Parser<'_> {
-    fn error(&self, problem: impl Into<Problem>) -> ConfigError {
-        self.error_at(self.line, problem.into())
+    /// Reads one file's lines into the bundle: the main file, then each included one.
+    fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), ConfigError> {
+        self.files.push(path.to_string());
+        self.in_section = false;
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            self.line = index + 1;
+            self.parse_line(raw)?;
+        }
+        Ok(())
     }
 
-    fn error_at(&self, line: usize, problem: Problem) -> ConfigError {
+    fn here(&self) -> Place {
+        Place {
+            file: self.files.len().saturating_sub(1),
+            line: self.line,
+        }
+    }
+
+    /// `PATH:LINE` of a place, for a message that names another place than its own.
+    fn describe(&self, place: Place) -> String {
+        format!("{}:{}", self.files[place.file], place.line)
+    }
+
+    fn error(&self, problem: impl Into<Problem>) -> ConfigError {
+        self.error_at(self.here(), problem.into())
+    }
+
+    fn error_at(&self, place: Place, problem: Problem) -> ConfigError {
         ConfigError {
-            path: self.path.to_string(),
-            line: Some(line),
+            path: self.files[place.file].clone(),
+            line: Some(place.line),
             problem,
         }
     }
@@ -220,32 +267,38 @@ impl Parser<'_> {
         if key.is_empty() {
             return Err(self.error(Problem::MissingKey));
         }
-        if self.bundle.daemons.is_empty() {
-            self.bundle_key(key, value)
-        } else {
+        if self.in_section {
             self.daemon_key(key, value)
+        } else {
+            self.bundle_key(key, value)
         }
     }
 
     fn start_section(&mut self, name: &str) -> Result<(), ConfigError> {
         check_name(name).map_err(|e| self.error(e))?;
-        if self.bundle.daemons.iter().any(|d| d.name == name) {
-            return Err(self.error(Problem::DaemonTwice(name.to_string())));
+        if let Some(first) = self.bundle.daemons.iter().position(|d| d.name == name) {
+            let first = self.describe(self.section_places[first]);
+            return Err(self.error(Problem::DaemonTwice(name.to_string(), first)));
         }
         if self.bundle.daemons.len() >= MAX_DAEMONS {
             return Err(self.error(Problem::TooManyDaemons));
         }
         self.bundle.daemons.push(DaemonSpec::new(name, Vec::new()));
-        self.section_lines.push(self.line);
+        self.section_places.push(self.here());
         self.seen_keys.clear();
+        self.in_section = true;
         Ok(())
     }
 
     fn once(&mut self, key: &str) -> Result<(), ConfigError> {
-        if self.seen_keys.iter().any(|k| k == key) {
+        let seen = match self.in_section {
+            true => &mut self.seen_keys,
+            false => &mut self.seen_bundle_keys,
+        };
+        if seen.iter().any(|k| k == key) {
             return Err(self.error(Problem::KeyTwice(key.to_string())));
         }
-        self.seen_keys.push(key.to_string());
+        seen.push(key.to_string());
         Ok(())
     }
 
@@ -257,7 +310,7 @@ impl Parser<'_> {
                 return Err(self.error(Problem::RoutedTwice(sig)));
             }
             self.bundle.routes.push((sig, route));
-            self.route_lines.push(self.line);
+            self.route_places.push(self.here());
             return Ok(());
         }
         match key {
@@ -265,11 +318,24 @@ impl Parser<'_> {
                 self.once(key)?;
                 self.bundle.shutdown_grace = parse_duration(value).map_err(|e| self.error(e))?;
             }
+            "include" => self.include(value)?,
             _ if keys::daemon_key(key).is_some() => {
                 return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
             }
             _ => return Err(self.error(Problem::UnknownBundleKey(key.to_string()))),
         }
+        Ok(())
+    }
+
+    /// `include = GLOB`, in the main file only: an included file including more would make
+    /// the order of daemons, and cycles, a puzzle.
+    fn include(&mut self, value: &str) -> Result<(), ConfigError> {
+        if self.files.len() > 1 {
+            return Err(self.error(Problem::NestedInclude));
+        }
+        let glob = expand::expand(value, self.lookup).map_err(|e| self.error(e))?;
+        include::check_glob(&glob).map_err(|e| self.error(e))?;
+        self.includes.push(glob);
         Ok(())
     }
 
@@ -345,7 +411,7 @@ impl Parser<'_> {
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
-        if key == "shutdown-grace" || key.starts_with("on ") {
+        if matches!(key, "shutdown-grace" | "include") || key.starts_with("on ") {
             return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
@@ -358,12 +424,12 @@ impl Parser<'_> {
     fn finish(self) -> Result<Bundle, ConfigError> {
         if self.bundle.daemons.is_empty() {
             return Err(ConfigError {
-                path: self.path.to_string(),
+                path: self.files[0].clone(),
                 line: None,
                 problem: Problem::NoDaemon,
             });
         }
-        for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_lines) {
+        for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_places) {
             let name = || daemon.name.clone();
             if daemon.argv.is_empty() {
                 return Err(self.error_at(line, Problem::NoRun(name())));
@@ -384,7 +450,7 @@ impl Parser<'_> {
     /// cycle can be written.
     fn check_after(&self) -> Result<(), ConfigError> {
         let daemons = &self.bundle.daemons;
-        for (position, (daemon, &line)) in daemons.iter().zip(&self.section_lines).enumerate() {
+        for (position, (daemon, &line)) in daemons.iter().zip(&self.section_places).enumerate() {
             if let Some(name) = daemon
                 .after
                 .iter()
@@ -403,7 +469,7 @@ impl Parser<'_> {
     }
 
     fn check_route_names(&self) -> Result<(), ConfigError> {
-        for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
+        for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_places) {
             if let Some(name) = route
                 .names
                 .iter()
@@ -760,6 +826,152 @@ mod tests {
         assert_eq!(again.daemons, bundle.daemons);
     }
 
+    /// A scratch directory with these files, removed when dropped.
+    struct Files(std::path::PathBuf);
+
+    impl Files {
+        fn new(name: &str, files: &[(&str, &str)]) -> Files {
+            let dir =
+                std::env::temp_dir().join(format!("bundle-init-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            for (path, text) in files {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            Files(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Included files join the main one after it, each glob's matches in name order: their
+    /// daemons may wait for the main file's, and their routes and bundle keys count.
+    #[test]
+    fn included_files_join_the_bundle_in_name_order() {
+        let files = Files::new(
+            "include",
+            &[
+                (
+                    "main.bundle",
+                    "include = conf.d/*.bundle\ninclude = /no/such/dir/*.bundle\n[web]\nrun = web\n",
+                ),
+                (
+                    "conf.d/20-metrics.bundle",
+                    "[metrics]\nrun = m\nafter = worker\n",
+                ),
+                (
+                    "conf.d/10-worker.bundle",
+                    "on SIGUSR1 = restart worker\nshutdown-grace = 3s\n[worker]\nrun = w\nafter = web\n",
+                ),
+                ("conf.d/notes.txt", "not a bundle\n"),
+            ],
+        );
+        let bundle = load(&files.path("main.bundle")).unwrap();
+        let names: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["web", "worker", "metrics"]);
+        assert_eq!(bundle.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(bundle.routes.len(), 1);
+    }
+
+    #[test]
+    fn an_error_in_an_included_file_names_that_file_and_line() {
+        let files = Files::new(
+            "include-errors",
+            &[
+                (
+                    "main.bundle",
+                    "include = conf.d/*\nshutdown-grace = 1s\n[web]\nrun = web\n",
+                ),
+                ("conf.d/a", "[worker]\nrun = w\n"),
+                ("conf.d/b", "\n[web]\nrun = again\n"),
+            ],
+        );
+        let (main, b) = (files.path("main.bundle"), files.path("conf.d/b"));
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{b}:2: daemon \"web\" is defined twice (first at {main}:3)")
+        );
+        std::fs::write(&b, "shutdown-grace = 2s\n").unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{b}:1: \"shutdown-grace\" is set twice")
+        );
+        std::fs::write(&b, "include = more/*\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:1: \"include\" only works"))
+        );
+        std::fs::write(&b, "[late]\nrun = x\nstop-signal = WAT\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:3: unknown signal"))
+        );
+        std::fs::write(&b, "[late]\nrun = x\nafter = nope\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:1: [late] after"))
+        );
+        assert!(
+            parse_str("include = /etc/*/x\n[a]\nrun = x\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("b.conf:1: include \"/etc/*/x\": * and ? only work in the last part")
+        );
+        assert!(error("[a]\nrun = x\ninclude = y\n").contains("\"include\" is a bundle key"));
+    }
+
+    /// The 1 MiB and the 256 daemons are the whole bundle's, included files and all.
+    #[test]
+    fn the_limits_count_the_included_files_too() {
+        let daemons = |from: usize, n: usize| -> String {
+            (from..from + n)
+                .map(|i| format!("[d{i}]\nrun = x\n"))
+                .collect()
+        };
+        let third = "#\n".repeat(150 * 1024);
+        let files = Files::new(
+            "include-limits",
+            &[
+                (
+                    "main.bundle",
+                    &format!("include = *.inc\n{}{third}", daemons(0, 200)),
+                ),
+                ("a.inc", &format!("{}{third}", daemons(200, 56))),
+                ("b.inc", &third),
+            ],
+        );
+        let main = files.path("main.bundle");
+        assert_eq!(load(&main).unwrap().daemons.len(), 256);
+        std::fs::write(files.path("c.inc"), daemons(256, 1)).unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{}:1: more than 256 daemons", files.path("c.inc"))
+        );
+        std::fs::write(files.path("c.inc"), &third).unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!(
+                "{}: the bundle file with its includes is larger than 1024 KiB",
+                files.path("c.inc")
+            )
+        );
+    }
+
     #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
@@ -768,7 +980,7 @@ mod tests {
         );
         assert_eq!(
             error("[a]\nrun = x\n[a]\nrun = y\n"),
-            "b.conf:3: daemon \"a\" is defined twice"
+            "b.conf:3: daemon \"a\" is defined twice (first at b.conf:1)"
         );
         assert_eq!(
             error("[a]\nrun = x\nstop-signal = SIGFOO\n"),

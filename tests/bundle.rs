@@ -765,3 +765,41 @@ fn an_unset_variable_without_a_default_exits_2_naming_it_and_its_line() {
     );
     assert_eq!(init.stdout.text(), "", "nothing started");
 }
+
+/// A derived image adds a daemon by dropping a file into the base image's conf.d: it runs,
+/// `--check` shows it, and a name the base already uses is refused naming both places.
+#[test]
+fn a_drop_in_file_adds_a_daemon_and_a_duplicate_name_is_refused_naming_both_files() {
+    let dir = TempDir::new("include");
+    std::fs::create_dir_all(dir.path("conf.d")).unwrap();
+    let bundle = dir.write(
+        "base.bundle",
+        "include = conf.d/*.bundle\n[web]\nrun = bundle-testd --name web\n",
+    );
+    dir.write(
+        "conf.d/metrics.bundle",
+        "# added by the derived image\n[metrics]\nrun = bundle-testd --name metrics\nafter = web\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, &["web", "metrics"]);
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle]).start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains("2 daemon(s)")
+            && plan.contains("[metrics]\nrun = bundle-testd --name metrics\n"),
+        "{plan}"
+    );
+
+    let again = dir.write(
+        "conf.d/web.bundle",
+        "\n[web]\nrun = bundle-testd --name other-web\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert_eq!(
+        init.stderr.text(),
+        format!("bundle-init: {again}:2: daemon \"web\" is defined twice (first at {bundle}:2)")
+    );
+    assert_eq!(init.stdout.text(), "", "nothing started");
+}

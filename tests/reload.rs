@@ -401,3 +401,25 @@ fn a_renamed_daemon_starts_once_its_old_self_has_stopped() {
     assert!(at(&removed) < at("www started: pid"), "{lines:?}");
     assert!(!init.stdout.text().contains("Address already in use"));
 }
+
+/// A reload reads the included files again: a drop-in added after the start is started,
+/// and the main file's daemon is untouched.
+#[test]
+fn a_reload_reads_the_included_files_again() {
+    let dir = TempDir::new("reload-include");
+    std::fs::create_dir_all(dir.path("conf.d")).unwrap();
+    let bundle = dir.write(
+        "main.bundle",
+        "include = conf.d/*.bundle\n[web]\nrun = bundle-testd --name web\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "web", 1);
+    dir.write(
+        "conf.d/extra.bundle",
+        "[extra]\nrun = bundle-testd --name extra\n",
+    );
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("extra added, 1 unchanged"), "{out}");
+    wait_started(&init, "extra", 1);
+}

@@ -27,7 +27,16 @@ pub(crate) enum Problem {
     UnclosedHeader(String),
     NotKeyValue(String),
     MissingKey,
-    DaemonTwice(String),
+    /// The daemon's name, and `PATH:LINE` of its first definition.
+    DaemonTwice(String, String),
+    /// `include` in an included file.
+    NestedInclude,
+    /// `include = /etc/*/x.bundle`: wildcards only in the last component.
+    IncludeWildcardInDirectory(String),
+    /// The directory of an include's glob could not be listed (other than missing).
+    IncludeDirectory(String, rustix::io::Errno),
+    /// The main file with its includes is larger than MAX_FILE_BYTES.
+    IncludesTooLarge,
     TooManyDaemons,
     KeyTwice(String),
     RoutedTwice(Sig),
@@ -89,7 +98,22 @@ impl fmt::Display for Problem {
             P::UnclosedHeader(text) => write!(f, "section header \"{text}\" has no closing ]"),
             P::NotKeyValue(text) => write!(f, "expected \"key = value\", found \"{text}\""),
             P::MissingKey => f.write_str("missing key before ="),
-            P::DaemonTwice(name) => write!(f, "daemon \"{name}\" is defined twice"),
+            P::DaemonTwice(name, first) => {
+                write!(f, "daemon \"{name}\" is defined twice (first at {first})")
+            }
+            P::NestedInclude => f.write_str(
+                "\"include\" only works in the main bundle file, not in an included one",
+            ),
+            P::IncludeWildcardInDirectory(glob) => write!(
+                f,
+                "include \"{glob}\": * and ? only work in the last part of the path"
+            ),
+            P::IncludeDirectory(dir, e) => write!(f, "include: cannot list {dir}: {e}"),
+            P::IncludesTooLarge => write!(
+                f,
+                "the bundle file with its includes is larger than {} KiB",
+                MAX_FILE_BYTES / 1024
+            ),
             P::TooManyDaemons => write!(f, "more than {MAX_DAEMONS} daemons"),
             P::KeyTwice(key) => write!(f, "\"{key}\" is set twice"),
             P::RoutedTwice(sig) => write!(f, "{sig} is routed twice"),
