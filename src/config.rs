@@ -440,6 +440,9 @@ impl Parser<'_> {
             if daemon.backoff.initial.is_zero() {
                 return Err(self.error_at(line, Problem::DelayZero(name())));
             }
+            if !daemon.process.groups.is_empty() && daemon.user.is_none() {
+                return Err(self.error_at(line, Problem::GroupsWithoutUser(name())));
+            }
         }
         self.check_after()?;
         self.check_route_names()?;
@@ -970,6 +973,39 @@ mod tests {
                 files.path("c.inc")
             )
         );
+    }
+
+    #[test]
+    fn process_settings_parse_and_groups_need_a_user() {
+        let b = parse_str(
+            "[a]\nrun = x\nuser = 1:2\ngroups = 4,27\numask = 0027\nnice = 10\n\
+             limit-nofile = 1024:4096\nlimit-core = unlimited\noom-score-adj = -500\n",
+        )
+        .unwrap();
+        let settings = &b.daemons[0].process;
+        assert_eq!(settings.groups, [4, 27]);
+        assert_eq!((settings.umask, settings.nice), (Some(0o027), Some(10)));
+        assert_eq!(
+            settings.limit(crate::plan::Resource::Nofile),
+            Some(crate::plan::Rlimit {
+                soft: 1024,
+                hard: 4096
+            })
+        );
+        assert_eq!(settings.oom_score_adj, Some(-500));
+        assert_eq!(
+            error("[a]\nrun = x\ngroups = 4\n"),
+            "b.conf:1: [a] groups needs user: supplementary groups are set with the change of user"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlimit-nofile = 10:5\n"),
+            "b.conf:3: limit-nofile \"10:5\": the soft limit is above the hard one"
+        );
+        assert!(error("[a]\nrun = x\nlimit-rttime = 1\n").contains("unknown key \"limit-rttime\""));
+        assert!(error("[a]\nrun = x\numask = 999\n").starts_with("b.conf:3: umask \"999\""));
+        assert!(error("[a]\nrun = x\nnice = 20\n").starts_with("b.conf:3: nice \"20\""));
+        assert!(error("[a]\nrun = x\noom-score-adj = x\n").starts_with("b.conf:3: oom-score-adj"));
+        assert!(error("[a]\nrun = x\nnice = 1\nnice = 2\n").contains("\"nice\" is set twice"));
     }
 
     #[test]

@@ -9,12 +9,15 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, EnvFile, ExitPolicy, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{
+    DaemonSpec, EnvFile, ExitPolicy, Plan, ReadyCheck, Resource, Rlimit, Route, Routes,
+};
 use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{
-    ValueError, check_env_name, parse_bool, parse_env_file, parse_ready, parse_user, split_words,
+    ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_limit, parse_nice,
+    parse_oom_score_adj, parse_ready, parse_umask, parse_user, split_words,
 };
 
 /// One key of a `[daemon]` section.
@@ -154,6 +157,92 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
     },
     DaemonKey {
+        name: "groups",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_groups(v).map(|groups| d.process.groups = groups),
+        print: |d| {
+            let groups: Vec<String> = d.process.groups.iter().map(u32::to_string).collect();
+            match groups.is_empty() {
+                true => vec![],
+                false => one(groups.join(",")),
+            }
+        },
+    },
+    DaemonKey {
+        name: "umask",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_umask(v).map(|mask| d.process.umask = Some(mask)),
+        print: |d| d.process.umask.iter().map(|m| format!("{m:04o}")).collect(),
+    },
+    DaemonKey {
+        name: "nice",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_nice(v).map(|nice| d.process.nice = Some(nice)),
+        print: |d| d.process.nice.iter().map(i32::to_string).collect(),
+    },
+    DaemonKey {
+        name: "limit-nofile",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Nofile, v),
+        print: |d| print_limit(d, Resource::Nofile),
+    },
+    DaemonKey {
+        name: "limit-nproc",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Nproc, v),
+        print: |d| print_limit(d, Resource::Nproc),
+    },
+    DaemonKey {
+        name: "limit-core",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Core, v),
+        print: |d| print_limit(d, Resource::Core),
+    },
+    DaemonKey {
+        name: "limit-memlock",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Memlock, v),
+        print: |d| print_limit(d, Resource::Memlock),
+    },
+    DaemonKey {
+        name: "limit-stack",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Stack, v),
+        print: |d| print_limit(d, Resource::Stack),
+    },
+    DaemonKey {
+        name: "limit-as",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::As, v),
+        print: |d| print_limit(d, Resource::As),
+    },
+    DaemonKey {
+        name: "oom-score-adj",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_oom_score_adj(v).map(|adj| d.process.oom_score_adj = Some(adj)),
+        print: |d| d.process.oom_score_adj.iter().map(i32::to_string).collect(),
+    },
+    DaemonKey {
         name: "stop-signal",
         repeatable: false,
         live: false,
@@ -276,6 +365,26 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| yes_no(d.no_new_privs),
     },
 ];
+
+fn set_limit(d: &mut DaemonSpec, resource: Resource, text: &str) -> Result<(), ValueError> {
+    d.process.limits[resource as usize] = Some(parse_limit(resource.key(), text)?);
+    Ok(())
+}
+
+/// `SOFT:HARD`, or one value when both are the same, as the parser reads it back.
+fn print_limit(d: &DaemonSpec, resource: Resource) -> Vec<String> {
+    let value = |n: u64| match n {
+        Rlimit::UNLIMITED => "unlimited".to_string(),
+        n => n.to_string(),
+    };
+    let Some(limit) = d.process.limit(resource) else {
+        return vec![];
+    };
+    match limit.soft == limit.hard {
+        true => one(value(limit.soft)),
+        false => one(format!("{}:{}", value(limit.soft), value(limit.hard))),
+    }
+}
 
 /// The definition of daemon key `name`.
 pub(crate) fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
@@ -516,7 +625,10 @@ mod tests {
             on SIGWINCH = forward a b as SIGQUIT\n\
             [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv-file = /run/a.env\nenv-file = -/run/b.env\n\
             env = MODE=strict\nenv = X=1\n\
-            unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\nstop-signal = INT\n\
+            unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\ngroups = 4,27\numask = 027\n\
+            nice = -5\nlimit-nofile = 1024:4096\nlimit-nproc = 100\nlimit-core = unlimited\n\
+            limit-memlock = 0:unlimited\nlimit-stack = 8388608\nlimit-as = unlimited:unlimited\n\
+            oom-score-adj = -1000\nstop-signal = INT\n\
             grace = 1.5s\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 2s\n\
             stable-after = 1m\nready = tcp:127.0.0.1:80\nprefix-output = no\n\
             signal-group = yes\nno-new-privs = yes\n\

@@ -99,14 +99,82 @@ impl fmt::Display for TcpAddress {
     }
 }
 
+/// A resource limit a daemon's keys can set (`limit-nofile`...). Not RLIMIT_RTTIME: that
+/// one carries the daemon's mark (`members`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Nofile,
+    Nproc,
+    Core,
+    Memlock,
+    Stack,
+    As,
+}
+
+impl Resource {
+    /// Every one, in the order of `ProcessSettings::limits`.
+    pub(crate) const ALL: [Resource; 6] = [
+        Resource::Nofile,
+        Resource::Nproc,
+        Resource::Core,
+        Resource::Memlock,
+        Resource::Stack,
+        Resource::As,
+    ];
+
+    /// Its key in a bundle file.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Resource::Nofile => "limit-nofile",
+            Resource::Nproc => "limit-nproc",
+            Resource::Core => "limit-core",
+            Resource::Memlock => "limit-memlock",
+            Resource::Stack => "limit-stack",
+            Resource::As => "limit-as",
+        }
+    }
+}
+
+/// A soft and a hard limit; `UNLIMITED` is RLIM_INFINITY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rlimit {
+    pub(crate) soft: u64,
+    pub(crate) hard: u64,
+}
+
+impl Rlimit {
+    pub(crate) const UNLIMITED: u64 = u64::MAX;
+}
+
+/// How the daemon's process is set up in the child before exec, beyond its user: each
+/// None (or empty) leaves what bundle-init has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessSettings {
+    pub(crate) umask: Option<u32>,
+    /// The absolute nice value, -20 to 19.
+    pub(crate) nice: Option<i32>,
+    /// Indexed like `Resource::ALL`.
+    pub(crate) limits: [Option<Rlimit>; 6],
+    /// Supplementary groups, set with `user` instead of none.
+    pub(crate) groups: Vec<u32>,
+    pub(crate) oom_score_adj: Option<i32>,
+}
+
+impl ProcessSettings {
+    pub(crate) fn limit(&self, resource: Resource) -> Option<Rlimit> {
+        self.limits[resource as usize]
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonSpec {
     pub name: String,
     pub(crate) argv: Vec<OsString>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) env: EnvPlan,
-    /// Numeric uid and gid; supplementary groups are cleared when set.
+    /// Numeric uid and gid; supplementary groups become `process.groups` when set.
     pub(crate) user: Option<(u32, u32)>,
+    pub(crate) process: ProcessSettings,
     pub(crate) stop_signal: Sig,
     /// How long a stop signal may take before SIGKILL, on restart and at shutdown.
     pub(crate) grace: Duration,
@@ -135,6 +203,13 @@ impl DaemonSpec {
             cwd: None,
             env: EnvPlan::default(),
             user: None,
+            process: ProcessSettings {
+                umask: None,
+                nice: None,
+                limits: [None; 6],
+                groups: Vec::new(),
+                oom_score_adj: None,
+            },
             stop_signal: Sig(libc_sig::TERM),
             grace: Duration::from_secs(8),
             on_exit: ExitPolicy::KeepRunning,

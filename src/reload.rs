@@ -180,6 +180,38 @@ mod tests {
         }
     }
 
+    /// They define the process as `run` does: a change restarts the daemon.
+    #[test]
+    fn a_changed_process_setting_restarts_the_daemon() {
+        let old = spec("a", "x");
+        let mut edits: Vec<(DaemonSpec, &str)> = Vec::new();
+        let mut s = old.clone();
+        s.process.groups = vec![4];
+        edits.push((s, "groups"));
+        s = old.clone();
+        s.process.umask = Some(0o027);
+        edits.push((s, "umask"));
+        s = old.clone();
+        s.process.nice = Some(10);
+        edits.push((s, "nice"));
+        for resource in crate::plan::Resource::ALL {
+            s = old.clone();
+            s.process.limits[resource as usize] = Some(crate::plan::Rlimit { soft: 1, hard: 2 });
+            edits.push((s, resource.key()));
+        }
+        s = old.clone();
+        s.process.oom_score_adj = Some(-1000);
+        edits.push((s, "oom-score-adj"));
+        for (new, key) in edits {
+            let found = changes(std::slice::from_ref(&old), &[new]);
+            assert_eq!(
+                found,
+                vec![("a".into(), Change::Changed(vec![key]))],
+                "{key}"
+            );
+        }
+    }
+
     #[test]
     fn bookkeeping_keys_update_without_a_restart() {
         let mut old = spec("a", "x");

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::plan::{EnvFile, ReadyCheck, TcpAddress};
+use crate::plan::{EnvFile, ReadyCheck, Rlimit, TcpAddress};
 use crate::signal::SignalError;
 use crate::time::DurationError;
 
@@ -37,10 +37,19 @@ pub enum ValueError {
     RelativeEnvFile(String),
     StopSignalStop,
     OnExit(String),
+    Umask(String),
+    Nice(String),
+    /// (key, text): not a number or `unlimited`.
+    Limit(&'static str, String),
+    /// (key, text): the soft limit is above the hard one.
+    SoftOverHard(&'static str, String),
+    Groups(String),
+    OomScoreAdj(String),
     Signal(SignalError),
 }
 
 impl fmt::Display for ValueError {
+    #[allow(clippy::too_many_lines)] // a table: one message per refusal
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ValueError as E;
         match self {
@@ -85,6 +94,26 @@ impl fmt::Display for ValueError {
             E::OnExit(text) => write!(
                 f,
                 "unknown on-exit \"{text}\" (expected keep-running, restart or stop-bundle)"
+            ),
+            E::Umask(text) => write!(
+                f,
+                "umask \"{text}\" must be octal, 0000 to 0777 (e.g. 0027)"
+            ),
+            E::Nice(text) => write!(f, "nice \"{text}\" must be a number from -20 to 19"),
+            E::Limit(key, text) => write!(
+                f,
+                "{key} \"{text}\" must be SOFT:HARD or one value for both, each a number or unlimited"
+            ),
+            E::SoftOverHard(key, text) => {
+                write!(f, "{key} \"{text}\": the soft limit is above the hard one")
+            }
+            E::Groups(text) => write!(
+                f,
+                "groups \"{text}\" must be numeric GIDs separated by commas, e.g. 4,27"
+            ),
+            E::OomScoreAdj(text) => write!(
+                f,
+                "oom-score-adj \"{text}\" must be a number from -1000 to 1000"
             ),
             E::Signal(e) => e.fmt(f),
         }
@@ -186,6 +215,70 @@ pub(crate) fn parse_env_file(text: &str) -> Result<EnvFile, ValueError> {
         path: PathBuf::from(path),
         optional,
     })
+}
+
+/// An octal umask, `0027` or `027`.
+pub(crate) fn parse_umask(text: &str) -> Result<u32, ValueError> {
+    let octal = (1..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(text, 8) {
+        Ok(mask) if octal && mask <= 0o777 => Ok(mask),
+        _ => Err(ValueError::Umask(text.to_string())),
+    }
+}
+
+/// A number in `range`, or `error`.
+fn number_in(
+    text: &str,
+    range: std::ops::RangeInclusive<i32>,
+    error: fn(String) -> ValueError,
+) -> Result<i32, ValueError> {
+    match text.parse::<i32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(error(text.to_string())),
+    }
+}
+
+/// The nice value a daemon runs at: -20 (first served) to 19.
+pub(crate) fn parse_nice(text: &str) -> Result<i32, ValueError> {
+    number_in(text, -20..=19, ValueError::Nice)
+}
+
+/// /proc/PID/oom_score_adj's range: -1000 (never killed for memory) to 1000.
+pub(crate) fn parse_oom_score_adj(text: &str) -> Result<i32, ValueError> {
+    number_in(text, -1000..=1000, ValueError::OomScoreAdj)
+}
+
+/// `SOFT:HARD` or one value for both, each a number or `unlimited`.
+pub(crate) fn parse_limit(key: &'static str, text: &str) -> Result<Rlimit, ValueError> {
+    let value = |part: &str| match part.trim() {
+        "unlimited" => Some(Rlimit::UNLIMITED),
+        number => number
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n != Rlimit::UNLIMITED),
+    };
+    let bad = || ValueError::Limit(key, text.to_string());
+    let (soft, hard) = match text.split_once(':') {
+        Some((soft, hard)) => (value(soft).ok_or_else(bad)?, value(hard).ok_or_else(bad)?),
+        None => {
+            let both = value(text).ok_or_else(bad)?;
+            (both, both)
+        }
+    };
+    if soft > hard {
+        return Err(ValueError::SoftOverHard(key, text.to_string()));
+    }
+    Ok(Rlimit { soft, hard })
+}
+
+/// `GID,GID...`: numeric supplementary groups.
+pub(crate) fn parse_groups(text: &str) -> Result<Vec<u32>, ValueError> {
+    let bad = || ValueError::Groups(text.to_string());
+    let groups: Option<Vec<u32>> = text
+        .split(',')
+        .map(|g| g.trim().parse::<u32>().ok().filter(|&g| g != u32::MAX))
+        .collect();
+    groups.filter(|g| !g.is_empty()).ok_or_else(bad)
 }
 
 /// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
@@ -314,6 +407,63 @@ mod tests {
             assert_eq!(
                 parse_env_file(refused),
                 Err(ValueError::RelativeEnvFile(refused.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn process_settings_parse_within_their_ranges() {
+        assert_eq!(parse_umask("0027"), Ok(0o027));
+        assert_eq!(parse_umask("077"), Ok(0o077));
+        assert_eq!(parse_umask("0777"), Ok(0o777));
+        for bad in ["", "0800", "01000", "00027", "abc", "-1", "+27"] {
+            assert_eq!(
+                parse_umask(bad),
+                Err(ValueError::Umask(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_nice("10"), Ok(10));
+        assert_eq!(parse_nice("-20"), Ok(-20));
+        assert_eq!(parse_nice("20"), Err(ValueError::Nice("20".into())));
+        assert_eq!(parse_nice("-21"), Err(ValueError::Nice("-21".into())));
+        assert_eq!(parse_oom_score_adj("-1000"), Ok(-1000));
+        assert_eq!(parse_oom_score_adj("1000"), Ok(1000));
+        assert_eq!(
+            parse_oom_score_adj("1001"),
+            Err(ValueError::OomScoreAdj("1001".into()))
+        );
+        assert_eq!(parse_groups("4, 27"), Ok(vec![4, 27]));
+        for bad in ["", "4,", "wheel", "4294967295"] {
+            assert_eq!(
+                parse_groups(bad),
+                Err(ValueError::Groups(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_limit_is_soft_hard_or_one_value_and_unlimited_is_allowed() {
+        let limit = |soft, hard| Ok(Rlimit { soft, hard });
+        let max = Rlimit::UNLIMITED;
+        assert_eq!(parse_limit("limit-nofile", "1024:4096"), limit(1024, 4096));
+        assert_eq!(parse_limit("limit-nofile", "4096"), limit(4096, 4096));
+        assert_eq!(parse_limit("limit-core", "unlimited"), limit(max, max));
+        assert_eq!(parse_limit("limit-core", "0:unlimited"), limit(0, max));
+        assert_eq!(
+            parse_limit("limit-nofile", "4096:1024"),
+            Err(ValueError::SoftOverHard("limit-nofile", "4096:1024".into()))
+        );
+        assert_eq!(
+            parse_limit("limit-as", "unlimited:0"),
+            Err(ValueError::SoftOverHard("limit-as", "unlimited:0".into()))
+        );
+        for bad in ["", "1k", "-1", "1:2:3", ":5", "18446744073709551615"] {
+            assert_eq!(
+                parse_limit("limit-stack", bad),
+                Err(ValueError::Limit("limit-stack", bad.into())),
+                "{bad}"
             );
         }
     }

@@ -803,3 +803,86 @@ fn a_drop_in_file_adds_a_daemon_and_a_duplicate_name_is_refused_naming_both_file
     );
     assert_eq!(init.stdout.text(), "", "nothing started");
 }
+
+/// umask, nice, each limit, the groups and oom_score_adj, as the daemon reports them from
+/// inside, are the file's.
+#[test]
+fn a_daemon_gets_the_umask_nice_limits_groups_and_oom_score_its_file_gives() {
+    let dir = TempDir::new("process");
+    let bundle = dir.write(
+        "p.bundle",
+        "[app]\nrun = bundle-testd --name app --report\nuser = 65534:65534\ngroups = 4,27\n\
+         umask = 0027\nnice = 15\nlimit-nofile = 512:1024\nlimit-nproc = 100:200\n\
+         limit-core = 0:unlimited\nlimit-memlock = 65536\nlimit-stack = 4194304:unlimited\n\
+         limit-as = unlimited\noom-score-adj = 500\n\
+         [plain]\nrun = bundle-testd --name plain --report\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout
+        .wait_for_n(2, "both reports", |l| l.contains("report oom_score_adj="));
+    let value = |daemon: &str, key: &str| -> String {
+        let prefix = format!("[{daemon}] report {key}=");
+        let line = init
+            .stdout
+            .all()
+            .into_iter()
+            .find(|l| l.starts_with(&prefix));
+        line.unwrap_or_else(|| panic!("no {prefix}"))[prefix.len()..].to_string()
+    };
+    let expected = [
+        ("Umask", "0027"),
+        ("nice", "15"),
+        ("limit-nofile", "512:1024"),
+        ("limit-nproc", "100:200"),
+        ("limit-core", "0:unlimited"),
+        ("limit-memlock", "65536:65536"),
+        ("limit-stack", "4194304:unlimited"),
+        ("limit-as", "unlimited:unlimited"),
+        ("Groups", "4 27"),
+        ("Uid", "65534 65534 65534 65534"),
+        ("oom_score_adj", "500"),
+    ];
+    for (key, want) in expected {
+        assert_eq!(value("app", key), want, "{key}");
+    }
+    // Without the keys, the daemon keeps what bundle-init has (so the values above are
+    // the keys' doing): its own umask and oom score, no groups.
+    assert_ne!(value("plain", "Umask"), "0027");
+    assert_ne!(value("plain", "oom_score_adj"), "500");
+    assert_ne!(value("plain", "limit-nofile"), "512:1024");
+}
+
+/// A limit that cannot be set (a hard limit raised without privilege) fails that start,
+/// named, under the daemon's policy; bundle-init and the sibling carry on.
+#[test]
+fn a_limit_that_cannot_be_set_fails_that_start_naming_the_limit() {
+    let dir = TempDir::new("process-limit");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit on descriptors");
+    let bundle = dir.write(
+        "l.bundle",
+        &format!(
+            "[sibling]\nrun = bundle-testd --name sibling\n\
+             [greedy]\nrun = bundle-testd --name greedy\nlimit-nofile = {}\n",
+            hard + 1
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for_text("cannot start greedy");
+    assert!(
+        line.ends_with(&format!(
+            "cannot start greedy: limit-nofile {}: Operation not permitted (raising a hard limit needs CAP_SYS_RESOURCE)",
+            hard + 1
+        )),
+        "{line}"
+    );
+    init.stderr
+        .wait_for_text("greedy exited with code 126; not restarted (keep-running)");
+    wait_started(&init, &["sibling"]);
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 126);
+}

@@ -61,6 +61,7 @@ pub(crate) enum Problem {
     DelayOverMax(String),
     /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
     DelayZero(String),
+    GroupsWithoutUser(String),
     AfterNotAbove {
         daemon: String,
         name: String,
@@ -154,6 +155,10 @@ impl fmt::Display for Problem {
             P::DelayZero(daemon) => write!(
                 f,
                 "[{daemon}] restart-delay must be at least 1ms: 0s would restart a crash loop without a pause"
+            ),
+            P::GroupsWithoutUser(daemon) => write!(
+                f,
+                "[{daemon}] groups needs user: supplementary groups are set with the change of user"
             ),
             P::AfterNotAbove { daemon, name } => {
                 write!(f, "[{daemon}] after \"{name}\": not a daemon defined above it")

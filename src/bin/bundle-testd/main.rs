@@ -45,7 +45,8 @@
 //!   without its foreground flag does: the process bundle-init started exits 0, and a
 //!   child in a new session goes on;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
-//!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
+//!   signals, descriptors, uid/gid/groups, no_new_privs, umask, nice, limits (`limit-nofile`
+//!   ... `limit-as` as `SOFT:HARD`), oom_score_adj, process group, environment.
 //! - `--show-env NAME` (repeatable) prints `NAME PID env NAME=VALUE` (or `NAME unset`) at
 //!   start: the value of one variable, where `--report` lists only names.
 //!
@@ -526,6 +527,30 @@ fn ignored_signals() -> u64 {
     mask
 }
 
+/// nice, each limit a bundle file can set (as `SOFT:HARD`, `unlimited` for none) and
+/// oom_score_adj, as `report` lines.
+fn process_settings() -> Vec<String> {
+    use rustix::process::{Resource, getpriority_process, getrlimit};
+    let nice = getpriority_process(None).map_or("?".to_string(), |n| n.to_string());
+    let mut lines = vec![format!("report nice={nice}")];
+    let value = |n: Option<u64>| n.map_or("unlimited".to_string(), |n| n.to_string());
+    for (key, resource) in [
+        ("nofile", Resource::Nofile),
+        ("nproc", Resource::Nproc),
+        ("core", Resource::Core),
+        ("memlock", Resource::Memlock),
+        ("stack", Resource::Stack),
+        ("as", Resource::As),
+    ] {
+        let limit = getrlimit(resource);
+        let (soft, hard) = (value(limit.current), value(limit.maximum));
+        lines.push(format!("report limit-{key}={soft}:{hard}"));
+    }
+    let adj = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    lines.push(format!("report oom_score_adj={}", adj.trim()));
+    lines
+}
+
 fn report(inherited: SigSet) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     // The mask we were started with (we blocked everything first thing), as /proc prints it.
@@ -533,7 +558,7 @@ fn report(inherited: SigSet) {
     // Asked of sigaction, not read from /proc: under an emulator /proc shows the
     // emulator's own dispositions, sigaction what this program was given.
     lines.push(format!("report SigIgn={:016x}", ignored_signals()));
-    for key in ["Uid", "Gid", "Groups", "NoNewPrivs"] {
+    for key in ["Uid", "Gid", "Groups", "NoNewPrivs", "Umask"] {
         let value = status
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{key}:")))
@@ -541,6 +566,7 @@ fn report(inherited: SigSet) {
             .unwrap_or_default();
         lines.push(format!("report {key}={value}"));
     }
+    lines.extend(process_settings());
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
