@@ -143,25 +143,24 @@ pub(crate) fn parse_with(
     bytes: &[u8],
     lookup: &dyn Fn(&str) -> Lookup,
 ) -> Result<Bundle, ConfigError> {
-    let mut parser = Parser {
-        files: Vec::new(),
-        lookup,
-        bundle: Bundle {
-            daemons: Vec::new(),
-            routes: Vec::new(),
-            shutdown_grace: Duration::from_secs(8),
-        },
-        section_places: Vec::new(),
-        route_places: Vec::new(),
-        seen_keys: Vec::new(),
-        seen_bundle_keys: Vec::new(),
-        includes: Vec::new(),
-        in_section: false,
-        line: 0,
-    };
+    let mut parser = Parser::new(lookup);
     parser.parse_file(path, bytes)?;
     let budget = MAX_FILE_BYTES.saturating_sub(bytes.len() as u64);
     include::read_includes(&mut parser, path, budget)?;
+    parser.finish()
+}
+
+/// `parse` touching nothing outside `bytes`, for the fuzz target: variables come from a
+/// fixed environment (`PORT=9000`, `EMPTY` set but empty, nothing else), and `include`
+/// lines are checked but their files not read.
+pub fn parse_alone(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
+    let fixed = |name: &str| match name {
+        "PORT" => Lookup::Set("9000".to_string()),
+        "EMPTY" => Lookup::Set(String::new()),
+        _ => Lookup::Unset,
+    };
+    let mut parser = Parser::new(&fixed);
+    parser.parse_file(path, bytes)?;
     parser.finish()
 }
 
@@ -193,7 +192,26 @@ struct Parser<'a> {
     line: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Lookup) -> Parser<'a> {
+        Parser {
+            files: Vec::new(),
+            lookup,
+            bundle: Bundle {
+                daemons: Vec::new(),
+                routes: Vec::new(),
+                shutdown_grace: Duration::from_secs(8),
+            },
+            section_places: Vec::new(),
+            route_places: Vec::new(),
+            seen_keys: Vec::new(),
+            seen_bundle_keys: Vec::new(),
+            includes: Vec::new(),
+            in_section: false,
+            line: 0,
+        }
+    }
+
     /// Reads one file's lines into the bundle: the main file, then each included one.
     fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), ConfigError> {
         self.files.push(path.to_string());
@@ -1006,6 +1024,25 @@ mod tests {
         assert!(error("[a]\nrun = x\nnice = 20\n").starts_with("b.conf:3: nice \"20\""));
         assert!(error("[a]\nrun = x\noom-score-adj = x\n").starts_with("b.conf:3: oom-score-adj"));
         assert!(error("[a]\nrun = x\nnice = 1\nnice = 2\n").contains("\"nice\" is set twice"));
+    }
+
+    /// The fuzz target's parse reads no file and no real variable.
+    #[test]
+    fn parse_alone_touches_nothing_outside_its_bytes() {
+        let b = parse_alone("f", b"include = /e*/x\n[a]\nrun = x\n");
+        assert!(
+            b.unwrap_err()
+                .to_string()
+                .contains("only work in the last part")
+        );
+        let b = parse_alone("f", b"include = /*\n[a]\nrun = x ${PORT} ${HOME:-none}\n").unwrap();
+        let argv: Vec<&str> = b.daemons[0]
+            .argv
+            .iter()
+            .map(|w| w.to_str().unwrap())
+            .collect();
+        assert_eq!(argv, ["x", "9000", "none"]);
+        assert_eq!(b.daemons.len(), 1, "no file under / was read");
     }
 
     #[test]
