@@ -23,6 +23,7 @@ use crate::time::parse_duration;
 use crate::values::check_name;
 
 mod include;
+mod instances;
 mod problem;
 pub(crate) use problem::Problem;
 
@@ -164,6 +165,9 @@ pub fn parse_alone(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
     parser.finish()
 }
 
+/// A daemon key line of the section being read: its key, its value as written, its place.
+type SectionLine = (&'static keys::DaemonKey, String, Place);
+
 /// Where a line is: which file the parser read (its index in `Parser::files`), which line.
 #[derive(Clone, Copy, Debug)]
 struct Place {
@@ -189,6 +193,8 @@ struct Parser<'a> {
     includes: Vec<String>,
     /// Past the first `[section]` of the file being read.
     in_section: bool,
+    /// The current section's key lines, with their values as written.
+    section_lines: Vec<SectionLine>,
     line: usize,
 }
 
@@ -208,6 +214,7 @@ impl<'a> Parser<'a> {
             seen_bundle_keys: Vec::new(),
             includes: Vec::new(),
             in_section: false,
+            section_lines: Vec::new(),
             line: 0,
         }
     }
@@ -220,7 +227,7 @@ impl<'a> Parser<'a> {
             self.line = index + 1;
             self.parse_line(raw)?;
         }
-        Ok(())
+        self.close_section()
     }
 
     fn here(&self) -> Place {
@@ -273,6 +280,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         if let Some(rest) = text.strip_prefix('[') {
+            self.close_section()?;
             let name = rest
                 .strip_suffix(']')
                 .ok_or_else(|| self.bad_header(text))?;
@@ -294,7 +302,7 @@ impl<'a> Parser<'a> {
 
     fn start_section(&mut self, name: &str) -> Result<(), ConfigError> {
         check_name(name).map_err(|e| self.error(e))?;
-        if let Some(first) = self.bundle.daemons.iter().position(|d| d.name == name) {
+        if let Some(first) = self.bundle.daemons.iter().position(|d| d.is_named(name)) {
             let first = self.describe(self.section_places[first]);
             return Err(self.error(Problem::DaemonTwice(name.to_string(), first)));
         }
@@ -414,18 +422,11 @@ impl<'a> Parser<'a> {
         if !definition.repeatable {
             self.once(key)?;
         }
-        let expanded;
-        let value = match definition.expand {
-            true => {
-                expanded = expand::expand(value, self.lookup).map_err(|e| self.error(e))?;
-                expanded.as_str()
-            }
-            false => value,
-        };
-        let Some(daemon) = self.bundle.daemons.last_mut() else {
-            return Err(self.error(Problem::NoSection));
-        };
-        (definition.parse)(daemon, value).map_err(|e| self.error(e))
+        // Applied when the section ends (`close_section`): `instances` may come last, and
+        // each instance expands the lines with its own number.
+        self.section_lines
+            .push((definition, value.to_string(), self.here()));
+        Ok(())
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
@@ -439,7 +440,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn finish(self) -> Result<Bundle, ConfigError> {
+    fn finish(mut self) -> Result<Bundle, ConfigError> {
+        self.after_names_every_instance();
         if self.bundle.daemons.is_empty() {
             return Err(ConfigError {
                 path: self.files[0].clone(),
@@ -494,7 +496,7 @@ impl<'a> Parser<'a> {
             if let Some(name) = route
                 .names
                 .iter()
-                .find(|name| !self.bundle.daemons.iter().any(|d| &d.name == *name))
+                .find(|name| !self.bundle.daemons.iter().any(|d| d.is_named(name)))
             {
                 return Err(self.error_at(
                     line,
@@ -543,7 +545,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
                 .collect();
             if let Some(unknown) = names
                 .iter()
-                .find(|n| !bundle.daemons.iter().any(|d| d.name == **n))
+                .find(|n| !bundle.daemons.iter().any(|d| d.is_named(n)))
             {
                 return Err(SelectionError {
                     unknown: unknown.to_string(),
@@ -553,15 +555,17 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
             bundle
                 .daemons
                 .iter()
-                .filter(|d| names.contains(&d.name.as_str()))
+                .filter(|d| names.iter().any(|n| d.is_named(n)))
                 .collect()
         }
     };
+    // A section's name stands for all its instances, in their order.
     let index_of = |names: &[String]| -> Vec<usize> {
-        names
-            .iter()
-            .filter_map(|n| chosen.iter().position(|d| &d.name == n))
-            .collect()
+        let mut indices = Vec::new();
+        for name in names {
+            indices.extend((0..chosen.len()).filter(|&i| chosen[i].is_named(name)));
+        }
+        indices
     };
     let mut routes = Routes::bundle_defaults();
     for (sig, spec) in &bundle.routes {
@@ -1043,6 +1047,71 @@ mod tests {
             .collect();
         assert_eq!(argv, ["x", "9000", "none"]);
         assert_eq!(b.daemons.len(), 1, "no file under / was read");
+    }
+
+    #[test]
+    fn instances_make_numbered_daemons_each_with_its_number() {
+        let b = parse_str(
+            "on SIGUSR1 = restart worker\n[db]\nrun = d\n\
+             [worker]\nrun = w --listen :80${BUNDLE_INIT_INSTANCE}\nafter = db\ninstances = 3\n\
+             [web]\nrun = x\nafter = worker\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = b.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["db", "worker-1", "worker-2", "worker-3", "web"]);
+        let second = &b.daemons[2];
+        assert_eq!(second.argv, ["w", "--listen", ":802"]);
+        assert_eq!(
+            second.env.set,
+            vec![("BUNDLE_INIT_INSTANCE".into(), "2".into())]
+        );
+        assert_eq!(second.after, ["db"]);
+        assert_eq!(b.daemons[4].after, ["worker-1", "worker-2", "worker-3"]);
+        let plan = select(&b, None).unwrap();
+        assert_eq!(
+            plan.routes.get(Sig(libc_sig::USR1)),
+            &Route::Restart(vec![1, 2, 3])
+        );
+        let names = |selection| -> Vec<String> {
+            let plan = select(&b, Some(selection)).unwrap();
+            plan.daemons.into_iter().map(|d| d.name).collect()
+        };
+        assert_eq!(names("worker"), ["worker-1", "worker-2", "worker-3"]);
+        assert_eq!(names("worker-2,db"), ["db", "worker-2"]);
+    }
+
+    #[test]
+    fn instances_are_checked_like_daemons_of_their_own() {
+        assert_eq!(
+            error("[w]\nrun = x\ninstances = 65\n"),
+            "b.conf:3: instances \"65\" must be a number from 1 to 64"
+        );
+        assert_eq!(
+            error("[w-2]\nrun = x\n[w]\nrun = x\ninstances = 2\n"),
+            "b.conf:3: daemon \"w-2\" is defined twice (first at b.conf:1)"
+        );
+        assert_eq!(
+            error("[w]\nrun = x\ninstances = 2\n[w]\nrun = y\n"),
+            "b.conf:4: daemon \"w\" is defined twice (first at b.conf:1)"
+        );
+        let long = "n".repeat(31);
+        assert!(error(&format!("[{long}]\nrun = x\ninstances = 2\n")).contains("longer than 32"));
+        let many = format!(
+            "[a]\nrun = x\ninstances = 64\n{}",
+            "[b]\nrun = x\ninstances = 64\n"
+        );
+        let many = format!("{many}{}", many.replace("[a]", "[c]").replace("[b]", "[d]"));
+        assert_eq!(parse_str(&many).unwrap().daemons.len(), 256);
+        assert!(error(&format!("{many}[e]\nrun = x\n")).ends_with("more than 256 daemons"));
+        // Outside a section with instances, the variable is bundle-init's like any other.
+        assert!(
+            parse_with("b.conf", b"[a]\nrun = x ${BUNDLE_INIT_INSTANCE}\n", &|_| {
+                Lookup::Unset
+            })
+            .unwrap_err()
+            .to_string()
+            .starts_with("b.conf:2: variable BUNDLE_INIT_INSTANCE is not set")
+        );
     }
 
     #[test]

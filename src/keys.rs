@@ -16,8 +16,9 @@ use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{
-    ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_limit, parse_nice,
-    parse_oom_score_adj, parse_ready, parse_umask, parse_user, split_words,
+    ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_instances,
+    parse_limit, parse_nice, parse_oom_score_adj, parse_ready, parse_umask, parse_user,
+    split_words,
 };
 
 /// One key of a `[daemon]` section.
@@ -241,6 +242,15 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         expand: false,
         parse: |d, v| parse_oom_score_adj(v).map(|adj| d.process.oom_score_adj = Some(adj)),
         print: |d| d.process.oom_score_adj.iter().map(i32::to_string).collect(),
+    },
+    DaemonKey {
+        name: "instances",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_instances(v).map(|n| d.instances = Some(n)),
+        // Each instance prints as a section of its own, which reads back as it is.
+        print: |_| vec![],
     },
     DaemonKey {
         name: "stop-signal",

@@ -190,6 +190,19 @@ pub struct DaemonSpec {
     pub(crate) after: Vec<String>,
     /// How long to wait for `after` before the exit policy applies.
     pub(crate) ready_timeout: Duration,
+    /// `instances = N`, as written (on the section and on each instance it made).
+    pub(crate) instances: Option<u32>,
+    /// The section's name when this daemon is one of its instances (`worker` for
+    /// `worker-2`): routes, `after`, the selection and control take it for all of them.
+    pub(crate) instance_of: Option<String>,
+}
+
+impl DaemonSpec {
+    /// Whether `name` names this daemon: its own name, or its section's when it is an
+    /// instance.
+    pub(crate) fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.instance_of.as_deref() == Some(name)
+    }
 }
 
 impl DaemonSpec {
@@ -220,6 +233,8 @@ impl DaemonSpec {
             ready: None,
             after: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            instances: None,
+            instance_of: None,
         }
     }
 }

@@ -45,6 +45,7 @@ pub enum ValueError {
     SoftOverHard(&'static str, String),
     Groups(String),
     OomScoreAdj(String),
+    Instances(String),
     Signal(SignalError),
 }
 
@@ -115,6 +116,12 @@ impl fmt::Display for ValueError {
                 f,
                 "oom-score-adj \"{text}\" must be a number from -1000 to 1000"
             ),
+            E::Instances(text) => {
+                write!(
+                    f,
+                    "instances \"{text}\" must be a number from 1 to {MAX_INSTANCES}"
+                )
+            }
             E::Signal(e) => e.fmt(f),
         }
     }
@@ -215,6 +222,17 @@ pub(crate) fn parse_env_file(text: &str) -> Result<EnvFile, ValueError> {
         path: PathBuf::from(path),
         optional,
     })
+}
+
+/// The most instances one section may make.
+pub(crate) const MAX_INSTANCES: u32 = 64;
+
+/// `instances = N`, 1 to MAX_INSTANCES.
+pub(crate) fn parse_instances(text: &str) -> Result<u32, ValueError> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_INSTANCES).contains(&n) => Ok(n),
+        _ => Err(ValueError::Instances(text.to_string())),
+    }
 }
 
 /// An octal umask, `0027` or `027`.
@@ -434,6 +452,15 @@ mod tests {
             Err(ValueError::OomScoreAdj("1001".into()))
         );
         assert_eq!(parse_groups("4, 27"), Ok(vec![4, 27]));
+        assert_eq!(parse_instances("1"), Ok(1));
+        assert_eq!(parse_instances("64"), Ok(64));
+        for bad in ["0", "65", "-1", "x", ""] {
+            assert_eq!(
+                parse_instances(bad),
+                Err(ValueError::Instances(bad.into())),
+                "{bad}"
+            );
+        }
         for bad in ["", "4,", "wheel", "4294967295"] {
             assert_eq!(
                 parse_groups(bad),

@@ -423,3 +423,36 @@ fn a_reload_reads_the_included_files_again() {
     assert!(out.contains("extra added, 1 unchanged"), "{out}");
     wait_started(&init, "extra", 1);
 }
+
+/// A reload that changes `instances` adds or removes only the instances beyond the change:
+/// the others keep their pids.
+#[test]
+fn a_reload_changing_instances_touches_only_the_instances_beyond_the_change() {
+    let dir = TempDir::new("reload-instances");
+    let file = |n: u32| format!("[w]\nrun = bundle-testd --name w\ninstances = {n}\n");
+    let bundle = dir.write("i.bundle", &file(2));
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for_n(2, "two instances", |l| {
+        l.starts_with("[w-") && l.ends_with(" started")
+    });
+    let before = daemon_pids(&init.stdout);
+
+    dir.write("i.bundle", &file(4));
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("w-3 added, w-4 added, 2 unchanged"), "{out}");
+    init.stdout.wait_for_n(4, "four instances", |l| {
+        l.starts_with("[w-") && l.ends_with(" started")
+    });
+
+    dir.write("i.bundle", &file(1));
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("w-2 removed, w-3 removed, w-4 removed, 1 unchanged"),
+        "{out}"
+    );
+    init.stderr.wait_for_text("w-4 was killed by SIGTERM");
+    let after = daemon_pids(&init.stdout);
+    assert_eq!(after["w-1"], before["w-1"], "w-1 kept its pid");
+}

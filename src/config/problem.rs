@@ -47,7 +47,6 @@ pub(crate) enum Problem {
         key: String,
         section: String,
     },
-    NoSection,
     Uncatchable(Sig),
     FaultSignal(Sig),
     ChildSignal,
@@ -126,7 +125,6 @@ impl fmt::Display for Problem {
             P::UnknownDaemonKey { key, section } => {
                 write!(f, "unknown key \"{key}\" in [{section}]")
             }
-            P::NoSection => f.write_str("internal: no section"),
             P::Uncatchable(sig) => write!(f, "{sig} cannot be caught, so it cannot be routed"),
             P::FaultSignal(sig) => write!(
                 f,
