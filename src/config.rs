@@ -189,8 +189,8 @@ struct Parser<'a> {
     seen_keys: Vec<String>,
     /// Single-valued bundle keys already set, in any file.
     seen_bundle_keys: Vec<String>,
-    /// The main file's `include` globs, expanded, in order.
-    includes: Vec<String>,
+    /// The main file's `include` globs, expanded, in order, with their lines.
+    includes: Vec<(String, Place)>,
     /// Past the first `[section]` of the file being read.
     in_section: bool,
     /// The current section's key lines, with their values as written.
@@ -361,7 +361,7 @@ impl<'a> Parser<'a> {
         }
         let glob = expand::expand(value, self.lookup).map_err(|e| self.error(e))?;
         include::check_glob(&glob).map_err(|e| self.error(e))?;
-        self.includes.push(glob);
+        self.includes.push((glob, self.here()));
         Ok(())
     }
 
@@ -930,6 +930,20 @@ mod tests {
             load(&main).unwrap_err().to_string(),
             format!("{b}:1: \"shutdown-grace\" is set twice")
         );
+        std::fs::write(files.path("not-a-dir"), "").unwrap();
+        std::fs::write(&main, "include = not-a-dir/*\n[web]\nrun = web\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{main}:1: include: cannot list ")),
+            "the include line is named"
+        );
+        std::fs::write(
+            &main,
+            "include = conf.d/*\nshutdown-grace = 1s\n[web]\nrun = web\n",
+        )
+        .unwrap();
         std::fs::write(&b, "include = more/*\n").unwrap();
         assert!(
             load(&main)

@@ -28,8 +28,9 @@ pub(super) fn read_includes(
     mut budget: u64,
 ) -> Result<(), ConfigError> {
     let base = Path::new(main).parent().unwrap_or(Path::new("."));
-    for glob in std::mem::take(&mut parser.includes) {
-        for path in matches(base, &glob)? {
+    for (glob, place) in std::mem::take(&mut parser.includes) {
+        let paths = matches(base, &glob).map_err(|problem| parser.error_at(place, problem))?;
+        for path in paths {
             let path = path.to_string_lossy().into_owned();
             let bytes = read_limited(&path, budget).map_err(|e| too_large_in_all(e, &path))?;
             budget -= bytes.len() as u64;
@@ -59,36 +60,39 @@ fn split(glob: &str) -> (&str, &str) {
     }
 }
 
-/// The paths `glob` matches, sorted by name.
-fn matches(base: &Path, glob: &str) -> Result<Vec<PathBuf>, ConfigError> {
+/// The paths `glob` matches, sorted by name; a directory that cannot be listed for
+/// another reason than not existing is a problem of the `include` line.
+fn matches(base: &Path, glob: &str) -> Result<Vec<PathBuf>, Problem> {
     let (dir, pattern) = split(glob);
     let dir = match dir.is_empty() {
         true => base.to_path_buf(),
         false => base.join(dir),
     };
-    let listing_error = |errno| ConfigError {
-        path: glob.to_string(),
-        line: None,
-        problem: Problem::IncludeDirectory(dir.display().to_string(), errno),
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(listing_error(errno_of(&e))),
+    let listing_error = |errno| Problem::IncludeDirectory(dir.display().to_string(), errno);
+    let Some(listing) = open_directory(&dir).map_err(listing_error)? else {
+        return Ok(vec![]);
     };
     let mut names = Vec::new();
-    for entry in entries {
-        let name = entry.map_err(|e| listing_error(errno_of(&e)))?.file_name();
-        if matches_name(pattern.as_bytes(), name.as_bytes()) {
-            names.push(name);
+    for entry in listing {
+        let entry = entry.map_err(listing_error)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." && matches_name(pattern.as_bytes(), name) {
+            names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
         }
     }
     names.sort();
     Ok(names.into_iter().map(|name| dir.join(name)).collect())
 }
 
-fn errno_of(error: &std::io::Error) -> rustix::io::Errno {
-    rustix::io::Errno::from_io_error(error).unwrap_or(rustix::io::Errno::IO)
+/// The directory's entries, or None when it does not exist.
+fn open_directory(dir: &Path) -> Result<Option<rustix::fs::Dir>, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::open(dir, flags, Mode::empty()) {
+        Ok(fd) => rustix::fs::Dir::new(fd).map(Some),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(errno) => Err(errno),
+    }
 }
 
 /// Whether `name` matches `pattern` (`*`, `?`, any other byte itself); a leading `.` of
@@ -172,8 +176,10 @@ mod tests {
         ] {
             std::fs::write(dir.join("conf.d").join(name), "").unwrap();
         }
+        std::fs::write(dir.join("plain"), "").unwrap();
         let found = matches(&dir, "conf.d/*.bundle");
         let missing = matches(&dir, "nowhere/*.bundle");
+        let not_a_directory = matches(&dir, "plain/*.bundle");
         let _ = std::fs::remove_dir_all(&dir);
         let names: Vec<String> = found
             .unwrap()
@@ -182,5 +188,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["10-a.bundle", "20-b.bundle"]);
         assert_eq!(missing.unwrap(), Vec::<PathBuf>::new());
+        assert!(matches!(
+            not_a_directory,
+            Err(Problem::IncludeDirectory(_, rustix::io::Errno::NOTDIR))
+        ));
     }
 }
