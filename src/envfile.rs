@@ -235,6 +235,25 @@ mod tests {
         );
     }
 
+    /// The file is read whole at each start: more than 1 MiB is refused before parsing.
+    #[test]
+    fn an_env_file_may_be_one_mebibyte_and_no_more() {
+        let path =
+            std::env::temp_dir().join(format!("bundle-init-envfile-big-{}", std::process::id()));
+        let file = [EnvFile {
+            path: path.clone(),
+            optional: false,
+        }];
+        let line = "A=1\n";
+        std::fs::write(&path, line.repeat(1024 * 1024 / line.len())).unwrap();
+        let exact = read_all(&file).map(|vars| vars.len());
+        std::fs::write(&path, line.repeat(1024 * 1024 / line.len()) + "#").unwrap();
+        let over = read_all(&file);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(exact, Ok(1024 * 1024 / line.len()));
+        assert_eq!(over.unwrap_err().problem, EnvFileProblem::TooLarge);
+    }
+
     #[test]
     fn files_are_read_in_order_each_whole() {
         let dir = std::env::temp_dir();
