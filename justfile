@@ -176,7 +176,7 @@ soak:
 # Fuzz the bundle-file parser and the command line (cargo-fuzz, nightly), SECONDS each.
 fuzz SECONDS="60":
     command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-    cd fuzz && cargo +nightly fuzz run bundle_file -- -max_total_time={{SECONDS}}
+    cd fuzz && cargo +nightly fuzz run bundle_file -- -dict=bundle_file.dict -max_total_time={{SECONDS}}
     cd fuzz && cargo +nightly fuzz run command_line -- -max_total_time={{SECONDS}}
 
 # Benchmarks against tini, catatonit, dumb-init, s6 and supervisord (installs them).

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::expand::{self, Lookup};
 use crate::keys;
 use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes, StopOrder};
 use crate::signal::{Sig, parse_signal};
@@ -21,6 +22,8 @@ use crate::sys::libc_sig;
 use crate::time::parse_duration;
 use crate::values::check_name;
 
+mod include;
+mod instances;
 mod problem;
 pub(crate) use problem::Problem;
 
@@ -72,6 +75,7 @@ impl std::error::Error for ConfigError {
             Problem::Open(e) => Some(e),
             Problem::Read(e) => Some(e),
             Problem::Value(e) => Some(e),
+            Problem::Expand(e) => Some(e),
             Problem::Signal(e) => Some(e),
             Problem::Duration(e) => Some(e),
             _ => None,
@@ -79,9 +83,15 @@ impl std::error::Error for ConfigError {
     }
 }
 
-/// Reads and parses a bundle file, refusing anything larger than MAX_FILE_BYTES before
-/// reading it whole.
+/// Reads and parses a bundle file and the files it includes, refusing more than
+/// MAX_FILE_BYTES in all before reading it whole.
 pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
+    let bytes = read_limited(path, MAX_FILE_BYTES)?;
+    parse(path, &bytes)
+}
+
+/// The whole file at `path`, if it is a regular file of at most `budget` bytes.
+fn read_limited(path: &str, budget: u64) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
     let whole = |problem| ConfigError {
         path: path.to_string(),
@@ -90,13 +100,13 @@ pub(crate) fn load(path: &str) -> Result<Bundle, ConfigError> {
     };
     let file = open_regular(path).map_err(whole)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(budget + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| whole(Problem::Read(e)))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if bytes.len() as u64 > budget {
         return Err(whole(Problem::TooLarge));
     }
-    parse(path, &bytes)
+    Ok(bytes)
 }
 
 /// Opens `path` for reading only if it is a regular file. The open itself never waits (a
@@ -122,49 +132,126 @@ fn open_regular(path: &str) -> Result<std::fs::File, Problem> {
 /// What some editors put at the start of a UTF-8 file; invisible in an error message.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
-/// Parses bundle-file bytes. `path` is only used in error messages.
+/// Parses bundle-file bytes, expanding `${NAME}` from bundle-init's environment, and the
+/// files its `include` lines name. `path` is used in error messages and to find includes
+/// given as relative paths.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
-    let mut parser = Parser {
-        path,
-        bundle: Bundle {
-            daemons: Vec::new(),
-            routes: Vec::new(),
-            shutdown_grace: Duration::from_secs(8),
-            stop_order: StopOrder::Dependencies,
-        },
-        section_lines: Vec::new(),
-        route_lines: Vec::new(),
-        seen_keys: Vec::new(),
-        line: 0,
-    };
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        parser.line = index + 1;
-        parser.parse_line(raw)?;
-    }
+    parse_with(path, bytes, &expand::process_environment)
+}
+
+/// `parse`, expanding variables from `lookup`.
+pub(crate) fn parse_with(
+    path: &str,
+    bytes: &[u8],
+    lookup: &dyn Fn(&str) -> Lookup,
+) -> Result<Bundle, ConfigError> {
+    let mut parser = Parser::new(lookup);
+    parser.parse_file(path, bytes)?;
+    let budget = MAX_FILE_BYTES.saturating_sub(bytes.len() as u64);
+    include::read_includes(&mut parser, path, budget)?;
     parser.finish()
 }
 
-struct Parser<'a> {
-    path: &'a str,
-    bundle: Bundle,
-    /// Line of each daemon's `[name]` header, for errors found at the end.
-    section_lines: Vec<usize>,
-    /// Line of each route, for errors found at the end.
-    route_lines: Vec<usize>,
-    /// Single-valued keys already set in the current section.
-    seen_keys: Vec<String>,
+/// `parse` touching nothing outside `bytes`, for the fuzz target: variables come from a
+/// fixed environment (`PORT=9000`, `EMPTY` set but empty, nothing else), and `include`
+/// lines are checked but their files not read.
+pub fn parse_alone(path: &str, bytes: &[u8]) -> Result<Bundle, ConfigError> {
+    let fixed = |name: &str| match name {
+        "PORT" => Lookup::Set("9000".to_string()),
+        "EMPTY" => Lookup::Set(String::new()),
+        _ => Lookup::Unset,
+    };
+    let mut parser = Parser::new(&fixed);
+    parser.parse_file(path, bytes)?;
+    parser.finish()
+}
+
+/// A daemon key line of the section being read: its key, its value as written, its place.
+type SectionLine = (&'static keys::DaemonKey, String, Place);
+
+/// Where a line is: which file the parser read (its index in `Parser::files`), which line.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    file: usize,
     line: usize,
 }
 
-impl Parser<'_> {
-    fn error(&self, problem: impl Into<Problem>) -> ConfigError {
-        self.error_at(self.line, problem.into())
+struct Parser<'a> {
+    /// Every file read so far, the main one first; the last is being read.
+    files: Vec<String>,
+    /// Where `${NAME}` finds its value.
+    lookup: &'a dyn Fn(&str) -> Lookup,
+    bundle: Bundle,
+    /// Where each daemon's `[name]` header is, for errors found at the end.
+    section_places: Vec<Place>,
+    /// Where each route is, for errors found at the end.
+    route_places: Vec<Place>,
+    /// Single-valued keys already set in the current section.
+    seen_keys: Vec<String>,
+    /// Single-valued bundle keys already set, in any file.
+    seen_bundle_keys: Vec<String>,
+    /// The main file's `include` globs, expanded, in order, with their lines.
+    includes: Vec<(String, Place)>,
+    /// Past the first `[section]` of the file being read.
+    in_section: bool,
+    /// The current section's key lines, with their values as written.
+    section_lines: Vec<SectionLine>,
+    line: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Lookup) -> Parser<'a> {
+        Parser {
+            files: Vec::new(),
+            lookup,
+            bundle: Bundle {
+                daemons: Vec::new(),
+                routes: Vec::new(),
+                shutdown_grace: Duration::from_secs(8),
+                stop_order: StopOrder::Dependencies,
+            },
+            section_places: Vec::new(),
+            route_places: Vec::new(),
+            seen_keys: Vec::new(),
+            seen_bundle_keys: Vec::new(),
+            includes: Vec::new(),
+            in_section: false,
+            section_lines: Vec::new(),
+            line: 0,
+        }
     }
 
-    fn error_at(&self, line: usize, problem: Problem) -> ConfigError {
+    /// Reads one file's lines into the bundle: the main file, then each included one.
+    fn parse_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), ConfigError> {
+        self.files.push(path.to_string());
+        self.in_section = false;
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            self.line = index + 1;
+            self.parse_line(raw)?;
+        }
+        self.close_section()
+    }
+
+    fn here(&self) -> Place {
+        Place {
+            file: self.files.len().saturating_sub(1),
+            line: self.line,
+        }
+    }
+
+    /// `PATH:LINE` of a place, for a message that names another place than its own.
+    fn describe(&self, place: Place) -> String {
+        format!("{}:{}", self.files[place.file], place.line)
+    }
+
+    fn error(&self, problem: impl Into<Problem>) -> ConfigError {
+        self.error_at(self.here(), problem.into())
+    }
+
+    fn error_at(&self, place: Place, problem: Problem) -> ConfigError {
         ConfigError {
-            path: self.path.to_string(),
-            line: Some(line),
+            path: self.files[place.file].clone(),
+            line: Some(place.line),
             problem,
         }
     }
@@ -195,6 +282,7 @@ impl Parser<'_> {
             return Ok(());
         }
         if let Some(rest) = text.strip_prefix('[') {
+            self.close_section()?;
             let name = rest
                 .strip_suffix(']')
                 .ok_or_else(|| self.bad_header(text))?;
@@ -207,32 +295,38 @@ impl Parser<'_> {
         if key.is_empty() {
             return Err(self.error(Problem::MissingKey));
         }
-        if self.bundle.daemons.is_empty() {
-            self.bundle_key(key, value)
-        } else {
+        if self.in_section {
             self.daemon_key(key, value)
+        } else {
+            self.bundle_key(key, value)
         }
     }
 
     fn start_section(&mut self, name: &str) -> Result<(), ConfigError> {
         check_name(name).map_err(|e| self.error(e))?;
-        if self.bundle.daemons.iter().any(|d| d.name == name) {
-            return Err(self.error(Problem::DaemonTwice(name.to_string())));
+        if let Some(first) = self.bundle.daemons.iter().position(|d| d.is_named(name)) {
+            let first = self.describe(self.section_places[first]);
+            return Err(self.error(Problem::DaemonTwice(name.to_string(), first)));
         }
         if self.bundle.daemons.len() >= MAX_DAEMONS {
             return Err(self.error(Problem::TooManyDaemons));
         }
         self.bundle.daemons.push(DaemonSpec::new(name, Vec::new()));
-        self.section_lines.push(self.line);
+        self.section_places.push(self.here());
         self.seen_keys.clear();
+        self.in_section = true;
         Ok(())
     }
 
     fn once(&mut self, key: &str) -> Result<(), ConfigError> {
-        if self.seen_keys.iter().any(|k| k == key) {
+        let seen = match self.in_section {
+            true => &mut self.seen_keys,
+            false => &mut self.seen_bundle_keys,
+        };
+        if seen.iter().any(|k| k == key) {
             return Err(self.error(Problem::KeyTwice(key.to_string())));
         }
-        self.seen_keys.push(key.to_string());
+        seen.push(key.to_string());
         Ok(())
     }
 
@@ -244,7 +338,7 @@ impl Parser<'_> {
                 return Err(self.error(Problem::RoutedTwice(sig)));
             }
             self.bundle.routes.push((sig, route));
-            self.route_lines.push(self.line);
+            self.route_places.push(self.here());
             return Ok(());
         }
         match key {
@@ -260,11 +354,24 @@ impl Parser<'_> {
                     other => return Err(self.error(Problem::StopOrder(other.to_string()))),
                 };
             }
+            "include" => self.include(value)?,
             _ if keys::daemon_key(key).is_some() => {
                 return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
             }
             _ => return Err(self.error(Problem::UnknownBundleKey(key.to_string()))),
         }
+        Ok(())
+    }
+
+    /// `include = GLOB`, in the main file only: an included file including more would make
+    /// the order of daemons, and cycles, a puzzle.
+    fn include(&mut self, value: &str) -> Result<(), ConfigError> {
+        if self.files.len() > 1 {
+            return Err(self.error(Problem::NestedInclude));
+        }
+        let glob = expand::expand(value, self.lookup).map_err(|e| self.error(e))?;
+        include::check_glob(&glob).map_err(|e| self.error(e))?;
+        self.includes.push((glob, self.here()));
         Ok(())
     }
 
@@ -325,14 +432,15 @@ impl Parser<'_> {
         if !definition.repeatable {
             self.once(key)?;
         }
-        let Some(daemon) = self.bundle.daemons.last_mut() else {
-            return Err(self.error(Problem::NoSection));
-        };
-        (definition.parse)(daemon, value).map_err(|e| self.error(e))
+        // Applied when the section ends (`close_section`): `instances` may come last, and
+        // each instance expands the lines with its own number.
+        self.section_lines
+            .push((definition, value.to_string(), self.here()));
+        Ok(())
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
-        if key == "shutdown-grace" || key == "stop-order" || key.starts_with("on ") {
+        if matches!(key, "shutdown-grace" | "stop-order" | "include") || key.starts_with("on ") {
             return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
@@ -342,15 +450,16 @@ impl Parser<'_> {
         }
     }
 
-    fn finish(self) -> Result<Bundle, ConfigError> {
+    fn finish(mut self) -> Result<Bundle, ConfigError> {
+        self.after_names_every_instance();
         if self.bundle.daemons.is_empty() {
             return Err(ConfigError {
-                path: self.path.to_string(),
+                path: self.files[0].clone(),
                 line: None,
                 problem: Problem::NoDaemon,
             });
         }
-        for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_lines) {
+        for (daemon, &line) in self.bundle.daemons.iter().zip(&self.section_places) {
             let name = || daemon.name.clone();
             if daemon.argv.is_empty() {
                 return Err(self.error_at(line, Problem::NoRun(name())));
@@ -367,6 +476,9 @@ impl Parser<'_> {
             if let Some(problem) = oneshot_problem(daemon) {
                 return Err(self.error_at(line, problem));
             }
+            if !daemon.process.groups.is_empty() && daemon.user.is_none() {
+                return Err(self.error_at(line, Problem::GroupsWithoutUser(name())));
+            }
         }
         self.check_after()?;
         self.check_route_names()?;
@@ -377,7 +489,7 @@ impl Parser<'_> {
     /// cycle can be written.
     fn check_after(&self) -> Result<(), ConfigError> {
         let daemons = &self.bundle.daemons;
-        for (position, (daemon, &line)) in daemons.iter().zip(&self.section_lines).enumerate() {
+        for (position, (daemon, &line)) in daemons.iter().zip(&self.section_places).enumerate() {
             if let Some(name) = daemon
                 .after
                 .iter()
@@ -408,11 +520,11 @@ impl Parser<'_> {
     }
 
     fn check_route_names(&self) -> Result<(), ConfigError> {
-        for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_lines) {
+        for ((sig, route), &line) in self.bundle.routes.iter().zip(&self.route_places) {
             if let Some(name) = route
                 .names
                 .iter()
-                .find(|name| !self.bundle.daemons.iter().any(|d| &d.name == *name))
+                .find(|name| !self.bundle.daemons.iter().any(|d| d.is_named(name)))
             {
                 return Err(self.error_at(
                     line,
@@ -479,7 +591,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
                 .collect();
             if let Some(unknown) = names
                 .iter()
-                .find(|n| !bundle.daemons.iter().any(|d| d.name == **n))
+                .find(|n| !bundle.daemons.iter().any(|d| d.is_named(n)))
             {
                 return Err(SelectionError {
                     unknown: unknown.to_string(),
@@ -489,15 +601,17 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
             bundle
                 .daemons
                 .iter()
-                .filter(|d| names.contains(&d.name.as_str()))
+                .filter(|d| names.iter().any(|n| d.is_named(n)))
                 .collect()
         }
     };
+    // A section's name stands for all its instances, in their order.
     let index_of = |names: &[String]| -> Vec<usize> {
-        names
-            .iter()
-            .filter_map(|n| chosen.iter().position(|d| &d.name == n))
-            .collect()
+        let mut indices = Vec::new();
+        for name in names {
+            indices.extend((0..chosen.len()).filter(|&i| chosen[i].is_named(name)));
+        }
+        indices
     };
     let mut routes = Routes::bundle_defaults();
     for (sig, spec) in &bundle.routes {
@@ -690,6 +804,377 @@ mod tests {
         assert!(!crate::sys::reserved_by_libc(35) && !crate::sys::reserved_by_libc(15));
     }
 
+    fn with_port(name: &str) -> Lookup {
+        match name {
+            "PORT" => Lookup::Set("9000".into()),
+            "DIR" => Lookup::Set("/srv/app".into()),
+            _ => Lookup::Unset,
+        }
+    }
+
+    fn parse_env(text: &str) -> Result<Bundle, ConfigError> {
+        parse_with("b.conf", text.as_bytes(), &with_port)
+    }
+
+    /// run, env, cwd, user, ready and env-file are expanded before they are parsed.
+    #[test]
+    fn variables_expand_in_the_keys_that_take_them() {
+        let b = parse_env(
+            "[a]\nrun = app --port ${PORT:-8080} --name \"${NAME:-my app}\"\ncwd = ${DIR}\n\
+             env = LISTEN=:${PORT}\nuser = ${UID:-1}:${GID:-2}\nready = tcp:127.0.0.1:${PORT}\n\
+             env-file = ${DIR}/app.env\n",
+        )
+        .unwrap();
+        let a = &b.daemons[0];
+        let argv: Vec<&str> = a.argv.iter().map(|w| w.to_str().unwrap()).collect();
+        assert_eq!(argv, ["app", "--port", "9000", "--name", "my app"]);
+        assert_eq!(a.cwd.as_deref(), Some(std::path::Path::new("/srv/app")));
+        assert_eq!(a.env.set, vec![("LISTEN".into(), ":9000".into())]);
+        assert_eq!(a.user, Some((1, 2)));
+        assert_eq!(a.ready, Some(ReadyCheck::Tcp("127.0.0.1:9000".into())));
+        assert_eq!(
+            a.env.files[0].path,
+            std::path::Path::new("/srv/app/app.env")
+        );
+        let unset = parse_env("[a]\nrun = app ${PORT:-8080}\n").unwrap();
+        let default = parse_with("b.conf", b"[a]\nrun = app ${PORT:-8080}\n", &|_| {
+            Lookup::Unset
+        });
+        assert_eq!(unset.daemons[0].argv[1], "9000");
+        assert_eq!(default.unwrap().daemons[0].argv[1], "8080");
+    }
+
+    #[test]
+    fn an_unset_variable_is_an_error_naming_the_line_and_the_variable() {
+        let error = |text: &str| parse_env(text).unwrap_err().to_string();
+        assert_eq!(
+            error("[a]\nrun = x\nenv = DB=${DB_URL}\n"),
+            "b.conf:3: variable DB_URL is not set (${DB_URL:-DEFAULT} gives a default)"
+        );
+        assert_eq!(
+            error("[a]\nrun = x ${TOKEN:?mount the token}\n"),
+            "b.conf:2: variable TOKEN is not set: mount the token"
+        );
+        assert!(error("[a]\nrun = x ${PORT\n").starts_with("b.conf:2: \"${\" has no closing }"));
+    }
+
+    /// Only the keys that take variables expand them; `$` stays literal elsewhere, and a
+    /// `$` not followed by `{` or `$` is literal everywhere.
+    #[test]
+    fn other_keys_and_lone_dollars_are_left_as_written() {
+        let b = parse_env("[a]\nrun = sh -c 'echo $HOME $$'\n").unwrap();
+        assert_eq!(b.daemons[0].argv[2], "echo $HOME $");
+        assert!(
+            parse_env("[a]\nrun = x\ngrace = ${PORT}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("bad duration")
+        );
+        assert!(
+            parse_env("on SIGHUP = restart ${PORT}\n[a]\nrun = x\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown daemon \"${PORT}\"")
+        );
+    }
+
+    /// `--check` prints the expanded plan, escaped so that it reads back the same.
+    #[test]
+    fn the_printed_plan_is_expanded_and_reads_back_the_same() {
+        let bundle = parse_env("[a]\nrun = app ${PORT} $${PORT} $HOME\nenv = A=$$$$\n").unwrap();
+        let plan = select(&bundle, None).unwrap();
+        let printed = keys::describe_plan("b.conf", &plan);
+        assert!(
+            printed.contains("run = app 9000 $${PORT} $HOME\n"),
+            "{printed}"
+        );
+        assert!(printed.contains("env = A=$$$\n"), "{printed}");
+        let body: String = printed
+            .lines()
+            .filter(|l| l.starts_with('[') || l.starts_with("run") || l.starts_with("env"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let again = parse_with("b.conf", body.as_bytes(), &|_| Lookup::Unset).unwrap();
+        assert_eq!(again.daemons, bundle.daemons);
+    }
+
+    /// A scratch directory with these files, removed when dropped.
+    struct Files(std::path::PathBuf);
+
+    impl Files {
+        fn new(name: &str, files: &[(&str, &str)]) -> Files {
+            let dir =
+                std::env::temp_dir().join(format!("bundle-init-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            for (path, text) in files {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            Files(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Included files join the main one after it, each glob's matches in name order: their
+    /// daemons may wait for the main file's, and their routes and bundle keys count.
+    #[test]
+    fn included_files_join_the_bundle_in_name_order() {
+        let files = Files::new(
+            "include",
+            &[
+                (
+                    "main.bundle",
+                    "include = conf.d/*.bundle\ninclude = /no/such/dir/*.bundle\n[web]\nrun = web\n",
+                ),
+                (
+                    "conf.d/20-metrics.bundle",
+                    "[metrics]\nrun = m\nafter = worker\n",
+                ),
+                (
+                    "conf.d/10-worker.bundle",
+                    "on SIGUSR1 = restart worker\nshutdown-grace = 3s\n[worker]\nrun = w\nafter = web\n",
+                ),
+                ("conf.d/notes.txt", "not a bundle\n"),
+            ],
+        );
+        let bundle = load(&files.path("main.bundle")).unwrap();
+        let names: Vec<&str> = bundle.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["web", "worker", "metrics"]);
+        assert_eq!(bundle.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(bundle.routes.len(), 1);
+    }
+
+    #[test]
+    fn an_error_in_an_included_file_names_that_file_and_line() {
+        let files = Files::new(
+            "include-errors",
+            &[
+                (
+                    "main.bundle",
+                    "include = conf.d/*\nshutdown-grace = 1s\n[web]\nrun = web\n",
+                ),
+                ("conf.d/a", "[worker]\nrun = w\n"),
+                ("conf.d/b", "\n[web]\nrun = again\n"),
+            ],
+        );
+        let (main, b) = (files.path("main.bundle"), files.path("conf.d/b"));
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{b}:2: daemon \"web\" is defined twice (first at {main}:3)")
+        );
+        std::fs::write(&b, "shutdown-grace = 2s\n").unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{b}:1: \"shutdown-grace\" is set twice")
+        );
+        std::fs::write(files.path("not-a-dir"), "").unwrap();
+        std::fs::write(&main, "include = not-a-dir/*\n[web]\nrun = web\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{main}:1: include: cannot list ")),
+            "the include line is named"
+        );
+        std::fs::write(
+            &main,
+            "include = conf.d/*\nshutdown-grace = 1s\n[web]\nrun = web\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "include = more/*\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:1: \"include\" only works"))
+        );
+        std::fs::write(&b, "[late]\nrun = x\nstop-signal = WAT\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:3: unknown signal"))
+        );
+        std::fs::write(&b, "[late]\nrun = x\nafter = nope\n").unwrap();
+        assert!(
+            load(&main)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{b}:1: [late] after"))
+        );
+        assert!(
+            parse_str("include = /etc/*/x\n[a]\nrun = x\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("b.conf:1: include \"/etc/*/x\": * and ? only work in the last part")
+        );
+        assert!(error("[a]\nrun = x\ninclude = y\n").contains("\"include\" is a bundle key"));
+    }
+
+    /// The 1 MiB and the 256 daemons are the whole bundle's, included files and all.
+    #[test]
+    fn the_limits_count_the_included_files_too() {
+        let daemons = |from: usize, n: usize| -> String {
+            (from..from + n)
+                .map(|i| format!("[d{i}]\nrun = x\n"))
+                .collect()
+        };
+        let third = "#\n".repeat(150 * 1024);
+        let files = Files::new(
+            "include-limits",
+            &[
+                (
+                    "main.bundle",
+                    &format!("include = *.inc\n{}{third}", daemons(0, 200)),
+                ),
+                ("a.inc", &format!("{}{third}", daemons(200, 56))),
+                ("b.inc", &third),
+            ],
+        );
+        let main = files.path("main.bundle");
+        assert_eq!(load(&main).unwrap().daemons.len(), 256);
+        std::fs::write(files.path("c.inc"), daemons(256, 1)).unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!("{}:1: more than 256 daemons", files.path("c.inc"))
+        );
+        std::fs::write(files.path("c.inc"), &third).unwrap();
+        assert_eq!(
+            load(&main).unwrap_err().to_string(),
+            format!(
+                "{}: the bundle file with its includes is larger than 1024 KiB",
+                files.path("c.inc")
+            )
+        );
+    }
+
+    #[test]
+    fn process_settings_parse_and_groups_need_a_user() {
+        let b = parse_str(
+            "[a]\nrun = x\nuser = 1:2\ngroups = 4,27\numask = 0027\nnice = 10\n\
+             limit-nofile = 1024:4096\nlimit-core = unlimited\noom-score-adj = -500\n",
+        )
+        .unwrap();
+        let settings = &b.daemons[0].process;
+        assert_eq!(settings.groups, [4, 27]);
+        assert_eq!((settings.umask, settings.nice), (Some(0o027), Some(10)));
+        assert_eq!(
+            settings.limit(crate::plan::Resource::Nofile),
+            Some(crate::plan::Rlimit {
+                soft: 1024,
+                hard: 4096
+            })
+        );
+        assert_eq!(settings.oom_score_adj, Some(-500));
+        assert_eq!(
+            error("[a]\nrun = x\ngroups = 4\n"),
+            "b.conf:1: [a] groups needs user: supplementary groups are set with the change of user"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlimit-nofile = 10:5\n"),
+            "b.conf:3: limit-nofile \"10:5\": the soft limit is above the hard one"
+        );
+        assert!(error("[a]\nrun = x\nlimit-rttime = 1\n").contains("unknown key \"limit-rttime\""));
+        assert!(error("[a]\nrun = x\numask = 999\n").starts_with("b.conf:3: umask \"999\""));
+        assert!(error("[a]\nrun = x\nnice = 20\n").starts_with("b.conf:3: nice \"20\""));
+        assert!(error("[a]\nrun = x\noom-score-adj = x\n").starts_with("b.conf:3: oom-score-adj"));
+        assert!(error("[a]\nrun = x\nnice = 1\nnice = 2\n").contains("\"nice\" is set twice"));
+    }
+
+    /// The fuzz target's parse reads no file and no real variable.
+    #[test]
+    fn parse_alone_touches_nothing_outside_its_bytes() {
+        let b = parse_alone("f", b"include = /e*/x\n[a]\nrun = x\n");
+        assert!(
+            b.unwrap_err()
+                .to_string()
+                .contains("only work in the last part")
+        );
+        let b = parse_alone("f", b"include = /*\n[a]\nrun = x ${PORT} ${HOME:-none}\n").unwrap();
+        let argv: Vec<&str> = b.daemons[0]
+            .argv
+            .iter()
+            .map(|w| w.to_str().unwrap())
+            .collect();
+        assert_eq!(argv, ["x", "9000", "none"]);
+        assert_eq!(b.daemons.len(), 1, "no file under / was read");
+    }
+
+    #[test]
+    fn instances_make_numbered_daemons_each_with_its_number() {
+        let b = parse_str(
+            "on SIGUSR1 = restart worker\n[db]\nrun = d\n\
+             [worker]\nrun = w --listen :80${BUNDLE_INIT_INSTANCE}\nafter = db\ninstances = 3\n\
+             [web]\nrun = x\nafter = worker\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = b.daemons.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["db", "worker-1", "worker-2", "worker-3", "web"]);
+        let second = &b.daemons[2];
+        assert_eq!(second.argv, ["w", "--listen", ":802"]);
+        assert_eq!(
+            second.env.set,
+            vec![("BUNDLE_INIT_INSTANCE".into(), "2".into())]
+        );
+        assert_eq!(second.after, ["db"]);
+        assert_eq!(b.daemons[4].after, ["worker-1", "worker-2", "worker-3"]);
+        let plan = select(&b, None).unwrap();
+        assert_eq!(
+            plan.routes.get(Sig(libc_sig::USR1)),
+            &Route::Restart(vec![1, 2, 3])
+        );
+        let names = |selection| -> Vec<String> {
+            let plan = select(&b, Some(selection)).unwrap();
+            plan.daemons.into_iter().map(|d| d.name).collect()
+        };
+        assert_eq!(names("worker"), ["worker-1", "worker-2", "worker-3"]);
+        assert_eq!(names("worker-2,db"), ["db", "worker-2"]);
+    }
+
+    #[test]
+    fn instances_are_checked_like_daemons_of_their_own() {
+        assert_eq!(
+            error("[w]\nrun = x\ninstances = 65\n"),
+            "b.conf:3: instances \"65\" must be a number from 1 to 64"
+        );
+        assert_eq!(
+            error("[w-2]\nrun = x\n[w]\nrun = x\ninstances = 2\n"),
+            "b.conf:3: daemon \"w-2\" is defined twice (first at b.conf:1)"
+        );
+        assert_eq!(
+            error("[w]\nrun = x\ninstances = 2\n[w]\nrun = y\n"),
+            "b.conf:4: daemon \"w\" is defined twice (first at b.conf:1)"
+        );
+        let long = "n".repeat(31);
+        assert!(error(&format!("[{long}]\nrun = x\ninstances = 2\n")).contains("longer than 32"));
+        let many = format!(
+            "[a]\nrun = x\ninstances = 64\n{}",
+            "[b]\nrun = x\ninstances = 64\n"
+        );
+        let many = format!("{many}{}", many.replace("[a]", "[c]").replace("[b]", "[d]"));
+        assert_eq!(parse_str(&many).unwrap().daemons.len(), 256);
+        assert!(error(&format!("{many}[e]\nrun = x\n")).ends_with("more than 256 daemons"));
+        // Outside a section with instances, the variable is bundle-init's like any other.
+        assert!(
+            parse_with("b.conf", b"[a]\nrun = x ${BUNDLE_INIT_INSTANCE}\n", &|_| {
+                Lookup::Unset
+            })
+            .unwrap_err()
+            .to_string()
+            .starts_with("b.conf:2: variable BUNDLE_INIT_INSTANCE is not set")
+        );
+    }
+
     #[test]
     fn errors_name_the_file_and_line() {
         assert_eq!(
@@ -698,7 +1183,7 @@ mod tests {
         );
         assert_eq!(
             error("[a]\nrun = x\n[a]\nrun = y\n"),
-            "b.conf:3: daemon \"a\" is defined twice"
+            "b.conf:3: daemon \"a\" is defined twice (first at b.conf:1)"
         );
         assert_eq!(
             error("[a]\nrun = x\nstop-signal = SIGFOO\n"),

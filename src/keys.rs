@@ -9,11 +9,18 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, OnFailure, Plan, ReadyCheck, Route, Routes};
+use crate::plan::{
+    DaemonSpec, EnvFile, ExitPolicy, GiveUp, OnFailure, Plan, ReadyCheck, Resource, Rlimit, Route,
+    Routes,
+};
 use crate::signal::parse_signal;
 use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
-use crate::values::{ValueError, check_env_name, parse_bool, parse_ready, parse_user, split_words};
+use crate::values::{
+    ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_instances,
+    parse_limit, parse_nice, parse_oom_score_adj, parse_ready, parse_umask, parse_user,
+    split_words,
+};
 
 /// One key of a `[daemon]` section.
 pub(crate) struct DaemonKey {
@@ -23,6 +30,9 @@ pub(crate) struct DaemonKey {
     /// A reload applies a new value without restarting the daemon: the key is bookkeeping
     /// (what to do after an exit, how long to wait), not how the process is started.
     pub(crate) live: bool,
+    /// `${NAME}` references in the value are expanded before it is parsed (`expand`), and
+    /// `--check` prints it escaped so that it reads back the same.
+    pub(crate) expand: bool,
     /// Applies one value; the error becomes `PATH:LINE: message`.
     pub(crate) parse: fn(&mut DaemonSpec, &str) -> Result<(), ValueError>,
     /// The values `--check` prints, one `key = value` line each (none: no line).
@@ -56,6 +66,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "type",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| {
             d.oneshot = match v {
                 "daemon" => false,
@@ -77,6 +88,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "run",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| {
             let words = split_words(v)?;
             if words.is_empty() {
@@ -98,6 +110,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "cwd",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| {
             if !v.starts_with('/') {
                 return Err(ValueError::RelativeCwd(v.to_string()));
@@ -108,9 +121,25 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| d.cwd.iter().map(|c| c.display().to_string()).collect(),
     },
     DaemonKey {
+        name: "env-file",
+        repeatable: true,
+        live: false,
+        expand: true,
+        parse: |d, v| parse_env_file(v).map(|file| d.env.files.push(file)),
+        // The path only: the values are read at each start and never shown.
+        print: |d| {
+            let path = |f: &EnvFile| match f.optional {
+                true => format!("-{}", f.path.display()),
+                false => f.path.display().to_string(),
+            };
+            d.env.files.iter().map(path).collect()
+        },
+    },
+    DaemonKey {
         name: "env",
         repeatable: true,
         live: false,
+        expand: true,
         parse: |d, v| {
             let (name, value) = v
                 .split_once('=')
@@ -131,6 +160,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset",
         repeatable: true,
         live: false,
+        expand: false,
         parse: |d, v| add_names(&mut d.env.unset, "unset", v),
         print: |d| names_line(&d.env.unset),
     },
@@ -138,6 +168,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "unset-prefix",
         repeatable: true,
         live: false,
+        expand: false,
         parse: |d, v| add_names(&mut d.env.unset_prefixes, "unset-prefix", v),
         print: |d| names_line(&d.env.unset_prefixes),
     },
@@ -145,13 +176,110 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "user",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| parse_user(v).map(|value| d.user = Some(value)),
         print: |d| d.user.iter().map(|(u, g)| format!("{u}:{g}")).collect(),
+    },
+    DaemonKey {
+        name: "groups",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_groups(v).map(|groups| d.process.groups = groups),
+        print: |d| {
+            let groups: Vec<String> = d.process.groups.iter().map(u32::to_string).collect();
+            match groups.is_empty() {
+                true => vec![],
+                false => one(groups.join(",")),
+            }
+        },
+    },
+    DaemonKey {
+        name: "umask",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_umask(v).map(|mask| d.process.umask = Some(mask)),
+        print: |d| d.process.umask.iter().map(|m| format!("{m:04o}")).collect(),
+    },
+    DaemonKey {
+        name: "nice",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_nice(v).map(|nice| d.process.nice = Some(nice)),
+        print: |d| d.process.nice.iter().map(i32::to_string).collect(),
+    },
+    DaemonKey {
+        name: "limit-nofile",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Nofile, v),
+        print: |d| print_limit(d, Resource::Nofile),
+    },
+    DaemonKey {
+        name: "limit-nproc",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Nproc, v),
+        print: |d| print_limit(d, Resource::Nproc),
+    },
+    DaemonKey {
+        name: "limit-core",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Core, v),
+        print: |d| print_limit(d, Resource::Core),
+    },
+    DaemonKey {
+        name: "limit-memlock",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Memlock, v),
+        print: |d| print_limit(d, Resource::Memlock),
+    },
+    DaemonKey {
+        name: "limit-stack",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::Stack, v),
+        print: |d| print_limit(d, Resource::Stack),
+    },
+    DaemonKey {
+        name: "limit-as",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| set_limit(d, Resource::As, v),
+        print: |d| print_limit(d, Resource::As),
+    },
+    DaemonKey {
+        name: "oom-score-adj",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_oom_score_adj(v).map(|adj| d.process.oom_score_adj = Some(adj)),
+        print: |d| d.process.oom_score_adj.iter().map(i32::to_string).collect(),
+    },
+    DaemonKey {
+        name: "instances",
+        repeatable: false,
+        live: false,
+        expand: false,
+        parse: |d, v| parse_instances(v).map(|n| d.instances = Some(n)),
+        // Each instance prints as a section of its own, which reads back as it is.
+        print: |_| vec![],
     },
     DaemonKey {
         name: "stop-signal",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| {
             let sig = parse_signal(v)?;
             if sig.0 == libc_sig::STOP {
@@ -166,6 +294,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "grace",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.grace = value),
         print: |d| one(human(d.grace)),
     },
@@ -173,6 +302,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "on-exit",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| {
             d.on_exit = match v {
                 "keep-running" => ExitPolicy::KeepRunning,
@@ -188,6 +318,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.initial = value),
         print: |d| when_restarting(d, d.backoff.initial),
     },
@@ -195,6 +326,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "restart-delay-max",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.max = value),
         print: |d| when_restarting(d, d.backoff.max),
     },
@@ -202,6 +334,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "stable-after",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.backoff.stable_after = value),
         print: |d| when_restarting(d, d.backoff.stable_after),
     },
@@ -209,6 +342,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "max-restarts",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| {
             let count = v
                 .parse::<u32>()
@@ -224,6 +358,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "on-give-up",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| {
             d.on_give_up = match v {
                 "stop-bundle" => GiveUp::StopBundle,
@@ -244,6 +379,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "timeout",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.timeout = Some(value)),
         print: |d| d.timeout.iter().map(|t| human(*t)).collect(),
     },
@@ -251,6 +387,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "on-failure",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| {
             d.on_failure = Some(match v {
                 "stop-bundle" => OnFailure::StopBundle,
@@ -265,6 +402,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "autostart",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.autostart = value),
         // Printed only when it says something: most daemons start with the bundle.
         print: |d| if d.autostart { vec![] } else { yes_no(false) },
@@ -273,6 +411,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready",
         repeatable: false,
         live: false,
+        expand: true,
         parse: |d, v| parse_ready(v).map(|value| d.ready = Some(value)),
         print: |d| d.ready.iter().map(describe_check).collect(),
     },
@@ -280,6 +419,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "after",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| {
             let names: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if names.is_empty() {
@@ -294,6 +434,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "ready-timeout",
         repeatable: false,
         live: true,
+        expand: false,
         parse: |d, v| duration(v).map(|value| d.ready_timeout = value),
         // Only waiting for `after` has a timeout.
         print: |d| match d.after.is_empty() {
@@ -305,6 +446,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "prefix-output",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.prefix_output = value),
         print: |d| yes_no(d.prefix_output),
     },
@@ -312,6 +454,7 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "signal-group",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.signal_group = value),
         print: |d| yes_no(d.signal_group),
     },
@@ -319,10 +462,31 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         name: "no-new-privs",
         repeatable: false,
         live: false,
+        expand: false,
         parse: |d, v| parse_bool(v).map(|value| d.no_new_privs = value),
         print: |d| yes_no(d.no_new_privs),
     },
 ];
+
+fn set_limit(d: &mut DaemonSpec, resource: Resource, text: &str) -> Result<(), ValueError> {
+    d.process.limits[resource as usize] = Some(parse_limit(resource.key(), text)?);
+    Ok(())
+}
+
+/// `SOFT:HARD`, or one value when both are the same, as the parser reads it back.
+fn print_limit(d: &DaemonSpec, resource: Resource) -> Vec<String> {
+    let value = |n: u64| match n {
+        Rlimit::UNLIMITED => "unlimited".to_string(),
+        n => n.to_string(),
+    };
+    let Some(limit) = d.process.limit(resource) else {
+        return vec![];
+    };
+    match limit.soft == limit.hard {
+        true => one(value(limit.soft)),
+        false => one(format!("{}:{}", value(limit.soft), value(limit.hard))),
+    }
+}
 
 /// The definition of daemon key `name`.
 pub(crate) fn daemon_key(name: &str) -> Option<&'static DaemonKey> {
@@ -462,6 +626,10 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
         let _ = writeln!(text, "[{}]", daemon.name);
         for key in DAEMON_KEYS {
             for value in (key.print)(daemon) {
+                let value = match key.expand {
+                    true => crate::expand::escape(&value),
+                    false => value,
+                };
                 let _ = writeln!(text, "{} = {value}", key.name);
             }
         }
@@ -558,8 +726,12 @@ mod tests {
     fn a_printed_plan_parses_back_to_the_same_daemons() {
         let source = "on SIGHUP = forward b\non SIGUSR1 = restart a b\non SIGUSR2 = ignore\n\
             on SIGWINCH = forward a b as SIGQUIT\n\
-            [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv = MODE=strict\nenv = X=1\n\
-            unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\nstop-signal = INT\n\
+            [a]\nrun = /bin/a \"x y\"\ncwd = /srv\nenv-file = /run/a.env\nenv-file = -/run/b.env\n\
+            env = MODE=strict\nenv = X=1\n\
+            unset = DEBUG NOISY\nunset-prefix = CRED_\nuser = 1:2\ngroups = 4,27\numask = 027\n\
+            nice = -5\nlimit-nofile = 1024:4096\nlimit-nproc = 100\nlimit-core = unlimited\n\
+            limit-memlock = 0:unlimited\nlimit-stack = 8388608\nlimit-as = unlimited:unlimited\n\
+            oom-score-adj = -1000\nstop-signal = INT\n\
             grace = 1.5s\non-exit = restart\nrestart-delay = 10ms\nrestart-delay-max = 2s\n\
             stable-after = 1m\nready = tcp:127.0.0.1:80\nprefix-output = no\n\
             signal-group = yes\nno-new-privs = yes\n\

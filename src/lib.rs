@@ -3,8 +3,8 @@
 
 // The public surface is what the rest of this repository uses from outside the crate:
 // - `run`: main.rs;
-// - `cli::parse`, `config::{parse, select}`, `keys::describe_plan` and the `plan` types they
-//   pass around: the fuzz targets;
+// - `cli::parse`, `config::{parse, parse_alone, select}`, `keys::describe_plan` and the
+//   `plan` types they pass around: the fuzz targets;
 // - `time::parse_duration`, `values::split_words`, `signal`, and `sys`'s signal calls: the
 //   fuzz targets, the tests and bundle-testd (which shares the crate's signal handling
 //   rather than copying it).
@@ -13,6 +13,8 @@ mod bundle;
 pub mod cli;
 pub mod config;
 mod control;
+mod envfile;
+mod expand;
 mod id;
 pub mod keys;
 mod members;

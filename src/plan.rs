@@ -51,12 +51,24 @@ impl Default for Backoff {
 }
 
 /// The environment a daemon starts with: bundle-init's own, minus `unset` names and
-/// `unset_prefixes`, plus `set` (applied last, so a set variable survives a prefix unset).
+/// `unset_prefixes`, plus the variables of `files` in order, plus `set` (applied last, so
+/// a set variable survives a prefix unset and overrides a file's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EnvPlan {
+    pub(crate) files: Vec<EnvFile>,
     pub(crate) set: Vec<(OsString, OsString)>,
     pub(crate) unset: Vec<OsString>,
     pub(crate) unset_prefixes: Vec<OsString>,
+}
+
+/// An `env-file`: only its path is in the plan. It is read at each start of the daemon
+/// (a restart picks up a rotated secret), so its values are never part of a definition
+/// that `--check`, `status` or a reload's summary could show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EnvFile {
+    pub(crate) path: PathBuf,
+    /// `env-file = -PATH`: a file that does not exist is skipped.
+    pub(crate) optional: bool,
 }
 
 /// How bundle-init knows a daemon is ready (checked by bundle-init itself: the image may
@@ -87,14 +99,82 @@ impl fmt::Display for TcpAddress {
     }
 }
 
+/// A resource limit a daemon's keys can set (`limit-nofile`...). Not RLIMIT_RTTIME: that
+/// one carries the daemon's mark (`members`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Nofile,
+    Nproc,
+    Core,
+    Memlock,
+    Stack,
+    As,
+}
+
+impl Resource {
+    /// Every one, in the order of `ProcessSettings::limits`.
+    pub(crate) const ALL: [Resource; 6] = [
+        Resource::Nofile,
+        Resource::Nproc,
+        Resource::Core,
+        Resource::Memlock,
+        Resource::Stack,
+        Resource::As,
+    ];
+
+    /// Its key in a bundle file.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Resource::Nofile => "limit-nofile",
+            Resource::Nproc => "limit-nproc",
+            Resource::Core => "limit-core",
+            Resource::Memlock => "limit-memlock",
+            Resource::Stack => "limit-stack",
+            Resource::As => "limit-as",
+        }
+    }
+}
+
+/// A soft and a hard limit; `UNLIMITED` is RLIM_INFINITY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rlimit {
+    pub(crate) soft: u64,
+    pub(crate) hard: u64,
+}
+
+impl Rlimit {
+    pub(crate) const UNLIMITED: u64 = u64::MAX;
+}
+
+/// How the daemon's process is set up in the child before exec, beyond its user: each
+/// None (or empty) leaves what bundle-init has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessSettings {
+    pub(crate) umask: Option<u32>,
+    /// The absolute nice value, -20 to 19.
+    pub(crate) nice: Option<i32>,
+    /// Indexed like `Resource::ALL`.
+    pub(crate) limits: [Option<Rlimit>; 6],
+    /// Supplementary groups, set with `user` instead of none.
+    pub(crate) groups: Vec<u32>,
+    pub(crate) oom_score_adj: Option<i32>,
+}
+
+impl ProcessSettings {
+    pub(crate) fn limit(&self, resource: Resource) -> Option<Rlimit> {
+        self.limits[resource as usize]
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonSpec {
     pub name: String,
     pub(crate) argv: Vec<OsString>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) env: EnvPlan,
-    /// Numeric uid and gid; supplementary groups are cleared when set.
+    /// Numeric uid and gid; supplementary groups become `process.groups` when set.
     pub(crate) user: Option<(u32, u32)>,
+    pub(crate) process: ProcessSettings,
     pub(crate) stop_signal: Sig,
     /// How long a stop signal may take before SIGKILL, on restart and at shutdown.
     pub(crate) grace: Duration,
@@ -122,6 +202,19 @@ pub struct DaemonSpec {
     pub(crate) timeout: Option<Duration>,
     /// What a oneshot's failure does; None: the default, stop-bundle.
     pub(crate) on_failure: Option<OnFailure>,
+    /// `instances = N`, as written (on the section and on each instance it made).
+    pub(crate) instances: Option<u32>,
+    /// The section's name when this daemon is one of its instances (`worker` for
+    /// `worker-2`): routes, `after`, the selection and control take it for all of them.
+    pub(crate) instance_of: Option<String>,
+}
+
+impl DaemonSpec {
+    /// Whether `name` names this daemon: its own name, or its section's when it is an
+    /// instance.
+    pub(crate) fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.instance_of.as_deref() == Some(name)
+    }
 }
 
 /// What a setup task's failure (a non-zero exit, a signal, its timeout) does.
@@ -174,6 +267,13 @@ impl DaemonSpec {
             cwd: None,
             env: EnvPlan::default(),
             user: None,
+            process: ProcessSettings {
+                umask: None,
+                nice: None,
+                limits: [None; 6],
+                groups: Vec::new(),
+                oom_score_adj: None,
+            },
             stop_signal: Sig(libc_sig::TERM),
             grace: Duration::from_secs(8),
             on_exit: ExitPolicy::KeepRunning,
@@ -190,6 +290,8 @@ impl DaemonSpec {
             oneshot: false,
             timeout: None,
             on_failure: None,
+            instances: None,
+            instance_of: None,
         }
     }
 }

@@ -135,6 +135,12 @@ mod tests {
         s.cwd = Some("/srv".into());
         edits.push((s, "cwd"));
         s = old.clone();
+        s.env.files.push(crate::plan::EnvFile {
+            path: "/run/a.env".into(),
+            optional: false,
+        });
+        edits.push((s, "env-file"));
+        s = old.clone();
         s.env.set.push(("A".into(), "1".into()));
         edits.push((s, "env"));
         s = old.clone();
@@ -164,6 +170,38 @@ mod tests {
         s = old.clone();
         s.after = vec!["db".into()];
         edits.push((s, "after"));
+        for (new, key) in edits {
+            let found = changes(std::slice::from_ref(&old), &[new]);
+            assert_eq!(
+                found,
+                vec![("a".into(), Change::Changed(vec![key]))],
+                "{key}"
+            );
+        }
+    }
+
+    /// They define the process as `run` does: a change restarts the daemon.
+    #[test]
+    fn a_changed_process_setting_restarts_the_daemon() {
+        let old = spec("a", "x");
+        let mut edits: Vec<(DaemonSpec, &str)> = Vec::new();
+        let mut s = old.clone();
+        s.process.groups = vec![4];
+        edits.push((s, "groups"));
+        s = old.clone();
+        s.process.umask = Some(0o027);
+        edits.push((s, "umask"));
+        s = old.clone();
+        s.process.nice = Some(10);
+        edits.push((s, "nice"));
+        for resource in crate::plan::Resource::ALL {
+            s = old.clone();
+            s.process.limits[resource as usize] = Some(crate::plan::Rlimit { soft: 1, hard: 2 });
+            edits.push((s, resource.key()));
+        }
+        s = old.clone();
+        s.process.oom_score_adj = Some(-1000);
+        edits.push((s, "oom-score-adj"));
         for (new, key) in edits {
             let found = changes(std::slice::from_ref(&old), &[new]);
             assert_eq!(

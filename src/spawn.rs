@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::plan::{DaemonSpec, EnvPlan};
+use crate::plan::{DaemonSpec, EnvPlan, Resource, Rlimit};
 use crate::supervisor::SpawnFailure;
 use crate::sys::{self, ChildStep, ExecPlan, SigSet};
 
@@ -62,6 +62,7 @@ pub(crate) fn spawn(
         .map(|path| shell_argv(path, &argv))
         .collect();
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
+    let process = ProcessStrings::new(spec);
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
@@ -76,9 +77,18 @@ pub(crate) fn spawn(
         notify: output.notify,
         give_terminal: setup.give_terminal,
         no_new_privs: spec.no_new_privs,
+        umask: spec.process.umask,
+        nice: spec.process.nice,
+        limits: &process.limits,
+        groups: &spec.process.groups,
+        oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
-        open_file_limit: setup.open_file_limit,
+        // A daemon's own limit-nofile replaces the limit bundle-init inherited.
+        open_file_limit: match spec.process.limit(Resource::Nofile) {
+            Some(_) => None,
+            None => setup.open_file_limit,
+        },
         mark: setup.marks.map(|marks| marks.limit_for(id)),
         report: report_write.as_raw_fd(),
     };
@@ -111,6 +121,69 @@ fn user_to_switch_to(spec: &DaemonSpec) -> Option<(u32, u32)> {
         .then_some((uid, gid))
 }
 
+/// The process settings in the form the child's calls take, made before fork.
+struct ProcessStrings {
+    limits: Vec<(
+        ChildStep,
+        rustix::process::Resource,
+        rustix::process::Rlimit,
+    )>,
+    oom_score_adj: Option<Vec<u8>>,
+}
+
+impl ProcessStrings {
+    fn new(spec: &DaemonSpec) -> ProcessStrings {
+        let limits = Resource::ALL
+            .iter()
+            .filter_map(|&r| spec.process.limit(r).map(|limit| (r, limit)))
+            .map(|(r, limit)| (limit_step(r), kernel_resource(r), kernel_limit(limit)))
+            .collect();
+        ProcessStrings {
+            limits,
+            oom_score_adj: spec
+                .process
+                .oom_score_adj
+                .map(|n| n.to_string().into_bytes()),
+        }
+    }
+}
+
+fn kernel_limit(limit: Rlimit) -> rustix::process::Rlimit {
+    let value = |n| (n != Rlimit::UNLIMITED).then_some(n);
+    rustix::process::Rlimit {
+        current: value(limit.soft),
+        maximum: value(limit.hard),
+    }
+}
+
+fn kernel_resource(resource: Resource) -> rustix::process::Resource {
+    use rustix::process::Resource as R;
+    match resource {
+        Resource::Nofile => R::Nofile,
+        Resource::Nproc => R::Nproc,
+        Resource::Core => R::Core,
+        Resource::Memlock => R::Memlock,
+        Resource::Stack => R::Stack,
+        Resource::As => R::As,
+    }
+}
+
+fn limit_step(resource: Resource) -> ChildStep {
+    match resource {
+        Resource::Nofile => ChildStep::LimitNofile,
+        Resource::Nproc => ChildStep::LimitNproc,
+        Resource::Core => ChildStep::LimitCore,
+        Resource::Memlock => ChildStep::LimitMemlock,
+        Resource::Stack => ChildStep::LimitStack,
+        Resource::As => ChildStep::LimitAs,
+    }
+}
+
+/// The resource a limit step sets, for its message.
+fn step_resource(step: ChildStep) -> Option<Resource> {
+    Resource::ALL.into_iter().find(|&r| limit_step(r) == step)
+}
+
 /// The strings a child needs, made before fork: the child may not allocate.
 struct ExecStrings {
     argv: Vec<CString>,
@@ -128,7 +201,12 @@ impl ExecStrings {
             code: 126,
             message: format!("{what} contains a NUL byte"),
         };
-        let env = child_environment(&spec.env);
+        let from_files = crate::envfile::read_all(&spec.env.files).map_err(|e| SpawnFailure {
+            transient: false,
+            code: 126,
+            message: e.to_string(),
+        })?;
+        let env = child_environment(&spec.env, from_files);
         let argv: Option<Vec<CString>> = spec.argv.iter().map(|a| c_string(a)).collect();
         let envp = match &env {
             Some(vars) => {
@@ -320,11 +398,63 @@ fn classify(program: &OsStr, spec: &DaemonSpec, step: ChildStep, errno: i32) -> 
             126,
             format!("{program}: a script without #!, and /bin/sh could not run it: {reason}"),
         ),
+        ChildStep::Nice | ChildStep::OomScoreAdj | ChildStep::Groups => {
+            (126, process_setting_failure(spec, step, errno, &reason))
+        }
+        limit => (126, limit_failure(spec, limit, errno, &reason)),
     };
     SpawnFailure {
         transient: false,
         code,
         message,
+    }
+}
+
+/// `nice 10: Permission denied (lowering nice needs CAP_SYS_NICE)`.
+fn process_setting_failure(spec: &DaemonSpec, step: ChildStep, errno: i32, reason: &str) -> String {
+    let settings = &spec.process;
+    let denied = matches!(errno, libc::EPERM | libc::EACCES);
+    let (setting, needs) = match step {
+        ChildStep::Nice => (
+            format!("nice {}", settings.nice.unwrap_or_default()),
+            "lowering nice needs CAP_SYS_NICE",
+        ),
+        ChildStep::OomScoreAdj => (
+            format!(
+                "oom-score-adj {}",
+                settings.oom_score_adj.unwrap_or_default()
+            ),
+            "lowering it needs CAP_SYS_RESOURCE",
+        ),
+        _ => {
+            let groups: Vec<String> = settings.groups.iter().map(u32::to_string).collect();
+            (
+                format!("groups {}", groups.join(",")),
+                "setting groups needs CAP_SETGID",
+            )
+        }
+    };
+    match denied {
+        true => format!("{setting}: {reason} ({needs})"),
+        false => format!("{setting}: {reason}"),
+    }
+}
+
+/// `limit-nofile 1024:1048576: Operation not permitted (raising a hard limit needs
+/// CAP_SYS_RESOURCE)`.
+fn limit_failure(spec: &DaemonSpec, step: ChildStep, errno: i32, reason: &str) -> String {
+    let Some(resource) = step_resource(step) else {
+        return format!("setup: {reason}");
+    };
+    let value = crate::keys::daemon_key(resource.key())
+        .map(|key| (key.print)(spec).join(""))
+        .unwrap_or_default();
+    match errno {
+        libc::EPERM => format!(
+            "{} {value}: {reason} (raising a hard limit needs CAP_SYS_RESOURCE)",
+            resource.key()
+        ),
+        _ => format!("{} {value}: {reason}", resource.key()),
     }
 }
 
@@ -340,28 +470,46 @@ fn describe_errno(errno: i32) -> String {
 use libc::{EAGAIN, ENOENT, ENOMEM, ENOTDIR};
 
 /// The environment for a daemon whose spec changes it, or None to inherit unchanged.
-pub(crate) fn child_environment(plan: &EnvPlan) -> Option<Vec<(OsString, OsString)>> {
-    if plan.set.is_empty() && plan.unset.is_empty() && plan.unset_prefixes.is_empty() {
+/// `from_files` are the variables its env files gave at this start.
+pub(crate) fn child_environment(
+    plan: &EnvPlan,
+    from_files: Vec<(OsString, OsString)>,
+) -> Option<Vec<(OsString, OsString)>> {
+    if plan.files.is_empty()
+        && plan.set.is_empty()
+        && plan.unset.is_empty()
+        && plan.unset_prefixes.is_empty()
+    {
         return None;
     }
-    Some(apply_env_plan(std::env::vars_os(), plan))
+    Some(apply_env_plan(std::env::vars_os(), plan, from_files))
 }
 
-/// Pure part of `child_environment`: removes by name and by prefix, then sets.
+/// Pure part of `child_environment`: removes by name and by prefix, then sets the files'
+/// variables and `env`'s, in that order, each name once (the last value wins: execve
+/// would pass both, and which one a program sees depends on its C library).
 pub(crate) fn apply_env_plan(
     base: impl Iterator<Item = (OsString, OsString)>,
     plan: &EnvPlan,
+    from_files: Vec<(OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
+    let mut set: Vec<(OsString, OsString)> = Vec::new();
+    for (name, value) in from_files.into_iter().chain(plan.set.iter().cloned()) {
+        match set.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => set.push((name, value)),
+        }
+    }
     let removed = |name: &OsString| {
         plan.unset.contains(name)
             || plan
                 .unset_prefixes
                 .iter()
                 .any(|p| name.as_bytes().starts_with(p.as_bytes()))
-            || plan.set.iter().any(|(n, _)| n == name)
+            || set.iter().any(|(n, _)| n == name)
     };
     let mut env: Vec<(OsString, OsString)> = base.filter(|(name, _)| !removed(name)).collect();
-    env.extend(plan.set.iter().cloned());
+    env.extend(set);
     env
 }
 
@@ -388,17 +536,48 @@ mod tests {
             set: pairs(&[("MODE", "strict"), ("HOME", "/home/d")]),
             unset: vec!["DEBUG".into()],
             unset_prefixes: vec!["CRED_".into()],
+            ..EnvPlan::default()
         };
-        let env = apply_env_plan(base.into_iter(), &plan);
+        let env = apply_env_plan(base.into_iter(), &plan, vec![]);
         assert_eq!(
             env,
             pairs(&[("PATH", "/bin"), ("MODE", "strict"), ("HOME", "/home/d")])
         );
     }
 
+    /// Files come after the unsets and before `env`; each name is passed once, with its
+    /// last value. (Two `env` lines for one name used to pass both to execve.)
+    #[test]
+    fn env_files_apply_in_order_before_env_and_each_name_is_passed_once() {
+        let base = pairs(&[("PATH", "/bin"), ("CRED_A", "old"), ("MODE", "base")]);
+        let plan = EnvPlan {
+            set: pairs(&[("MODE", "env"), ("X", "1"), ("X", "2")]),
+            unset_prefixes: vec!["CRED_".into()],
+            ..EnvPlan::default()
+        };
+        let files = pairs(&[("CRED_A", "file1"), ("MODE", "file"), ("CRED_A", "file2")]);
+        assert_eq!(
+            apply_env_plan(base.into_iter(), &plan, files),
+            pairs(&[
+                ("PATH", "/bin"),
+                ("CRED_A", "file2"),
+                ("MODE", "env"),
+                ("X", "2")
+            ])
+        );
+    }
+
     #[test]
     fn an_empty_plan_inherits() {
-        assert_eq!(child_environment(&EnvPlan::default()), None);
+        assert_eq!(child_environment(&EnvPlan::default(), vec![]), None);
+        let with_file = EnvPlan {
+            files: vec![crate::plan::EnvFile {
+                path: "/a".into(),
+                optional: true,
+            }],
+            ..EnvPlan::default()
+        };
+        assert!(child_environment(&with_file, vec![]).is_some());
     }
 
     /// The seed's pipelock stanza: `unset-prefix` is its only environment key.
@@ -408,11 +587,11 @@ mod tests {
             unset_prefixes: vec!["CRED_".into()],
             ..EnvPlan::default()
         };
-        let env = child_environment(&plan).expect("the prefix is applied");
+        let env = child_environment(&plan, vec![]).expect("the prefix is applied");
         assert!(!env.iter().any(|(n, _)| n.as_bytes().starts_with(b"CRED_")));
         let base = pairs(&[("CRED_TOKEN", "s3cret"), ("PATH", "/bin")]);
         assert_eq!(
-            apply_env_plan(base.into_iter(), &plan),
+            apply_env_plan(base.into_iter(), &plan, vec![]),
             pairs(&[("PATH", "/bin")])
         );
     }
@@ -446,6 +625,47 @@ mod tests {
                 "/s: a script without #!, and /bin/sh could not run it: Argument list too long"
             )
         );
+    }
+
+    #[test]
+    fn a_process_setting_that_cannot_be_set_is_named_with_its_value() {
+        let mut spec = DaemonSpec::new("d", vec!["/x".into()]);
+        spec.process.nice = Some(-5);
+        spec.process.groups = vec![4, 27];
+        spec.process.oom_score_adj = Some(-1000);
+        spec.process.limits[Resource::Core as usize] = Some(Rlimit {
+            soft: 0,
+            hard: Rlimit::UNLIMITED,
+        });
+        let message = |step, errno| classify(OsStr::new("/x"), &spec, step, errno).message;
+        assert_eq!(
+            message(ChildStep::Nice, libc::EACCES),
+            "nice -5: Permission denied (lowering nice needs CAP_SYS_NICE)"
+        );
+        assert_eq!(
+            message(ChildStep::Groups, libc::EPERM),
+            "groups 4,27: Operation not permitted (setting groups needs CAP_SETGID)"
+        );
+        assert_eq!(
+            message(ChildStep::LimitCore, libc::EPERM),
+            "limit-core 0:unlimited: Operation not permitted (raising a hard limit needs CAP_SYS_RESOURCE)"
+        );
+        assert_eq!(
+            message(ChildStep::OomScoreAdj, libc::ENOENT),
+            "oom-score-adj -1000: No such file or directory"
+        );
+        assert_eq!(
+            classify(OsStr::new("/x"), &spec, ChildStep::LimitAs, libc::EINVAL).code,
+            126
+        );
+    }
+
+    /// Every step the child reports comes back as itself.
+    #[test]
+    fn every_child_step_survives_the_report_pipe() {
+        for code in 1..=18 {
+            assert_eq!(ChildStep::from_code(code) as u32, code);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::plan::{ReadyCheck, TcpAddress};
+use crate::plan::{EnvFile, ReadyCheck, Rlimit, TcpAddress};
 use crate::signal::SignalError;
 use crate::time::DurationError;
 
@@ -34,16 +34,27 @@ pub enum ValueError {
     TrailingBackslash,
     NoProgram,
     RelativeCwd(String),
+    RelativeEnvFile(String),
     StopSignalStop,
     OnExit(String),
     OnGiveUp(String),
     OnFailure(String),
     Type(String),
     Count(String),
+    Umask(String),
+    Nice(String),
+    /// (key, text): not a number or `unlimited`.
+    Limit(&'static str, String),
+    /// (key, text): the soft limit is above the hard one.
+    SoftOverHard(&'static str, String),
+    Groups(String),
+    OomScoreAdj(String),
+    Instances(String),
     Signal(SignalError),
 }
 
 impl fmt::Display for ValueError {
+    #[allow(clippy::too_many_lines)] // a table: one message per refusal
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ValueError as E;
         match self {
@@ -78,6 +89,10 @@ impl fmt::Display for ValueError {
             E::TrailingBackslash => f.write_str("trailing backslash"),
             E::NoProgram => f.write_str("\"run\" needs a program"),
             E::RelativeCwd(dir) => write!(f, "cwd \"{dir}\" must be an absolute path"),
+            E::RelativeEnvFile(path) => write!(
+                f,
+                "env-file \"{path}\" must be an absolute path (-/PATH for an optional file)"
+            ),
             E::StopSignalStop => {
                 f.write_str("SIGSTOP does not end a process; choose another stop-signal")
             }
@@ -98,6 +113,32 @@ impl fmt::Display for ValueError {
                 f,
                 "max-restarts must be a whole number from 0 to 1000000, not \"{text}\""
             ),
+            E::Umask(text) => write!(
+                f,
+                "umask \"{text}\" must be octal, 0000 to 0777 (e.g. 0027)"
+            ),
+            E::Nice(text) => write!(f, "nice \"{text}\" must be a number from -20 to 19"),
+            E::Limit(key, text) => write!(
+                f,
+                "{key} \"{text}\" must be SOFT:HARD or one value for both, each a number or unlimited"
+            ),
+            E::SoftOverHard(key, text) => {
+                write!(f, "{key} \"{text}\": the soft limit is above the hard one")
+            }
+            E::Groups(text) => write!(
+                f,
+                "groups \"{text}\" must be numeric GIDs separated by commas, e.g. 4,27"
+            ),
+            E::OomScoreAdj(text) => write!(
+                f,
+                "oom-score-adj \"{text}\" must be a number from -1000 to 1000"
+            ),
+            E::Instances(text) => {
+                write!(
+                    f,
+                    "instances \"{text}\" must be a number from 1 to {MAX_INSTANCES}"
+                )
+            }
             E::Signal(e) => e.fmt(f),
         }
     }
@@ -182,6 +223,97 @@ impl From<&str> for TcpAddress {
             written: text.to_string(),
         }
     }
+}
+
+/// `/PATH`, or `-/PATH` for a file that may be missing. Absolute: the daemon's `cwd` is
+/// not bundle-init's, and a relative path would depend on which one the reader assumed.
+pub(crate) fn parse_env_file(text: &str) -> Result<EnvFile, ValueError> {
+    let (optional, path) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, text),
+    };
+    if !path.starts_with('/') {
+        return Err(ValueError::RelativeEnvFile(text.to_string()));
+    }
+    Ok(EnvFile {
+        path: PathBuf::from(path),
+        optional,
+    })
+}
+
+/// The most instances one section may make.
+pub(crate) const MAX_INSTANCES: u32 = 64;
+
+/// `instances = N`, 1 to MAX_INSTANCES.
+pub(crate) fn parse_instances(text: &str) -> Result<u32, ValueError> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_INSTANCES).contains(&n) => Ok(n),
+        _ => Err(ValueError::Instances(text.to_string())),
+    }
+}
+
+/// An octal umask, `0027` or `027`.
+pub(crate) fn parse_umask(text: &str) -> Result<u32, ValueError> {
+    let octal = (1..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(text, 8) {
+        Ok(mask) if octal && mask <= 0o777 => Ok(mask),
+        _ => Err(ValueError::Umask(text.to_string())),
+    }
+}
+
+/// A number in `range`, or `error`.
+fn number_in(
+    text: &str,
+    range: std::ops::RangeInclusive<i32>,
+    error: fn(String) -> ValueError,
+) -> Result<i32, ValueError> {
+    match text.parse::<i32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(error(text.to_string())),
+    }
+}
+
+/// The nice value a daemon runs at: -20 (first served) to 19.
+pub(crate) fn parse_nice(text: &str) -> Result<i32, ValueError> {
+    number_in(text, -20..=19, ValueError::Nice)
+}
+
+/// /proc/PID/oom_score_adj's range: -1000 (never killed for memory) to 1000.
+pub(crate) fn parse_oom_score_adj(text: &str) -> Result<i32, ValueError> {
+    number_in(text, -1000..=1000, ValueError::OomScoreAdj)
+}
+
+/// `SOFT:HARD` or one value for both, each a number or `unlimited`.
+pub(crate) fn parse_limit(key: &'static str, text: &str) -> Result<Rlimit, ValueError> {
+    let value = |part: &str| match part.trim() {
+        "unlimited" => Some(Rlimit::UNLIMITED),
+        number => number
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n != Rlimit::UNLIMITED),
+    };
+    let bad = || ValueError::Limit(key, text.to_string());
+    let (soft, hard) = match text.split_once(':') {
+        Some((soft, hard)) => (value(soft).ok_or_else(bad)?, value(hard).ok_or_else(bad)?),
+        None => {
+            let both = value(text).ok_or_else(bad)?;
+            (both, both)
+        }
+    };
+    if soft > hard {
+        return Err(ValueError::SoftOverHard(key, text.to_string()));
+    }
+    Ok(Rlimit { soft, hard })
+}
+
+/// `GID,GID...`: numeric supplementary groups.
+pub(crate) fn parse_groups(text: &str) -> Result<Vec<u32>, ValueError> {
+    let bad = || ValueError::Groups(text.to_string());
+    let groups: Option<Vec<u32>> = text
+        .split(',')
+        .map(|g| g.trim().parse::<u32>().ok().filter(|&g| g != u32::MAX))
+        .collect();
+    groups.filter(|g| !g.is_empty()).ok_or_else(bad)
 }
 
 /// `UID:GID`, both numeric: a FROM scratch image has no /etc/passwd to look names up in.
@@ -293,6 +425,89 @@ mod tests {
             assert_eq!(
                 parse_ready(refused),
                 Err(ValueError::ReadyAddress(refused.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_env_file_is_absolute_and_a_dash_makes_it_optional() {
+        let file = |path: &str, optional| EnvFile {
+            path: PathBuf::from(path),
+            optional,
+        };
+        assert_eq!(parse_env_file("/run/a.env"), Ok(file("/run/a.env", false)));
+        assert_eq!(parse_env_file("-/run/a.env"), Ok(file("/run/a.env", true)));
+        assert_eq!(parse_env_file("- /run/a.env"), Ok(file("/run/a.env", true)));
+        for refused in ["a.env", "-a.env", "", "-"] {
+            assert_eq!(
+                parse_env_file(refused),
+                Err(ValueError::RelativeEnvFile(refused.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn process_settings_parse_within_their_ranges() {
+        assert_eq!(parse_umask("0027"), Ok(0o027));
+        assert_eq!(parse_umask("077"), Ok(0o077));
+        assert_eq!(parse_umask("0777"), Ok(0o777));
+        for bad in ["", "0800", "01000", "00027", "abc", "-1", "+27"] {
+            assert_eq!(
+                parse_umask(bad),
+                Err(ValueError::Umask(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_nice("10"), Ok(10));
+        assert_eq!(parse_nice("-20"), Ok(-20));
+        assert_eq!(parse_nice("20"), Err(ValueError::Nice("20".into())));
+        assert_eq!(parse_nice("-21"), Err(ValueError::Nice("-21".into())));
+        assert_eq!(parse_oom_score_adj("-1000"), Ok(-1000));
+        assert_eq!(parse_oom_score_adj("1000"), Ok(1000));
+        assert_eq!(
+            parse_oom_score_adj("1001"),
+            Err(ValueError::OomScoreAdj("1001".into()))
+        );
+        assert_eq!(parse_groups("4, 27"), Ok(vec![4, 27]));
+        assert_eq!(parse_instances("1"), Ok(1));
+        assert_eq!(parse_instances("64"), Ok(64));
+        for bad in ["0", "65", "-1", "x", ""] {
+            assert_eq!(
+                parse_instances(bad),
+                Err(ValueError::Instances(bad.into())),
+                "{bad}"
+            );
+        }
+        for bad in ["", "4,", "wheel", "4294967295"] {
+            assert_eq!(
+                parse_groups(bad),
+                Err(ValueError::Groups(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_limit_is_soft_hard_or_one_value_and_unlimited_is_allowed() {
+        let limit = |soft, hard| Ok(Rlimit { soft, hard });
+        let max = Rlimit::UNLIMITED;
+        assert_eq!(parse_limit("limit-nofile", "1024:4096"), limit(1024, 4096));
+        assert_eq!(parse_limit("limit-nofile", "4096"), limit(4096, 4096));
+        assert_eq!(parse_limit("limit-core", "unlimited"), limit(max, max));
+        assert_eq!(parse_limit("limit-core", "0:unlimited"), limit(0, max));
+        assert_eq!(
+            parse_limit("limit-nofile", "4096:1024"),
+            Err(ValueError::SoftOverHard("limit-nofile", "4096:1024".into()))
+        );
+        assert_eq!(
+            parse_limit("limit-as", "unlimited:0"),
+            Err(ValueError::SoftOverHard("limit-as", "unlimited:0".into()))
+        );
+        for bad in ["", "1k", "-1", "1:2:3", ":5", "18446744073709551615"] {
+            assert_eq!(
+                parse_limit("limit-stack", bad),
+                Err(ValueError::Limit("limit-stack", bad.into())),
+                "{bad}"
             );
         }
     }

@@ -656,3 +656,233 @@ fn every_bundle_file_in_the_migration_guide_passes_check() {
         }
     }
 }
+
+/// An env file is read at each start, in bundle-init: the daemon sees its variables, a
+/// restart after an edit sees the new value, a bad line is that start's failure naming
+/// PATH:LINE, and the secret's value is in no line of bundle-init's, in `status` or in
+/// `--check`.
+#[test]
+fn an_env_file_is_read_at_each_start_and_its_secret_is_never_shown() {
+    let dir = TempDir::new("env-file");
+    let secrets = dir.write("app.env", "# rotated\nMODE=one\nAPI_TOKEN=s3cr3t-one\n");
+    let missing = dir.path("missing.env");
+    let bundle = dir.write(
+        "e.bundle",
+        &format!(
+            "[app]\nrun = bundle-testd --name app --show-env MODE --report\n\
+             env-file = {secrets}\nenv-file = -{missing}\n\
+             [sibling]\nrun = bundle-testd --name sibling\n"
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    let shown = init.stdout.wait_for_text("env MODE=one");
+    assert!(shown.starts_with("[app] app "), "{shown}");
+    let names = report_value(&init.stdout, "env");
+    assert!(names.split(',').any(|n| n == "API_TOKEN"), "{names}");
+
+    std::fs::write(&secrets, "MODE=two\nAPI_TOKEN=s3cr3t-two\n").unwrap();
+    let restart = in_namespace(&init, &["restart", "app"]);
+    assert!(restart.status.success(), "{restart:?}");
+    init.stdout.wait_for_text("env MODE=two");
+
+    // A line without `=` (a pasted secret) fails this start, and is not shown.
+    std::fs::write(&secrets, "MODE=three\ns3cr3t-three\n").unwrap();
+    let _ = in_namespace(&init, &["restart", "app"]);
+    let failed = init.stderr.wait_for_text("cannot start app");
+    assert!(
+        failed.ends_with(&format!(
+            "cannot start app: env-file {secrets}:2: expected NAME=VALUE (the line is not shown)"
+        )),
+        "{failed}"
+    );
+    let status = in_namespace(&init, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("app "), "{status:?}");
+
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle]).start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains(&format!("env-file = {secrets}\nenv-file = -{missing}\n")),
+        "{plan}"
+    );
+    for (what, text) in [
+        ("status", status),
+        ("--check", plan),
+        ("the log", init.stderr.text()),
+        ("the output", init.stdout.text()),
+    ] {
+        assert!(!text.contains("s3cr3t"), "a secret in {what}:\n{text}");
+    }
+}
+
+/// `${PORT:-8080}` takes bundle-init's PORT when it is set and the default otherwise, and
+/// `--check` prints the expanded plan.
+#[test]
+fn a_variable_with_a_default_runs_with_and_without_it_set() {
+    let dir = TempDir::new("expand");
+    let bundle = dir.write(
+        "x.bundle",
+        "[app]\nrun = bundle-testd --name app-${PORT:-8080}\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("the default port", |l| {
+        l.starts_with("[app] app-8080 ") && l.ends_with(" started")
+    });
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("PORT", "9000")
+        .start();
+    init.stdout.wait_for("the port set", |l| {
+        l.starts_with("[app] app-9000 ") && l.ends_with(" started")
+    });
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle])
+        .env("PORT", "9000")
+        .start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains("run = bundle-testd --name app-9000\n"),
+        "{plan}"
+    );
+}
+
+/// An unset `${DB_URL}` without a default is a load error: exit 2, one line naming the
+/// file, the line and the variable, and nothing started.
+#[test]
+fn an_unset_variable_without_a_default_exits_2_naming_it_and_its_line() {
+    let dir = TempDir::new("expand-unset");
+    let bundle = dir.write(
+        "x.bundle",
+        "[first]\nrun = bundle-testd --name first\n[app]\nrun = bundle-testd --name app\nenv = DB=${DB_URL}\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert_eq!(
+        init.stderr.text(),
+        format!(
+            "bundle-init: {bundle}:5: variable DB_URL is not set (${{DB_URL:-DEFAULT}} gives a default)"
+        )
+    );
+    assert_eq!(init.stdout.text(), "", "nothing started");
+}
+
+/// A derived image adds a daemon by dropping a file into the base image's conf.d: it runs,
+/// `--check` shows it, and a name the base already uses is refused naming both places.
+#[test]
+fn a_drop_in_file_adds_a_daemon_and_a_duplicate_name_is_refused_naming_both_files() {
+    let dir = TempDir::new("include");
+    std::fs::create_dir_all(dir.path("conf.d")).unwrap();
+    let bundle = dir.write(
+        "base.bundle",
+        "include = conf.d/*.bundle\n[web]\nrun = bundle-testd --name web\n",
+    );
+    dir.write(
+        "conf.d/metrics.bundle",
+        "# added by the derived image\n[metrics]\nrun = bundle-testd --name metrics\nafter = web\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, &["web", "metrics"]);
+    let mut check = Launch::subreaper(&["--check", "--bundle", &bundle]).start();
+    assert_eq!(check.wait_exit(), 0);
+    let plan = check.stdout.text();
+    assert!(
+        plan.contains("2 daemon(s)")
+            && plan.contains("[metrics]\nrun = bundle-testd --name metrics\n"),
+        "{plan}"
+    );
+
+    let again = dir.write(
+        "conf.d/web.bundle",
+        "\n[web]\nrun = bundle-testd --name other-web\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    assert_eq!(init.wait_exit(), 2);
+    assert_eq!(
+        init.stderr.text(),
+        format!("bundle-init: {again}:2: daemon \"web\" is defined twice (first at {bundle}:2)")
+    );
+    assert_eq!(init.stdout.text(), "", "nothing started");
+}
+
+/// umask, nice, each limit, the groups and oom_score_adj, as the daemon reports them from
+/// inside, are the file's.
+#[test]
+fn a_daemon_gets_the_umask_nice_limits_groups_and_oom_score_its_file_gives() {
+    let dir = TempDir::new("process");
+    let bundle = dir.write(
+        "p.bundle",
+        "[app]\nrun = bundle-testd --name app --report\nuser = 65534:65534\ngroups = 4,27\n\
+         umask = 0027\nnice = 15\nlimit-nofile = 512:1024\nlimit-nproc = 100:200\n\
+         limit-core = 0:unlimited\nlimit-memlock = 65536\nlimit-stack = 4194304:unlimited\n\
+         limit-as = unlimited\noom-score-adj = 500\n\
+         [plain]\nrun = bundle-testd --name plain --report\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout
+        .wait_for_n(2, "both reports", |l| l.contains("report oom_score_adj="));
+    let value = |daemon: &str, key: &str| -> String {
+        let prefix = format!("[{daemon}] report {key}=");
+        let line = init
+            .stdout
+            .all()
+            .into_iter()
+            .find(|l| l.starts_with(&prefix));
+        line.unwrap_or_else(|| panic!("no {prefix}"))[prefix.len()..].to_string()
+    };
+    let expected = [
+        ("Umask", "0027"),
+        ("nice", "15"),
+        ("limit-nofile", "512:1024"),
+        ("limit-nproc", "100:200"),
+        ("limit-core", "0:unlimited"),
+        ("limit-memlock", "65536:65536"),
+        ("limit-stack", "4194304:unlimited"),
+        ("limit-as", "unlimited:unlimited"),
+        ("Groups", "4 27"),
+        ("Uid", "65534 65534 65534 65534"),
+        ("oom_score_adj", "500"),
+    ];
+    for (key, want) in expected {
+        assert_eq!(value("app", key), want, "{key}");
+    }
+    // Without the keys, the daemon keeps what bundle-init has (so the values above are
+    // the keys' doing): its own umask and oom score, no groups.
+    assert_ne!(value("plain", "Umask"), "0027");
+    assert_ne!(value("plain", "oom_score_adj"), "500");
+    assert_ne!(value("plain", "limit-nofile"), "512:1024");
+}
+
+/// A limit that cannot be set (a hard limit raised without privilege) fails that start,
+/// named, under the daemon's policy; bundle-init and the sibling carry on.
+#[test]
+fn a_limit_that_cannot_be_set_fails_that_start_naming_the_limit() {
+    let dir = TempDir::new("process-limit");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit on descriptors");
+    let bundle = dir.write(
+        "l.bundle",
+        &format!(
+            "[sibling]\nrun = bundle-testd --name sibling\n\
+             [greedy]\nrun = bundle-testd --name greedy\nlimit-nofile = {}\n",
+            hard + 1
+        ),
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle])
+        .pid1_as_user(1000)
+        .start();
+    let line = init.stderr.wait_for_text("cannot start greedy");
+    assert!(
+        line.ends_with(&format!(
+            "cannot start greedy: limit-nofile {}: Operation not permitted (raising a hard limit needs CAP_SYS_RESOURCE)",
+            hard + 1
+        )),
+        "{line}"
+    );
+    init.stderr
+        .wait_for_text("greedy exited with code 126; not restarted (keep-running)");
+    wait_started(&init, &["sibling"]);
+    init.signal(TERM);
+    assert_eq!(init.wait_exit(), 126);
+}

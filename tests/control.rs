@@ -577,3 +577,38 @@ fn health_and_status_answer_within_100_ms_through_a_restart_storm() {
         init.stderr.text()
     );
 }
+
+/// `instances = 3` runs w-1, w-2 and w-3, each with its number; `restart w-2` restarts
+/// that one only, `restart w` all three.
+#[test]
+fn instances_run_with_their_numbers_and_restart_alone_or_all_together() {
+    let dir = TempDir::new("ctl-instances");
+    let bundle = dir.write(
+        "i.bundle",
+        "[w]\nrun = bundle-testd --name w${BUNDLE_INIT_INSTANCE} --show-env BUNDLE_INIT_INSTANCE\ninstances = 3\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    for n in 1..=3 {
+        init.stdout.wait_for(&format!("instance {n}"), |l| {
+            l.starts_with(&format!("[w-{n}] w{n} "))
+                && l.ends_with(&format!(" env BUNDLE_INIT_INSTANCE={n}"))
+        });
+    }
+    let (code, out, err) = client(&init, &["restart", "w-2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("w-2 restarted: pid "), "{out}");
+    init.stdout.wait_for_n(2, "w-2 again", |l| {
+        l.starts_with("[w-2] w2 ") && l.ends_with(" started")
+    });
+
+    let (code, out, err) = client(&init, &["restart", "w"]);
+    assert_eq!(code, 0, "{err}");
+    for n in 1..=3 {
+        assert!(out.contains(&format!("w-{n} restarted: pid ")), "{out}");
+    }
+    let log = init.stderr.text();
+    assert_eq!(log.matches("w-1 restarted (control)").count(), 1, "{log}");
+    assert_eq!(log.matches("w-2 restarted (control)").count(), 2, "{log}");
+    assert_eq!(log.matches("w-3 restarted (control)").count(), 1, "{log}");
+}

@@ -31,8 +31,8 @@ const LAYERS: &[(&[&str], &str)] = &[
         "what to run, as plain data: the supervisor's whole input",
     ),
     (
-        &["values"],
-        "a bundle file's values, each parsed into plan types",
+        &["values", "expand"],
+        "a bundle file's values, each parsed into plan types, and ${NAME} expansion",
     ),
     (
         &["keys"],
@@ -51,7 +51,7 @@ const LAYERS: &[(&[&str], &str)] = &[
         "the sans-IO core: plan and time in, actions out; no parser, no probes",
     ),
     (
-        &["members", "spawn", "output", "ready", "control"],
+        &["members", "envfile", "spawn", "output", "ready", "control"],
         "adapters: carry out actions, turn I/O into events",
     ),
     (

@@ -188,3 +188,30 @@ fn a_wait_for_a_daemon_that_ended_for_good_gives_up_at_once() {
     assert!(!log.contains("app exited"), "app never ran: {log}");
     assert!(!init.stdout.text().contains("[app]"), "app never ran");
 }
+
+/// `after = w` waits for every instance of `w`: with w-1 ready and w-2 not yet, app waits;
+/// it starts only once w-2 is ready too.
+#[test]
+fn after_a_section_with_instances_waits_for_every_instance() {
+    let dir = TempDir::new("ready-instances");
+    let d = dir.0.display();
+    let bundle = dir.write(
+        "r.bundle",
+        &format!(
+            "[w]\nrun = bundle-testd --name w\nready = file:{d}/ready-${{BUNDLE_INIT_INSTANCE}}\ninstances = 2\n\
+             [app]\nrun = bundle-testd --name app\nafter = w\n"
+        ),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stderr
+        .wait_for_text("app waits for w-1, w-2 to be ready");
+    dir.write("ready-1", "");
+    init.stderr.wait_for_text("w-1 is ready");
+    dir.write("ready-2", "");
+    init.stderr.wait_for_text("app started");
+    let log = init.stderr.all();
+    assert!(
+        position(&log, "w-2 is ready") < position(&log, "app started"),
+        "{log:#?}"
+    );
+}

@@ -264,14 +264,16 @@ fn a_reload_applies_the_selection_read_at_start() {
     let (code, out, err) = reload(&init, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "reloaded (generation 2): a changed (run)\n");
+    // Once a's restart is done: a reload asked while it is under way is queued (exit 0)
+    // instead of read now. Under load the restart took long enough for that to happen.
+    init.stderr.wait_for_text("a restarted (reload)");
     dir.write("b.bundle", "[b]\nrun = bundle-testd --name b\n");
-    let (code, _, err) = reload(&init, &[]);
-    assert_eq!(code, Some(1));
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(1), "{out}");
     assert!(
         err.starts_with("bundle-init: BUNDLE_INIT_DAEMONS: "),
         "{err}"
     );
-    init.stderr.wait_for_text("a restarted (reload)");
     let status = String::from_utf8_lossy(&in_namespace(&init, &["status"]).stdout).into_owned();
     let names: Vec<&str> = status
         .lines()
@@ -400,4 +402,59 @@ fn a_renamed_daemon_starts_once_its_old_self_has_stopped() {
     let at = |text: &str| lines.iter().position(|l| l.contains(text)).unwrap();
     assert!(at(&removed) < at("www started: pid"), "{lines:?}");
     assert!(!init.stdout.text().contains("Address already in use"));
+}
+
+/// A reload reads the included files again: a drop-in added after the start is started,
+/// and the main file's daemon is untouched.
+#[test]
+fn a_reload_reads_the_included_files_again() {
+    let dir = TempDir::new("reload-include");
+    std::fs::create_dir_all(dir.path("conf.d")).unwrap();
+    let bundle = dir.write(
+        "main.bundle",
+        "include = conf.d/*.bundle\n[web]\nrun = bundle-testd --name web\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    wait_started(&init, "web", 1);
+    dir.write(
+        "conf.d/extra.bundle",
+        "[extra]\nrun = bundle-testd --name extra\n",
+    );
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("extra added, 1 unchanged"), "{out}");
+    wait_started(&init, "extra", 1);
+}
+
+/// A reload that changes `instances` adds or removes only the instances beyond the change:
+/// the others keep their pids.
+#[test]
+fn a_reload_changing_instances_touches_only_the_instances_beyond_the_change() {
+    let dir = TempDir::new("reload-instances");
+    let file = |n: u32| format!("[w]\nrun = bundle-testd --name w\ninstances = {n}\n");
+    let bundle = dir.write("i.bundle", &file(2));
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for_n(2, "two instances", |l| {
+        l.starts_with("[w-") && l.ends_with(" started")
+    });
+    let before = daemon_pids(&init.stdout);
+
+    dir.write("i.bundle", &file(4));
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("w-3 added, w-4 added, 2 unchanged"), "{out}");
+    init.stdout.wait_for_n(4, "four instances", |l| {
+        l.starts_with("[w-") && l.ends_with(" started")
+    });
+
+    dir.write("i.bundle", &file(1));
+    let (code, out, err) = reload(&init, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("w-2 removed, w-3 removed, w-4 removed, 1 unchanged"),
+        "{out}"
+    );
+    init.stderr.wait_for_text("w-4 was killed by SIGTERM");
+    let after = daemon_pids(&init.stdout);
+    assert_eq!(after["w-1"], before["w-1"], "w-1 kept its pid");
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::{MAX_DAEMONS, MAX_FILE_BYTES, MAX_LINE_BYTES};
+use crate::expand::ExpandError;
 use crate::keys;
 use crate::signal::{Sig, SignalError};
 use crate::time::DurationError;
@@ -26,7 +27,16 @@ pub(crate) enum Problem {
     UnclosedHeader(String),
     NotKeyValue(String),
     MissingKey,
-    DaemonTwice(String),
+    /// The daemon's name, and `PATH:LINE` of its first definition.
+    DaemonTwice(String, String),
+    /// `include` in an included file.
+    NestedInclude,
+    /// `include = /etc/*/x.bundle`: wildcards only in the last component.
+    IncludeWildcardInDirectory(String),
+    /// The directory of an include's glob could not be listed (other than missing).
+    IncludeDirectory(String, rustix::io::Errno),
+    /// The main file with its includes is larger than MAX_FILE_BYTES.
+    IncludesTooLarge,
     TooManyDaemons,
     KeyTwice(String),
     RoutedTwice(Sig),
@@ -37,7 +47,6 @@ pub(crate) enum Problem {
         key: String,
         section: String,
     },
-    NoSection,
     Uncatchable(Sig),
     FaultSignal(Sig),
     ChildSignal,
@@ -61,6 +70,7 @@ pub(crate) enum Problem {
     OnlyForOneshot(String),
     /// `max-restarts` on a daemon that is never restarted.
     MaxRestartsWithoutRestart(String),
+    GroupsWithoutUser(String),
     AfterNotAbove {
         daemon: String,
         name: String,
@@ -70,6 +80,7 @@ pub(crate) enum Problem {
         name: String,
     },
     Value(ValueError),
+    Expand(ExpandError),
     Signal(SignalError),
     Duration(DurationError),
 }
@@ -97,7 +108,22 @@ impl fmt::Display for Problem {
             P::UnclosedHeader(text) => write!(f, "section header \"{text}\" has no closing ]"),
             P::NotKeyValue(text) => write!(f, "expected \"key = value\", found \"{text}\""),
             P::MissingKey => f.write_str("missing key before ="),
-            P::DaemonTwice(name) => write!(f, "daemon \"{name}\" is defined twice"),
+            P::DaemonTwice(name, first) => {
+                write!(f, "daemon \"{name}\" is defined twice (first at {first})")
+            }
+            P::NestedInclude => f.write_str(
+                "\"include\" only works in the main bundle file, not in an included one",
+            ),
+            P::IncludeWildcardInDirectory(glob) => write!(
+                f,
+                "include \"{glob}\": * and ? only work in the last part of the path"
+            ),
+            P::IncludeDirectory(dir, e) => write!(f, "include: cannot list {dir}: {e}"),
+            P::IncludesTooLarge => write!(
+                f,
+                "the bundle file with its includes is larger than {} KiB",
+                MAX_FILE_BYTES / 1024
+            ),
             P::TooManyDaemons => write!(f, "more than {MAX_DAEMONS} daemons"),
             P::KeyTwice(key) => write!(f, "\"{key}\" is set twice"),
             P::RoutedTwice(sig) => write!(f, "{sig} is routed twice"),
@@ -109,7 +135,6 @@ impl fmt::Display for Problem {
             P::UnknownDaemonKey { key, section } => {
                 write!(f, "unknown key \"{key}\" in [{section}]")
             }
-            P::NoSection => f.write_str("internal: no section"),
             P::Uncatchable(sig) => write!(f, "{sig} cannot be caught, so it cannot be routed"),
             P::FaultSignal(sig) => write!(
                 f,
@@ -163,6 +188,10 @@ impl fmt::Display for Problem {
                 f,
                 "[{daemon}] max-restarts needs on-exit = restart: this daemon is never restarted"
             ),
+            P::GroupsWithoutUser(daemon) => write!(
+                f,
+                "[{daemon}] groups needs user: supplementary groups are set with the change of user"
+            ),
             P::AfterNotAbove { daemon, name } => {
                 write!(f, "[{daemon}] after \"{name}\": not a daemon defined above it")
             }
@@ -170,6 +199,7 @@ impl fmt::Display for Problem {
                 write!(f, "route for {sig} names unknown daemon \"{name}\"")
             }
             P::Value(e) => e.fmt(f),
+            P::Expand(e) => e.fmt(f),
             P::Signal(e) => e.fmt(f),
             P::Duration(e) => e.fmt(f),
         }
@@ -179,6 +209,12 @@ impl fmt::Display for Problem {
 impl From<ValueError> for Problem {
     fn from(e: ValueError) -> Problem {
         Problem::Value(e)
+    }
+}
+
+impl From<ExpandError> for Problem {
+    fn from(e: ExpandError) -> Problem {
+        Problem::Expand(e)
     }
 }
 

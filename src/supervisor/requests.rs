@@ -69,30 +69,49 @@ impl Supervisor {
         fx.push(Action::Reply { client, reply });
     }
 
-    fn id_of(&self, name: &str) -> Result<DaemonId, String> {
-        self.daemons()
-            .find(|d| d.spec.name == name)
+    /// The daemons `name` names: one, or every instance of a section with `instances`.
+    fn ids_named(&self, name: &str) -> Result<Vec<DaemonId>, String> {
+        let ids: Vec<DaemonId> = self
+            .daemons()
+            .filter(|d| d.spec.is_named(name))
             .map(|d| d.id)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.daemons().map(|d| d.spec.name.as_str()).collect();
-                format!("unknown daemon \"{name}\" (known: {})", known.join(", "))
-            })
+            .collect();
+        if ids.is_empty() {
+            let known: Vec<&str> = self.daemons().map(|d| d.spec.name.as_str()).collect();
+            return Err(format!(
+                "unknown daemon \"{name}\" (known: {})",
+                known.join(", ")
+            ));
+        }
+        Ok(ids)
     }
 
     fn ids_of(&self, names: &[String]) -> Result<Vec<DaemonId>, String> {
-        names.iter().map(|n| self.id_of(n)).collect()
+        let mut ids = Vec::new();
+        for name in names {
+            ids.extend(self.ids_named(name)?);
+        }
+        Ok(ids)
     }
 
+    /// Sends `sig` to the daemon `name` names, or to each running instance it names.
     fn signal_by_name(&self, name: &str, sig: Sig, fx: &mut Effects) -> Reply {
-        let daemon = match self.id_of(name) {
-            Ok(id) => self.current(id),
+        let ids = match self.ids_named(name) {
+            Ok(ids) => ids,
             Err(why) => return Reply::refused(why),
         };
-        let Some((pid, group)) = daemon.and_then(|d| Some((d.pid()?, d.spec.signal_group))) else {
+        let mut sent = String::new();
+        for daemon in ids.iter().filter_map(|&id| self.current(id)) {
+            if let Some(pid) = daemon.pid() {
+                let group = daemon.spec.signal_group;
+                fx.push(Action::Signal { pid, sig, group });
+                sent.push_str(&format!("sent {sig} to {} (pid {pid})\n", daemon.spec.name));
+            }
+        }
+        if sent.is_empty() {
             return Reply::refused(format!("{name} is not running"));
-        };
-        fx.push(Action::Signal { pid, sig, group });
-        Reply::Ok(format!("sent {sig} to {name} (pid {pid})\n"))
+        }
+        Reply::Ok(sent)
     }
 
     /// Restarts `ids` for a control client, whose reply waits for the outcome.

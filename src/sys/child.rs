@@ -34,6 +34,20 @@ pub(crate) struct ExecPlan<'a> {
     pub(crate) notify: Option<(c_int, c_int)>,
     pub(crate) give_terminal: bool,
     pub(crate) no_new_privs: bool,
+    /// Set before the user changes, while raising a limit or lowering nice may still be
+    /// allowed (see `set_up_process`).
+    pub(crate) umask: Option<u32>,
+    pub(crate) nice: Option<i32>,
+    /// Each limit with the step that names it when it cannot be set.
+    pub(crate) limits: &'a [(
+        ChildStep,
+        rustix::process::Resource,
+        rustix::process::Rlimit,
+    )],
+    /// Supplementary groups for the user change (empty: none).
+    pub(crate) groups: &'a [libc::gid_t],
+    /// The decimal text to write to /proc/self/oom_score_adj.
+    pub(crate) oom_score_adj: Option<&'a [u8]>,
     pub(crate) mask: SigSet,
     /// bundle-init's pid: the child dies with it (parent-death signal).
     pub(crate) parent: i32,
@@ -58,6 +72,15 @@ pub(crate) enum ChildStep {
     Exec = 7,
     ParentDeath = 8,
     Shell = 9,
+    Nice = 10,
+    OomScoreAdj = 11,
+    Groups = 12,
+    LimitNofile = 13,
+    LimitNproc = 14,
+    LimitCore = 15,
+    LimitMemlock = 16,
+    LimitStack = 17,
+    LimitAs = 18,
 }
 
 impl ChildStep {
@@ -71,6 +94,15 @@ impl ChildStep {
             6 => ChildStep::Signals,
             8 => ChildStep::ParentDeath,
             9 => ChildStep::Shell,
+            10 => ChildStep::Nice,
+            11 => ChildStep::OomScoreAdj,
+            12 => ChildStep::Groups,
+            13 => ChildStep::LimitNofile,
+            14 => ChildStep::LimitNproc,
+            15 => ChildStep::LimitCore,
+            16 => ChildStep::LimitMemlock,
+            17 => ChildStep::LimitStack,
+            18 => ChildStep::LimitAs,
             _ => ChildStep::Exec,
         }
     }
@@ -107,9 +139,15 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
             fail(report, ChildStep::WorkingDirectory);
         }
     }
-    if let Some((uid, gid)) = plan.user {
-        give_output_pipes_to(plan, uid, gid);
-        become_user(uid, gid, report);
+    set_up_process(plan, report);
+    match plan.user {
+        Some((uid, gid)) => {
+            give_output_pipes_to(plan, uid, gid);
+            become_user(uid, gid, plan.groups, report);
+        }
+        // Already that user: the groups still have to be set, if bundle-init may.
+        None if !plan.groups.is_empty() => set_groups(plan.groups, ChildStep::Groups, report),
+        None => {}
     }
     // After the credential change, which clears the parent-death signal.
     die_with_parent(plan.parent, report);
@@ -181,13 +219,62 @@ fn give_output_pipes_to(plan: &ExecPlan<'_>, uid: u32, gid: u32) {
     }
 }
 
-/// Drops supplementary groups, then the gid, then the uid: the order in which each step
-/// is still allowed.
-fn become_user(uid: u32, gid: u32, report: c_int) {
-    // SAFETY: a count of 0 with a null list is how setgroups clears the groups.
-    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
-        fail(report, ChildStep::User);
+/// umask, nice, the limits and oom_score_adj, while the child still has bundle-init's
+/// privileges: raising a hard limit (CAP_SYS_RESOURCE), lowering nice (CAP_SYS_NICE) or
+/// oom_score_adj (CAP_SYS_RESOURCE) is refused after the change to an unprivileged user.
+fn set_up_process(plan: &ExecPlan<'_>, report: c_int) {
+    use rustix::process;
+    if let Some(mask) = plan.umask {
+        process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
     }
+    if let Some(nice) = plan.nice
+        && let Err(e) = process::setpriority_process(None, nice)
+    {
+        fail_with(report, ChildStep::Nice, e.raw_os_error());
+    }
+    for &(step, resource, limit) in plan.limits {
+        if let Err(e) = process::setrlimit(resource, limit) {
+            fail_with(report, step, e.raw_os_error());
+        }
+    }
+    if let Some(text) = plan.oom_score_adj {
+        write_oom_score_adj(text, report);
+    }
+}
+
+/// open, write and close: each async-signal-safe; the path is a static string.
+fn write_oom_score_adj(text: &[u8], report: c_int) {
+    const PATH: &std::ffi::CStr = c"/proc/self/oom_score_adj";
+    // SAFETY: PATH is a NUL-terminated static string.
+    let fd = unsafe { libc::open(PATH.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        fail(report, ChildStep::OomScoreAdj);
+    }
+    // SAFETY: `text` is a buffer the parent keeps alive, of this length.
+    let written = unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) };
+    if written != text.len() as isize {
+        fail(report, ChildStep::OomScoreAdj);
+    }
+    // SAFETY: `fd` was opened above and is not used again.
+    unsafe { libc::close(fd) };
+}
+
+fn set_groups(groups: &[libc::gid_t], step: ChildStep, report: c_int) {
+    // SAFETY: `groups` is a list the parent keeps alive, of this length (0 with a dangling
+    // but never-read pointer clears the groups).
+    if unsafe { libc::setgroups(groups.len() as _, groups.as_ptr()) } != 0 {
+        fail(report, step);
+    }
+}
+
+/// Sets the supplementary groups (`groups`, often none), then the gid, then the uid: the
+/// order in which each step is still allowed.
+fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t], report: c_int) {
+    let step = match groups.is_empty() {
+        true => ChildStep::User,
+        false => ChildStep::Groups,
+    };
+    set_groups(groups, step, report);
     // SAFETY: no memory arguments.
     if unsafe { libc::setgid(gid) } != 0 {
         fail(report, ChildStep::User);
@@ -255,7 +342,12 @@ fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, repo
 
 /// Reports (step, errno) on the report pipe and exits 127.
 fn fail(report: c_int, step: ChildStep) -> ! {
-    let words = [step as u32, errno() as u32];
+    fail_with(report, step, errno())
+}
+
+/// `fail` for a call that returns its error instead of setting errno (rustix's).
+fn fail_with(report: c_int, step: ChildStep, errno: i32) -> ! {
+    let words = [step as u32, errno as u32];
     // SAFETY: the buffer lives on this stack for the call.
     unsafe { libc::write(report, words.as_ptr().cast(), std::mem::size_of_val(&words)) };
     // SAFETY: _exit ends the child at once, running none of the parent's exit handlers.

@@ -8,7 +8,7 @@
 //!              [--delay DURATION] [--notify-fd FD] [--listen-unix PATH]
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
 //!              [--write-to PATH TEXT]... [--lines N] [--last-words TEXT]
-//!              [--workers N] [--worker-sessions] [--daemonize]
+//!              [--workers N] [--worker-sessions] [--daemonize] [--show-env NAME]...
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -45,7 +45,10 @@
 //!   without its foreground flag does: the process bundle-init started exits 0, and a
 //!   child in a new session goes on;
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
-//!   signals, descriptors, uid/gid/groups, no_new_privs, process group, environment.
+//!   signals, descriptors, uid/gid/groups, no_new_privs, umask, nice, limits (`limit-nofile`
+//!   ... `limit-as` as `SOFT:HARD`), oom_score_adj, process group, environment.
+//! - `--show-env NAME` (repeatable) prints `NAME PID env NAME=VALUE` (or `NAME unset`) at
+//!   start: the value of one variable, where `--report` lists only names.
 //!
 //! - `--announce-exec FD PROGRAM [ARG]...` (first, alone) writes one byte to FD, closes it
 //!   and becomes PROGRAM, changing nothing else. The tests start bundle-init through it
@@ -88,6 +91,7 @@ struct Options {
     flood: u64,
     line_writes: bool,
     report: bool,
+    show_env: Vec<String>,
     ready_file: Option<String>,
     timestamps: bool,
     delay: Duration,
@@ -163,6 +167,7 @@ impl Default for Options {
             flood: 0,
             line_writes: false,
             report: false,
+            show_env: vec![],
             ready_file: None,
             timestamps: false,
             delay: Duration::ZERO,
@@ -219,6 +224,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
                 o.silent_clients = text(&mut p)?.parse().map_err(|_| "bad count")?
             }
             Long("report") => o.report = true,
+            Long("show-env") => o.show_env.push(text(&mut p)?),
             Long("ready-file") => o.ready_file = Some(text(&mut p)?),
             Long("timestamps") => o.timestamps = true,
             Long("delay") => o.delay = duration(&text(&mut p)?)?,
@@ -283,6 +289,12 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
     // Read /proc before touching our own signal state, so the report shows what we got.
     if options.report {
         report(inherited);
+    }
+    for name in &options.show_env {
+        match std::env::var_os(name) {
+            Some(value) => note(&options, &format!("env {name}={}", value.to_string_lossy())),
+            None => note(&options, &format!("env {name} unset")),
+        }
     }
     let held = match open_everything(&options) {
         Ok(held) => held,
@@ -515,6 +527,30 @@ fn ignored_signals() -> u64 {
     mask
 }
 
+/// nice, each limit a bundle file can set (as `SOFT:HARD`, `unlimited` for none) and
+/// oom_score_adj, as `report` lines.
+fn process_settings() -> Vec<String> {
+    use rustix::process::{Resource, getpriority_process, getrlimit};
+    let nice = getpriority_process(None).map_or("?".to_string(), |n| n.to_string());
+    let mut lines = vec![format!("report nice={nice}")];
+    let value = |n: Option<u64>| n.map_or("unlimited".to_string(), |n| n.to_string());
+    for (key, resource) in [
+        ("nofile", Resource::Nofile),
+        ("nproc", Resource::Nproc),
+        ("core", Resource::Core),
+        ("memlock", Resource::Memlock),
+        ("stack", Resource::Stack),
+        ("as", Resource::As),
+    ] {
+        let limit = getrlimit(resource);
+        let (soft, hard) = (value(limit.current), value(limit.maximum));
+        lines.push(format!("report limit-{key}={soft}:{hard}"));
+    }
+    let adj = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    lines.push(format!("report oom_score_adj={}", adj.trim()));
+    lines
+}
+
 fn report(inherited: SigSet) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     // The mask we were started with (we blocked everything first thing), as /proc prints it.
@@ -522,7 +558,7 @@ fn report(inherited: SigSet) {
     // Asked of sigaction, not read from /proc: under an emulator /proc shows the
     // emulator's own dispositions, sigaction what this program was given.
     lines.push(format!("report SigIgn={:016x}", ignored_signals()));
-    for key in ["Uid", "Gid", "Groups", "NoNewPrivs"] {
+    for key in ["Uid", "Gid", "Groups", "NoNewPrivs", "Umask"] {
         let value = status
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{key}:")))
@@ -530,6 +566,7 @@ fn report(inherited: SigSet) {
             .unwrap_or_default();
         lines.push(format!("report {key}={value}"));
     }
+    lines.extend(process_settings());
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

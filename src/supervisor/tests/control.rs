@@ -193,3 +193,38 @@ fn orphans_are_not_mistaken_for_daemons() {
         "Reaped zombie process with pid=4244 (was killed by SIGKILL)"
     );
 }
+
+/// A section's name signals every running instance; an instance's name only that one.
+#[test]
+fn control_signal_by_a_section_name_reaches_every_instance() {
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    for daemon in &mut plan.daemons[1..] {
+        daemon.instance_of = Some("w".into());
+    }
+    let mut sup = started(plan);
+    let mut out = actions();
+    sup.control(
+        1,
+        ControlRequest::Signal("w".into(), HUP),
+        secs(1.0),
+        &mut out,
+    );
+    assert_eq!(signals(&out), [(101, HUP), (102, HUP)]);
+    assert_eq!(
+        replies(&out),
+        [(
+            1,
+            Reply::Ok(
+                "sent SIGHUP to pipelock (pid 101)\nsent SIGHUP to supervise (pid 102)\n".into()
+            )
+        )]
+    );
+    out.clear();
+    sup.control(
+        2,
+        ControlRequest::Signal("supervise".into(), HUP),
+        secs(1.0),
+        &mut out,
+    );
+    assert_eq!(signals(&out), [(102, HUP)]);
+}
