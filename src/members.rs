@@ -65,16 +65,52 @@ impl Marks {
     }
 }
 
-/// Every process but `me` that carries `mark`, from /proc (none without it).
+/// Every live process but `me` that carries `mark`, from /proc (none without it). A
+/// zombie is not one: it runs nothing, holds nothing, and is reaped soon.
+#[cfg(test)]
 pub(crate) fn find(mark: u64, me: i32) -> Vec<i32> {
+    marked(me)
+        .into_iter()
+        .filter(|&(_, m)| m == mark)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every live process but `me` that carries a mark, with it: one walk of /proc that
+/// serves every daemon looked for in one pass of the loop.
+pub(crate) fn marked(me: i32) -> Vec<(i32, u64)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut buf = Vec::with_capacity(2048);
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me && mark_of(pid, &mut buf) == Some(mark))
-        .collect()
+    let mut found = Vec::new();
+    for pid in entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if pid == me {
+            continue;
+        }
+        if let Some(mark) = mark_of(pid, &mut buf).filter(|&m| m >= FLOOR)
+            && !is_dead(pid, &mut buf)
+        {
+            found.push((pid, mark));
+        }
+    }
+    found
+}
+
+/// Whether `pid` has exited (a zombie, or gone while we looked): its /proc/PID/stat state.
+fn is_dead(pid: i32, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let read =
+        std::fs::File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read_to_end(buf));
+    if read.is_err() {
+        return true;
+    }
+    // The state follows the command name, which is in parentheses and may hold anything.
+    let state = buf
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|end| buf.get(end + 2));
+    matches!(state, Some(b'Z' | b'X'))
 }
 
 /// The mark process `pid` carries: its RLIMIT_RTTIME soft limit, when it has one.
@@ -142,5 +178,40 @@ mod tests {
         let _ = child.wait();
         assert_eq!(found, [pid]);
         assert!(!other.contains(&pid));
+    }
+
+    /// From the hostile review: a marked process that exited but is not reaped yet is no
+    /// leftover (it made a worker that died beside its master look "left", and an exit 0
+    /// look like a daemon that went into the background).
+    #[test]
+    fn a_zombie_with_the_mark_is_not_a_leftover() {
+        let marks = Marks::new(9).expect("room for marks");
+        let limit = marks.limit_for(DaemonId(5));
+        let mut child = std::process::Command::new("true");
+        // SAFETY: setrlimit is async-signal-safe, and `limit` is copied into the closure.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut child, move || {
+                if libc::setrlimit(libc::RLIMIT_RTTIME, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = child.spawn().expect("true runs");
+        let pid = child.id() as i32;
+        // Wait (without reaping) until it is a zombie.
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "true never exited");
+            std::thread::yield_now();
+        }
+        let found = find(marks.of(DaemonId(5)), std::process::id() as i32);
+        let _ = child.wait();
+        assert!(
+            found.is_empty(),
+            "the zombie {found:?} is counted as a leftover"
+        );
     }
 }

@@ -65,6 +65,9 @@ pub(crate) struct Runtime {
     poll_sources: Vec<Source>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
+    /// The processes with a mark, as one walk of /proc found them in this pass of the loop
+    /// (a reap starts a new one): a mass exit costs one walk, not one per daemon.
+    marked: Option<Vec<(i32, u64)>>,
 }
 
 impl Runtime {
@@ -102,6 +105,7 @@ impl Runtime {
             poll_sources: Vec::new(),
             control,
             probes,
+            marked: None,
         })
     }
 
@@ -339,6 +343,7 @@ impl Runtime {
 
     /// Reaps every child that has exited, tracked or not, so none stays a zombie.
     fn reap(&mut self, now: Time, actions: &mut Effects) {
+        self.marked = None;
         let children_remain = loop {
             match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
@@ -433,6 +438,7 @@ impl Runtime {
         for sink in &mut self.sinks {
             sink.flush_unpolled();
         }
+        self.marked = None;
         exit
     }
 
@@ -500,7 +506,7 @@ impl Runtime {
     /// child of bundle-init is a daemon's main process: whatever a daemon leaves is adopted
     /// by bundle-init, directly or under a process that was. That look (one small read)
     /// spares the walk of /proc on the usual exit, which leaves nothing.
-    fn leftovers_of(&self, id: DaemonId) -> Vec<i32> {
+    fn leftovers_of(&mut self, id: DaemonId) -> Vec<i32> {
         let Some(marks) = self.settings.setup.marks else {
             return Vec::new();
         };
@@ -509,9 +515,14 @@ impl Runtime {
             return Vec::new();
         }
         let main = self.sup.daemon_pid(id);
-        let mut pids = crate::members::find(marks.of(id), self.my_pid);
-        pids.retain(|&pid| Some(pid) != main);
-        pids
+        let me = self.my_pid;
+        let mark = marks.of(id);
+        self.marked
+            .get_or_insert_with(|| crate::members::marked(me))
+            .iter()
+            .filter(|&&(pid, m)| m == mark && Some(pid) != main)
+            .map(|&(pid, _)| pid)
+            .collect()
     }
 
     /// As PID 1, kill(-1) reaches every other process in the namespace. Otherwise only

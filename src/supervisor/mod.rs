@@ -455,7 +455,7 @@ impl Supervisor {
         for daemon in self.daemons.iter().filter(|d| d.is_ending()) {
             fx.push(Action::FindLeftovers {
                 id: daemon.id,
-                signal: None,
+                signal: daemon.leftovers_signal(),
             });
         }
     }
@@ -562,6 +562,9 @@ impl Supervisor {
         if self.is_shutting_down() {
             return RestartOutcome::Refused("shutting down");
         }
+        // Its definition may have changed while it was down (a stop kept what a reload's
+        // dropped restart carried): it waits for what that one names.
+        self.resolve_after(id);
         let start = DaemonEvent::StartOnRequest {
             waiting_for: self.not_ready_yet(id),
             gone: self.gone_for_good(id),
@@ -645,6 +648,11 @@ impl Supervisor {
             deadline,
         };
         self.deliver(id, stop, now, fx);
+        if deadline <= now {
+            // Its share of the budget is spent already (what it waited for took it): the
+            // SIGKILL goes with the stop signal, not one pass of the loop later.
+            self.deliver(id, DaemonEvent::KillNow, now, fx);
+        }
     }
 
     /// Ordered stop: a daemon whose process runs waits while anything that starts after
@@ -721,7 +729,14 @@ impl Supervisor {
                 .after
                 .iter()
                 .filter_map(|&dep| {
-                    let grace = self.find(dep)?.spec.grace;
+                    // Only what still runs needs time to stop: a oneshot that is done, a
+                    // daemon that is down, need none.
+                    let dep_daemon = self.find(dep)?;
+                    let grace = if dep_daemon.is_live() {
+                        dep_daemon.spec.grace
+                    } else {
+                        std::time::Duration::ZERO
+                    };
                     Some(grace + reserves.get(dep).copied().unwrap_or_default())
                 })
                 .max()

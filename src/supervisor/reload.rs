@@ -277,16 +277,7 @@ impl Supervisor {
             .map(|d| d.id)
             .collect();
         for id in held {
-            if self.find(id).is_some_and(Daemon::starts_by_itself) {
-                self.try_start(id, None, now, fx);
-            } else {
-                // autostart = no: released into down, until a start.
-                let hold = DaemonEvent::Stop {
-                    then: AfterStop::Hold,
-                    deadline: Time::MAX,
-                };
-                self.deliver(id, hold, now, fx);
-            }
+            self.deliver(id, DaemonEvent::Released, now, fx);
         }
     }
 }

@@ -146,8 +146,8 @@ impl Supervisor {
             if matches!(goal, Goal::Start { .. }) {
                 longest = longest.max(daemon.spec.ready_timeout);
             }
-            let (name, restarts_before, old_pid) =
-                (daemon.spec.name.clone(), daemon.restarts, daemon.pid());
+            let (name, starts_before, old_pid) =
+                (daemon.spec.name.clone(), daemon.starts, daemon.pid());
             let running = matches!(daemon.state(), State::Running { .. });
             let outcome = match goal {
                 Goal::Restart => self.request_restart(id, Cause::Control, now, fx),
@@ -167,7 +167,7 @@ impl Supervisor {
             awaited.push(AwaitedRestart {
                 id,
                 name,
-                restarts_before,
+                starts_before,
                 old_pid,
                 refused,
                 goal,

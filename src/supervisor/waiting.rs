@@ -28,7 +28,8 @@ pub(crate) struct AwaitedRestart {
     pub(crate) id: DaemonId,
     /// For the answer: a reload may remove the daemon before it is given.
     pub(crate) name: String,
-    pub(crate) restarts_before: u32,
+    /// The daemon's `starts` when the client asked: done once a new process ran.
+    pub(crate) starts_before: u32,
     pub(crate) old_pid: Option<i32>,
     pub(crate) refused: Option<&'static str>,
     pub(crate) goal: Goal,
@@ -130,15 +131,13 @@ fn standing(awaited: &AwaitedRestart, daemon: Option<&Daemon>, shutting_down: bo
 /// A restart or a start is done once a new process of the daemon runs.
 fn start_standing(awaited: &AwaitedRestart, daemon: &Daemon) -> Standing {
     match daemon.state() {
-        State::Running { pid, .. } if daemon.restarts > awaited.restarts_before => {
-            Standing::Done(*pid)
-        }
+        State::Running { pid, .. } if daemon.starts > awaited.starts_before => Standing::Done(*pid),
         State::Backoff { .. } | State::Down | State::GaveUp | State::GaveUpWaiting => {
             Standing::Failed("did not come back up")
         }
         State::StoppedByRequest => Standing::Failed("it was stopped by request"),
         // A oneshot that ran again, fast: done is up and gone.
-        State::Done { .. } if daemon.restarts > awaited.restarts_before => Standing::Done(0),
+        State::Done { .. } if daemon.starts > awaited.starts_before => Standing::Done(0),
         State::Done { .. } | State::Failed { .. } => Standing::Failed("it failed"),
         State::Running { .. }
         | State::Starting { .. }
@@ -153,6 +152,7 @@ fn start_standing(awaited: &AwaitedRestart, daemon: &Daemon) -> Standing {
 fn stop_standing(daemon: &Daemon) -> Standing {
     match daemon.state() {
         State::StoppedByRequest => Standing::Done(0),
+        State::HeldForRemoved if daemon.on_release == Some(false) => Standing::Done(0),
         State::Stopping { .. } | State::Ending { .. } => Standing::UnderWay,
         _ => Standing::Failed("it was started again"),
     }

@@ -164,6 +164,8 @@ pub(crate) enum DaemonEvent {
     Stop { then: AfterStop, deadline: Time },
     /// A reload changed a key that defines its process.
     Redefine(Box<DaemonSpec>),
+    /// The daemons a reload removed are gone: one it held back may start.
+    Released,
     /// Time passed.
     Tick,
     /// The shutdown budget is over: SIGKILL now if it is still stopping.
@@ -223,9 +225,13 @@ pub(crate) struct Daemon {
     pub(crate) after: Vec<DaemonId>,
     /// A oneshot being stopped because it ran past its timeout: its exit is a failure.
     timed_out: bool,
-    /// A `start` was asked for while it was held behind daemons a reload removed: it
-    /// starts when released, whatever its autostart says.
-    pub(crate) start_asked: bool,
+    /// Processes it started, ever: a control client waiting for a restart or a start
+    /// knows a new one runs when this grew.
+    pub(crate) starts: u32,
+    /// What was asked while it was held behind daemons a reload removed: a `start` (it
+    /// starts when released, whatever its autostart says), a `stop` (it stays down), or
+    /// nothing (its autostart decides).
+    pub(crate) on_release: Option<bool>,
 }
 
 impl Daemon {
@@ -245,7 +251,8 @@ impl Daemon {
             crashes_in_a_row: 0,
             after: Vec::new(),
             timed_out: false,
-            start_asked: false,
+            on_release: None,
+            starts: 0,
         }
     }
 
@@ -257,9 +264,9 @@ impl Daemon {
         }
     }
 
-    /// Whether it starts by itself (at bundle start, when a reload releases it).
-    pub(crate) fn starts_by_itself(&self) -> bool {
-        self.spec.autostart || self.start_asked
+    /// Whether it starts when a reload releases it.
+    pub(crate) fn starts_when_released(&self) -> bool {
+        self.on_release.unwrap_or(self.spec.autostart)
     }
 
     pub(crate) fn state(&self) -> &State {
@@ -467,7 +474,7 @@ impl Daemon {
             (S::HeldForRemoved, E::StartOnRequest { .. }) => {
                 // Held behind the daemons a reload removed: it starts once they are gone,
                 // even with autostart = no.
-                self.start_asked = true;
+                self.on_release = Some(true);
                 Outcome::Restart(RestartOutcome::Coalesced)
             }
             (
@@ -763,6 +770,18 @@ impl Daemon {
                 // Down already, and the status says why.
                 Outcome::Nothing
             }
+            (
+                S::HeldForRemoved,
+                E::Stop {
+                    then: AfterStop::Hold,
+                    ..
+                },
+            ) => {
+                // Still held: it stays down once released, and never runs beside what it
+                // replaces.
+                self.on_release = Some(false);
+                Outcome::Nothing
+            }
             (S::StoppedByRequest, E::Stop { then, .. }) if !matches!(then, AfterStop::Forget) => {
                 Outcome::Nothing
             }
@@ -872,6 +891,17 @@ impl Daemon {
             }
             (
                 S::Ending {
+                    then: AfterEnd::OwnExit { .. },
+                    ..
+                },
+                E::Redefine(spec),
+            ) if self.spec.oneshot => {
+                // A oneshot that ran is not run again by a reload, whatever it left.
+                self.spec = *spec;
+                Outcome::Nothing
+            }
+            (
+                S::Ending {
                     pid,
                     then: AfterEnd::OwnExit { .. },
                     ..
@@ -959,6 +989,32 @@ impl Daemon {
                 | S::Ending { .. }
                 | S::StoppedByRequest,
                 E::Tick,
+            ) => Outcome::Nothing,
+
+            (S::HeldForRemoved, E::Released) => {
+                if self.starts_when_released() {
+                    Outcome::StartDue(None)
+                } else {
+                    // autostart = no, or a stop asked while it was held: down until a start.
+                    self.on_release = None;
+                    self.state = S::StoppedByRequest;
+                    Outcome::Nothing
+                }
+            }
+            (
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Ending { .. }
+                | S::StoppedByRequest,
+                E::Released,
             ) => Outcome::Nothing,
 
             (S::Stopping { .. }, E::KillNow) => {

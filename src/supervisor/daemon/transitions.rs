@@ -40,7 +40,7 @@ impl Daemon {
     }
 
     pub(super) fn spawn(&mut self, restart: Option<RestartRequest>, fx: &mut Effects) {
-        self.start_asked = false;
+        self.on_release = None;
         self.state = State::Starting { restart };
         fx.push(Action::Spawn(self.id));
     }
@@ -63,9 +63,11 @@ impl Daemon {
             ready: !has_check && !oneshot,
         };
         let again = self.last_exit.is_some();
-        if request.is_some() || again {
+        // A first start asked for (`start` of a daemon that never ran) is no restart.
+        if again || request.as_ref().is_some_and(|r| r.old_pid.is_some()) {
             self.restarts += 1;
         }
+        self.starts += 1;
         let name = &self.spec.name;
         fx.lifecycle(|| match request {
             Some(RestartRequest {
@@ -602,6 +604,16 @@ impl Daemon {
         });
     }
 
+    /// What a new look for its leftovers sends: once SIGKILL went out, SIGKILL again, for
+    /// what they forked meanwhile (a forking loop is killed to the last child); before,
+    /// nothing (the grace's SIGKILL reaches whatever is found then).
+    pub(crate) fn leftovers_signal(&self) -> Option<Sig> {
+        match self.state {
+            State::Ending { kill_at: None, .. } => Some(Sig(libc_sig::KILL)),
+            _ => None,
+        }
+    }
+
     /// The leftovers an ending daemon saw last (none in any other state).
     pub(crate) fn leftovers(&self) -> &[i32] {
         match &self.state {
@@ -699,6 +711,11 @@ impl Daemon {
                 "{what} left by {name} still there {} after SIGKILL: going on without waiting for them",
                 human(LEFTOVERS_AFTER_KILL)
             )
+        });
+        // A last SIGKILL for whatever appeared since the last look.
+        fx.push(Action::FindLeftovers {
+            id: self.id,
+            signal: Some(Sig(libc_sig::KILL)),
         });
         self.finish_ending(now, fx)
     }

@@ -10,6 +10,7 @@ mod model;
 mod readiness;
 mod reload;
 mod restart;
+mod review;
 mod shutdown;
 mod traces;
 
