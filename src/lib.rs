@@ -140,7 +140,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
         inherited_mask,
         give_terminal: plan.single_child && owns_terminal() && !rewrites_keyboard(&options),
         open_file_limit,
-        marks: members::Marks::new(instance_seed()),
+        // Leftovers are found in /proc: only when its pids are ours.
+        marks: members::proc_is_ours()
+            .then(|| members::Marks::new(instance_seed()))
+            .flatten(),
     };
     if !plan.single_child {
         // Descriptors bundle-init inherited are its own business, not every daemon's.

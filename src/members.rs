@@ -65,6 +65,14 @@ impl Marks {
     }
 }
 
+/// Whether /proc is this PID namespace's: the pids it lists are the ones bundle-init can
+/// signal. Under `unshare --pid` without a /proc of its own they are the host's, and a
+/// leftover found there could not be told from a process of ours with the same number.
+pub(crate) fn proc_is_ours() -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_link("/proc/self").is_ok_and(|target| target.as_os_str() == me.as_str())
+}
+
 /// Every live process but `me` that carries `mark`, from /proc (none without it). A
 /// zombie is not one: it runs nothing, holds nothing, and is reaped soon.
 #[cfg(test)]

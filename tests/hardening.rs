@@ -1469,3 +1469,41 @@ fn a_daemon_that_puts_itself_in_the_background_is_named_and_never_piles_up() {
     init.signal(TERM);
     init.wait_exit();
 }
+
+/// Under `unshare --pid` without a /proc of its own, /proc lists the host's pids: a
+/// leftover found there carries a number bundle-init cannot signal (it would name another
+/// process in its namespace). Leftover tracking is off then, and nothing is ever signalled
+/// by a number read from a /proc that is not bundle-init's.
+#[test]
+fn leftovers_are_not_tracked_through_a_proc_that_is_not_bundle_inits() {
+    let dir = TempDir::new("foreign-proc");
+    let bundle = dir.write(
+        "f.bundle",
+        &format!(
+            "[x]\nrun = {} --name x --workers 1 --exit-after 0s 1\n",
+            testd()
+        ),
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            bundle_init_bin(),
+            "--bundle",
+            &bundle,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let stderr = Lines::from_reader(child.stderr.take().unwrap());
+    let _stdout = Lines::from_reader(child.stdout.take().unwrap());
+    let line = stderr.wait_for("x to exit", |l| {
+        l.contains("] x ") && l.contains("exited with code 1")
+    });
+    assert!(!line.contains(" and left "), "{line}");
+    rustix_kill(child.id() as i32, TERM);
+    let _ = child.wait();
+}

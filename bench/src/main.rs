@@ -1,6 +1,7 @@
 //! Benchmarks bundle-init against tini, catatonit, dumb-init, s6 and supervisord in one run,
-//! each as PID 1 of a new PID namespace (`unshare --pid --fork`), and prints markdown tables
-//! with medians, spread and ratios to tini (or to the plain baseline).
+//! each as PID 1 of a new PID namespace with its own /proc, as in a container (`unshare
+//! --pid --fork --mount-proc`), and prints markdown tables with medians, spread and ratios
+//! to tini (or to the plain baseline).
 //!
 //! Runs are interleaved (each round visits the inits in a rotated order) so that drift hits
 //! all of them alike, and every loop is bounded in count and in time.
@@ -112,7 +113,7 @@ struct Pid1 {
 impl Pid1 {
     fn start(argv: &[String]) -> Pid1 {
         let mut outer = Command::new("unshare")
-            .args(["--pid", "--fork", "--kill-child"])
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
             .args(argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

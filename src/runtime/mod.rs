@@ -576,9 +576,11 @@ fn own_children(my_pid: i32) -> Vec<i32> {
 }
 
 /// Children of this (single-threaded) process, or None when the kernel does not list them.
-fn listed_children(my_pid: i32) -> Option<Vec<i32>> {
-    let path = format!("/proc/{my_pid}/task/{my_pid}/children");
-    let text = std::fs::read_to_string(path).ok()?;
+/// Through /proc/thread-self, not /proc/PID: under `unshare --pid` without its own /proc
+/// mount, PID (1 to bundle-init) would name the host's init, and every exit would look as
+/// if it left something, a walk of the host's /proc each time.
+fn listed_children(_my_pid: i32) -> Option<Vec<i32>> {
+    let text = std::fs::read_to_string("/proc/thread-self/children").ok()?;
     Some(
         text.split_whitespace()
             .filter_map(|w| w.parse().ok())
