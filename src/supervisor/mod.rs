@@ -627,10 +627,12 @@ impl Supervisor {
         self.refuse_waiting_reload(fx);
         for id in self.ids() {
             if self.must_wait_for_dependents(id) {
-                let name = &self.daemons[self.position(id).unwrap_or(0)].spec.name;
-                fx.log(Level::Info, || {
-                    format!("{name} stops once what starts after it has exited")
-                });
+                if let Some(daemon) = self.find(id) {
+                    let name = &daemon.spec.name;
+                    fx.log(Level::Info, || {
+                        format!("{name} stops once what starts after it has exited")
+                    });
+                }
                 continue;
             }
             self.stop_for_shutdown(id, now, fx);
