@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::expand::{self, Lookup};
 use crate::keys;
-use crate::plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes, StopOrder};
+use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, Route, Routes, StopOrder};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
@@ -473,6 +473,9 @@ impl<'a> Parser<'a> {
             if daemon.max_restarts.is_some() && daemon.on_exit != ExitPolicy::Restart {
                 return Err(self.error_at(line, Problem::MaxRestartsWithoutRestart(name())));
             }
+            if daemon.on_give_up != GiveUp::StopBundle && daemon.max_restarts.is_none() {
+                return Err(self.error_at(line, Problem::OnGiveUpWithoutMaxRestarts(name())));
+            }
             if let Some(problem) = oneshot_problem(daemon) {
                 return Err(self.error_at(line, problem));
             }
@@ -571,6 +574,10 @@ fn oneshot_problem(daemon: &DaemonSpec) -> Option<Problem> {
         }
         if daemon.ready.is_some() {
             return Some(Problem::OneshotReady(name));
+        }
+        if daemon.timeout.is_some_and(|t| t.is_zero()) {
+            // It would fail at once, every time: a typo, not a wish.
+            return Some(Problem::TimeoutZero(name));
         }
     } else if daemon.timeout.is_some() || daemon.on_failure.is_some() {
         return Some(Problem::OnlyForOneshot(name));
@@ -1260,6 +1267,14 @@ mod tests {
         assert_eq!(
             error("[a]\nrun = x\nautostart = no\n[b]\nrun = y\nafter = a\n"),
             "b.conf:4: [b] after \"a\": it has autostart = no, so it is never ready at start (give [b] autostart = no too)"
+        );
+        assert_eq!(
+            error("[m]\nrun = x\ntype = oneshot\ntimeout = 0s\n"),
+            "b.conf:1: [m] timeout must be at least 1ms: 0s would fail the task at once"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\non-exit = restart\non-give-up = stay-down\n"),
+            "b.conf:1: [a] on-give-up needs max-restarts: without it the daemon is never given up"
         );
         assert_eq!(
             error("[d]\nrun = x\ntimeout = 5s\n"),

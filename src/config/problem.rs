@@ -62,6 +62,8 @@ pub(crate) enum Problem {
     DelayZero(String),
     StopOrder(String),
     OneshotOnExit(String),
+    TimeoutZero(String),
+    OnGiveUpWithoutMaxRestarts(String),
     AfterNeverStarted {
         daemon: String,
         name: String,
@@ -167,6 +169,14 @@ impl fmt::Display for Problem {
             P::AfterNeverStarted { daemon, name } => write!(
                 f,
                 "[{daemon}] after \"{name}\": it has autostart = no, so it is never ready at start (give [{daemon}] autostart = no too)"
+            ),
+            P::TimeoutZero(daemon) => write!(
+                f,
+                "[{daemon}] timeout must be at least 1ms: 0s would fail the task at once"
+            ),
+            P::OnGiveUpWithoutMaxRestarts(daemon) => write!(
+                f,
+                "[{daemon}] on-give-up needs max-restarts: without it the daemon is never given up"
             ),
             P::OneshotOnExit(daemon) => write!(
                 f,

@@ -1292,7 +1292,9 @@ fn loads(plan: &Plan) -> bool {
     plan.daemons.iter().enumerate().all(|(i, d)| {
         let restarts_without_restart = d.max_restarts.is_some() && d.on_exit != ExitPolicy::Restart;
         let oneshot_wrong = if d.oneshot {
-            d.on_exit != ExitPolicy::KeepRunning || d.ready.is_some()
+            d.on_exit != ExitPolicy::KeepRunning
+                || d.ready.is_some()
+                || d.timeout.is_some_and(|t| t.is_zero())
         } else {
             d.timeout.is_some() || d.on_failure.is_some()
         };
