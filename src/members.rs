@@ -161,12 +161,10 @@ mod tests {
         assert!(one.of(DaemonId(5)) >= FLOOR);
     }
 
-    #[test]
-    fn a_child_with_a_mark_is_found_by_it_and_only_by_it() {
-        let marks = Marks::new(7).expect("room for marks");
-        let limit = marks.limit_for(DaemonId(3));
-        let mut child = std::process::Command::new("sleep");
-        child.arg("30");
+    /// `argv` started with `limit` as its RLIMIT_RTTIME, as a daemon's process is.
+    fn marked_child(limit: libc::rlimit, argv: &[&str]) -> std::process::Child {
+        let mut child = std::process::Command::new(argv[0]);
+        child.args(&argv[1..]);
         // SAFETY: setrlimit is async-signal-safe, and `limit` is copied into the closure.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut child, move || {
@@ -177,7 +175,13 @@ mod tests {
                 }
             });
         }
-        let mut child = child.spawn().expect("sleep runs");
+        child.spawn().expect("the test program runs")
+    }
+
+    #[test]
+    fn a_child_with_a_mark_is_found_by_it_and_only_by_it() {
+        let marks = Marks::new(7).expect("room for marks");
+        let mut child = marked_child(marks.limit_for(DaemonId(3)), &["sleep", "30"]);
         let pid = child.id() as i32;
         let me = std::process::id() as i32;
         let found = find(marks.of(DaemonId(3)), me);
@@ -194,19 +198,7 @@ mod tests {
     #[test]
     fn a_zombie_with_the_mark_is_not_a_leftover() {
         let marks = Marks::new(9).expect("room for marks");
-        let limit = marks.limit_for(DaemonId(5));
-        let mut child = std::process::Command::new("true");
-        // SAFETY: setrlimit is async-signal-safe, and `limit` is copied into the closure.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut child, move || {
-                if libc::setrlimit(libc::RLIMIT_RTTIME, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let mut child = child.spawn().expect("true runs");
+        let mut child = marked_child(marks.limit_for(DaemonId(5)), &["true"]);
         let pid = child.id() as i32;
         // Wait (without reaping) until it is a zombie.
         let stat = format!("/proc/{pid}/stat");

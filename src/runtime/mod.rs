@@ -510,7 +510,7 @@ impl Runtime {
         let Some(marks) = self.settings.setup.marks else {
             return Vec::new();
         };
-        let children = listed_children(self.my_pid);
+        let children = listed_children();
         if children.is_some_and(|c| c.iter().all(|&pid| self.sup.daemon_of(pid).is_some())) {
             return Vec::new();
         }
@@ -542,7 +542,7 @@ impl Runtime {
             }
             return;
         }
-        for pid in own_children(self.my_pid) {
+        for pid in own_children() {
             if self.sup.daemon_of(pid).is_some() || (once && self.termed.contains(&pid)) {
                 continue;
             }
@@ -570,16 +570,16 @@ fn exit_status(status: WaitStatus) -> Option<ExitStatus> {
     }
 }
 
-/// Children of this process, from /proc/self/task/*/children (empty without /proc).
-fn own_children(my_pid: i32) -> Vec<i32> {
-    listed_children(my_pid).unwrap_or_default()
+/// Children of this process, from /proc/thread-self/children (empty without /proc).
+fn own_children() -> Vec<i32> {
+    listed_children().unwrap_or_default()
 }
 
 /// Children of this (single-threaded) process, or None when the kernel does not list them.
 /// Through /proc/thread-self, not /proc/PID: under `unshare --pid` without its own /proc
 /// mount, PID (1 to bundle-init) would name the host's init, and every exit would look as
 /// if it left something, a walk of the host's /proc each time.
-fn listed_children(_my_pid: i32) -> Option<Vec<i32>> {
+fn listed_children() -> Option<Vec<i32>> {
     let text = std::fs::read_to_string("/proc/thread-self/children").ok()?;
     Some(
         text.split_whitespace()
