@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::expand::{self, Lookup};
 use crate::keys;
-use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, Route, Routes, StopOrder};
+use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, ReadyCheck, Route, Routes, StopOrder};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
@@ -482,6 +482,9 @@ impl<'a> Parser<'a> {
             if !daemon.process.groups.is_empty() && daemon.user.is_none() {
                 return Err(self.error_at(line, Problem::GroupsWithoutUser(name())));
             }
+            if let Some(problem) = liveness_problem(daemon) {
+                return Err(self.error_at(line, problem));
+            }
         }
         self.check_after()?;
         self.check_route_names()?;
@@ -581,6 +584,26 @@ fn oneshot_problem(daemon: &DaemonSpec) -> Option<Problem> {
         }
     } else if daemon.timeout.is_some() || daemon.on_failure.is_some() {
         return Some(Problem::OnlyForOneshot(name));
+    }
+    None
+}
+
+/// What is wrong with a daemon's liveness keys, if anything.
+fn liveness_problem(daemon: &DaemonSpec) -> Option<Problem> {
+    let name = daemon.name.clone();
+    let live = &daemon.live;
+    if live.watchdog.is_some() && daemon.ready != Some(ReadyCheck::SdNotify) {
+        return Some(Problem::WatchdogWithoutSdNotify(name));
+    }
+    if daemon.oneshot && live.is_checked() {
+        return Some(Problem::LiveOnOneshot(name));
+    }
+    let defaults = crate::plan::Liveness::default();
+    let tuned = live.every != defaults.every
+        || live.timeout != defaults.timeout
+        || live.failures != defaults.failures;
+    if tuned && !live.is_checked() {
+        return Some(Problem::LiveSettingsWithoutCheck(name));
     }
     None
 }

@@ -18,8 +18,8 @@ use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{
     ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_instances,
-    parse_limit, parse_nice, parse_oom_score_adj, parse_ready, parse_umask, parse_user,
-    split_words,
+    parse_limit, parse_live, parse_live_failures, parse_nice, parse_oom_score_adj, parse_ready,
+    parse_umask, parse_user, split_words,
 };
 
 /// One key of a `[daemon]` section.
@@ -50,6 +50,24 @@ fn yes_no(value: bool) -> Vec<String> {
 /// A duration key's value (`time::parse_duration`'s error, as one a key gives).
 fn duration(text: &str) -> Result<Duration, ValueError> {
     Ok(parse_duration(text)?)
+}
+
+/// A duration that must not be zero: a check every 0 s would be a busy loop.
+fn at_least_a_millisecond(text: &str) -> Result<Duration, ValueError> {
+    let value = duration(text)?;
+    if value < Duration::from_millis(1) {
+        return Err(ValueError::BelowAMillisecond(text.to_string()));
+    }
+    Ok(value)
+}
+
+/// Liveness settings only matter, and only print, when something checks the daemon.
+fn when_live(spec: &DaemonSpec, value: Duration) -> Vec<String> {
+    if spec.live.is_checked() {
+        one(human(value))
+    } else {
+        vec![]
+    }
 }
 
 /// Backoff settings only matter, and only print, under `on-exit = restart`.
@@ -416,6 +434,54 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| d.ready.iter().map(describe_check).collect(),
     },
     DaemonKey {
+        name: "live",
+        repeatable: false,
+        // Read at each check: a reload changes the next one without a restart.
+        live: true,
+        expand: true,
+        parse: |d, v| parse_live(v).map(|value| d.live.check = Some(value)),
+        print: |d| d.live.check.iter().map(ToString::to_string).collect(),
+    },
+    DaemonKey {
+        name: "live-every",
+        repeatable: false,
+        live: true,
+        expand: false,
+        parse: |d, v| at_least_a_millisecond(v).map(|value| d.live.every = value),
+        print: |d| when_live(d, d.live.every),
+    },
+    DaemonKey {
+        name: "live-timeout",
+        repeatable: false,
+        live: true,
+        expand: false,
+        parse: |d, v| at_least_a_millisecond(v).map(|value| d.live.timeout = value),
+        print: |d| when_live(d, d.live.timeout),
+    },
+    DaemonKey {
+        name: "live-failures",
+        repeatable: false,
+        live: true,
+        expand: false,
+        parse: |d, v| parse_live_failures(v).map(|value| d.live.failures = value),
+        print: |d| {
+            if d.live.is_checked() {
+                one(d.live.failures.to_string())
+            } else {
+                vec![]
+            }
+        },
+    },
+    DaemonKey {
+        name: "watchdog",
+        repeatable: false,
+        // WATCHDOG_USEC is in the environment the process starts with.
+        live: false,
+        expand: false,
+        parse: |d, v| at_least_a_millisecond(v).map(|value| d.live.watchdog = Some(value)),
+        print: |d| d.live.watchdog.iter().map(|w| human(*w)).collect(),
+    },
+    DaemonKey {
         name: "after",
         repeatable: false,
         live: false,
@@ -524,6 +590,7 @@ fn describe_check(check: &ReadyCheck) -> String {
         ReadyCheck::Unix(path) => format!("unix:{}", path.display()),
         ReadyCheck::File(path) => format!("file:{}", path.display()),
         ReadyCheck::Notify(fd) => format!("notify:{fd}"),
+        ReadyCheck::SdNotify => "sd-notify".to_string(),
     }
 }
 

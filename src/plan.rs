@@ -83,6 +83,64 @@ pub(crate) enum ReadyCheck {
     File(PathBuf),
     /// The daemon writes a newline to this descriptor (the s6 convention).
     Notify(i32),
+    /// The daemon sends `READY=1` to the socket in its `NOTIFY_SOCKET` (systemd's
+    /// protocol), one socket of its own per start.
+    SdNotify,
+}
+
+/// How bundle-init knows a running daemon still answers (`live = ...`), checked by
+/// bundle-init itself inside its loop, with no process spawned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LiveCheck {
+    /// A TCP connection to this address is accepted.
+    Tcp(TcpAddress),
+    /// A connection to this Unix socket is accepted.
+    Unix(PathBuf),
+    /// An HTTP/1.1 GET of `path` on this address answers 2xx or 3xx.
+    Http { addr: TcpAddress, path: String },
+}
+
+impl fmt::Display for LiveCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LiveCheck::Tcp(addr) => write!(f, "tcp:{addr}"),
+            LiveCheck::Unix(path) => write!(f, "unix:{}", path.display()),
+            LiveCheck::Http { addr, path } => write!(f, "http:{addr}{path}"),
+        }
+    }
+}
+
+/// A daemon's liveness settings: the check, and how often, how long and how many
+/// failures in a row restart it. The defaults are Kubernetes' probe defaults but for the
+/// period (10 s) and the timeout (2 s instead of 1 s: a connect across a loaded host).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Liveness {
+    pub(crate) check: Option<LiveCheck>,
+    pub(crate) every: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) failures: u32,
+    /// `watchdog = DURATION` (with `ready = sd-notify`): a `WATCHDOG=1` must come this
+    /// often; a missed one counts as a liveness failure.
+    pub(crate) watchdog: Option<Duration>,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness {
+            check: None,
+            every: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            failures: 3,
+            watchdog: None,
+        }
+    }
+}
+
+impl Liveness {
+    /// Whether anything checks it: a `live` check or a watchdog.
+    pub(crate) fn is_checked(&self) -> bool {
+        self.check.is_some() || self.watchdog.is_some()
+    }
 }
 
 /// A `tcp:` check's address, parsed once when the bundle file is read, and the text that
@@ -186,6 +244,8 @@ pub struct DaemonSpec {
     pub(crate) signal_group: bool,
     pub(crate) no_new_privs: bool,
     pub(crate) ready: Option<ReadyCheck>,
+    /// Whether it still answers once ready (`live`, `watchdog`).
+    pub(crate) live: Liveness,
     /// Names of daemons that must be ready before this one starts.
     pub(crate) after: Vec<String>,
     /// How long to wait for `after` before the exit policy applies.
@@ -282,6 +342,7 @@ impl DaemonSpec {
             signal_group: false,
             no_new_privs: false,
             ready: None,
+            live: Liveness::default(),
             after: Vec::new(),
             ready_timeout: Duration::from_secs(30),
             max_restarts: None,
@@ -456,16 +517,16 @@ impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its
     /// own, and per daemon 4 for prefixed output (a pipe for stdout and one for stderr,
     /// both ends kept so restarts reuse them), 2 for a notify pipe, 1 for a tcp or unix
-    /// readiness probe.
+    /// readiness probe or an sd-notify socket, 1 for a liveness check under way.
     pub(crate) fn descriptors_needed(&self) -> usize {
         let per_daemon = |d: &DaemonSpec| {
             let output = if d.prefix_output { 4 } else { 0 };
             let ready = match d.ready {
                 Some(ReadyCheck::Notify(_)) => 2,
-                Some(ReadyCheck::Tcp(_) | ReadyCheck::Unix(_)) => 1,
+                Some(ReadyCheck::Tcp(_) | ReadyCheck::Unix(_) | ReadyCheck::SdNotify) => 1,
                 Some(ReadyCheck::File(_)) | None => 0,
             };
-            output + ready
+            output + ready + usize::from(d.live.check.is_some())
         };
         OWN_DESCRIPTORS + self.daemons.iter().map(per_daemon).sum::<usize>()
     }

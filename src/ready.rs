@@ -204,8 +204,8 @@ fn attempt(probe: &mut Probe, check: &ReadyCheck) -> bool {
             Ok(addr) => start_connect(probe, AddressFamily::UNIX, &addr),
             Err(_) => false,
         },
-        ReadyCheck::Notify(_) => {
-            // Only the pipe can tell: no retries.
+        ReadyCheck::Notify(_) | ReadyCheck::SdNotify => {
+            // Only the pipe, or the notify socket (`notify`), can tell: no retries.
             probe.next_at = Time::MAX;
             false
         }

@@ -41,11 +41,14 @@ pub(crate) struct ChildOutput {
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Spawns `spec` as daemon `id` and returns its pid.
+/// `extra_env` are variables bundle-init gives this start (`NOTIFY_SOCKET`...), set over
+/// the daemon's own.
 pub(crate) fn spawn(
     id: crate::id::DaemonId,
     spec: &DaemonSpec,
     setup: ChildSetup,
     output: ChildOutput,
+    extra_env: Vec<(OsString, OsString)>,
 ) -> Result<i32, SpawnFailure> {
     let Some(program) = spec.argv.first() else {
         return Err(SpawnFailure {
@@ -54,7 +57,7 @@ pub(crate) fn spawn(
             message: "empty command".to_string(),
         });
     };
-    let strings = ExecStrings::new(spec, program)?;
+    let strings = ExecStrings::new(spec, program, extra_env)?;
     let argv = null_terminated(&strings.argv);
     let shell_argvs: Vec<_> = strings
         .candidates
@@ -195,7 +198,11 @@ struct ExecStrings {
 }
 
 impl ExecStrings {
-    fn new(spec: &DaemonSpec, program: &OsStr) -> Result<ExecStrings, SpawnFailure> {
+    fn new(
+        spec: &DaemonSpec,
+        program: &OsStr,
+        extra_env: Vec<(OsString, OsString)>,
+    ) -> Result<ExecStrings, SpawnFailure> {
         let invalid = |what: &str| SpawnFailure {
             transient: false,
             code: 126,
@@ -206,7 +213,7 @@ impl ExecStrings {
             code: 126,
             message: e.to_string(),
         })?;
-        let env = child_environment(&spec.env, from_files);
+        let env = with_extra_env(child_environment(&spec.env, from_files), extra_env);
         let argv: Option<Vec<CString>> = spec.argv.iter().map(|a| c_string(a)).collect();
         let envp = match &env {
             Some(vars) => {
@@ -483,6 +490,20 @@ pub(crate) fn child_environment(
         return None;
     }
     Some(apply_env_plan(std::env::vars_os(), plan, from_files))
+}
+
+/// `env` (None: bundle-init's own) with `extra` set over it, each name once.
+fn with_extra_env(
+    env: Option<Vec<(OsString, OsString)>>,
+    extra: Vec<(OsString, OsString)>,
+) -> Option<Vec<(OsString, OsString)>> {
+    if extra.is_empty() {
+        return env;
+    }
+    let mut vars: Vec<(OsString, OsString)> = env.unwrap_or_else(|| std::env::vars_os().collect());
+    vars.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+    vars.extend(extra);
+    Some(vars)
 }
 
 /// Pure part of `child_environment`: removes by name and by prefix, then sets the files'

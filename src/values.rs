@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::plan::{EnvFile, ReadyCheck, Rlimit, TcpAddress};
+use crate::plan::{EnvFile, LiveCheck, ReadyCheck, Rlimit, TcpAddress};
 use crate::signal::SignalError;
 use crate::time::DurationError;
 
@@ -50,6 +50,10 @@ pub enum ValueError {
     Groups(String),
     OomScoreAdj(String),
     Instances(String),
+    LiveCheck(String),
+    LiveAddress(String),
+    LiveFailures(String),
+    BelowAMillisecond(String),
     Signal(SignalError),
 }
 
@@ -84,6 +88,21 @@ impl fmt::Display for ValueError {
                 f,
                 "notify descriptor \"{text}\" must be a number from 3 to 1023"
             ),
+            E::LiveCheck(text) => write!(
+                f,
+                "bad live check \"{text}\" (expected tcp:HOST:PORT, unix:/PATH or http:HOST:PORT/PATH)"
+            ),
+            E::LiveAddress(text) => write!(
+                f,
+                "live check \"{text}\" needs a numeric address, e.g. tcp:127.0.0.1:8080"
+            ),
+            E::LiveFailures(text) => write!(
+                f,
+                "live-failures must be a whole number from 1 to 1000, not \"{text}\""
+            ),
+            E::BelowAMillisecond(text) => {
+                write!(f, "\"{text}\" is too short: at least 1ms")
+            }
             E::Bool(text) => write!(f, "expected yes or no, found \"{text}\""),
             E::Quote(quote) => write!(f, "unterminated {quote} quote"),
             E::TrailingBackslash => f.write_str("trailing backslash"),
@@ -179,9 +198,12 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), ValueError> {
     }
 }
 
-/// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH` or `notify:FD`.
+/// `tcp:HOST:PORT`, `unix:/PATH`, `file:/PATH`, `notify:FD` or `sd-notify`.
 pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
     let bad = || ValueError::ReadyCheck(text.to_string());
+    if text == "sd-notify" {
+        return Ok(ReadyCheck::SdNotify);
+    }
     let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
     match kind {
         "tcp" => {
@@ -202,6 +224,46 @@ pub(crate) fn parse_ready(text: &str) -> Result<ReadyCheck, ValueError> {
             _ => Err(ValueError::NotifyDescriptor(rest.to_string())),
         },
         _ => Err(bad()),
+    }
+}
+
+/// `tcp:HOST:PORT`, `unix:/PATH` or `http:HOST:PORT/PATH` (the path may be left out: `/`).
+pub(crate) fn parse_live(text: &str) -> Result<LiveCheck, ValueError> {
+    let bad = || ValueError::LiveCheck(text.to_string());
+    let address = |written: &str| {
+        let addr = tcp_address(written).ok_or_else(|| ValueError::LiveAddress(text.to_string()))?;
+        Ok::<_, ValueError>(TcpAddress {
+            addr,
+            written: written.to_string(),
+        })
+    };
+    let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "tcp" => Ok(LiveCheck::Tcp(address(rest)?)),
+        "unix" if rest.starts_with('/') => Ok(LiveCheck::Unix(PathBuf::from(rest))),
+        "http" => {
+            let (host_port, path) = match rest.find('/') {
+                Some(at) => rest.split_at(at),
+                None => (rest, "/"),
+            };
+            // The path goes into the request line as it is: no spaces, no control bytes.
+            if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(bad());
+            }
+            Ok(LiveCheck::Http {
+                addr: address(host_port)?,
+                path: path.to_string(),
+            })
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `live-failures`: 1 to 1000 failures in a row.
+pub(crate) fn parse_live_failures(text: &str) -> Result<u32, ValueError> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(ValueError::LiveFailures(text.to_string())),
     }
 }
 

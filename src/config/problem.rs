@@ -73,6 +73,11 @@ pub(crate) enum Problem {
     /// `max-restarts` on a daemon that is never restarted.
     MaxRestartsWithoutRestart(String),
     GroupsWithoutUser(String),
+    /// `watchdog` on a daemon that has no notify socket to ping.
+    WatchdogWithoutSdNotify(String),
+    /// `live-every`, `live-timeout` or `live-failures` with nothing to check.
+    LiveSettingsWithoutCheck(String),
+    LiveOnOneshot(String),
     AfterNotAbove {
         daemon: String,
         name: String,
@@ -173,6 +178,18 @@ impl fmt::Display for Problem {
             P::TimeoutZero(daemon) => write!(
                 f,
                 "[{daemon}] timeout must be at least 1ms: 0s would fail the task at once"
+            ),
+            P::WatchdogWithoutSdNotify(daemon) => write!(
+                f,
+                "[{daemon}] watchdog needs ready = sd-notify: the pings come on its notify socket"
+            ),
+            P::LiveOnOneshot(daemon) => write!(
+                f,
+                "[{daemon}] a oneshot runs to completion: live and watchdog do not apply (timeout does)"
+            ),
+            P::LiveSettingsWithoutCheck(daemon) => write!(
+                f,
+                "[{daemon}] live-every, live-timeout and live-failures need live = CHECK (or watchdog)"
             ),
             P::OnGiveUpWithoutMaxRestarts(daemon) => write!(
                 f,

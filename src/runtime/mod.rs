@@ -3,6 +3,7 @@
 //! carry out the supervisor's actions. Nothing here decides policy or looks at a daemon's
 //! state: that is the supervisor's job. Log lines arrive already filtered.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use rustix::process::{WaitOptions, WaitStatus};
 
 use crate::id::DaemonId;
 use crate::output::Sink;
+use crate::plan::ReadyCheck;
 use pipes::OutputPipes;
 
 mod exit;
@@ -44,10 +46,17 @@ pub(crate) struct Settings {
 #[derive(Clone, Copy)]
 enum Source {
     Signals,
-    Pipe { daemon: DaemonId, stream: usize },
+    Pipe {
+        daemon: DaemonId,
+        stream: usize,
+    },
     Sink(usize),
     Control(crate::control::Interest),
     Ready(crate::ready::Interest),
+    /// A liveness check under way can go on.
+    Live(DaemonId),
+    /// A datagram on a daemon's notify socket.
+    Notify(DaemonId),
 }
 
 pub(crate) struct Runtime {
@@ -65,6 +74,8 @@ pub(crate) struct Runtime {
     poll_sources: Vec<Source>,
     control: Option<crate::control::Server>,
     probes: crate::ready::Probes,
+    live: crate::live::LiveChecks,
+    notify: crate::notify::NotifySockets,
     /// The processes with a mark, as one walk of /proc found them in this pass of the loop
     /// (a reap starts a new one): a mass exit costs one walk, not one per daemon.
     marked: Option<Vec<(i32, u64)>>,
@@ -105,6 +116,8 @@ impl Runtime {
             poll_sources: Vec::new(),
             control,
             probes,
+            live: crate::live::LiveChecks::default(),
+            notify: crate::notify::NotifySockets::default(),
             marked: None,
         })
     }
@@ -152,6 +165,7 @@ impl Runtime {
             self.sup.next_deadline(),
             self.control.as_ref().and_then(|c| c.next_deadline()),
             self.probes.next_deadline(),
+            self.live.next_deadline(),
             shed_at,
         ]
         .into_iter()
@@ -185,6 +199,8 @@ impl Runtime {
         let mut reap = false;
         let mut control_ready = Vec::new();
         let mut became_ready = Vec::new();
+        let mut checked = Vec::new();
+        let mut notified = Vec::new();
         for i in 0..self.poll_fds.len() {
             if self.poll_fds[i].revents == 0 {
                 continue;
@@ -197,6 +213,8 @@ impl Runtime {
                 Source::Sink(sink) => self.sinks[sink].flush(),
                 Source::Control(interest) => control_ready.push(interest),
                 Source::Ready(interest) => became_ready.extend(self.probes.event(interest, now())),
+                Source::Live(id) => checked.extend(self.live.event(id)),
+                Source::Notify(id) => notified.push(id),
             }
         }
         self.serve_control(&control_ready, actions);
@@ -207,6 +225,14 @@ impl Runtime {
         }
         for id in became_ready {
             self.sup.handle(Event::Ready(id), now, actions);
+        }
+        for id in notified {
+            self.read_notifications(id, now, actions);
+        }
+        checked.extend(self.live.expire(now));
+        for (id, pid, result) in checked {
+            let event = Event::LiveChecked { id, pid, result };
+            self.sup.handle(event, now, actions);
         }
         self.sup.handle(Event::Tick, now, actions);
         if let Some(server) = self.control.as_mut() {
@@ -293,6 +319,12 @@ impl Runtime {
         }
         for (fd, events, interest) in self.probes.interests() {
             add(fd, events, Source::Ready(interest));
+        }
+        for (fd, events, id) in self.live.interests() {
+            add(fd, events, Source::Live(id));
+        }
+        for (fd, id) in self.notify.interests() {
+            add(fd, POLLIN, Source::Notify(id));
         }
     }
 
@@ -416,6 +448,7 @@ impl Runtime {
                         .handle(Event::Leftovers { id, pids }, now(), actions);
                 }
                 Action::StartProbe { id, .. } => self.probes.start(id, now()),
+                Action::CheckLive { id, pid } => self.check_live(id, pid, actions),
                 Action::StopProbe(id) => self.probes.stop(id),
                 Action::Reply { client, reply } => {
                     if let Some(server) = self.control.as_mut() {
@@ -431,6 +464,8 @@ impl Runtime {
                 Action::Forget(id) => {
                     self.pipes.remove(id, &mut self.sinks);
                     self.probes.forget(id);
+                    self.live.forget(id);
+                    self.notify.close(id);
                 }
                 Action::Exit(code) => exit = exit.or(Some(code)),
             }
@@ -492,6 +527,7 @@ impl Runtime {
         // The write end of a notify pipe becomes the child's FD; ours closes after the spawn.
         let notify = self.probes.notify_pipe(id);
         output.notify = notify.as_ref().map(|n| (n.write.as_raw_fd(), n.target));
+        let extra_env = self.notify_environment(id)?;
         let Some(spec) = self.sup.spec(id) else {
             return Err(SpawnFailure {
                 transient: false,
@@ -499,7 +535,57 @@ impl Runtime {
                 message: "it is not defined any more".to_string(),
             });
         };
-        spawn::spawn(id, spec, self.settings.setup, output)
+        spawn::spawn(id, spec, self.settings.setup, output, extra_env)
+    }
+
+    /// For a daemon with `ready = sd-notify`: a fresh notify socket, named in the
+    /// `NOTIFY_SOCKET` it starts with (and `WATCHDOG_USEC` with a `watchdog`).
+    fn notify_environment(
+        &mut self,
+        id: DaemonId,
+    ) -> Result<Vec<(OsString, OsString)>, SpawnFailure> {
+        let Some(spec) = self.sup.spec(id) else {
+            return Ok(Vec::new());
+        };
+        if spec.ready != Some(ReadyCheck::SdNotify) {
+            self.notify.close(id);
+            return Ok(Vec::new());
+        }
+        let watchdog = spec.live.watchdog;
+        let name = self.notify.open_for(id).map_err(|e| SpawnFailure {
+            transient: true,
+            code: 126,
+            message: format!("cannot create its notify socket: {e}"),
+        })?;
+        let mut env = vec![(OsString::from("NOTIFY_SOCKET"), name)];
+        if let Some(every) = watchdog {
+            let micros = every.as_micros().to_string();
+            env.push((OsString::from("WATCHDOG_USEC"), OsString::from(micros)));
+        }
+        Ok(env)
+    }
+
+    /// Runs daemon `id`'s liveness check of process `pid`, as its definition has it now.
+    fn check_live(&mut self, id: DaemonId, pid: i32, actions: &mut Effects) {
+        let Some(spec) = self.sup.spec(id) else {
+            return;
+        };
+        let Some(check) = spec.live.check.clone() else {
+            return;
+        };
+        let timeout = spec.live.timeout;
+        if let Some((id, pid, result)) = self.live.start(id, pid, &check, timeout, now()) {
+            self.sup
+                .handle(Event::LiveChecked { id, pid, result }, now(), actions);
+        }
+    }
+
+    /// The datagrams queued on daemon `id`'s notify socket, each to the supervisor.
+    fn read_notifications(&mut self, id: DaemonId, now: Time, actions: &mut Effects) {
+        for (from, message) in self.notify.receive(id) {
+            self.sup
+                .handle(Event::Notified { id, from, message }, now, actions);
+        }
     }
 
     /// The processes with daemon `id`'s mark, but its main one. None can exist while every

@@ -34,6 +34,20 @@ pub(crate) enum Event {
     ReapingDone { children_remain: bool },
     /// The readiness check of a daemon passed (its probe stops by itself).
     Ready(DaemonId),
+    /// `Action::CheckLive` was carried out: daemon `id`'s process `pid` answered its
+    /// liveness check, or why not (`connect to 127.0.0.1:8080 timed out`).
+    LiveChecked {
+        id: DaemonId,
+        pid: i32,
+        result: Result<(), String>,
+    },
+    /// A datagram came on daemon `id`'s notify socket from process `from` (the kernel's
+    /// credentials, never what the message says).
+    Notified {
+        id: DaemonId,
+        from: i32,
+        message: NotifyMessage,
+    },
     /// A control client's request; it is answered with `Action::Reply`, now or later.
     Control {
         client: ClientId,
@@ -114,6 +128,12 @@ pub(crate) enum Action {
     },
     /// Stop daemon `id`'s readiness check: the process it was about is gone.
     StopProbe(DaemonId),
+    /// Run daemon `id`'s liveness check once, about process `pid`; answer with
+    /// `Event::LiveChecked`.
+    CheckLive {
+        id: DaemonId,
+        pid: i32,
+    },
     /// Answer control client `client` and close its connection.
     Reply {
         client: ClientId,
@@ -225,6 +245,24 @@ pub(crate) struct ReloadRequest {
     pub(crate) dry_run: bool,
 }
 
+/// What a daemon said on its notify socket (systemd's `sd_notify` variables), as the
+/// runtime parsed one datagram. Variables it does not know are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NotifyMessage {
+    /// `READY=1`
+    pub(crate) ready: bool,
+    /// `RELOADING=1`: it reloads its configuration; `READY=1` says it is done.
+    pub(crate) reloading: bool,
+    /// `STOPPING=1`: it is shutting down.
+    pub(crate) stopping: bool,
+    /// `WATCHDOG=1`: a ping.
+    pub(crate) watchdog: bool,
+    /// `STATUS=...`: a line for `status`.
+    pub(crate) status: Option<String>,
+    /// `MAINPID=...`, as written: not followed (bundle-init watches the process it started).
+    pub(crate) main_pid: Option<String>,
+}
+
 /// Who asked for a restart: a signal route or the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -232,6 +270,8 @@ pub(crate) enum Cause {
     Control,
     /// A reload changed the daemon's definition.
     Reload,
+    /// It failed its liveness check (or missed its watchdog) too many times in a row.
+    Liveness,
 }
 
 impl fmt::Display for Cause {
@@ -240,6 +280,7 @@ impl fmt::Display for Cause {
             Cause::Signal(sig) => sig.fmt(f),
             Cause::Control => f.write_str("control"),
             Cause::Reload => f.write_str("reload"),
+            Cause::Liveness => f.write_str("liveness"),
         }
     }
 }

@@ -28,8 +28,8 @@ pub(crate) use daemon::RestartOutcome;
 use daemon::{AfterStop, Daemon, DaemonEvent, Outcome, RestartRequest};
 pub(crate) use effects::Effects;
 pub(crate) use events::{
-    Action, Cause, ClientId, ControlRequest, Event, ExitStatus, Level, ReadError, ReloadRequest,
-    Reply, SpawnFailure,
+    Action, Cause, ClientId, ControlRequest, Event, ExitStatus, Level, NotifyMessage, ReadError,
+    ReloadRequest, Reply, SpawnFailure,
 };
 use shutdown::{Progress, Shutdown};
 use waiting::WaitingClients;
@@ -121,6 +121,12 @@ impl Supervisor {
             }
             Event::Ready(id) => {
                 self.deliver(id, DaemonEvent::Ready, now, fx);
+            }
+            Event::LiveChecked { id, pid, result } => {
+                self.deliver(id, DaemonEvent::LiveChecked { pid, result }, now, fx);
+            }
+            Event::Notified { id, from, message } => {
+                self.deliver(id, DaemonEvent::Notified { from, message }, now, fx);
             }
             Event::Control { client, request } => self.on_control(client, request, now, fx),
             Event::BundleRead { request, plan } => self.on_bundle_read(request, plan, now, fx),

@@ -203,7 +203,12 @@ impl Supervisor {
                     daemon
                 }
                 Some(mut daemon) => {
+                    // Bookkeeping keys only: liveness keys among them apply from now.
+                    let live_changed = daemon.spec.live != spec.live;
                     daemon.spec = spec;
+                    if live_changed {
+                        daemon.rearm_liveness(now);
+                    }
                     daemon
                 }
                 None => {

@@ -68,11 +68,31 @@ fn status_line(d: &Daemon, now: Time, json: bool) -> String {
         if !leftovers.is_empty() {
             line.push_str(&format!(" leftovers {}", leftovers.join(",")));
         }
+        if let Some(live) = liveness(d) {
+            line.push_str(&format!(" live {live}"));
+        }
+        if let Some(status) = &d.notes.status {
+            line.push_str(&format!(" status \"{status}\""));
+        }
         if let Some(why) = why_down(d) {
             line.push_str(&format!(" ({why})"));
         }
         line
     }
+}
+
+/// What its liveness checks found, for `status`: `ok`, or the failures in a row and the
+/// last one's reason; `ok (last failure: ...)` once it answered again.
+fn liveness(d: &Daemon) -> Option<String> {
+    if !d.spec.live.is_checked() {
+        return None;
+    }
+    let live = &d.liveness;
+    Some(match (&live.last_failure, live.failures_in_a_row) {
+        (None, _) => "ok".to_string(),
+        (Some(why), 0) => format!("ok (last failure: {why})"),
+        (Some(why), n) => format!("failing {n} in a row ({why})"),
+    })
 }
 
 /// Why a daemon that is down is down, when its state word alone does not say it.
@@ -106,6 +126,13 @@ fn problem(d: &Daemon) -> Option<String> {
     let name = &d.spec.name;
     match d.state() {
         State::Running { ready: false, .. } => Some(format!("{name} is running but not ready")),
+        State::Running { ready: true, .. } if d.liveness.failures_in_a_row > 0 => {
+            let why = d.liveness.last_failure.as_deref().unwrap_or("?");
+            let n = d.liveness.failures_in_a_row;
+            Some(format!(
+                "{name} is not answering (liveness: {why}, {n} in a row)"
+            ))
+        }
         State::Running { ready: true, .. } => None,
         State::WaitingForDependencies { .. } => {
             Some(format!("{name} is waiting for what it starts after"))

@@ -9,6 +9,8 @@
 //!              [--exit-runs N FILE] [--line-writes] [--tree] [--silent-clients N]
 //!              [--write-to PATH TEXT]... [--lines N] [--last-words TEXT]
 //!              [--workers N] [--worker-sessions] [--daemonize] [--show-env NAME]...
+//!              [--sd-notify TEXT]... [--watchdog] [--http] [--hang-on SIG]...
+//!              [--close-on SIG]...
 //! ```
 //! - every signal received is printed and appended to FILE as `NAME PID SIGNAL`;
 //! - TERM, INT and QUIT end it by that same signal (unless `--ignore`d), as most daemons do;
@@ -47,6 +49,15 @@
 //! - `--report` prints, from /proc/self, what the process was given: signal mask, ignored
 //!   signals, descriptors, uid/gid/groups, no_new_privs, umask, nice, limits (`limit-nofile`
 //!   ... `limit-as` as `SOFT:HARD`), oom_score_adj, process group, environment.
+//! - `--sd-notify TEXT` (repeatable) sends TEXT as one datagram to `NOTIFY_SOCKET`
+//!   (systemd's protocol; `@NAME` is an abstract socket) after "started", in order, and
+//!   says `NAME PID notified TEXT`; `--watchdog` then sends `WATCHDOG=1` every half of
+//!   `WATCHDOG_USEC`, as `sd_watchdog_enabled` tells a daemon to;
+//! - `--http`: the listener speaks HTTP: each request (up to its blank line) gets
+//!   `200 OK`, and the connection is closed;
+//! - `--hang-on SIG`: from that signal on it answers nothing and pings no more (a hung
+//!   daemon: its port still accepts, as the kernel's backlog does); `--close-on SIG`
+//!   closes its listener instead (a dead port: connects are refused);
 //! - `--show-env NAME` (repeatable) prints `NAME PID env NAME=VALUE` (or `NAME unset`) at
 //!   start: the value of one variable, where `--report` lists only names.
 //!
@@ -100,6 +111,11 @@ struct Options {
     write_to: Vec<(String, String)>,
     lines: u64,
     last_words: Option<String>,
+    sd_notify: Vec<String>,
+    watchdog: bool,
+    http: bool,
+    hang_on: Vec<i32>,
+    close_on: Vec<i32>,
 }
 
 #[unsafe(no_mangle)]
@@ -176,6 +192,11 @@ impl Default for Options {
             write_to: vec![],
             lines: 0,
             last_words: None,
+            sd_notify: vec![],
+            watchdog: false,
+            http: false,
+            hang_on: vec![],
+            close_on: vec![],
         }
     }
 }
@@ -238,6 +259,11 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             }
             Long("lines") => o.lines = text(&mut p)?.parse().map_err(|_| "bad line count")?,
             Long("last-words") => o.last_words = Some(text(&mut p)?),
+            Long("sd-notify") => o.sd_notify.push(text(&mut p)?),
+            Long("watchdog") => o.watchdog = true,
+            Long("http") => o.http = true,
+            Long("hang-on") => o.hang_on.push(signal(&text(&mut p)?)?.0),
+            Long("close-on") => o.close_on.push(signal(&text(&mut p)?)?.0),
             _ => return Err(arg.unexpected().to_string()),
         }
     }
@@ -310,7 +336,7 @@ fn run(mut options: Options, inherited: SigSet) -> i32 {
     if options.workers > 0 {
         start_workers(&mut options);
     }
-    keep_running(&options, &held)
+    keep_running(&options, held)
 }
 
 /// What the daemon holds while it runs.
@@ -384,6 +410,38 @@ fn say_started(options: &Options) {
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
     }
+    for text in &options.sd_notify {
+        sd_notify(text);
+        note(options, &format!("notified {text}"));
+    }
+}
+
+/// Sends `text` as one datagram to the socket named in NOTIFY_SOCKET, as `sd_notify` does.
+fn sd_notify(text: &str) {
+    use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
+    let Some(name) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let name = name.as_bytes();
+    let address = match name.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddrUnix::new_abstract_name(abstract_name),
+        None => SocketAddrUnix::new(name),
+    };
+    let Ok(address) = address else {
+        return;
+    };
+    if let Ok(socket) = rustix::net::socket(AddressFamily::UNIX, SocketType::DGRAM, None) {
+        let _ = rustix::net::sendto(&socket, text.as_bytes(), SendFlags::empty(), &address);
+    }
+}
+
+/// Half of WATCHDOG_USEC, when `--watchdog` asks for pings and bundle-init set it.
+fn watchdog_interval(options: &Options) -> Option<Duration> {
+    if !options.watchdog {
+        return None;
+    }
+    let micros: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    Some(Duration::from_micros(micros / 2).max(Duration::from_millis(1)))
 }
 
 /// Opens `path` for writing, as a program that writes to `/dev/stdout` does, and writes
@@ -402,9 +460,13 @@ fn write_to(options: &Options, path: &str, text: &str) {
 }
 
 /// Notes signals and serves connections until a signal ends it or `--exit-after` comes.
-fn keep_running(options: &Options, held: &Held) -> i32 {
+fn keep_running(options: &Options, held: Held) -> i32 {
     let started = Instant::now();
+    let mut listener = held.listener;
     let mut clients: Vec<(TcpStream, Vec<u8>)> = Vec::new();
+    let ping_every = watchdog_interval(options);
+    let mut next_ping = ping_every.map(|every| Instant::now() + every);
+    let mut hung = false;
     loop {
         let watched = |fd: i32| PollFd {
             fd,
@@ -412,23 +474,46 @@ fn keep_running(options: &Options, held: &Held) -> i32 {
             revents: 0,
         };
         let mut fds = vec![watched(held.signals.as_raw_fd())];
-        fds.extend(held.listener.iter().map(|l| watched(l.as_raw_fd())));
-        fds.extend(clients.iter().map(|(c, _)| watched(c.as_raw_fd())));
-        let timeout = match options.exit_after {
+        if !hung {
+            fds.extend(listener.iter().map(|l| watched(l.as_raw_fd())));
+            fds.extend(clients.iter().map(|(c, _)| watched(c.as_raw_fd())));
+        }
+        let exit_in = match options.exit_after {
             Some((after, code)) => {
                 let left = after.saturating_sub(started.elapsed());
                 if left.is_zero() {
                     return exit_now(options, code);
                 }
-                left.as_millis().max(1) as i32
+                Some(left)
             }
+            None => None,
+        };
+        let ping_in = next_ping.map(|at| at.saturating_duration_since(Instant::now()));
+        let timeout = match exit_in.into_iter().chain(ping_in).min() {
+            Some(wait) => wait.as_millis().max(1) as i32,
             None => -1,
         };
         let _ = sys::wait_for(&mut fds, timeout);
         if fds[0].revents != 0 {
-            note_signals(options, &held.signals);
+            for sig in note_signals(options, &held.signals) {
+                hung |= options.hang_on.contains(&sig);
+                if options.close_on.contains(&sig) {
+                    listener = None;
+                }
+            }
         }
-        if let Some(l) = &held.listener {
+        if let (Some(at), Some(every)) = (next_ping, ping_every)
+            && Instant::now() >= at
+            && !hung
+        {
+            sd_notify("WATCHDOG=1");
+            next_ping = Some(Instant::now() + every);
+        }
+        if hung {
+            next_ping = None;
+            continue;
+        }
+        if let Some(l) = &listener {
             while let Ok((stream, _)) = l.accept() {
                 let _ = stream.set_nonblocking(true);
                 clients.push((stream, Vec::new()));
@@ -449,10 +534,12 @@ fn exit_now(options: &Options, code: i32) -> i32 {
 }
 
 /// One read per wake-up: the signalfd blocks, and poll tells us when there is more.
-fn note_signals(options: &Options, signals: &std::os::fd::OwnedFd) {
+/// Returns the signals noted (not SIGCHLD).
+fn note_signals(options: &Options, signals: &std::os::fd::OwnedFd) -> Vec<i32> {
     let mut buf = [0u8; SIGINFO_SIZE * 8];
+    let mut noted = Vec::new();
     let Ok(n) = rustix::io::read(signals, &mut buf) else {
-        return;
+        return noted;
     };
     for record in buf[..n].chunks_exact(SIGINFO_SIZE) {
         let Some(info) = SignalInfo::parse(record) else {
@@ -466,7 +553,9 @@ fn note_signals(options: &Options, signals: &std::os::fd::OwnedFd) {
         if options.die_on.contains(&info.signo) && !options.ignore.contains(&info.signo) {
             die_by(info.signo);
         }
+        noted.push(info.signo);
     }
+    noted
 }
 
 /// Answers complete lines; false when the client has gone.
@@ -477,6 +566,9 @@ fn serve(options: &Options, stream: &mut TcpStream, pending: &mut Vec<u8>) -> bo
         Ok(n) => pending.extend_from_slice(&buf[..n]),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
         Err(_) => return false,
+    }
+    if options.http {
+        return serve_http(stream, pending);
     }
     while let Some(end) = pending.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = pending.drain(..=end).collect();
@@ -491,6 +583,16 @@ fn serve(options: &Options, stream: &mut TcpStream, pending: &mut Vec<u8>) -> bo
         }
     }
     true
+}
+
+/// `--http`: a whole request (up to its blank line) gets 200 and the connection closes.
+fn serve_http(stream: &mut TcpStream, pending: &[u8]) -> bool {
+    if !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+        return true;
+    }
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+    let _ = stream.write_all(answer);
+    false
 }
 
 fn die_by(sig: i32) -> ! {

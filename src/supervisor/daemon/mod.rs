@@ -6,12 +6,15 @@
 //! transitions the table calls are in `transitions.rs`.
 
 mod foreground;
+mod liveness;
 mod transitions;
+
+pub(crate) use liveness::{LiveState, Notes};
 
 pub(crate) use transitions::{failure, seconds};
 
 use super::effects::Effects;
-use super::events::{Action, Cause, ExitStatus, SpawnFailure};
+use super::events::{Action, Cause, ExitStatus, NotifyMessage, SpawnFailure};
 use std::time::Duration;
 
 use crate::id::DaemonId;
@@ -112,6 +115,8 @@ pub(crate) struct RestartRequest {
     pub(crate) by: Cause,
     pub(crate) old_pid: Option<i32>,
     pub(crate) new_spec: Option<Box<DaemonSpec>>,
+    /// What the log line adds to the cause: why liveness restarted it.
+    pub(crate) detail: Option<String>,
 }
 
 impl RestartRequest {
@@ -121,6 +126,7 @@ impl RestartRequest {
             by,
             old_pid: None,
             new_spec: None,
+            detail: None,
         }
     }
 }
@@ -142,6 +148,13 @@ pub(crate) enum DaemonEvent {
     Spawned(Result<i32, SpawnFailure>),
     /// Its readiness check passed.
     Ready,
+    /// A liveness check of its process `pid` ended.
+    LiveChecked {
+        pid: i32,
+        result: Result<(), String>,
+    },
+    /// Process `from` sent this on its notify socket.
+    Notified { from: i32, message: NotifyMessage },
     /// Its process was reaped, leaving `leftovers` (processes with its mark) behind.
     Exited {
         pid: i32,
@@ -232,6 +245,10 @@ pub(crate) struct Daemon {
     /// starts when released, whatever its autostart says), a `stop` (it stays down), or
     /// nothing (its autostart decides).
     pub(crate) on_release: Option<bool>,
+    /// Its liveness checks and watchdog: when the next is due, the failures in a row.
+    pub(crate) liveness: LiveState,
+    /// What its process said on its notify socket (`STATUS=`, `RELOADING=1`...).
+    pub(crate) notes: Notes,
 }
 
 impl Daemon {
@@ -253,6 +270,8 @@ impl Daemon {
             timed_out: false,
             on_release: None,
             starts: 0,
+            liveness: LiveState::default(),
+            notes: Notes::default(),
         }
     }
 
@@ -381,6 +400,7 @@ impl Daemon {
             State::Running { since, .. } if self.spec.oneshot && !self.timed_out => {
                 self.spec.timeout.map(|timeout| since + timeout)
             }
+            State::Running { ready: true, .. } => self.liveness_deadline(),
             State::Ending {
                 kill_at,
                 give_up_at,
@@ -396,12 +416,6 @@ impl Daemon {
     pub(crate) fn on(&mut self, event: DaemonEvent, now: Time, fx: &mut Effects) -> Outcome {
         use DaemonEvent as E;
         use State as S;
-        if let (S::Running { .. }, E::Tick) = (&self.state, &event)
-            && self.deadline().is_some_and(|at| now >= at)
-        {
-            // Only a oneshot's timeout is a deadline while running.
-            return self.time_out(now, fx);
-        }
         match (self.state.clone(), event) {
             (
                 S::Down
@@ -558,7 +572,7 @@ impl Daemon {
                     ready: false,
                 },
                 E::Ready,
-            ) => self.became_ready(pid, since, fx),
+            ) => self.became_ready(pid, since, now, fx),
             (
                 S::Down
                 | S::GaveUp
@@ -575,6 +589,55 @@ impl Daemon {
                 | S::StoppedByRequest,
                 E::Ready,
             ) => Outcome::Nothing,
+
+            (
+                S::Running {
+                    pid, ready: true, ..
+                },
+                E::LiveChecked { pid: about, result },
+            ) if about == pid => self.live_checked(pid, result, now, fx),
+            (
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Ending { .. }
+                | S::StoppedByRequest,
+                E::LiveChecked { .. },
+            ) => {
+                // About a process that is gone, or from before a reload took its check
+                // away: too late to mean anything.
+                Outcome::Nothing
+            }
+
+            (S::Running { pid, .. } | S::Stopping { pid, .. }, E::Notified { from, message })
+                if from == pid =>
+            {
+                self.notified(message, now, fx)
+            }
+            (
+                S::Down
+                | S::GaveUp
+                | S::Done { .. }
+                | S::Failed { .. }
+                | S::GaveUpWaiting
+                | S::HeldForRemoved
+                | S::WaitingForDependencies { .. }
+                | S::Backoff { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Ending { .. }
+                | S::StoppedByRequest,
+                E::Notified { from, .. },
+            ) => self.notified_by_a_stranger(from, fx),
 
             (
                 S::Running { pid, since, .. },
@@ -965,6 +1028,17 @@ impl Daemon {
                 E::DependencyGone(_),
             ) => Outcome::Nothing,
 
+            (S::Running { .. }, E::Tick)
+                if self.spec.oneshot && self.deadline().is_some_and(|at| now >= at) =>
+            {
+                self.time_out(now, fx)
+            }
+            (
+                S::Running {
+                    pid, ready: true, ..
+                },
+                E::Tick,
+            ) if !self.spec.oneshot => self.liveness_tick(pid, now, fx),
             (S::Backoff { until }, E::Tick) if now >= until => Outcome::StartDue(None),
             (S::WaitingForDependencies { until }, E::Tick) if now >= until => {
                 let timeout = human(self.spec.ready_timeout);

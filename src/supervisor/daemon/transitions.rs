@@ -56,6 +56,7 @@ impl Daemon {
         let has_check = self.spec.ready.is_some();
         let oneshot = self.spec.oneshot;
         self.timed_out = false;
+        self.new_process();
         self.state = State::Running {
             pid,
             since: now,
@@ -74,11 +75,16 @@ impl Daemon {
                 asked_at,
                 by,
                 old_pid: Some(old),
+                detail,
                 ..
             }) => {
                 let micros = now.saturating_sub(asked_at).as_micros() as u64;
+                let why = match detail {
+                    Some(detail) => format!("{by}: {detail}"),
+                    None => by.to_string(),
+                };
                 format!(
-                    "{name} restarted ({by}): pid {old} -> {pid} in {}.{:03} ms",
+                    "{name} restarted ({why}): pid {old} -> {pid} in {}.{:03} ms",
                     micros / 1000,
                     micros % 1000
                 )
@@ -96,6 +102,7 @@ impl Daemon {
             Outcome::Nothing
         } else {
             // Without a readiness check, running is ready.
+            self.arm_liveness(now);
             Outcome::BecameReady
         }
     }
@@ -155,12 +162,19 @@ impl Daemon {
         Outcome::Nothing
     }
 
-    pub(super) fn became_ready(&mut self, pid: i32, since: Time, fx: &mut Effects) -> Outcome {
+    pub(super) fn became_ready(
+        &mut self,
+        pid: i32,
+        since: Time,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
         self.state = State::Running {
             pid,
             since,
             ready: true,
         };
+        self.arm_liveness(now);
         let name = &self.spec.name;
         fx.log(Level::Notice, || format!("{name} is ready"));
         Outcome::BecameReady

@@ -5,6 +5,7 @@
 mod control;
 mod leftovers;
 mod lifecycle;
+mod liveness;
 mod logging;
 mod model;
 mod readiness;

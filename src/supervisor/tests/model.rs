@@ -62,6 +62,20 @@ pub(super) enum Step {
     /// A process is adopted without any exit bundle-init sees (its parent was not
     /// bundle-init's child): only the sweep's rescan can find it.
     Adopt,
+    /// The liveness check under way in `slot` (among those asked for) ends: it passes or
+    /// fails.
+    Live {
+        slot: usize,
+        pass: bool,
+    },
+    /// A datagram on the notify socket of the sd-notify daemon in `slot`, from its own
+    /// process or from a stranger: `what` picks READY, WATCHDOG, STATUS, RELOADING,
+    /// STOPPING or MAINPID.
+    Notify {
+        slot: usize,
+        own: bool,
+        what: u8,
+    },
     /// Before the start only: how bundle-init was started.
     Scene(Scene),
     /// Several of the steps above in one pass of the loop: their events all reach the
@@ -171,6 +185,8 @@ struct World {
     /// `LEFTOVERS_AFTER_KILL` later.
     killed_at: BTreeMap<i32, Time>,
     probes: BTreeMap<DaemonId, i32>,
+    /// Liveness checks asked for and not answered yet, with the process each is about.
+    live_checks: BTreeMap<DaemonId, i32>,
     next_client: ClientId,
     waiting: BTreeSet<ClientId>,
     fail_next_spawn: Option<bool>,
@@ -211,8 +227,14 @@ fn first_plan() -> Plan {
     worker.signal_group = true;
     worker.max_restarts = Some(3);
     worker.on_give_up = crate::plan::GiveUp::StayDown;
+    // app is checked for liveness; cache speaks systemd's protocol and has a watchdog.
+    app.live.check = Some(crate::plan::LiveCheck::Tcp("127.0.0.1:80".into()));
+    app.live.every = secs(1.0);
+    app.live.failures = 2;
     let mut cache = daemon("cache", ExitPolicy::KeepRunning);
-    cache.ready = Some(ReadyCheck::File("/run/cache.ready".into()));
+    cache.ready = Some(ReadyCheck::SdNotify);
+    cache.live.watchdog = Some(secs(1.5));
+    cache.live.failures = 2;
     // A setup task, which worker starts after.
     let mut setup = daemon("setup", ExitPolicy::KeepRunning);
     setup.oneshot = true;
@@ -262,6 +284,7 @@ impl World {
             marked: BTreeMap::new(),
             killed_at: BTreeMap::new(),
             probes: BTreeMap::new(),
+            live_checks: BTreeMap::new(),
             next_client: 1,
             waiting: BTreeSet::new(),
             fail_next_spawn: None,
@@ -396,6 +419,26 @@ impl World {
                 self.probes.remove(&id);
                 Ok(())
             }
+            Action::CheckLive { id, pid } => {
+                let ready = self
+                    .sup
+                    .daemons()
+                    .any(|d| d.id == id && matches!(d.state(), State::Running { pid: p, ready: true, .. } if *p == pid));
+                if self.live_pid_of(id) != Some(pid) || !ready {
+                    return broke(
+                        "a liveness check is about the daemon's running, ready process",
+                        format!("{id} {pid}"),
+                    );
+                }
+                if self.live_checks.get(&id) == Some(&pid) {
+                    return broke(
+                        "one liveness check at a time per process",
+                        format!("{id} {pid}"),
+                    );
+                }
+                self.live_checks.insert(id, pid);
+                Ok(())
+            }
             Action::Reply { client, reply } => {
                 if let (Some(asked), Reply::Ok(body)) =
                     (self.restart_clients.remove(&client), &reply)
@@ -431,6 +474,90 @@ impl World {
                 self.exit()
             }
         }
+    }
+
+    /// Whether daemon `id` is ready by systemd's protocol.
+    fn notifies(&self, id: DaemonId) -> bool {
+        self.sup
+            .spec(id)
+            .is_some_and(|spec| spec.ready == Some(ReadyCheck::SdNotify))
+    }
+
+    /// A liveness check ends. A pass never stops anything; a failure stops at most the
+    /// process it was about.
+    fn live_check_ends(&mut self, slot: usize, pass: bool) -> Checked {
+        let asked: Vec<(DaemonId, i32)> = self
+            .live_checks
+            .iter()
+            .map(|(id, pid)| (*id, *pid))
+            .collect();
+        let Some(&(id, pid)) = asked.get(slot % asked.len().max(1)) else {
+            return Ok(());
+        };
+        self.live_checks.remove(&id);
+        let result = if pass {
+            Ok(())
+        } else {
+            Err("connect to 127.0.0.1:80 refused".to_string())
+        };
+        let queued = self.fx.len();
+        self.handle(Event::LiveChecked { id, pid, result })?;
+        let stops: Vec<(i32, Sig)> = self
+            .fx
+            .iter()
+            .skip(queued)
+            .filter_map(|a| match a {
+                Action::Signal { pid, sig, .. } => Some((*pid, *sig)),
+                _ => None,
+            })
+            .collect();
+        if (pass && !stops.is_empty()) || stops.iter().any(|(to, _)| *to != pid) {
+            return broke(
+                "a liveness result stops at most the process it was about, and a pass nothing",
+                format!("{id} {pid} pass={pass}: {stops:?}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A datagram on an sd-notify daemon's socket.
+    fn notify(&mut self, slot: usize, own: bool, what: u8) -> Checked {
+        let notifying: Vec<(DaemonId, i32)> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| self.notifies(p.daemon))
+            .map(|(pid, p)| (p.daemon, *pid))
+            .collect();
+        let Some(&(id, pid)) = notifying.get(slot % notifying.len().max(1)) else {
+            return Ok(());
+        };
+        let text: &[u8] = match what % 6 {
+            0 => b"READY=1",
+            1 => b"WATCHDOG=1",
+            2 => b"STATUS=busy",
+            3 => b"RELOADING=1",
+            4 => b"STOPPING=1",
+            _ => b"MAINPID=1",
+        };
+        let from = if own { pid } else { 99_999 };
+        let message = crate::notify::parse(text);
+        let queued = self.fx.len();
+        self.handle(Event::Notified { id, from, message })?;
+        let acted = self
+            .fx
+            .iter()
+            .skip(queued)
+            .any(|a| !matches!(a, Action::Log(..)));
+        if !own && acted {
+            return broke(
+                "a notification from another process changes nothing",
+                format!(
+                    "{id}: {:?}",
+                    self.fx.iter().skip(queued).collect::<Vec<_>>()
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn live_pid_of(&self, id: DaemonId) -> Option<i32> {
@@ -642,7 +769,13 @@ impl World {
             Step::Crash { slot, code, orphan } => self.crash(*slot, *code, *orphan),
             Step::DeliverExits => self.deliver_exits(),
             Step::Ready(slot) => {
-                let probed: Vec<DaemonId> = self.probes.keys().copied().collect();
+                // An sd-notify daemon's readiness comes only by its socket (`Notify`).
+                let probed: Vec<DaemonId> = self
+                    .probes
+                    .keys()
+                    .copied()
+                    .filter(|&id| !self.notifies(id))
+                    .collect();
                 match probed.get(slot % probed.len().max(1)) {
                     Some(&id) => {
                         self.probes.remove(&id);
@@ -651,6 +784,8 @@ impl World {
                     None => Ok(()),
                 }
             }
+            Step::Live { slot, pass } => self.live_check_ends(*slot, *pass),
+            Step::Notify { slot, own, what } => self.notify(*slot, *own, *what),
             Step::Advance(ms) => self.advance_to(self.now + Duration::from_millis(*ms)),
             Step::ToDeadline => match self.sup.next_deadline() {
                 Some(deadline) => self.advance_to(self.now.max(deadline)),
@@ -1388,7 +1523,16 @@ fn random_step(rng: &mut Rng) -> Step {
             orphan: rng.below(4) == 0,
         },
         24..=39 => Step::DeliverExits,
-        40..=47 => Step::Ready(slot),
+        40..=44 => Step::Ready(slot),
+        45..=46 => Step::Live {
+            slot,
+            pass: rng.below(3) == 0,
+        },
+        47 => Step::Notify {
+            slot,
+            own: rng.below(5) != 0,
+            what: rng.below(6) as u8,
+        },
         48..=55 => Step::Advance([50, 400, 1500, 6000][rng.below(4)]),
         56..=65 => Step::ToDeadline,
         66..=81 => Step::Control(match rng.below(9) {
@@ -1445,6 +1589,8 @@ fn batchable(step: &Step) -> bool {
             | Step::Crash { .. }
             | Step::DeliverExits
             | Step::Ready(_)
+            | Step::Live { .. }
+            | Step::Notify { .. }
             | Step::Control(_)
             | Step::ReadyAfterExit { .. }
     )

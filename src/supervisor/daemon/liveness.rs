@@ -1,0 +1,230 @@
+//! Whether a ready daemon still answers: its liveness checks (`live`) and its watchdog
+//! pings (`watchdog`), and what its process says on its notify socket. The checks run in
+//! the runtime (`live`); this part only decides when one is due and what a result means.
+//! After `live-failures` failures in a row the daemon is restarted, alone, as a restart
+//! request would (stop signal, grace, SIGKILL).
+
+use super::{AfterStop, Daemon, Outcome, RestartRequest, State};
+use crate::plan::ReadyCheck;
+use crate::supervisor::Level;
+use crate::supervisor::effects::Effects;
+use crate::supervisor::events::{Action, Cause, NotifyMessage};
+use crate::time::{Time, human};
+
+/// One daemon's liveness, as far as its current process goes (but the totals and the last
+/// failure, which an operator wants to see after the restart they caused).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LiveState {
+    /// When the next check is due; None while one runs, or when nothing is checked.
+    next_check: Option<Time>,
+    /// The process a check under way is about.
+    checking: Option<i32>,
+    /// When the next `WATCHDOG=1` must have come.
+    watchdog_due: Option<Time>,
+    pub(crate) failures_in_a_row: u32,
+    /// Every failure, over every process: a counter for metrics.
+    pub(crate) failures: u64,
+    pub(crate) last_failure: Option<String>,
+}
+
+/// What the current process said on its notify socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Notes {
+    /// Its last `STATUS=` line.
+    pub(crate) status: Option<String>,
+    /// `RELOADING=1` came, and no `READY=1` since.
+    pub(crate) reloading: bool,
+    /// `STOPPING=1` came.
+    pub(crate) stopping: bool,
+    /// A `MAINPID=` was already answered with a line in the log.
+    main_pid_said: bool,
+}
+
+impl Daemon {
+    /// A new process runs: what the last one failed or said is not held against it.
+    pub(super) fn new_process(&mut self) {
+        let live = &mut self.liveness;
+        live.next_check = None;
+        live.checking = None;
+        live.watchdog_due = None;
+        live.failures_in_a_row = 0;
+        self.notes = Notes::default();
+    }
+
+    /// It became ready: its checks begin one interval from now, and so does its watchdog.
+    pub(super) fn arm_liveness(&mut self, now: Time) {
+        let settings = &self.spec.live;
+        self.liveness.next_check = settings.check.as_ref().map(|_| now + settings.every);
+        self.liveness.watchdog_due = settings.watchdog.map(|every| now + every);
+    }
+
+    /// A reload changed its liveness keys (they apply without a restart): a ready process
+    /// is checked by the new ones from now on.
+    pub(crate) fn rearm_liveness(&mut self, now: Time) {
+        if let State::Running { ready: true, .. } = self.state {
+            self.liveness.checking = None;
+            self.arm_liveness(now);
+        }
+    }
+
+    /// The next time a check is due or a watchdog ping is missed.
+    pub(super) fn liveness_deadline(&self) -> Option<Time> {
+        let next_check = self
+            .liveness
+            .next_check
+            .filter(|_| self.liveness.checking.is_none());
+        next_check
+            .into_iter()
+            .chain(self.liveness.watchdog_due)
+            .min()
+    }
+
+    /// Time passed while it runs, ready: a check that is due is asked for, and a watchdog
+    /// ping that did not come is a failure.
+    pub(super) fn liveness_tick(&mut self, pid: i32, now: Time, fx: &mut Effects) -> Outcome {
+        let live = &mut self.liveness;
+        if live.checking.is_none() && live.next_check.is_some_and(|at| now >= at) {
+            live.next_check = None;
+            live.checking = Some(pid);
+            fx.push(Action::CheckLive { id: self.id, pid });
+        }
+        match (self.liveness.watchdog_due, self.spec.live.watchdog) {
+            (Some(due), Some(every)) if now >= due => {
+                self.liveness.watchdog_due = Some(now + every);
+                let why = format!("no WATCHDOG=1 within {}", human(every));
+                self.live_failed(pid, why, now, fx)
+            }
+            _ => Outcome::Nothing,
+        }
+    }
+
+    /// A check of its process `pid` ended with `result`.
+    pub(super) fn live_checked(
+        &mut self,
+        pid: i32,
+        result: Result<(), String>,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        if self.liveness.checking != Some(pid) {
+            return Outcome::Nothing;
+        }
+        self.liveness.checking = None;
+        // The next one from now, with the settings as they are now (a reload may have
+        // changed them while this one ran).
+        let settings = &self.spec.live;
+        self.liveness.next_check = settings.check.as_ref().map(|_| now + settings.every);
+        match result {
+            Ok(()) => {
+                self.answers_again(fx);
+                Outcome::Nothing
+            }
+            Err(why) => self.live_failed(pid, why, now, fx),
+        }
+    }
+
+    /// A check passed or a ping came: the failures in a row are over.
+    fn answers_again(&mut self, fx: &mut Effects) {
+        if self.liveness.failures_in_a_row > 0 {
+            let name = &self.spec.name;
+            fx.log(Level::Notice, || {
+                format!("{name} answers its liveness check again")
+            });
+        }
+        self.liveness.failures_in_a_row = 0;
+    }
+
+    /// One more failure in a row; at `live-failures` of them, it is restarted.
+    fn live_failed(&mut self, pid: i32, why: String, now: Time, fx: &mut Effects) -> Outcome {
+        let live = &mut self.liveness;
+        live.failures_in_a_row += 1;
+        live.failures += 1;
+        let (count, limit) = (live.failures_in_a_row, self.spec.live.failures);
+        let name = &self.spec.name;
+        if count < limit {
+            fx.log(Level::Notice, || {
+                format!("{name} failed its liveness check ({why}; {count} of {limit} in a row)")
+            });
+            self.liveness.last_failure = Some(why);
+            return Outcome::Nothing;
+        }
+        let mut request = RestartRequest::new(now, Cause::Liveness);
+        request.old_pid = Some(pid);
+        request.detail = Some(format!("{why}, {count} in a row"));
+        self.liveness.last_failure = Some(why);
+        self.stop(now, AfterStop::Restart(request), Time::MAX, fx);
+        Outcome::Nothing
+    }
+
+    /// Its process (running, or stopping) said `message` on its notify socket.
+    pub(super) fn notified(
+        &mut self,
+        message: NotifyMessage,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
+        if let Some(status) = message.status {
+            self.notes.status = Some(status);
+        }
+        self.notes.stopping |= message.stopping;
+        if message.reloading {
+            self.notes.reloading = true;
+            let name = &self.spec.name;
+            fx.log(Level::Info, || format!("{name} says it is reloading"));
+        }
+        if let Some(pid) = message.main_pid {
+            self.main_pid_ignored(&pid, fx);
+        }
+        if message.watchdog && self.liveness.watchdog_due.is_some() {
+            let every = self.spec.live.watchdog;
+            self.liveness.watchdog_due = every.map(|every| now + every);
+            self.answers_again(fx);
+        }
+        if message.ready {
+            self.notes.reloading = false;
+            return self.ready_by_notification(now, fx);
+        }
+        Outcome::Nothing
+    }
+
+    /// `READY=1`: the readiness a `ready = sd-notify` daemon waits for. Said again (after
+    /// a reload of its own), it changes nothing.
+    fn ready_by_notification(&mut self, now: Time, fx: &mut Effects) -> Outcome {
+        match self.state {
+            State::Running {
+                pid,
+                since,
+                ready: false,
+            } if self.spec.ready == Some(ReadyCheck::SdNotify) => {
+                fx.push(Action::StopProbe(self.id));
+                self.became_ready(pid, since, now, fx)
+            }
+            _ => Outcome::Nothing,
+        }
+    }
+
+    /// systemd follows a `MAINPID=` to another process; bundle-init watches the one it
+    /// started, whose exit is the daemon's, so it says so once per process.
+    fn main_pid_ignored(&mut self, pid: &str, fx: &mut Effects) {
+        if std::mem::replace(&mut self.notes.main_pid_said, true) {
+            return;
+        }
+        let name = &self.spec.name;
+        fx.log(Level::Notice, || {
+            format!(
+                "{name} sent MAINPID={pid}: ignored, bundle-init watches the process it started"
+            )
+        });
+    }
+
+    /// A datagram on its notify socket from a process that is not its running one: one of
+    /// its children, or a process it left behind. Dropped, as systemd's NotifyAccess=main
+    /// drops it.
+    pub(super) fn notified_by_a_stranger(&self, from: i32, fx: &mut Effects) -> Outcome {
+        let name = &self.spec.name;
+        fx.log(Level::Debug, || {
+            format!("{name}: a notification from pid {from}, not its main process: dropped")
+        });
+        Outcome::Nothing
+    }
+}
