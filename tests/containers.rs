@@ -118,7 +118,7 @@ fn stop_with_a_daemon_ignoring_term_kills_it_at_the_grace_before_the_engine_woul
         took >= Duration::from_millis(1900) && took < Duration::from_secs(8),
         "stop took {took:?}"
     );
-    // README rule: a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
+    // The exit-code rule (docs/bundle-file.md): a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
     assert_eq!(c.exit_code(), 137);
     c.stderr.wait_for_text("sending SIGKILL");
 }
@@ -495,7 +495,7 @@ fn a_leftover_tree_is_swept_to_the_last_process_in_a_container() {
 /// Under the project's `--ulimit nofile=1024:1024`: 256 prefixed daemons (4 descriptors
 /// each) cannot fit, and both --check and the start say so plainly, before anything
 /// starts (the start used to fail part-way with `cannot create output pipes`). 251, the
-/// most that fit as the README works out (3 + 16 + 4 x 251 = 1023), all start.
+/// most that fit as docs/bundle-file.md (Descriptors) works out (3 + 16 + 4 x 251 = 1023), all start.
 #[test]
 fn the_descriptor_limit_is_checked_before_anything_starts_in_a_container() {
     if !engine_ready() {
