@@ -238,3 +238,45 @@ fn a_daemon_that_stops_pinging_its_watchdog_is_restarted() {
         .wait_for_text("db restarted (liveness: no WATCHDOG=1 within 200ms, 2 in a row)");
     assert_eq!(init.stderr.count(|l| l.contains("db restarted")), 1);
 }
+
+/// A daemon that answers is never restarted: four daemons checked every 100 ms (TCP, HTTP,
+/// a Unix socket, a watchdog) pass every check. `just soak` runs it for ten minutes
+/// (6,000 checks each); every `cargo test` runs 30 checks each.
+#[test]
+fn daemons_that_answer_are_never_restarted_by_their_checks() {
+    let checks = if std::env::var_os("BUNDLE_INIT_SOAK").is_some() {
+        6000
+    } else {
+        30
+    };
+    let dir = TempDir::new("live-soak");
+    let d = dir.0.display();
+    let bundle = dir.write(
+        "s.bundle",
+        &format!(
+            "[tcp]\nrun = bundle-testd --name tcp --listen 127.0.0.1:28621\nlive = tcp:127.0.0.1:28621\nlive-every = 100ms\nlive-failures = 1\n\
+             [http]\nrun = bundle-testd --name http --listen 127.0.0.1:28622 --http\nlive = http:127.0.0.1:28622/\nlive-every = 100ms\nlive-failures = 1\n\
+             [unix]\nrun = bundle-testd --name unix --listen-unix {d}/u.sock\nlive = unix:{d}/u.sock\nlive-every = 100ms\nlive-failures = 1\n\
+             [dog]\nrun = bundle-testd --name dog --sd-notify READY=1 --watchdog\nready = sd-notify\nwatchdog = 100ms\nlive-failures = 1\n"
+        ),
+    );
+    let init = Launch::pid1(&["-vv", "--bundle", &bundle]).start();
+    // 100 ms a check, and room for a loaded machine.
+    let patience = Duration::from_millis(200) * checks as u32 + PATIENCE;
+    for name in ["tcp", "http", "unix"] {
+        init.stderr
+            .wait_for_n_within(checks, patience, "passed checks", |l| {
+                l == format!("[bundle-init] {name} answered its liveness check")
+            });
+    }
+    // Pinged every 50 ms: at least as many pings in the same time.
+    init.stderr
+        .wait_for_n_within(checks, patience, "pings", |l| {
+            l == "[bundle-init] dog pinged its watchdog"
+        });
+    let log = init.stderr.text();
+    assert!(!log.contains("failed its liveness check"), "{log}");
+    assert!(!log.contains("restarted"), "{log}");
+    let text = status(&init);
+    assert_eq!(text.matches("restarts 0 ").count(), 4, "{text}");
+}
