@@ -6,37 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A connection held to a bundle-testd `--listen` port, answered line by line.
-struct Held {
-    stream: BufReader<TcpStream>,
-}
-
-impl Held {
-    fn open(port: u16) -> Held {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sibling");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Held {
-            stream: BufReader::new(stream),
-        }
-    }
-
-    /// Sends `line` and returns the answer (`NAME PID: line`).
-    fn ask(&mut self, line: &str) -> String {
-        let stream = self.stream.get_mut();
-        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-        let mut answer = String::new();
-        self.stream.read_line(&mut answer).expect("an answer");
-        answer.trim_end().to_string()
-    }
-}
 
 /// `bundle-init signal NAME SIG`: the daemon's own process gets it.
 fn send(init: &Init, name: &str, sig: &str) {
@@ -73,8 +45,8 @@ fn a_daemon_whose_port_died_is_restarted_alone_while_a_siblings_connection_answe
         l.starts_with("[db] ") && l.ends_with(" started")
     });
     let db = started_pid(&db_line);
-    let mut held = Held::open(28612);
-    assert_eq!(held.ask("before"), format!("db {db}: before"));
+    let mut held = HeldConnection::open("127.0.0.1:28612");
+    assert_eq!(held.ask("before"), format!("db {db}: before\n"));
     assert!(health(&init).0, "both run: {}", health(&init).1);
     // web's port dies; its process goes on.
     init.stderr.wait_for_text("web answered its liveness check");
@@ -93,7 +65,7 @@ fn a_daemon_whose_port_died_is_restarted_alone_while_a_siblings_connection_answe
     });
     assert_eq!(
         held.ask("after"),
-        format!("db {db}: after"),
+        format!("db {db}: after\n"),
         "the sibling's connection still answers"
     );
     let text = status(&init);
