@@ -14,6 +14,7 @@ Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-comp
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
        bundle-init status [--json] | health | restart NAME... | signal NAME SIGNAL
        bundle-init stop NAME... | start NAME... | reload [--dry-run]
+       bundle-init logs NAME [-n N] [-f]
                                                          ask the running bundle-init (e.g. podman exec)
 
 Options:
@@ -118,7 +119,7 @@ impl std::fmt::Display for UsageError {
             E::NoProgram => f.write_str("no program given (see --help)"),
             E::Subcommand(request) => write!(
                 f,
-                "usage: bundle-init status [--json] | restart NAME... | stop NAME... | start NAME... | signal NAME SIGNAL | health (got \"{request}\")"
+                "usage: bundle-init status [--json] | restart NAME... | stop NAME... | start NAME... | signal NAME SIGNAL | health | reload | logs NAME [-n N] [-f] (got \"{request}\")"
             ),
         }
     }
@@ -338,8 +339,8 @@ fn check_combination(options: Options) -> Result<Command, UsageError> {
 
 /// The client subcommands. A program that happens to be called `status` runs with
 /// `bundle-init -- status`.
-const SUBCOMMANDS: [&str; 7] = [
-    "status", "restart", "stop", "start", "signal", "health", "reload",
+const SUBCOMMANDS: [&str; 8] = [
+    "status", "restart", "stop", "start", "signal", "health", "reload", "logs",
 ];
 
 /// Some(request) when `first` is a subcommand (checked with the server's own parser).

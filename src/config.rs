@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use crate::expand::{self, Lookup};
 use crate::keys;
-use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, Route, Routes, StopOrder};
+use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, LogStyle, Plan, Route, Routes, StopOrder};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
-use crate::values::check_name;
+use crate::values::{check_name, parse_bool};
 
 mod include;
 mod instances;
@@ -40,6 +40,7 @@ pub struct Bundle {
     pub(crate) routes: Vec<(Sig, RouteSpec)>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) stop_order: StopOrder,
+    pub(crate) log_style: LogStyle,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
@@ -209,6 +210,7 @@ impl<'a> Parser<'a> {
                 routes: Vec::new(),
                 shutdown_grace: Duration::from_secs(8),
                 stop_order: StopOrder::Dependencies,
+                log_style: LogStyle::default(),
             },
             section_places: Vec::new(),
             route_places: Vec::new(),
@@ -353,6 +355,18 @@ impl<'a> Parser<'a> {
                     "together" => StopOrder::Together,
                     other => return Err(self.error(Problem::StopOrder(other.to_string()))),
                 };
+            }
+            "log-format" => {
+                self.once(key)?;
+                self.bundle.log_style.json = match value {
+                    "text" => false,
+                    "json" => true,
+                    other => return Err(self.error(Problem::LogFormat(other.to_string()))),
+                };
+            }
+            "log-time" => {
+                self.once(key)?;
+                self.bundle.log_style.time = parse_bool(value).map_err(|e| self.error(e))?;
             }
             "include" => self.include(value)?,
             _ if keys::daemon_key(key).is_some() => {
@@ -636,6 +650,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         success_codes: Vec::new(),
         single_child: false,
         stop_order: bundle.stop_order,
+        log_style: bundle.log_style,
     })
 }
 

@@ -18,8 +18,8 @@ use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{
     ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_instances,
-    parse_limit, parse_nice, parse_oom_score_adj, parse_ready, parse_umask, parse_user,
-    split_words,
+    parse_limit, parse_log_buffer, parse_nice, parse_oom_score_adj, parse_ready, parse_umask,
+    parse_user, print_size, split_words,
 };
 
 /// One key of a `[daemon]` section.
@@ -451,6 +451,18 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| yes_no(d.prefix_output),
     },
     DaemonKey {
+        name: "log-buffer",
+        repeatable: false,
+        // The runtime reads it at each read of the daemon's output: no restart needed.
+        live: true,
+        expand: false,
+        parse: |d, v| parse_log_buffer(v).map(|size| d.log_buffer = size),
+        print: |d| match d.log_buffer {
+            crate::plan::DEFAULT_LOG_BUFFER => vec![],
+            size => one(print_size(size)),
+        },
+    },
+    DaemonKey {
         name: "signal-group",
         repeatable: false,
         live: false,
@@ -618,6 +630,13 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     );
     let _ = writeln!(text, "shutdown-grace = {}", human(plan.shutdown_grace));
     let _ = writeln!(text, "stop-order = {}", plan.stop_order.name());
+    // Printed only when they change today's lines.
+    if plan.log_style.json {
+        let _ = writeln!(text, "log-format = json");
+    }
+    if plan.log_style.time {
+        let _ = writeln!(text, "log-time = yes");
+    }
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
     }
@@ -764,6 +783,7 @@ mod tests {
             success_codes: vec![],
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
+            log_style: Default::default(),
         };
         let text = describe_plan("b", &plan);
         let daemons = &text[text.find("[d]").unwrap()..];

@@ -17,6 +17,7 @@ mod envfile;
 mod expand;
 mod id;
 pub mod keys;
+pub(crate) mod logline;
 mod members;
 mod output;
 pub mod plan;
@@ -274,6 +275,7 @@ fn single_child_plan(options: &Options) -> Plan {
         success_codes: options.success_codes.clone(),
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 

@@ -444,6 +444,14 @@ impl Server {
         );
     }
 
+    /// Hands the connection of `client` over (to the `logs` clients): its slot is free.
+    pub(crate) fn take_client(&mut self, client: ClientId) -> Option<OwnedFd> {
+        let index = self.clients.iter().position(|c| c.id == client)?;
+        let client = self.clients.remove(index);
+        self.client_left();
+        Some(client.fd)
+    }
+
     /// Writes the supervisor's reply to `client` and closes the connection.
     pub(crate) fn reply(&mut self, client: ClientId, reply: &Reply) {
         if let Some(index) = self.clients.iter().position(|c| c.id == client) {

@@ -186,6 +186,7 @@ pub(super) fn seed_plan(policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 
@@ -237,7 +238,7 @@ pub(super) fn exit_code(out: &Effects) -> Option<u8> {
 pub(super) fn logs(out: &Effects) -> String {
     out.iter()
         .filter_map(|a| match a {
-            Action::Log(_, l) => Some(l.as_str()),
+            Action::Log(_, l) | Action::LogEvent(_, l, _) => Some(l.as_str()),
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -312,6 +313,7 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 
