@@ -33,6 +33,9 @@
 //! - `--write-to PATH TEXT` opens PATH for writing (`/dev/stdout`, as a shell's `echo >
 //!   /dev/stdout` would) and writes TEXT and a newline to it; if it cannot, it says
 //!   `NAME PID cannot open PATH: REASON` on stderr. In order, after "started";
+//! - `--hostile-lines N FILE` writes N lines of any bytes but newline (control characters,
+//!   invalid UTF-8, characters of every length, lines up to 3 pipe buffers long) to stdout
+//!   and stderr in turn, and copies what went to each into FILE.stdout and FILE.stderr;
 //! - `--lines N` writes N short lines to stdout, `1` to `N`, one write each (a chatty
 //!   daemon whose whole output fits in the pipes' buffers), then goes on running;
 //! - `--last-words TEXT`: at `--exit-after`, after saying so, writes TEXT to stdout without
@@ -99,6 +102,7 @@ struct Options {
     listen_unix: Option<String>,
     write_to: Vec<(String, String)>,
     lines: u64,
+    hostile: Option<(u64, String)>,
     last_words: Option<String>,
 }
 
@@ -175,6 +179,7 @@ impl Default for Options {
             listen_unix: None,
             write_to: vec![],
             lines: 0,
+            hostile: None,
             last_words: None,
         }
     }
@@ -235,6 +240,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Long("write-to") => {
                 let path = text(&mut p)?;
                 o.write_to.push((path, text(&mut p)?));
+            }
+            Long("hostile-lines") => {
+                let count = text(&mut p)?.parse().map_err(|_| "bad line count")?;
+                o.hostile = Some((count, text(&mut p)?));
             }
             Long("lines") => o.lines = text(&mut p)?.parse().map_err(|_| "bad line count")?,
             Long("last-words") => o.last_words = Some(text(&mut p)?),
@@ -380,6 +389,9 @@ fn say_started(options: &Options) {
     }
     if options.lines > 0 {
         numbered_lines(options.lines);
+    }
+    if let Some((count, file)) = &options.hostile {
+        workloads::hostile_lines(*count, file);
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));
