@@ -665,6 +665,53 @@ mod tests {
         parse("b.conf", text.as_bytes())
     }
 
+    /// `log-buffer`: 0, or 4 KiB to 1 MiB; above or between, one `PATH:LINE` line.
+    #[test]
+    fn log_buffer_takes_0_or_4_kib_to_1_mib() {
+        let size = |v: &str| {
+            let text = format!("[a]\nrun = x\nlog-buffer = {v}\n");
+            parse_str(&text).map(|b| b.daemons[0].log_buffer)
+        };
+        assert_eq!(size("0").unwrap(), 0);
+        assert_eq!(size("4096").unwrap(), 4096);
+        assert_eq!(size("64KiB").unwrap(), 65536);
+        assert_eq!(size("1M").unwrap(), 1 << 20);
+        assert_eq!(size("1MiB").unwrap(), 1 << 20);
+        for refused in [
+            "1025KiB",
+            "2M",
+            "4095",
+            "1",
+            "-1",
+            "8 KiB",
+            "8GiB",
+            "",
+            "99999999999",
+        ] {
+            let message = size(refused).unwrap_err().to_string();
+            assert!(
+                message.starts_with("b.conf:3: log-buffer "),
+                "{refused}: {message}"
+            );
+        }
+        let text = "[a]\nrun = x\n";
+        assert_eq!(
+            parse_str(text).unwrap().daemons[0].log_buffer,
+            8192,
+            "the default"
+        );
+    }
+
+    /// The bundle keys of the log style, and the default: today's text lines.
+    #[test]
+    fn log_format_and_log_time_set_the_style() {
+        let style = |text: &str| parse_str(text).unwrap().log_style;
+        let daemon = "[a]\nrun = x\n";
+        assert_eq!(style(daemon), LogStyle::default());
+        let json = style(&format!("log-format = json\nlog-time = yes\n{daemon}"));
+        assert!(json.json && json.time);
+    }
+
     fn error(text: &str) -> String {
         parse_str(text).unwrap_err().to_string()
     }
@@ -1234,6 +1281,9 @@ mod tests {
                 .starts_with("b.conf:2: SIGHUP is routed twice")
         );
         assert!(error("run = x\n").contains("belongs in a [daemon] section"));
+        assert!(error("log-format = xml\n").starts_with("b.conf:1: unknown log-format \"xml\""));
+        assert!(error("log-time = sometimes\n").starts_with("b.conf:1: expected yes or no"));
+        assert!(error("log-format = json\nlog-format = text\n").starts_with("b.conf:2:"));
         assert!(error("[a]\nrun = x\nshutdown-grace = 1s\n").contains("bundle key"));
         assert!(error("[a b]\n").contains("may only use"));
         assert!(error("[a\n").contains("no closing ]"));

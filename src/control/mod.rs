@@ -566,6 +566,28 @@ mod tests {
     }
 
     #[test]
+    fn logs_requests_parse_with_their_options_in_any_order() {
+        let logs = |lines, follow| Request::Logs {
+            name: "web".into(),
+            lines,
+            follow,
+        };
+        assert_eq!(parse_request(b"logs web"), Ok(logs(None, false)));
+        assert_eq!(parse_request(b"logs web -n 20"), Ok(logs(Some(20), false)));
+        assert_eq!(parse_request(b"logs web -f -n 5"), Ok(logs(Some(5), true)));
+        assert_eq!(parse_request(b"logs web --follow"), Ok(logs(None, true)));
+        for bad in [
+            &b"logs"[..],
+            b"logs web -n",
+            b"logs web -n x",
+            b"logs web -f -f",
+            b"logs web -x",
+        ] {
+            assert!(parse_request(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn bad_requests_are_refused_with_a_reason() {
         let refusal = |line: &[u8]| parse_request(line).unwrap_err().to_string();
         assert_eq!(refusal(b""), "empty request");

@@ -186,11 +186,13 @@ impl LogClients {
         }
     }
 
-    /// Daemon `id` is gone (a reload removed it): its followers follow it no more.
+    /// Daemon `id` is gone (a reload removed it): its followers follow it no more, and a
+    /// follower left with nothing to follow or send is done.
     pub(super) fn forget(&mut self, id: DaemonId) {
         for client in &mut self.clients {
             client.following.retain(|&f| f != id);
         }
+        self.clients.retain(|c| !c.done());
     }
 
     /// Descriptors to poll: every client for reading (its end closing is how a follower

@@ -192,11 +192,7 @@ impl LineSink for LineTo<'_, '_> {
             0
         };
         let (head, tail) = trim_end(head, tail, keep);
-        if l.cap > 0 {
-            l.held.push(head, tail, l.cap);
-        } else {
-            l.held.push(b"", b"", 0);
-        }
+        l.held.push(head, tail, l.cap);
         if l.clients.any_follow(l.id) {
             l.clients.line(l.id, l.prefix, head, tail);
         }

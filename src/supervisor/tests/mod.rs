@@ -6,6 +6,7 @@ mod control;
 mod leftovers;
 mod lifecycle;
 mod logging;
+mod logs;
 mod model;
 mod readiness;
 mod reload;
