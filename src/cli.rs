@@ -540,6 +540,11 @@ mod tests {
                 .contains("usage")
         );
         assert!(parse_text(args(&["signal", "a"]), &|_| None).is_err());
+        assert_eq!(
+            parse_text(args(&["logs", "web", "-n", "20", "-f"]), &|_| None),
+            Ok(Command::Control("logs web -n 20 -f".into()))
+        );
+        assert!(parse_text(args(&["logs", "web", "-n"]), &|_| None).is_err());
         // After --, a program of that name runs.
         assert_eq!(run(&["--", "status"]).unwrap().program, args(&["status"]));
     }

@@ -476,8 +476,9 @@ impl StopOrder {
 
 /// Descriptors bundle-init itself may hold at once besides its daemons': the signalfd, a
 /// private description of stdout and of stderr, the control listener with its 8 clients
-/// and one more being refused, a start's report pipe, and a file read from /proc.
-pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 2 + 1;
+/// and one more being refused, the 4 `logs` clients, a start's report pipe, and a file
+/// read from /proc.
+pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 4 + 2 + 1;
 
 impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its

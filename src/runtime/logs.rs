@@ -22,7 +22,7 @@ use crate::time::Time;
 pub(crate) const MAX_LOG_CLIENTS: usize = 4;
 /// A follower's queue: new lines that find it this full are lost (and counted).
 pub(crate) const FOLLOW_QUEUE: usize = 64 * 1024;
-/// A client that takes none of its held lines for this long is dropped.
+/// A client that takes none of its held lines for this long is dropped (not a follower).
 pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(10);
 
 /// A daemon's last lines, oldest first, each ending in a newline: at most `cap` bytes of
@@ -132,7 +132,9 @@ impl LogClient {
             }
         }
         self.pending.drain(..written);
-        if written > 0 || self.pending.is_empty() {
+        // Only a client being sent held lines can stall: a follower that does not read
+        // loses new lines instead, and stays until it leaves.
+        if written > 0 || self.pending.is_empty() || !self.following.is_empty() {
             self.stalled_since = None;
         } else if self.stalled_since.is_none() {
             self.stalled_since = Some(now);
