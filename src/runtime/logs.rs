@@ -42,11 +42,8 @@ impl HeldLines {
             *self = HeldLines::default();
             return;
         }
-        while self.bytes.len() + len > cap {
-            match self.bytes.iter().position(|&b| b == b'\n') {
-                Some(end) => drop(self.bytes.drain(..=end)),
-                None => self.bytes.clear(),
-            }
+        if self.bytes.len() + len > cap {
+            self.drop_oldest(self.bytes.len() + len - cap, cap);
         }
         if self.bytes.capacity() > cap {
             self.bytes.shrink_to(cap);
@@ -60,6 +57,20 @@ impl HeldLines {
         self.bytes.extend(head);
         self.bytes.extend(tail);
         self.bytes.push_back(b'\n');
+    }
+
+    /// Drops the oldest whole lines, at least `needed` bytes of them and an eighth of the
+    /// cap: a flood then looks for a line's end once per cap/8 bytes, not once per line.
+    fn drop_oldest(&mut self, needed: usize, cap: usize) {
+        let from = needed.max(cap / 8).saturating_sub(1);
+        let end = self
+            .bytes
+            .range(from.min(self.bytes.len())..)
+            .position(|&b| b == b'\n');
+        match end {
+            Some(end) => drop(self.bytes.drain(..=from + end)),
+            None => self.bytes.clear(),
+        }
     }
 
     /// The memory it holds, in bytes.
@@ -159,13 +170,8 @@ impl LogClients {
     /// Takes over a control client answered with `answer` (the `OK` line and the held
     /// lines); with `following`, its daemons' new lines follow. Over the cap, it is refused.
     pub(super) fn add(&mut self, fd: OwnedFd, answer: Vec<u8>, following: Vec<DaemonId>) {
-        if self.clients.len() >= MAX_LOG_CLIENTS {
-            let refusal = format!(
-                "ERR busy: {MAX_LOG_CLIENTS} logs clients already (logs -f holds one until it leaves)\n"
-            );
-            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-            let _ = rustix::net::send(&fd, refusal.as_bytes(), flags);
-            return;
+        if self.is_full() {
+            return LogClients::refuse(&fd);
         }
         self.clients.push(LogClient {
             fd,
@@ -174,6 +180,19 @@ impl LogClients {
             lost: 0,
             stalled_since: None,
         });
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.clients.len() >= MAX_LOG_CLIENTS
+    }
+
+    /// Answers one client too many `ERR busy` (and it is closed when dropped).
+    pub(super) fn refuse(fd: &OwnedFd) {
+        let refusal = format!(
+            "ERR busy: {MAX_LOG_CLIENTS} logs clients already (logs -f holds one until it leaves)\n"
+        );
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let _ = rustix::net::send(fd, refusal.as_bytes(), flags);
     }
 
     /// Whether any client follows daemon `id`: only then is a line offered.

@@ -613,6 +613,9 @@ impl Runtime {
         let Some(fd) = self.control.as_mut().and_then(|s| s.take_client(client)) else {
             return;
         };
+        if self.log_clients.is_full() {
+            return LogClients::refuse(&fd);
+        }
         let mut answer = b"OK\n".to_vec();
         for &id in &ids {
             self.pipes.write_held(id, lines, &mut answer);
@@ -636,11 +639,13 @@ impl Runtime {
             }
             _ => {
                 let tag = if level == Level::Error { "error: " } else { "" };
-                let mut text = format!("[bundle-init] {tag}{line}\n");
-                if let Some(time) = time {
-                    let stamp = String::from_utf8_lossy(&time);
-                    text.insert_str(0, &format!("{stamp} "));
-                }
+                let text = match time {
+                    None => format!("[bundle-init] {tag}{line}\n"),
+                    Some(time) => {
+                        let stamp = std::str::from_utf8(&time).unwrap_or_default();
+                        format!("{stamp} [bundle-init] {tag}{line}\n")
+                    }
+                };
                 self.sinks[sink].log_line(text.as_bytes());
             }
         }
