@@ -287,3 +287,69 @@ fn log_time_puts_the_utc_time_before_each_text_line() {
         assert!(rest.starts_with(" ["), "{line}");
     }
 }
+
+/// `logs NAME -f` sends what is held, then each new line as it comes: here the lines of
+/// the restarted process, and bundle-init's own lines are not among them.
+#[test]
+fn a_follower_gets_the_held_lines_then_each_new_one() {
+    let dir = TempDir::new("logs-follow-new");
+    let bundle = dir.write(
+        "n.bundle",
+        "[web]\nrun = bundle-testd --name web\n[other]\nrun = bundle-testd --name other\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    let first = init.stdout.wait_for("web started", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started")
+    });
+    init.stdout.wait_for_text("[other] other");
+    let tag = ProcessTag::new();
+    let pid = init.pid().to_string();
+    let mut follower = Command::new("nsenter");
+    follower
+        .args(["--target", &pid, "--pid", "--mount", "--"])
+        .args([bundle_init_bin(), "logs", "web", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    tag.mark(&mut follower);
+    let mut child = follower.spawn().unwrap();
+    let followed = Lines::from_reader(child.stdout.take().unwrap());
+    followed.wait_for_text(&first);
+    let (code, _, err) = client(&init, &["restart", "web"]);
+    assert_eq!(code, 0, "{err}");
+    let second = followed.wait_for("the new process's first line", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started") && l != first
+    });
+    assert_ne!(second, first);
+    assert!(
+        followed.all().iter().all(|l| l.starts_with("[web] ")),
+        "only web's lines: {:?}",
+        followed.all()
+    );
+    tag.kill_all();
+    let _ = child.wait();
+}
+
+/// A reload that removes a daemon drops its lines: added back, it starts with none.
+#[test]
+fn a_daemon_removed_by_a_reload_leaves_no_lines_behind() {
+    let dir = TempDir::new("logs-reload");
+    let two = "[a]\nrun = bundle-testd --name a --lines 3\n[b]\nrun = bundle-testd --name b\n";
+    let bundle = dir.write("r.bundle", two);
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for_text("[a] 3");
+    init.stdout.wait_for_text("[b] b");
+    dir.write("r.bundle", "[b]\nrun = bundle-testd --name b\n");
+    assert_eq!(client(&init, &["reload"]).0, 0);
+    let (code, _, err) = client(&init, &["logs", "a"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown daemon \"a\""), "{err}");
+    dir.write("r.bundle", "[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n");
+    assert_eq!(client(&init, &["reload"]).0, 0);
+    init.stdout.wait_for_n(2, "a's second start", |l| {
+        l.starts_with("[a] a ") && l.ends_with(" started")
+    });
+    let (code, out, err) = client(&init, &["logs", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "only the new a's line: {out}");
+    assert!(out.ends_with(" started\n"), "{out}");
+}
