@@ -343,7 +343,10 @@ fn a_daemon_removed_by_a_reload_leaves_no_lines_behind() {
     let (code, _, err) = client(&init, &["logs", "a"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown daemon \"a\""), "{err}");
-    dir.write("r.bundle", "[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n");
+    dir.write(
+        "r.bundle",
+        "[a]\nrun = bundle-testd --name a\n[b]\nrun = bundle-testd --name b\n",
+    );
     assert_eq!(client(&init, &["reload"]).0, 0);
     init.stdout.wait_for_n(2, "a's second start", |l| {
         l.starts_with("[a] a ") && l.ends_with(" started")
@@ -352,4 +355,23 @@ fn a_daemon_removed_by_a_reload_leaves_no_lines_behind() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "only the new a's line: {out}");
     assert!(out.ends_with(" started\n"), "{out}");
+}
+
+/// A warning bundle-init gives before its loop runs (here: no control socket, a file is in
+/// the way) is a JSON record too, once the bundle file asked for JSON.
+#[test]
+fn a_warning_before_the_loop_runs_is_a_json_record_too() {
+    let dir = TempDir::new("logs-json-warning");
+    let in_the_way = dir.write("not-a-socket", "a file\n");
+    let bundle = dir.write("w.bundle", "log-format = json\n[a]\nrun = bundle-testd --name a\n");
+    let init = Launch::pid1(&["--bundle", &bundle])
+        .env("BUNDLE_INIT_CONTROL", &in_the_way)
+        .start();
+    let line = init.stderr.wait_for("the warning", |l| l.contains("no control socket"));
+    let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(record["source"], "bundle-init");
+    assert_eq!(record["level"], "notice");
+    assert!(record["text"].as_str().unwrap().starts_with("warning: no control socket"));
+    init.stderr.wait_for("a started", |l| l.contains("\"event\":\"started\""));
+    assert!(std::fs::read(&in_the_way).unwrap() == b"a file\n", "left alone");
 }
