@@ -200,6 +200,27 @@ fn set_parent_death_signal(sig: signal::Sig) -> Result<(), u8> {
     })
 }
 
+/// Not PID 1: orphans of our children must come to us, not to the host's init. Without
+/// `-s`, failing to is only a warning.
+fn become_subreaper(required: bool, style: plan::LogStyle) -> Result<(), u8> {
+    let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) else {
+        return Ok(());
+    };
+    if required {
+        let line = format_args!("cannot become a child subreaper: {e}");
+        say_in(style, Level::Error, line);
+        return Err(EXIT_SETUP_FAILED);
+    }
+    say_in(
+        style,
+        Level::Notice,
+        format_args!(
+            "warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
+        ),
+    );
+    Ok(())
+}
+
 fn start(
     plan: Plan,
     options: Options,
@@ -214,25 +235,8 @@ fn start(
         return code;
     }
     let pid1 = rustix::process::getpid().is_init();
-    if !pid1 {
-        // Orphans of our children must come to us, not to the host's init.
-        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-            if options.require_subreaper {
-                say_in(
-                    style,
-                    Level::Error,
-                    format_args!("cannot become a child subreaper: {e}"),
-                );
-                return EXIT_SETUP_FAILED;
-            }
-            say_in(
-                style,
-                Level::Notice,
-                format_args!(
-                    "warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
-                ),
-            );
-        }
+    if !pid1 && let Err(code) = become_subreaper(options.require_subreaper, style) {
+        return code;
     }
     let signals = match sys::open_signalfd(blocked) {
         Ok(fd) => fd,
