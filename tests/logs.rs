@@ -363,15 +363,29 @@ fn a_daemon_removed_by_a_reload_leaves_no_lines_behind() {
 fn a_warning_before_the_loop_runs_is_a_json_record_too() {
     let dir = TempDir::new("logs-json-warning");
     let in_the_way = dir.write("not-a-socket", "a file\n");
-    let bundle = dir.write("w.bundle", "log-format = json\n[a]\nrun = bundle-testd --name a\n");
+    let bundle = dir.write(
+        "w.bundle",
+        "log-format = json\n[a]\nrun = bundle-testd --name a\n",
+    );
     let init = Launch::pid1(&["--bundle", &bundle])
         .env("BUNDLE_INIT_CONTROL", &in_the_way)
         .start();
-    let line = init.stderr.wait_for("the warning", |l| l.contains("no control socket"));
+    let line = init
+        .stderr
+        .wait_for("the warning", |l| l.contains("no control socket"));
     let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
     assert_eq!(record["source"], "bundle-init");
     assert_eq!(record["level"], "notice");
-    assert!(record["text"].as_str().unwrap().starts_with("warning: no control socket"));
-    init.stderr.wait_for("a started", |l| l.contains("\"event\":\"started\""));
-    assert!(std::fs::read(&in_the_way).unwrap() == b"a file\n", "left alone");
+    assert!(
+        record["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("warning: no control socket")
+    );
+    init.stderr
+        .wait_for("a started", |l| l.contains("\"event\":\"started\""));
+    assert!(
+        std::fs::read(&in_the_way).unwrap() == b"a file\n",
+        "left alone"
+    );
 }
