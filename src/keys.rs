@@ -457,10 +457,9 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         live: true,
         expand: false,
         parse: |d, v| parse_log_buffer(v).map(|size| d.log_buffer = size),
-        print: |d| match d.log_buffer {
-            crate::plan::DEFAULT_LOG_BUFFER => vec![],
-            size => one(print_size(size)),
-        },
+        // Always printed: a live key that disappears when it is the default would not be
+        // seen changing by a reload.
+        print: |d| one(print_size(d.log_buffer)),
     },
     DaemonKey {
         name: "signal-group",
@@ -790,10 +789,10 @@ mod tests {
         assert_eq!(
             daemons,
             "[d]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = keep-running\n\
-             prefix-output = yes\nsignal-group = no\nno-new-privs = no\n\
+             prefix-output = yes\nlog-buffer = 8KiB\nsignal-group = no\nno-new-privs = no\n\
              [r]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = restart\n\
              restart-delay = 1s\nrestart-delay-max = 30s\nstable-after = 10s\nafter = d\n\
-             ready-timeout = 30s\nprefix-output = yes\nsignal-group = no\nno-new-privs = no\n"
+             ready-timeout = 30s\nprefix-output = yes\nlog-buffer = 8KiB\nsignal-group = no\nno-new-privs = no\n"
         );
     }
 
