@@ -14,6 +14,7 @@ Usage: bundle-init [OPTIONS] [--] PROGRAM [ARGS...]     run one child (tini-comp
        bundle-init --check --bundle PATH                 validate a bundle file and print its plan
        bundle-init status [--json] | health | restart NAME... | signal NAME SIGNAL
        bundle-init stop NAME... | start NAME... | reload [--dry-run]
+       bundle-init logs NAME [-n N] [-f]
                                                          ask the running bundle-init (e.g. podman exec)
 
 Options:
@@ -121,7 +122,7 @@ impl std::fmt::Display for UsageError {
             E::NoProgram => f.write_str("no program given (see --help)"),
             E::Subcommand(request) => write!(
                 f,
-                "usage: bundle-init status [--json] | restart NAME... | stop NAME... | start NAME... | signal NAME SIGNAL | health (got \"{request}\")"
+                "usage: bundle-init status [--json] | restart NAME... | stop NAME... | start NAME... | signal NAME SIGNAL | health | reload | logs NAME [-n N] [-f] (got \"{request}\")"
             ),
         }
     }
@@ -343,8 +344,8 @@ fn check_combination(options: Options) -> Result<Command, UsageError> {
 
 /// The client subcommands. A program that happens to be called `status` runs with
 /// `bundle-init -- status`.
-const SUBCOMMANDS: [&str; 7] = [
-    "status", "restart", "stop", "start", "signal", "health", "reload",
+const SUBCOMMANDS: [&str; 8] = [
+    "status", "restart", "stop", "start", "signal", "health", "reload", "logs",
 ];
 
 /// Some(request) when `first` is a subcommand (checked with the server's own parser).
@@ -544,6 +545,11 @@ mod tests {
                 .contains("usage")
         );
         assert!(parse_text(args(&["signal", "a"]), &|_| None).is_err());
+        assert_eq!(
+            parse_text(args(&["logs", "web", "-n", "20", "-f"]), &|_| None),
+            Ok(Command::Control("logs web -n 20 -f".into()))
+        );
+        assert!(parse_text(args(&["logs", "web", "-n"]), &|_| None).is_err());
         // After --, a program of that name runs.
         assert_eq!(run(&["--", "status"]).unwrap().program, args(&["status"]));
     }

@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use crate::expand::{self, Lookup};
 use crate::keys;
-use crate::plan::{DaemonSpec, ExitPolicy, GiveUp, Plan, ReadyCheck, Route, Routes, StopOrder};
+use crate::plan::{
+    DaemonSpec, ExitPolicy, GiveUp, LogStyle, Plan, ReadyCheck, Route, Routes, StopOrder,
+};
 use crate::signal::{Sig, parse_signal};
 use crate::sys::libc_sig;
 use crate::time::parse_duration;
-use crate::values::check_name;
+use crate::values::{check_name, parse_bool};
 
 mod include;
 mod instances;
@@ -40,6 +42,7 @@ pub struct Bundle {
     pub(crate) routes: Vec<(Sig, RouteSpec)>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) stop_order: StopOrder,
+    pub(crate) log_style: LogStyle,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
@@ -209,6 +212,7 @@ impl<'a> Parser<'a> {
                 routes: Vec::new(),
                 shutdown_grace: Duration::from_secs(8),
                 stop_order: StopOrder::Dependencies,
+                log_style: LogStyle::default(),
             },
             section_places: Vec::new(),
             route_places: Vec::new(),
@@ -359,6 +363,18 @@ impl<'a> Parser<'a> {
                     "together" => StopOrder::Together,
                     other => return Err(self.error(Problem::StopOrder(other.to_string()))),
                 };
+            }
+            "log-format" => {
+                self.once(key)?;
+                self.bundle.log_style.json = match value {
+                    "text" => false,
+                    "json" => true,
+                    other => return Err(self.error(Problem::LogFormat(other.to_string()))),
+                };
+            }
+            "log-time" => {
+                self.once(key)?;
+                self.bundle.log_style.time = parse_bool(value).map_err(|e| self.error(e))?;
             }
             "include" => self.include(value)?,
             // A key in BUNDLE_KEYS without its arm here: unknown until it is given one.
@@ -663,6 +679,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         success_codes: Vec::new(),
         single_child: false,
         stop_order: bundle.stop_order,
+        log_style: bundle.log_style,
     })
 }
 
@@ -675,6 +692,53 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Bundle, ConfigError> {
         parse("b.conf", text.as_bytes())
+    }
+
+    /// `log-buffer`: 0, or 4 KiB to 1 MiB; above or between, one `PATH:LINE` line.
+    #[test]
+    fn log_buffer_takes_0_or_4_kib_to_1_mib() {
+        let size = |v: &str| {
+            let text = format!("[a]\nrun = x\nlog-buffer = {v}\n");
+            parse_str(&text).map(|b| b.daemons[0].log_buffer)
+        };
+        assert_eq!(size("0").unwrap(), 0);
+        assert_eq!(size("4096").unwrap(), 4096);
+        assert_eq!(size("64KiB").unwrap(), 65536);
+        assert_eq!(size("1M").unwrap(), 1 << 20);
+        assert_eq!(size("1MiB").unwrap(), 1 << 20);
+        for refused in [
+            "1025KiB",
+            "2M",
+            "4095",
+            "1",
+            "-1",
+            "8 KiB",
+            "8GiB",
+            "",
+            "99999999999",
+        ] {
+            let message = size(refused).unwrap_err().to_string();
+            assert!(
+                message.starts_with("b.conf:3: log-buffer "),
+                "{refused}: {message}"
+            );
+        }
+        let text = "[a]\nrun = x\n";
+        assert_eq!(
+            parse_str(text).unwrap().daemons[0].log_buffer,
+            8192,
+            "the default"
+        );
+    }
+
+    /// The bundle keys of the log style, and the default: today's text lines.
+    #[test]
+    fn log_format_and_log_time_set_the_style() {
+        let style = |text: &str| parse_str(text).unwrap().log_style;
+        let daemon = "[a]\nrun = x\n";
+        assert_eq!(style(daemon), LogStyle::default());
+        let json = style(&format!("log-format = json\nlog-time = yes\n{daemon}"));
+        assert!(json.json && json.time);
     }
 
     fn error(text: &str) -> String {
@@ -1341,6 +1405,9 @@ mod tests {
                 .starts_with("b.conf:2: SIGHUP is routed twice")
         );
         assert!(error("run = x\n").contains("belongs in a [daemon] section"));
+        assert!(error("log-format = xml\n").starts_with("b.conf:1: unknown log-format \"xml\""));
+        assert!(error("log-time = sometimes\n").starts_with("b.conf:1: expected yes or no"));
+        assert!(error("log-format = json\nlog-format = text\n").starts_with("b.conf:2:"));
         assert!(error("[a]\nrun = x\nshutdown-grace = 1s\n").contains("bundle key"));
         assert!(error("[a b]\n").contains("may only use"));
         assert!(error("[a\n").contains("no closing ]"));

@@ -18,8 +18,8 @@ use crate::sys::libc_sig;
 use crate::time::{human, parse_duration};
 use crate::values::{
     ValueError, check_env_name, parse_bool, parse_env_file, parse_groups, parse_instances,
-    parse_limit, parse_live, parse_live_failures, parse_nice, parse_oom_score_adj, parse_ready,
-    parse_umask, parse_user, split_words,
+    parse_limit, parse_live, parse_live_failures, parse_log_buffer, parse_nice,
+    parse_oom_score_adj, parse_ready, parse_umask, parse_user, print_size, split_words,
 };
 
 /// One key of a `[daemon]` section.
@@ -517,6 +517,17 @@ pub(crate) const DAEMON_KEYS: &[DaemonKey] = &[
         print: |d| yes_no(d.prefix_output),
     },
     DaemonKey {
+        name: "log-buffer",
+        repeatable: false,
+        // The runtime reads it at each read of the daemon's output: no restart needed.
+        live: true,
+        expand: false,
+        parse: |d, v| parse_log_buffer(v).map(|size| d.log_buffer = size),
+        // Always printed: a live key that disappears when it is the default would not be
+        // seen changing by a reload.
+        print: |d| one(print_size(d.log_buffer)),
+    },
+    DaemonKey {
         name: "signal-group",
         repeatable: false,
         live: false,
@@ -677,7 +688,13 @@ pub(crate) fn route_action_names() -> String {
 /// The keys before the first `[section]`, besides the `on SIGNAL` routes. The parser takes
 /// only these as bundle keys (a key missing here is unknown to it), and docs/bundle-file.md's
 /// table of bundle keys is checked against this list.
-pub(crate) const BUNDLE_KEYS: &[&str] = &["shutdown-grace", "stop-order", "include"];
+pub(crate) const BUNDLE_KEYS: &[&str] = &[
+    "shutdown-grace",
+    "stop-order",
+    "include",
+    "log-format",
+    "log-time",
+];
 
 /// What `--check` prints: the plan after selection, in a form the parser reads back
 /// (besides the header and the trailing note on other signals).
@@ -690,6 +707,13 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     );
     let _ = writeln!(text, "shutdown-grace = {}", human(plan.shutdown_grace));
     let _ = writeln!(text, "stop-order = {}", plan.stop_order.name());
+    // Printed only when they change today's lines.
+    if plan.log_style.json {
+        let _ = writeln!(text, "log-format = json");
+    }
+    if plan.log_style.time {
+        let _ = writeln!(text, "log-time = yes");
+    }
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
     }
@@ -839,16 +863,17 @@ mod tests {
             success_codes: vec![],
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
+            log_style: Default::default(),
         };
         let text = describe_plan("b", &plan);
         let daemons = &text[text.find("[d]").unwrap()..];
         assert_eq!(
             daemons,
             "[d]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = keep-running\n\
-             prefix-output = yes\nsignal-group = no\nno-new-privs = no\n\
+             prefix-output = yes\nlog-buffer = 8KiB\nsignal-group = no\nno-new-privs = no\n\
              [r]\nrun = x\nstop-signal = SIGTERM\ngrace = 8s\non-exit = restart\n\
              restart-delay = 1s\nrestart-delay-max = 30s\nstable-after = 10s\nafter = d\n\
-             ready-timeout = 30s\nprefix-output = yes\nsignal-group = no\nno-new-privs = no\n"
+             ready-timeout = 30s\nprefix-output = yes\nlog-buffer = 8KiB\nsignal-group = no\nno-new-privs = no\n"
         );
     }
 

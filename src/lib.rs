@@ -18,6 +18,7 @@ mod expand;
 mod id;
 pub mod keys;
 mod live;
+pub(crate) mod logline;
 mod members;
 mod notify;
 mod output;
@@ -41,7 +42,7 @@ use bundle::{BundleSource, LoadError};
 use cli::{Command, Options};
 use plan::{DaemonSpec, ExitPolicy, Plan, Route, Routes};
 use spawn::ChildSetup;
-use supervisor::Supervisor;
+use supervisor::{Level, Supervisor};
 use sys::{FAULT_SIGNALS, SigSet};
 
 /// Documented exit codes of bundle-init's own failures.
@@ -79,6 +80,24 @@ DEALINGS IN THE SOFTWARE.
 /// One line on stderr, ignoring any failure to write it (a closed stderr must not matter).
 pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "bundle-init: {line}");
+}
+
+/// One of bundle-init's own lines before its loop runs, once the bundle file said how
+/// lines look: a JSON record with `log-format = json`, after the time with `log-time = yes`.
+fn say_in(style: plan::LogStyle, level: Level, line: std::fmt::Arguments<'_>) {
+    if !style.wants_time() {
+        return say(line);
+    }
+    let time = logline::rfc3339(logline::wall_clock_ms());
+    let text = line.to_string();
+    let mut out = Vec::new();
+    if style.json {
+        logline::json_own_line(&mut out, level, &text, None, &time);
+    } else {
+        let stamp = std::str::from_utf8(&time).unwrap_or_default();
+        out = format!("{stamp} bundle-init: {text}\n").into_bytes();
+    }
+    let _ = std::io::stderr().write_all(&out);
 }
 
 fn print(text: &str) -> u8 {
@@ -183,6 +202,27 @@ fn set_parent_death_signal(sig: signal::Sig) -> Result<(), u8> {
     })
 }
 
+/// Not PID 1: orphans of our children must come to us, not to the host's init. Without
+/// `-s`, failing to is only a warning.
+fn become_subreaper(required: bool, style: plan::LogStyle) -> Result<(), u8> {
+    let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) else {
+        return Ok(());
+    };
+    if required {
+        let line = format_args!("cannot become a child subreaper: {e}");
+        say_in(style, Level::Error, line);
+        return Err(EXIT_SETUP_FAILED);
+    }
+    say_in(
+        style,
+        Level::Notice,
+        format_args!(
+            "warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
+        ),
+    );
+    Ok(())
+}
+
 fn start(
     plan: Plan,
     options: Options,
@@ -190,28 +230,24 @@ fn start(
     setup: ChildSetup,
     blocked: &SigSet,
 ) -> u8 {
+    let style = plan.log_style;
     if let Some(sig) = options.parent_death_signal
         && let Err(code) = set_parent_death_signal(sig)
     {
         return code;
     }
     let pid1 = rustix::process::getpid().is_init();
-    if !pid1 {
-        // Orphans of our children must come to us, not to the host's init.
-        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-            if options.require_subreaper {
-                say(format_args!("cannot become a child subreaper: {e}"));
-                return EXIT_SETUP_FAILED;
-            }
-            say(format_args!(
-                "warning: not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
-            ));
-        }
+    if !pid1 && let Err(code) = become_subreaper(options.require_subreaper, style) {
+        return code;
     }
     let signals = match sys::open_signalfd(blocked) {
         Ok(fd) => fd,
         Err(e) => {
-            say(format_args!("cannot open a signalfd: {e}"));
+            say_in(
+                style,
+                Level::Error,
+                format_args!("cannot open a signalfd: {e}"),
+            );
             return EXIT_SETUP_FAILED;
         }
     };
@@ -230,9 +266,13 @@ fn start(
         match control::Server::open() {
             Ok(server) => Some(server),
             Err(e) => {
-                say(format_args!(
-                    "warning: no control socket ({e}): status, restart, signal and health will not reach this bundle-init"
-                ));
+                say_in(
+                    style,
+                    Level::Notice,
+                    format_args!(
+                        "warning: no control socket ({e}): status, restart, signal and health will not reach this bundle-init"
+                    ),
+                );
                 None
             }
         }
@@ -242,7 +282,11 @@ fn start(
     match runtime::Runtime::new(supervisor, signals, settings, control) {
         Ok(runtime) => runtime.run(),
         Err(e) => {
-            say(format_args!("cannot create output pipes: {e}"));
+            say_in(
+                style,
+                Level::Error,
+                format_args!("cannot create output pipes: {e}"),
+            );
             EXIT_SETUP_FAILED
         }
     }
@@ -276,6 +320,7 @@ fn single_child_plan(options: &Options) -> Plan {
         success_codes: options.success_codes.clone(),
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 

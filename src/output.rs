@@ -27,44 +27,82 @@ pub(crate) const MAX_LINE: usize = PIPE_BUF - 64;
 /// reader makes the daemons wait (as a plain pipe would) instead of growing memory.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
 
-/// Cuts a byte stream into prefixed, newline-terminated records.
+/// Cuts a byte stream into lines of at most MAX_LINE bytes.
 #[derive(Default)]
 pub(crate) struct LineSplitter {
     partial: Vec<u8>,
 }
 
+/// What receives each line: its bytes in two parts (what an earlier read left, and the
+/// rest), and whether the line ended (a newline, or the end of the output) rather than
+/// being cut at MAX_LINE. For a cut line, it returns how many of its last bytes (at most
+/// 3: an unfinished character) it leaves to start the next piece.
+pub(crate) trait LineSink {
+    fn line(&mut self, head: &[u8], tail: &[u8], ended: bool) -> usize;
+}
+
+/// The classic sink: `[name] line` records appended to a queue (the runtime's own one
+/// also holds lines and feeds followers: `runtime::pipes`).
+#[cfg(test)]
+pub(crate) struct Prefixed<'a> {
+    pub(crate) prefix: &'a [u8],
+    pub(crate) out: &'a mut Vec<u8>,
+}
+
+#[cfg(test)]
+impl LineSink for Prefixed<'_> {
+    fn line(&mut self, head: &[u8], tail: &[u8], _ended: bool) -> usize {
+        self.out.extend_from_slice(self.prefix);
+        self.out.extend_from_slice(head);
+        self.out.extend_from_slice(tail);
+        self.out.push(b'\n');
+        0
+    }
+}
+
 impl LineSplitter {
-    /// Appends a record to `out` for each complete line in `data`; keeps the rest.
-    pub(crate) fn feed(&mut self, prefix: &[u8], mut data: &[u8], out: &mut Vec<u8>) {
+    /// Hands each complete line in `data` to `sink`; keeps the rest.
+    pub(crate) fn feed(&mut self, mut data: &[u8], sink: &mut impl LineSink) {
         while !data.is_empty() {
             let room = MAX_LINE - self.partial.len();
             let window = &data[..data.len().min(room + 1)];
             if let Some(newline) = window.iter().position(|&b| b == b'\n') {
-                self.emit(prefix, &data[..newline], out);
+                self.emit(&data[..newline], true, sink);
                 data = &data[newline + 1..];
             } else if data.len() <= room {
                 self.partial.extend_from_slice(data);
                 return;
             } else {
-                self.emit(prefix, &data[..room], out);
+                self.emit(&data[..room], false, sink);
                 data = &data[room..];
             }
         }
     }
 
     /// Ends a final line that had no newline (the daemon exited mid-line).
-    pub(crate) fn finish(&mut self, prefix: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, sink: &mut impl LineSink) {
         if !self.partial.is_empty() {
-            self.emit(prefix, &[], out);
+            self.emit(&[], true, sink);
         }
     }
 
-    fn emit(&mut self, prefix: &[u8], tail: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(prefix);
-        out.extend_from_slice(&self.partial);
-        out.extend_from_slice(tail);
-        out.push(b'\n');
+    fn emit(&mut self, tail: &[u8], ended: bool, sink: &mut impl LineSink) {
+        let total = self.partial.len() + tail.len();
+        let keep = match sink.line(&self.partial, tail, ended) {
+            _ if ended => 0,
+            keep => keep.min(3).min(total),
+        };
+        // The bytes kept start the next piece (at most 3: no allocation beyond partial's).
+        let mut carry = [0u8; 3];
+        for (i, slot) in carry.iter_mut().take(keep).enumerate() {
+            let at = total - keep + i;
+            *slot = match at.checked_sub(self.partial.len()) {
+                Some(in_tail) => tail[in_tail],
+                None => self.partial[at],
+            };
+        }
         self.partial.clear();
+        self.partial.extend_from_slice(&carry[..keep]);
     }
 }
 
@@ -288,6 +326,9 @@ impl Sink {
     /// them uncounted.
     pub(crate) fn take_records(&mut self, cut: impl FnOnce(&mut Vec<u8>)) {
         if self.broken {
+            // Cut all the same: the lines still go to `logs` and its followers.
+            self.scratch.clear();
+            cut(&mut self.scratch);
             return;
         }
         if self.shedding && !self.has_room() {
@@ -373,10 +414,14 @@ mod tests {
     fn split(chunks: &[&[u8]]) -> Vec<u8> {
         let mut splitter = LineSplitter::default();
         let mut out = Vec::new();
+        let mut sink = Prefixed {
+            prefix: b"[d] ",
+            out: &mut out,
+        };
         for chunk in chunks {
-            splitter.feed(b"[d] ", chunk, &mut out);
+            splitter.feed(chunk, &mut sink);
         }
-        splitter.finish(b"[d] ", &mut out);
+        splitter.finish(&mut sink);
         out
     }
 
@@ -388,8 +433,12 @@ mod tests {
         let prefix = format!("[{}] ", "n".repeat(crate::values::MAX_NAME_LEN));
         let mut splitter = LineSplitter::default();
         let mut out = Vec::new();
-        splitter.feed(prefix.as_bytes(), &vec![b'x'; 3 * PIPE_BUF], &mut out);
-        splitter.finish(prefix.as_bytes(), &mut out);
+        let mut sink = Prefixed {
+            prefix: prefix.as_bytes(),
+            out: &mut out,
+        };
+        splitter.feed(&vec![b'x'; 3 * PIPE_BUF], &mut sink);
+        splitter.finish(&mut sink);
         let records: Vec<&[u8]> = out.split_inclusive(|&b| b == b'\n').collect();
         assert_eq!(records.len(), 4, "12288 bytes in records of at most 4032");
         for record in records {

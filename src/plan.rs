@@ -240,6 +240,8 @@ pub struct DaemonSpec {
     pub(crate) backoff: Backoff,
     /// Route stdout/stderr through bundle-init as `[name] line`.
     pub(crate) prefix_output: bool,
+    /// Bytes of this daemon's last lines kept for `bundle-init logs` (0: none).
+    pub(crate) log_buffer: usize,
     /// Signals go to the daemon's whole process group instead of its pid.
     pub(crate) signal_group: bool,
     pub(crate) no_new_privs: bool,
@@ -274,6 +276,29 @@ impl DaemonSpec {
     /// instance.
     pub(crate) fn is_named(&self, name: &str) -> bool {
         self.name == name || self.instance_of.as_deref() == Some(name)
+    }
+}
+
+/// `log-buffer`'s default: a few screens of lines, allocated only as they come.
+pub(crate) const DEFAULT_LOG_BUFFER: usize = 8 * 1024;
+/// The largest `log-buffer`, and the smallest one that is not 0 (a record of up to
+/// PIPE_BUF bytes must fit whole).
+pub(crate) const MAX_LOG_BUFFER: usize = 1024 * 1024;
+pub(crate) const MIN_LOG_BUFFER: usize = 4096;
+
+/// The bundle keys `log-format` and `log-time`: how bundle-init writes its lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogStyle {
+    /// `log-format = json`: one JSON object per line.
+    pub(crate) json: bool,
+    /// `log-time = yes`: text lines start with the time (JSON records always carry it).
+    pub(crate) time: bool,
+}
+
+impl LogStyle {
+    /// Whether a record needs the wall clock.
+    pub(crate) fn wants_time(self) -> bool {
+        self.json || self.time
     }
 }
 
@@ -339,6 +364,7 @@ impl DaemonSpec {
             on_exit: ExitPolicy::KeepRunning,
             backoff: Backoff::default(),
             prefix_output: true,
+            log_buffer: DEFAULT_LOG_BUFFER,
             signal_group: false,
             no_new_privs: false,
             ready: None,
@@ -488,6 +514,7 @@ pub struct Plan {
     pub(crate) single_child: bool,
     /// At shutdown: what waits for a daemon stops before it, or every daemon at once.
     pub(crate) stop_order: StopOrder,
+    pub(crate) log_style: LogStyle,
 }
 
 /// The order daemons get their stop signals in at shutdown.
@@ -510,8 +537,9 @@ impl StopOrder {
 
 /// Descriptors bundle-init itself may hold at once besides its daemons': the signalfd, a
 /// private description of stdout and of stderr, the control listener with its 8 clients
-/// and one more being refused, a start's report pipe, and a file read from /proc.
-pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 2 + 1;
+/// and one more being refused, the 4 `logs` clients, a start's report pipe, and a file
+/// read from /proc.
+pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 4 + 2 + 1;
 
 impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its
@@ -553,6 +581,7 @@ mod tests {
             success_codes: vec![],
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
+            log_style: Default::default(),
         };
         assert_eq!(plan(vec![]).descriptors_needed(), OWN_DESCRIPTORS);
         let mixed = plan(vec![

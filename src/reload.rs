@@ -235,6 +235,13 @@ mod tests {
             changes(&[new], &[faster]),
             vec![("a".into(), Change::Updated(vec!["restart-delay"]))]
         );
+        let mut bigger = spec("a", "x");
+        bigger.log_buffer = 64 * 1024;
+        assert_eq!(
+            changes(&[spec("a", "x")], &[bigger]),
+            vec![("a".into(), Change::Updated(vec!["log-buffer"]))],
+            "read at each read of its output: no restart"
+        );
         // A defining change among bookkeeping ones: a change, named by its defining keys.
         let mut both = old.clone();
         both.grace = Duration::from_secs(1);

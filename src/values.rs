@@ -54,6 +54,7 @@ pub enum ValueError {
     LiveAddress(String),
     LiveFailures(String),
     BelowAMillisecond(String),
+    LogBuffer(String),
     Signal(SignalError),
 }
 
@@ -158,6 +159,10 @@ impl fmt::Display for ValueError {
                     "instances \"{text}\" must be a number from 1 to {MAX_INSTANCES}"
                 )
             }
+            E::LogBuffer(text) => write!(
+                f,
+                "log-buffer \"{text}\" must be 0 (off) or a size from 4KiB to 1MiB (e.g. 8KiB, 65536)"
+            ),
             E::Signal(e) => e.fmt(f),
         }
     }
@@ -454,6 +459,39 @@ pub fn split_words(text: &str) -> Result<Vec<String>, ValueError> {
 }
 
 /// `yes` or `no` (also `true`/`false`, `on`/`off`).
+/// `log-buffer`: `0`, or a size of 4 KiB to 1 MiB, in bytes or with a unit (`K`, `KiB`,
+/// `M`, `MiB`: powers of 1024).
+pub(crate) fn parse_log_buffer(text: &str) -> Result<usize, ValueError> {
+    use crate::plan::{MAX_LOG_BUFFER, MIN_LOG_BUFFER};
+    let refused = || ValueError::LogBuffer(text.to_string());
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 8 {
+        return Err(refused());
+    }
+    let number: usize = text[..digits].parse().map_err(|_| refused())?;
+    let unit = match &text[digits..] {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1024,
+        "M" | "MiB" => 1024 * 1024,
+        _ => return Err(refused()),
+    };
+    match number * unit {
+        0 => Ok(0),
+        size if (MIN_LOG_BUFFER..=MAX_LOG_BUFFER).contains(&size) => Ok(size),
+        _ => Err(refused()),
+    }
+}
+
+/// A `log-buffer` size as `--check` prints it, in the largest unit that divides it.
+pub(crate) fn print_size(size: usize) -> String {
+    match size {
+        0 => "0".to_string(),
+        s if s % (1024 * 1024) == 0 => format!("{}MiB", s / (1024 * 1024)),
+        s if s % 1024 == 0 => format!("{}KiB", s / 1024),
+        s => s.to_string(),
+    }
+}
+
 pub(crate) fn parse_bool(text: &str) -> Result<bool, ValueError> {
     match text {
         "yes" | "true" | "on" => Ok(true),

@@ -516,7 +516,7 @@ fn the_descriptor_limit_is_checked_before_anything_starts_in_a_container() {
         let err = c.stderr.all();
         assert_eq!(err.len(), 1, "{err:?}");
         assert!(
-            err[0].contains("the bundle needs up to 1043 open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is 1024"),
+            err[0].contains("the bundle needs up to 1047 open descriptors (4 per prefixed daemon), but the limit (RLIMIT_NOFILE) is 1024"),
             "{err:?}"
         );
         c.stdout.wait_closed();

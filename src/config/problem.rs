@@ -61,6 +61,7 @@ pub(crate) enum Problem {
     /// `restart-delay = 0s`: a crash loop would fork and exec without a pause.
     DelayZero(String),
     StopOrder(String),
+    LogFormat(String),
     OneshotOnExit(String),
     TimeoutZero(String),
     OnGiveUpWithoutMaxRestarts(String),
@@ -207,6 +208,9 @@ impl fmt::Display for Problem {
                 f,
                 "[{daemon}] timeout and on-failure are for type = oneshot"
             ),
+            P::LogFormat(text) => {
+                write!(f, "unknown log-format \"{text}\" (expected text or json)")
+            }
             P::StopOrder(text) => write!(
                 f,
                 "unknown stop-order \"{text}\" (expected dependencies or together)"

@@ -444,6 +444,14 @@ impl Server {
         );
     }
 
+    /// Hands the connection of `client` over (to the `logs` clients): its slot is free.
+    pub(crate) fn take_client(&mut self, client: ClientId) -> Option<OwnedFd> {
+        let index = self.clients.iter().position(|c| c.id == client)?;
+        let client = self.clients.remove(index);
+        self.client_left();
+        Some(client.fd)
+    }
+
     /// Writes the supervisor's reply to `client` and closes the connection.
     pub(crate) fn reply(&mut self, client: ClientId, reply: &Reply) {
         if let Some(index) = self.clients.iter().position(|c| c.id == client) {
@@ -555,6 +563,28 @@ mod tests {
             parse_request(b"signal a HUP"),
             Ok(Request::Signal("a".into(), Sig(1)))
         );
+    }
+
+    #[test]
+    fn logs_requests_parse_with_their_options_in_any_order() {
+        let logs = |lines, follow| Request::Logs {
+            name: "web".into(),
+            lines,
+            follow,
+        };
+        assert_eq!(parse_request(b"logs web"), Ok(logs(None, false)));
+        assert_eq!(parse_request(b"logs web -n 20"), Ok(logs(Some(20), false)));
+        assert_eq!(parse_request(b"logs web -f -n 5"), Ok(logs(Some(5), true)));
+        assert_eq!(parse_request(b"logs web --follow"), Ok(logs(None, true)));
+        for bad in [
+            &b"logs"[..],
+            b"logs web -n",
+            b"logs web -n x",
+            b"logs web -f -f",
+            b"logs web -x",
+        ] {
+            assert!(parse_request(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

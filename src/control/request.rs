@@ -43,6 +43,9 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError>
         ["start", names @ ..] if !names.is_empty() => Ok(Request::Start(
             names.iter().map(|n| n.to_string()).collect(),
         )),
+        ["logs", name, options @ ..] => {
+            parse_logs(name, options).ok_or_else(|| RequestError::Unknown(text.trim().to_string()))
+        }
         ["signal", name, sig] => {
             let sig = parse_signal(sig).map_err(RequestError::BadSignal)?;
             Ok(Request::Signal(name.to_string(), sig))
@@ -50,4 +53,22 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<ControlRequest, RequestError>
         [] => Err(RequestError::Empty),
         _ => Err(RequestError::Unknown(text.trim().to_string())),
     }
+}
+
+/// `logs NAME [-n N] [-f]`, the options in any order, each at most once.
+fn parse_logs(name: &str, options: &[&str]) -> Option<ControlRequest> {
+    let (mut lines, mut follow) = (None, false);
+    let mut words = options.iter();
+    while let Some(&word) = words.next() {
+        match word {
+            "-f" | "--follow" if !follow => follow = true,
+            "-n" | "--lines" if lines.is_none() => lines = Some(words.next()?.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some(ControlRequest::Logs {
+        name: name.to_string(),
+        lines,
+        follow,
+    })
 }

@@ -8,7 +8,8 @@ impl Runtime {
     /// over (and at least FINAL_FLUSH): a log reader that comes late still gets it. What
     /// must be dropped then is counted, in one line.
     pub(super) fn exit(mut self, code: u8) -> u8 {
-        self.pipes.drain_all(&mut self.sinks);
+        let (pipes, mut lend) = self.pipes_and_lend();
+        pipes.drain_all(&mut lend);
         let give_up = self.final_flush_deadline();
         self.flush_until(give_up);
         for sink in &mut self.sinks {
@@ -45,7 +46,7 @@ impl Runtime {
         }
         while let Some(action) = actions.pop() {
             if let Action::Log(level, line) = action {
-                self.log(level, &line);
+                self.log(level, &line, None);
             }
         }
     }

@@ -14,9 +14,11 @@ use rustix::process::{WaitOptions, WaitStatus};
 use crate::id::DaemonId;
 use crate::output::Sink;
 use crate::plan::ReadyCheck;
-use pipes::OutputPipes;
+use logs::LogClients;
+use pipes::{Lend, OutputPipes};
 
 mod exit;
+mod logs;
 mod pipes;
 use crate::signal::Sig;
 use crate::spawn::{self, ChildOutput, ChildSetup};
@@ -57,6 +59,7 @@ enum Source {
     Live(DaemonId),
     /// A datagram on a daemon's notify socket.
     Notify(DaemonId),
+    LogClient(usize),
 }
 
 pub(crate) struct Runtime {
@@ -76,6 +79,8 @@ pub(crate) struct Runtime {
     probes: crate::ready::Probes,
     live: crate::live::LiveChecks,
     notify: crate::notify::NotifySockets,
+    /// The clients of `logs`, out of the control server's request slots.
+    log_clients: LogClients,
     /// The processes with a mark, as one walk of /proc found them in this pass of the loop
     /// (a reap starts a new one): a mass exit costs one walk, not one per daemon.
     marked: Option<Vec<(i32, u64)>>,
@@ -96,6 +101,7 @@ impl Runtime {
         }
         let (out_sink, err_sink) = (0, sinks.len() - 1);
         let mut pipes = OutputPipes::default();
+        pipes.style = sup.log_style();
         let mut probes = crate::ready::Probes::default();
         for daemon in sup.daemons() {
             if daemon.spec.prefix_output {
@@ -118,6 +124,7 @@ impl Runtime {
             probes,
             live: crate::live::LiveChecks::default(),
             notify: crate::notify::NotifySockets::default(),
+            log_clients: LogClients::default(),
             marked: None,
         })
     }
@@ -166,6 +173,7 @@ impl Runtime {
             self.control.as_ref().and_then(|c| c.next_deadline()),
             self.probes.next_deadline(),
             self.live.next_deadline(),
+            self.log_clients.next_deadline(),
             shed_at,
         ]
         .into_iter()
@@ -201,13 +209,18 @@ impl Runtime {
         let mut became_ready = Vec::new();
         let mut checked = Vec::new();
         let mut notified = Vec::new();
+        let mut log_clients = Vec::new();
         for i in 0..self.poll_fds.len() {
             if self.poll_fds[i].revents == 0 {
                 continue;
             }
             match self.poll_sources[i] {
                 Source::Signals => reap |= self.read_signals(actions),
-                Source::Pipe { daemon, stream } => self.pipes.read(daemon, stream, &mut self.sinks),
+                Source::Pipe { daemon, stream } => {
+                    let (pipes, mut lend) = self.pipes_and_lend();
+                    pipes.read(daemon, stream, &mut lend);
+                }
+                Source::LogClient(index) => log_clients.push(index),
                 // Writable, or the reader went away: then the write fails and marks the
                 // sink broken.
                 Source::Sink(sink) => self.sinks[sink].flush(),
@@ -220,6 +233,12 @@ impl Runtime {
         self.serve_control(&control_ready, actions);
         // Read the clock only now: the signal read above may have blocked.
         let now = now();
+        // The highest index first: a client that left is removed, shifting those after it.
+        for &index in log_clients.iter().rev() {
+            self.log_clients.event(index, now);
+        }
+        self.log_clients.flush_all(now);
+        self.log_clients.expire(now);
         if reap {
             self.reap(now, actions);
         }
@@ -326,6 +345,9 @@ impl Runtime {
         for (fd, id) in self.notify.interests() {
             add(fd, POLLIN, Source::Notify(id));
         }
+        for (fd, events, index) in self.log_clients.interests() {
+            add(fd, events, Source::LogClient(index));
+        }
     }
 
     /// Reads every queued signal. Returns whether SIGCHLD was among them.
@@ -386,7 +408,8 @@ impl Runtime {
                     let mut leftovers = Vec::new();
                     if let Some(daemon) = self.sup.daemon_of(pid) {
                         // Its last lines belong before the line that says it exited.
-                        self.pipes.reaped(daemon, &mut self.sinks);
+                        let (pipes, mut lend) = self.pipes_and_lend();
+                        pipes.reaped(daemon, &mut lend);
                         leftovers = self.leftovers_of(daemon);
                     }
                     // A later process may get the same pid: it has had no TERM.
@@ -455,18 +478,20 @@ impl Runtime {
                         server.reply(client, &reply);
                     }
                 }
-                Action::Log(level, line) => self.log(level, &line),
+                Action::SendLog {
+                    client,
+                    ids,
+                    lines,
+                    follow,
+                } => self.send_log(client, ids, lines, follow),
+                Action::Log(level, line) => self.log(level, &line, None),
+                Action::LogEvent(level, line, event) => self.log(level, &line, Some(&event)),
                 Action::ReadBundle(request) => {
                     let plan = self.read_bundle();
                     self.sup
                         .handle(Event::BundleRead { request, plan }, now(), actions);
                 }
-                Action::Forget(id) => {
-                    self.pipes.remove(id, &mut self.sinks);
-                    self.probes.forget(id);
-                    self.live.forget(id);
-                    self.notify.close(id);
-                }
+                Action::Forget(id) => self.forget(id),
                 Action::Exit(code) => exit = exit.or(Some(code)),
             }
         }
@@ -507,7 +532,10 @@ impl Runtime {
                     message: format!("cannot create its output pipes: {e}"),
                 })?;
             }
-            (true, false) => self.pipes.remove(id, &mut self.sinks),
+            (true, false) => {
+                let (pipes, mut lend) = self.pipes_and_lend();
+                pipes.remove(id, &mut lend);
+            }
             _ => {}
         }
         Ok(())
@@ -639,12 +667,74 @@ impl Runtime {
         }
     }
 
-    /// Writes a line the supervisor decided to show.
-    fn log(&mut self, level: Level, line: &str) {
-        let tag = if level == Level::Error { "error: " } else { "" };
-        let text = format!("[bundle-init] {tag}{line}\n");
+    /// A daemon a reload removed: its pipes and held lines go, its followers stop following.
+    fn forget(&mut self, id: DaemonId) {
+        let (pipes, mut lend) = self.pipes_and_lend();
+        pipes.remove(id, &mut lend);
+        self.log_clients.forget(id);
+        self.probes.forget(id);
+        self.live.forget(id);
+        self.notify.close(id);
+    }
+
+    /// The output pipes, and what they borrow from the rest of the runtime.
+    fn pipes_and_lend(&mut self) -> (&mut OutputPipes, Lend<'_>) {
+        let lend = Lend {
+            sinks: &mut self.sinks,
+            clients: &mut self.log_clients,
+            sup: &self.sup,
+        };
+        (&mut self.pipes, lend)
+    }
+
+    /// Answers a `logs` client with the lines held of `ids`, and with `follow` hands it
+    /// their new lines from now on. It leaves the control server's slots either way.
+    fn send_log(
+        &mut self,
+        client: crate::supervisor::ClientId,
+        ids: Vec<DaemonId>,
+        lines: Option<usize>,
+        follow: bool,
+    ) {
+        let Some(fd) = self.control.as_mut().and_then(|s| s.take_client(client)) else {
+            return;
+        };
+        if self.log_clients.is_full() {
+            return LogClients::refuse(&fd);
+        }
+        let mut answer = b"OK\n".to_vec();
+        for &id in &ids {
+            self.pipes.write_held(id, lines, &mut answer);
+        }
+        let following = if follow { ids } else { Vec::new() };
+        self.log_clients.add(fd, answer, following);
+        self.log_clients.flush_all(now());
+    }
+
+    /// Writes a line the supervisor decided to show, in the bundle's style.
+    fn log(&mut self, level: Level, line: &str, event: Option<&crate::supervisor::LogEvent>) {
+        use crate::logline::{json_own_line, rfc3339, wall_clock_ms};
+        let style = self.pipes.style;
+        let time = style.wants_time().then(|| rfc3339(wall_clock_ms()));
         let sink = self.err_sink;
-        self.sinks[sink].log_line(text.as_bytes());
+        match time {
+            Some(time) if style.json => {
+                let mut record = Vec::with_capacity(128 + line.len());
+                json_own_line(&mut record, level, line, event, &time);
+                self.sinks[sink].log_line(&record);
+            }
+            _ => {
+                let tag = if level == Level::Error { "error: " } else { "" };
+                let text = match time {
+                    None => format!("[bundle-init] {tag}{line}\n"),
+                    Some(time) => {
+                        let stamp = std::str::from_utf8(&time).unwrap_or_default();
+                        format!("{stamp} [bundle-init] {tag}{line}\n")
+                    }
+                };
+                self.sinks[sink].log_line(text.as_bytes());
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::events::{Action, Level};
+use super::events::{Action, EventKind, ExitStatus, Level, LogEvent};
 use crate::id::DaemonId;
 
 #[derive(Debug)]
@@ -64,9 +64,44 @@ impl Effects {
         }
     }
 
-    /// A line about a daemon's lifecycle (started, exited, restarted).
-    pub(crate) fn lifecycle(&mut self, line: impl FnOnce() -> String) {
-        self.log(self.lifecycle, line);
+    /// A lifecycle line with its event's fields: `kind`, the daemon `name` (the line's
+    /// start), its `pid` and how it ended. Formatted only when shown, as `log` is.
+    pub(crate) fn lifecycle_event(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        pid: Option<i32>,
+        status: Option<ExitStatus>,
+        line: impl FnOnce() -> String,
+    ) {
+        self.log_event(self.lifecycle, kind, name, pid, status, line);
+    }
+
+    /// A line at `level` with its event's fields (see `lifecycle_event`).
+    pub(crate) fn log_event(
+        &mut self,
+        level: Level,
+        kind: EventKind,
+        name: &str,
+        pid: Option<i32>,
+        status: Option<ExitStatus>,
+        line: impl FnOnce() -> String,
+    ) {
+        if level <= self.verbosity {
+            let text = line();
+            let name_len = if text.starts_with(name) {
+                name.len()
+            } else {
+                0
+            };
+            let event = LogEvent {
+                kind,
+                name_len,
+                pid,
+                status,
+            };
+            self.queue.push_back(Action::LogEvent(level, text, event));
+        }
     }
 
     /// A line about an orphan bundle-init reaped.

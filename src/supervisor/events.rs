@@ -139,8 +139,20 @@ pub(crate) enum Action {
         client: ClientId,
         reply: Reply,
     },
+    /// Answer control client `client` with the last lines kept of daemons `ids` (at most
+    /// `lines` of each), and with `follow` go on sending their new lines; the runtime owns
+    /// the buffers and the connection from now on.
+    SendLog {
+        client: ClientId,
+        ids: Vec<DaemonId>,
+        lines: Option<usize>,
+        follow: bool,
+    },
     /// Write this line to bundle-init's log (already filtered by verbosity).
     Log(Level, String),
+    /// A line about an event of a daemon's life, with the event's fields for a structured
+    /// log (`log-format = json`); written as `Log` is.
+    LogEvent(Level, String, LogEvent),
     /// Read the bundle file again (the path and selection bundle-init started with);
     /// answer with `Event::BundleRead`.
     ReadBundle(ReloadRequest),
@@ -186,6 +198,40 @@ pub(crate) enum Level {
     Debug = 3,
 }
 
+/// What a lifecycle line is about, for the fields of a JSON record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogEvent {
+    pub(crate) kind: EventKind,
+    /// The daemon's name is the line's first `name_len` bytes (every lifecycle line starts
+    /// with it; checked when the line is made), so naming it costs no allocation. 0: none.
+    pub(crate) name_len: usize,
+    pub(crate) pid: Option<i32>,
+    pub(crate) status: Option<ExitStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Started,
+    Restarted,
+    Exited,
+    /// A oneshot exited 0.
+    Done,
+    /// SIGKILL was sent at the end of a grace.
+    Killed,
+}
+
+impl EventKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Restarted => "restarted",
+            EventKind::Exited => "exited",
+            EventKind::Done => "done",
+            EventKind::Killed => "killed",
+        }
+    }
+}
+
 /// Why a spawn failed, as the supervisor needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SpawnFailure {
@@ -216,6 +262,13 @@ pub(crate) enum ControlRequest {
     /// Re-read the bundle file and apply it; with `dry_run`, only say what would change.
     Reload {
         dry_run: bool,
+    },
+    /// The last lines the daemon `name` names wrote (every instance's), `lines` of each at
+    /// most; with `follow`, then each new line until the client leaves.
+    Logs {
+        name: String,
+        lines: Option<usize>,
+        follow: bool,
     },
 }
 

@@ -28,14 +28,14 @@ pub(crate) use daemon::RestartOutcome;
 use daemon::{AfterStop, Daemon, DaemonEvent, Outcome, RestartRequest};
 pub(crate) use effects::Effects;
 pub(crate) use events::{
-    Action, Cause, ClientId, ControlRequest, Event, ExitStatus, Level, NotifyMessage, ReadError,
-    ReloadRequest, Reply, SpawnFailure,
+    Action, Cause, ClientId, ControlRequest, Event, ExitStatus, Level, LogEvent, NotifyMessage,
+    ReadError, ReloadRequest, Reply, SpawnFailure,
 };
 use shutdown::{Progress, Shutdown};
 use waiting::WaitingClients;
 
 use crate::id::{DaemonId, IdMap};
-use crate::plan::{DaemonSpec, Plan, Route, Routes, StopOrder};
+use crate::plan::{DaemonSpec, LogStyle, Plan, Route, Routes, StopOrder};
 use crate::signal::Sig;
 use crate::time::Time;
 
@@ -60,6 +60,8 @@ pub(crate) struct Supervisor {
     orphans_reaped: bool,
     /// At shutdown, whether a daemon waits for what starts after it to exit first.
     stop_order: StopOrder,
+    /// How the runtime writes lines: set at start; a reload does not change it.
+    log_style: LogStyle,
 }
 
 impl Supervisor {
@@ -76,6 +78,7 @@ impl Supervisor {
             reloads: reload::Reloads::default(),
             orphans_reaped: false,
             stop_order: plan.stop_order,
+            log_style: plan.log_style,
         };
         let ids: Vec<DaemonId> = plan
             .daemons
@@ -162,6 +165,16 @@ impl Supervisor {
     /// The live process of daemon `id`, if it has one.
     pub(crate) fn daemon_pid(&self, id: DaemonId) -> Option<i32> {
         self.find(id).and_then(Daemon::pid)
+    }
+
+    /// How the runtime writes lines (`log-format`, `log-time`), as bundle-init started.
+    pub(crate) fn log_style(&self) -> LogStyle {
+        self.log_style
+    }
+
+    /// How many bytes of daemon `id`'s last lines to keep (0 for one no longer defined).
+    pub(crate) fn log_buffer(&self, id: DaemonId) -> usize {
+        self.spec(id).map_or(0, |spec| spec.log_buffer)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

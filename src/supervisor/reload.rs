@@ -203,12 +203,7 @@ impl Supervisor {
                     daemon
                 }
                 Some(mut daemon) => {
-                    // Bookkeeping keys only: liveness keys among them apply from now.
-                    let live_changed = daemon.spec.live != spec.live;
-                    daemon.spec = spec;
-                    if live_changed {
-                        daemon.rearm_liveness(now);
-                    }
+                    daemon.take_bookkeeping(spec, now);
                     daemon
                 }
                 None => {
@@ -236,6 +231,11 @@ impl Supervisor {
         self.routes = plan.routes.map(|&position| ids.get(position).copied());
         self.shutdown.grace = plan.shutdown_grace;
         self.stop_order = plan.stop_order;
+        if plan.log_style != self.log_style {
+            fx.log(Level::Notice, || {
+                "log-format and log-time changes apply at the next start of bundle-init".to_string()
+            });
+        }
         // Removals first: what the others start after is then resolved among the daemons
         // that stay, and one that waited only for a removed daemon waits no more.
         let (removals, others): (Vec<Step>, Vec<Step>) = steps

@@ -56,6 +56,22 @@ impl Supervisor {
                 }
                 Err(why) => Reply::refused(why),
             },
+            ControlRequest::Logs {
+                name,
+                lines,
+                follow,
+            } => match self.ids_with_log(&name, follow) {
+                Ok(ids) => {
+                    let send = Action::SendLog {
+                        client,
+                        ids,
+                        lines,
+                        follow,
+                    };
+                    return fx.push(send);
+                }
+                Err(why) => Reply::refused(why),
+            },
             ControlRequest::Reload { dry_run } => {
                 let request = ReloadRequest {
                     asked_at: now,
@@ -81,6 +97,23 @@ impl Supervisor {
             return Err(format!(
                 "unknown daemon \"{name}\" (known: {})",
                 known.join(", ")
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// The daemons `name` names whose output bundle-init keeps (`prefix-output = yes`, and
+    /// unless following, `log-buffer` not 0).
+    fn ids_with_log(&self, name: &str, follow: bool) -> Result<Vec<DaemonId>, String> {
+        let named = self.ids_named(name)?;
+        let kept = |id: &DaemonId| {
+            self.current(*id)
+                .is_some_and(|d| d.spec.prefix_output && (follow || d.spec.log_buffer > 0))
+        };
+        let ids: Vec<DaemonId> = named.into_iter().filter(kept).collect();
+        if ids.is_empty() {
+            return Err(format!(
+                "{name} keeps no log: its output is not prefixed (prefix-output = no) or log-buffer = 0"
             ));
         }
         Ok(ids)

@@ -35,6 +35,9 @@
 //! - `--write-to PATH TEXT` opens PATH for writing (`/dev/stdout`, as a shell's `echo >
 //!   /dev/stdout` would) and writes TEXT and a newline to it; if it cannot, it says
 //!   `NAME PID cannot open PATH: REASON` on stderr. In order, after "started";
+//! - `--hostile-lines N FILE` writes N lines of any bytes but newline (control characters,
+//!   invalid UTF-8, characters of every length, lines up to 3 pipe buffers long) to stdout
+//!   and stderr in turn, and copies what went to each into FILE.stdout and FILE.stderr;
 //! - `--lines N` writes N short lines to stdout, `1` to `N`, one write each (a chatty
 //!   daemon whose whole output fits in the pipes' buffers), then goes on running;
 //! - `--last-words TEXT`: at `--exit-after`, after saying so, writes TEXT to stdout without
@@ -110,6 +113,7 @@ struct Options {
     listen_unix: Option<String>,
     write_to: Vec<(String, String)>,
     lines: u64,
+    hostile: Option<(u64, String)>,
     last_words: Option<String>,
     sd_notify: Vec<String>,
     watchdog: bool,
@@ -191,6 +195,7 @@ impl Default for Options {
             listen_unix: None,
             write_to: vec![],
             lines: 0,
+            hostile: None,
             last_words: None,
             sd_notify: vec![],
             watchdog: false,
@@ -259,15 +264,38 @@ fn parse(args: Vec<OsString>) -> Result<Options, String> {
             }
             Long("lines") => o.lines = text(&mut p)?.parse().map_err(|_| "bad line count")?,
             Long("last-words") => o.last_words = Some(text(&mut p)?),
-            Long("sd-notify") => o.sd_notify.push(text(&mut p)?),
-            Long("watchdog") => o.watchdog = true,
-            Long("http") => o.http = true,
-            Long("hang-on") => o.hang_on.push(signal(&text(&mut p)?)?.0),
-            Long("close-on") => o.close_on.push(signal(&text(&mut p)?)?.0),
+            Long(
+                flag @ ("sd-notify" | "watchdog" | "http" | "hang-on" | "close-on"
+                | "hostile-lines"),
+            ) => {
+                let flag = flag.to_string();
+                health_flag(&mut o, &flag, &mut p)?
+            }
             _ => return Err(arg.unexpected().to_string()),
         }
     }
     Ok(o)
+}
+
+/// The flags the health and log tests play the daemon with.
+fn health_flag(o: &mut Options, flag: &str, p: &mut lexopt::Parser) -> Result<(), String> {
+    let mut text = || -> Result<String, String> {
+        p.value()
+            .map_err(|e| e.to_string())
+            .map(|v| v.to_string_lossy().into_owned())
+    };
+    match flag {
+        "sd-notify" => o.sd_notify.push(text()?),
+        "watchdog" => o.watchdog = true,
+        "http" => o.http = true,
+        "hang-on" => o.hang_on.push(signal(&text()?)?.0),
+        "close-on" => o.close_on.push(signal(&text()?)?.0),
+        _ => {
+            let count = text()?.parse().map_err(|_| "bad line count")?;
+            o.hostile = Some((count, text()?));
+        }
+    }
+    Ok(())
 }
 
 /// Appends this run to FILE and returns how many runs came before it. One O_APPEND write
@@ -406,6 +434,9 @@ fn say_started(options: &Options) {
     }
     if options.lines > 0 {
         numbered_lines(options.lines);
+    }
+    if let Some((count, file)) = &options.hostile {
+        workloads::hostile_lines(*count, file);
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::write(path, format!("{}\n", std::process::id()));

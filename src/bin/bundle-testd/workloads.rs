@@ -136,3 +136,47 @@ pub(crate) fn numbered_lines(count: u64) {
         }
     }
 }
+
+/// `count` lines of hostile bytes, to stdout and stderr in turn; each stream's bytes are
+/// also written to `copy`.stdout and `copy`.stderr, for a test to compare.
+pub(crate) fn hostile_lines(count: u64, copy: &str) {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut written = [Vec::new(), Vec::new()];
+    for n in 0..count {
+        let mut line = Vec::new();
+        let len = match next() % 8 {
+            0 => 12_000 + (next() % 500) as usize, // three pipe buffers and more
+            1 => 4000 + (next() % 200) as usize,   // around MAX_LINE
+            _ => (next() % 200) as usize,
+        };
+        while line.len() < len {
+            match next() % 6 {
+                0 => line.push((next() % 32) as u8), // control characters
+                1 => line.push(0x80 + (next() % 128) as u8), // lone high bytes
+                2 => line.extend_from_slice("é€😀".as_bytes()), // 2, 3 and 4 bytes
+                3 => line.extend_from_slice(b"\"\\"),
+                _ => line.push(b' ' + (next() % 95) as u8),
+            }
+        }
+        line.retain(|&b| b != b'\n');
+        line.push(b'\n');
+        let stream = (n % 2) as usize;
+        let ok = match stream {
+            0 => std::io::stdout().write_all(&line),
+            _ => std::io::stderr().write_all(&line),
+        };
+        if ok.is_err() {
+            return;
+        }
+        written[stream].extend_from_slice(&line);
+    }
+    let _ = std::io::stdout().flush();
+    let _ = std::fs::write(format!("{copy}.stdout"), &written[0]);
+    let _ = std::fs::write(format!("{copy}.stderr"), &written[1]);
+}

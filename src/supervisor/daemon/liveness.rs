@@ -5,7 +5,7 @@
 //! request would (stop signal, grace, SIGKILL).
 
 use super::{AfterStop, Daemon, Outcome, RestartRequest, State};
-use crate::plan::ReadyCheck;
+use crate::plan::{DaemonSpec, ReadyCheck};
 use crate::supervisor::Level;
 use crate::supervisor::effects::Effects;
 use crate::supervisor::events::{Action, Cause, NotifyMessage};
@@ -58,10 +58,12 @@ impl Daemon {
         self.liveness.watchdog_due = settings.watchdog.map(|every| now + every);
     }
 
-    /// A reload changed its liveness keys (they apply without a restart): a ready process
-    /// is checked by the new ones from now on.
-    pub(crate) fn rearm_liveness(&mut self, now: Time) {
-        if let State::Running { ready: true, .. } = self.state {
+    /// A reload changed only keys that apply without a restart. Changed liveness keys
+    /// check a ready process from now on.
+    pub(crate) fn take_bookkeeping(&mut self, spec: DaemonSpec, now: Time) {
+        let live_changed = self.spec.live != spec.live;
+        self.spec = spec;
+        if live_changed && let State::Running { ready: true, .. } = self.state {
             self.liveness.checking = None;
             self.arm_liveness(now);
         }

@@ -990,7 +990,8 @@ impl Daemon {
             ) if now >= at => {
                 self.kill_now(fx);
                 let name = &self.spec.name;
-                fx.log(crate::supervisor::Level::Notice, || {
+                let (level, killed) = (super::Level::Notice, super::events::EventKind::Killed);
+                fx.log_event(level, killed, name, Some(pid), None, || {
                     format!("{name} (pid {pid}) did not stop within its grace: sending SIGKILL")
                 });
                 Outcome::Nothing

@@ -11,7 +11,7 @@ use crate::plan::{ExitPolicy, GiveUp, OnFailure, TIMED_OUT_CODE};
 use crate::signal::Sig;
 use crate::supervisor::Level;
 use crate::supervisor::effects::Effects;
-use crate::supervisor::events::{Action, Cause, ExitStatus, SpawnFailure};
+use crate::supervisor::events::{Action, Cause, EventKind, ExitStatus, SpawnFailure};
 use crate::sys::libc_sig;
 use crate::time::{Time, human};
 
@@ -70,7 +70,13 @@ impl Daemon {
         }
         self.starts += 1;
         let name = &self.spec.name;
-        fx.lifecycle(|| match request {
+        let kind = match &request {
+            Some(RestartRequest {
+                old_pid: Some(_), ..
+            }) => EventKind::Restarted,
+            _ => EventKind::Started,
+        };
+        fx.lifecycle_event(kind, name, Some(pid), None, || match request {
             Some(RestartRequest {
                 asked_at,
                 by,
@@ -138,7 +144,8 @@ impl Daemon {
         fx.log(Level::Error, || {
             format!("cannot start {name}: {}", failure.message)
         });
-        self.ended_on_its_own(ExitStatus::Code(failure.code), Duration::ZERO, now, fx)
+        let status = ExitStatus::Code(failure.code);
+        self.ended_on_its_own(status, None, Duration::ZERO, now, fx)
     }
 
     /// A spawn nobody waits for came back (it was withdrawn, yet ran): a process that
@@ -194,6 +201,7 @@ impl Daemon {
     pub(super) fn ended_on_its_own(
         &mut self,
         status: ExitStatus,
+        pid: Option<i32>,
         ran_for: Duration,
         now: Time,
         fx: &mut Effects,
@@ -203,7 +211,8 @@ impl Daemon {
         match self.spec.on_exit {
             ExitPolicy::KeepRunning => {
                 self.state = State::Down;
-                fx.log(Level::Notice, || {
+                let exited = EventKind::Exited;
+                fx.log_event(Level::Notice, exited, name, pid, Some(status), || {
                     format!("{name} {status}; not restarted (keep-running)")
                 });
                 Outcome::EndedStayingDown(status)
@@ -217,7 +226,8 @@ impl Daemon {
                 }
                 self.state = State::Backoff { until: now + delay };
                 let name = &self.spec.name;
-                fx.log(Level::Notice, || {
+                let exited = EventKind::Exited;
+                fx.log_event(Level::Notice, exited, name, pid, Some(status), || {
                     format!("{name} {status}; restarting in {}", human(delay))
                 });
                 Outcome::Nothing
@@ -225,7 +235,7 @@ impl Daemon {
             ExitPolicy::StopBundle => {
                 self.state = State::Down;
                 let single = fx.single_child();
-                fx.lifecycle(|| {
+                fx.lifecycle_event(EventKind::Exited, name, pid, Some(status), || {
                     if single {
                         // Single-child mode: the child is all there is.
                         format!("the child {status}; exiting")
@@ -243,6 +253,7 @@ impl Daemon {
     pub(super) fn task_ended(
         &mut self,
         status: ExitStatus,
+        pid: i32,
         took: Duration,
         fx: &mut Effects,
     ) -> Outcome {
@@ -251,7 +262,10 @@ impl Daemon {
         let name = &self.spec.name;
         if status == ExitStatus::Code(0) && !timed_out {
             self.state = State::Done { took };
-            fx.lifecycle(|| format!("{name} done (exit 0 after {})", seconds(took)));
+            let (done, pid) = (EventKind::Done, Some(pid));
+            fx.lifecycle_event(done, name, pid, Some(status), || {
+                format!("{name} done (exit 0 after {})", seconds(took))
+            });
             return Outcome::TaskDone;
         }
         self.state = State::Failed { status, timed_out };
@@ -263,13 +277,15 @@ impl Daemon {
         };
         match self.spec.on_failure.unwrap_or(OnFailure::StopBundle) {
             OnFailure::StopBundle => {
-                fx.log(Level::Error, || {
+                let (exited, pid) = (EventKind::Exited, Some(pid));
+                fx.log_event(Level::Error, exited, name, pid, Some(status), || {
                     format!("{name} failed ({why}): stopping the bundle; nothing that waits for it starts (on-failure = stop-bundle)")
                 });
                 Outcome::EndedStoppingBundle(ExitStatus::Code(code))
             }
             OnFailure::KeepRunning => {
-                fx.log(Level::Error, || {
+                let (exited, pid) = (EventKind::Exited, Some(pid));
+                fx.log_event(Level::Error, exited, name, pid, Some(status), || {
                     format!("{name} failed ({why}); what waits for it goes on waiting (on-failure = keep-running)")
                 });
                 Outcome::TaskFailed(code)
@@ -339,7 +355,10 @@ impl Daemon {
         self.last_exit = Some(status);
         self.state = State::Down;
         let name = &self.spec.name;
-        fx.lifecycle(|| format!("{name} {status} (pid {pid})"));
+        let (exited, status_of) = (EventKind::Exited, Some(status));
+        fx.lifecycle_event(exited, name, Some(pid), status_of, || {
+            format!("{name} {status} (pid {pid})")
+        });
         Outcome::Stopped(stopped_code(status, self.spec.stop_signal))
     }
 
@@ -347,7 +366,10 @@ impl Daemon {
         self.last_exit = Some(status);
         self.state = State::Down;
         let name = &self.spec.name;
-        fx.lifecycle(|| format!("{name} {status} (pid {pid}): removed"));
+        let (exited, status_of) = (EventKind::Exited, Some(status));
+        fx.lifecycle_event(exited, name, Some(pid), status_of, || {
+            format!("{name} {status} (pid {pid}): removed")
+        });
         Outcome::Forgotten
     }
 
@@ -464,7 +486,10 @@ impl Daemon {
         self.last_exit = Some(status);
         self.state = State::StoppedByRequest;
         let name = &self.spec.name;
-        fx.lifecycle(|| format!("{name} {status} (pid {pid}): stopped by request"));
+        let (exited, status_of) = (EventKind::Exited, Some(status));
+        fx.lifecycle_event(exited, name, Some(pid), status_of, || {
+            format!("{name} {status} (pid {pid}): stopped by request")
+        });
         Outcome::Nothing
     }
 
@@ -747,9 +772,11 @@ impl Daemon {
         };
         match then {
             AfterEnd::OwnExit { ran_for } if self.spec.oneshot => {
-                self.task_ended(status, ran_for, fx)
+                self.task_ended(status, pid, ran_for, fx)
             }
-            AfterEnd::OwnExit { ran_for } => self.ended_on_its_own(status, ran_for, now, fx),
+            AfterEnd::OwnExit { ran_for } => {
+                self.ended_on_its_own(status, Some(pid), ran_for, now, fx)
+            }
             AfterEnd::Stop(AfterStop::Restart(request)) => self.replace(request, status, fx),
             AfterEnd::Stop(AfterStop::StayDown) => self.stopped(pid, status, fx),
             AfterEnd::Stop(AfterStop::Forget) => self.removed(pid, status, fx),

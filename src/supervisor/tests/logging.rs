@@ -14,7 +14,7 @@ fn verbosity_levels_show_what_they_promise() {
         let mut levels: Vec<Level> = out
             .iter()
             .filter_map(|a| match a {
-                Action::Log(level, _) => Some(*level),
+                Action::Log(level, _) | Action::LogEvent(level, ..) => Some(*level),
                 _ => None,
             })
             .collect();

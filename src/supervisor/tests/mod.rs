@@ -7,6 +7,7 @@ mod leftovers;
 mod lifecycle;
 mod liveness;
 mod logging;
+mod logs;
 mod model;
 mod readiness;
 mod reload;
@@ -187,6 +188,7 @@ pub(super) fn seed_plan(policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 
@@ -238,7 +240,7 @@ pub(super) fn exit_code(out: &Effects) -> Option<u8> {
 pub(super) fn logs(out: &Effects) -> String {
     out.iter()
         .filter_map(|a| match a {
-            Action::Log(_, l) => Some(l.as_str()),
+            Action::Log(_, l) | Action::LogEvent(_, l, _) => Some(l.as_str()),
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -313,6 +315,7 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     }
 }
 

@@ -249,6 +249,7 @@ fn first_plan() -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        log_style: Default::default(),
     };
     set_routes(&mut plan);
     plan
@@ -468,7 +469,16 @@ impl World {
                 }
                 Ok(())
             }
-            Action::Log(..) => Ok(()),
+            Action::Log(..) | Action::LogEvent(..) => Ok(()),
+            Action::SendLog { client, .. } => {
+                if !self.waiting.remove(&client) {
+                    return broke(
+                        "every control client is answered exactly once",
+                        format!("client {client} answered again"),
+                    );
+                }
+                Ok(())
+            }
             Action::ReadBundle(request) => self.read_bundle(request),
             Action::Forget(id) => {
                 if self.sup.daemons().any(|d| d.id == id) {
@@ -975,6 +985,7 @@ impl World {
                     success_codes: if *success { vec![3] } else { vec![] },
                     single_child: true,
                     stop_order: crate::plan::StopOrder::Dependencies,
+                    log_style: Default::default(),
                 };
             }
         }
