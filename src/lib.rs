@@ -16,6 +16,7 @@ mod control;
 mod envfile;
 mod expand;
 mod id;
+mod json;
 pub mod keys;
 mod members;
 mod output;

@@ -13,6 +13,7 @@ mod restart;
 mod review;
 mod shutdown;
 mod traces;
+mod views;
 
 use std::time::Duration;
 
