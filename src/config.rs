@@ -40,6 +40,8 @@ pub struct Bundle {
     pub(crate) routes: Vec<(Sig, RouteSpec)>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) stop_order: StopOrder,
+    /// `http = ADDRESS:PORT`: the read-only HTTP endpoint, off when None.
+    pub(crate) http: Option<crate::plan::TcpAddress>,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
@@ -209,6 +211,7 @@ impl<'a> Parser<'a> {
                 routes: Vec::new(),
                 shutdown_grace: Duration::from_secs(8),
                 stop_order: StopOrder::Dependencies,
+                http: None,
             },
             section_places: Vec::new(),
             route_places: Vec::new(),
@@ -355,6 +358,11 @@ impl<'a> Parser<'a> {
                 };
             }
             "include" => self.include(value)?,
+            "http" => {
+                self.once(key)?;
+                let addr = crate::values::parse_http_address(value).map_err(|e| self.error(e))?;
+                self.bundle.http = Some(addr);
+            }
             _ if keys::daemon_key(key).is_some() => {
                 return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
             }
@@ -440,7 +448,9 @@ impl<'a> Parser<'a> {
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
-        if matches!(key, "shutdown-grace" | "stop-order" | "include") || key.starts_with("on ") {
+        if matches!(key, "shutdown-grace" | "stop-order" | "include" | "http")
+            || key.starts_with("on ")
+        {
             return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
@@ -636,6 +646,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         success_codes: Vec::new(),
         single_child: false,
         stop_order: bundle.stop_order,
+        http: bundle.http.clone(),
     })
 }
 
@@ -1482,5 +1493,38 @@ mod tests {
             "zero selected is valid"
         );
         assert_eq!(select(&bundle, None).unwrap().daemons.len(), 4);
+    }
+
+    #[test]
+    fn http_takes_a_numeric_address_or_localhost_and_a_port() {
+        let http = |value: &str| {
+            let bundle = parse_str(&format!("http = {value}\n[a]\nrun = x\n")).unwrap();
+            bundle.http.map(|h| h.addr.to_string())
+        };
+        assert_eq!(http("0.0.0.0:8080").as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(http("[::1]:9100").as_deref(), Some("[::1]:9100"));
+        assert_eq!(http("localhost:65535").as_deref(), Some("127.0.0.1:65535"));
+        let off = parse_str("[a]\nrun = x\n").unwrap();
+        assert!(off.http.is_none(), "off by default");
+        let refusal = "must be ADDRESS:PORT with a numeric address ([...] for IPv6) or localhost, and a port from 1 to 65535, e.g. 0.0.0.0:8080";
+        for bad in [
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "127.0.0.1",
+            "::1:80",
+            "example.com:80",
+            "127.0.0.1:80/x",
+            "",
+        ] {
+            assert_eq!(
+                error(&format!("\nhttp = {bad}\n[a]\nrun = x\n")),
+                format!("b.conf:2: http \"{bad}\" {refusal}"),
+            );
+        }
+        assert_eq!(
+            error("http = 127.0.0.1:1\nhttp = 127.0.0.1:2\n[a]\nrun = x\n"),
+            "b.conf:2: \"http\" is set twice"
+        );
+        assert!(error("[a]\nrun = x\nhttp = 127.0.0.1:1\n").contains("\"http\" is a bundle key"));
     }
 }

@@ -618,6 +618,9 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     );
     let _ = writeln!(text, "shutdown-grace = {}", human(plan.shutdown_grace));
     let _ = writeln!(text, "stop-order = {}", plan.stop_order.name());
+    if let Some(http) = &plan.http {
+        let _ = writeln!(text, "http = {http}");
+    }
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
     }
@@ -706,11 +709,12 @@ mod tests {
     fn check_prints_a_plan_that_names_every_route_and_daemon() {
         let bundle = config::parse(
             "b",
-            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
+            b"http = localhost:9100\non USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
         )
         .unwrap();
         let plan = config::select(&bundle, None).unwrap();
         let text = describe_plan("b", &plan);
+        assert!(text.contains("\nhttp = localhost:9100\n"), "{text}");
         assert!(
             text.contains("ready = tcp:localhost:80\n"),
             "as written: {text}"
@@ -764,6 +768,7 @@ mod tests {
             success_codes: vec![],
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
+            http: None,
         };
         let text = describe_plan("b", &plan);
         let daemons = &text[text.find("[d]").unwrap()..];

@@ -15,6 +15,7 @@ pub mod config;
 mod control;
 mod envfile;
 mod expand;
+mod http;
 mod id;
 mod json;
 pub mod keys;
@@ -222,6 +223,7 @@ fn start(
         warn_orphans: options.warn_orphans,
     };
     let plan_is_bundle = !plan.single_child;
+    let http = plan.http.as_ref().and_then(open_http);
     let supervisor = Supervisor::new(plan);
     // Bundle mode serves the control socket; a second bundle-init in the same namespaces
     // (or a socket already taken) only loses that, with a warning.
@@ -238,11 +240,25 @@ fn start(
     } else {
         None
     };
-    match runtime::Runtime::new(supervisor, signals, settings, control) {
+    match runtime::Runtime::new(supervisor, signals, settings, control, http) {
         Ok(runtime) => runtime.run(),
         Err(e) => {
             say(format_args!("cannot create output pipes: {e}"));
             EXIT_SETUP_FAILED
+        }
+    }
+}
+
+/// The HTTP endpoint `http =` asks for; one that cannot listen (the port is taken) costs
+/// only itself, with a warning, as the control socket does.
+fn open_http(at: &crate::plan::TcpAddress) -> Option<http::Server> {
+    match http::Server::open(at.addr) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            say(format_args!(
+                "warning: no HTTP endpoint (http = {at}: {e}): /healthz, /readyz, /status and /metrics will not answer"
+            ));
+            None
         }
     }
 }
@@ -275,6 +291,7 @@ fn single_child_plan(options: &Options) -> Plan {
         success_codes: options.success_codes.clone(),
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
+        http: None,
     }
 }
 

@@ -427,6 +427,8 @@ pub struct Plan {
     pub(crate) single_child: bool,
     /// At shutdown: what waits for a daemon stops before it, or every daemon at once.
     pub(crate) stop_order: StopOrder,
+    /// Bundle mode: where the read-only HTTP endpoint listens (`http =`), if anywhere.
+    pub(crate) http: Option<TcpAddress>,
 }
 
 /// The order daemons get their stop signals in at shutdown.
@@ -452,6 +454,9 @@ impl StopOrder {
 /// and one more being refused, a start's report pipe, and a file read from /proc.
 pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 2 + 1;
 
+/// With `http =`: its listener, its connections, and one more being refused.
+pub(crate) const HTTP_DESCRIPTORS: usize = 1 + crate::http::MAX_CONNECTIONS + 1;
+
 impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its
     /// own, and per daemon 4 for prefixed output (a pipe for stdout and one for stderr,
@@ -467,7 +472,11 @@ impl Plan {
             };
             output + ready
         };
-        OWN_DESCRIPTORS + self.daemons.iter().map(per_daemon).sum::<usize>()
+        let http = match self.http {
+            Some(_) => HTTP_DESCRIPTORS,
+            None => 0,
+        };
+        OWN_DESCRIPTORS + http + self.daemons.iter().map(per_daemon).sum::<usize>()
     }
 }
 
@@ -492,6 +501,7 @@ mod tests {
             success_codes: vec![],
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
+            http: None,
         };
         assert_eq!(plan(vec![]).descriptors_needed(), OWN_DESCRIPTORS);
         let mixed = plan(vec![
@@ -505,5 +515,8 @@ mod tests {
         // 256 prefixed daemons do not fit under the 1024 the project's podman flags set.
         let many = plan((0..256).map(|_| daemon(true, None)).collect());
         assert_eq!(many.descriptors_needed(), OWN_DESCRIPTORS + 1024);
+        let mut served = plan(vec![]);
+        served.http = Some("127.0.0.1:8080".into());
+        assert_eq!(served.descriptors_needed(), OWN_DESCRIPTORS + 1 + 16 + 1);
     }
 }

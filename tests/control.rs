@@ -76,7 +76,10 @@ fn status_lists_every_daemon_in_text_and_json() {
     assert_eq!(doc["bundle"]["generation"], 1, "{json}");
     assert!(doc["bundle"]["loaded_ms_ago"].is_u64(), "{json}");
     let daemons = doc["daemons"].as_array().expect("an array of daemons");
-    let names: Vec<&str> = daemons.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = daemons
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["web", "worker", "job"], "{json}");
     let worker = &daemons[1];
     assert_eq!(worker["state"], "running", "{json}");

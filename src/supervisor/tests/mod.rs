@@ -187,6 +187,7 @@ pub(super) fn seed_plan(policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        http: None,
     }
 }
 
@@ -313,6 +314,7 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        http: None,
     }
 }
 

@@ -227,6 +227,7 @@ fn first_plan() -> Plan {
         success_codes: vec![],
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
+        http: None,
     };
     set_routes(&mut plan);
     plan
@@ -832,6 +833,7 @@ impl World {
                     success_codes: if *success { vec![3] } else { vec![] },
                     single_child: true,
                     stop_order: crate::plan::StopOrder::Dependencies,
+                    http: None,
                 };
             }
         }

@@ -234,6 +234,7 @@ fn single_child_exits_with_the_childs_code_and_remaps_success_codes() {
         success_codes: codes,
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
+        http: None,
     };
     let mut sup = started(plan(vec![]));
     let mut out = actions();

@@ -26,7 +26,10 @@ fn the_status_document_uses_json_types_for_every_field() {
     sup.exited(101, ExitStatus::Code(3), secs(1.0), &mut out);
     let doc = document(&sup, secs(1.5));
     assert_eq!(doc["version"], 1);
-    assert_eq!(doc["bundle"], json!({"generation": 1, "loaded_ms_ago": 1500}));
+    assert_eq!(
+        doc["bundle"],
+        json!({"generation": 1, "loaded_ms_ago": 1500})
+    );
     assert_eq!(
         doc["daemons"][0],
         json!({
@@ -35,8 +38,15 @@ fn the_status_document_uses_json_types_for_every_field() {
         })
     );
     let app = &doc["daemons"][1];
-    assert_eq!(app["state"], nth(&sup, 1).state().word(), "the text table's word");
-    assert_eq!((&app["pid"], &app["uptime_ms"]), (&json!(null), &json!(null)));
+    assert_eq!(
+        app["state"],
+        nth(&sup, 1).state().word(),
+        "the text table's word"
+    );
+    assert_eq!(
+        (&app["pid"], &app["uptime_ms"]),
+        (&json!(null), &json!(null))
+    );
     assert_eq!(app["ready"], json!(null), "app has no readiness check");
     assert_eq!(app["last_exit"], json!({"code": 3}));
 }
