@@ -61,6 +61,9 @@ pub(crate) struct Supervisor {
     orphans_reaped: bool,
     /// At shutdown, whether a daemon waits for what starts after it to exit first.
     stop_order: StopOrder,
+    /// Where the HTTP endpoint was asked to listen at start: it listens there (or nowhere)
+    /// until bundle-init restarts, whatever a reload says.
+    http: Option<String>,
 }
 
 impl Supervisor {
@@ -77,6 +80,7 @@ impl Supervisor {
             reloads: reload::Reloads::default(),
             orphans_reaped: false,
             stop_order: plan.stop_order,
+            http: plan.http.as_ref().map(ToString::to_string),
         };
         let ids: Vec<DaemonId> = plan
             .daemons

@@ -716,3 +716,38 @@ fn a_dry_run_during_a_reload_restart_compares_with_the_definition_on_its_way() {
         [(3, Reply::Ok("would reload: 3 unchanged\n".into()))]
     );
 }
+
+/// The HTTP socket is opened once, before the daemons: a reload says so rather than
+/// leaving the operator to think the endpoint moved.
+#[test]
+fn a_reload_that_changes_http_says_the_endpoint_stays_until_a_restart() {
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    plan.http = Some("127.0.0.1:8080".into());
+    let mut sup = started(plan);
+    let out = reload(
+        &mut sup,
+        Ok(edited(|p| p.http = Some("0.0.0.0:9090".into()))),
+        1.0,
+    );
+    assert!(
+        logs(&out).contains(
+            "the reloaded file has http = 0.0.0.0:9090: the HTTP endpoint keeps http = 127.0.0.1:8080 until bundle-init restarts"
+        ),
+        "{}",
+        logs(&out)
+    );
+    let out = reload(
+        &mut sup,
+        Ok(edited(|p| p.http = Some("127.0.0.1:8080".into()))),
+        2.0,
+    );
+    assert!(!logs(&out).contains("HTTP endpoint"), "{}", logs(&out));
+    let out = reload(&mut sup, Ok(edited(|_| {})), 3.0);
+    assert!(
+        logs(&out).contains(
+            "the reloaded file has no http line: the HTTP endpoint keeps http = 127.0.0.1:8080"
+        ),
+        "{}",
+        logs(&out)
+    );
+}
