@@ -328,3 +328,121 @@ fn drain(c: &mut Connection) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn server() -> (Server, SocketAddr) {
+        let server = Server::open("127.0.0.1:0".parse().unwrap()).unwrap();
+        let bound = rustix::net::getsockname(&server.listener).unwrap();
+        let addr = SocketAddr::try_from(bound).unwrap();
+        (server, addr)
+    }
+
+    /// Whether the server closed `stream` (its read sees the end, or a reset).
+    fn closed(stream: &mut TcpStream) -> bool {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return true,
+                // A response comes first when there is one: read on to the end.
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn open_slots(server: &Server) -> usize {
+        server.slots.iter().flatten().count()
+    }
+
+    #[test]
+    fn with_every_slot_taken_the_connection_heard_from_least_recently_makes_room() {
+        let (mut server, addr) = server();
+        let t = Time::from_secs(100);
+        let mut clients: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        server.accept(t);
+        assert_eq!(open_slots(&server), MAX_CONNECTIONS);
+        // The first client speaks (half a request): it is heard from after the others.
+        clients[0].write_all(b"GET /heal").unwrap();
+        let heard = t + Duration::from_millis(10);
+        assert!(wait_until(|| {
+            server.ready(0, heard);
+            !server.slots[0].as_ref().unwrap().received.is_empty()
+        }));
+        let _newcomer = TcpStream::connect(addr).unwrap();
+        server.accept(t + Duration::from_millis(20));
+        assert_eq!(open_slots(&server), MAX_CONNECTIONS, "still at most 16");
+        assert!(
+            closed(&mut clients[1]),
+            "the second, silent since its accept, made room"
+        );
+        assert!(
+            server.slots[0].is_some(),
+            "the one that spoke keeps its slot"
+        );
+    }
+
+    #[test]
+    fn a_connection_past_its_deadline_is_closed() {
+        let (mut server, addr) = server();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let t = Time::from_secs(100);
+        server.accept(t);
+        assert_eq!(server.next_deadline(), Some(t + DEADLINE));
+        server.expire(t + DEADLINE - Duration::from_millis(1));
+        assert_eq!(open_slots(&server), 1);
+        server.expire(t + DEADLINE);
+        assert_eq!(open_slots(&server), 0);
+        assert!(closed(&mut client));
+        assert_eq!(server.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_refused_request_is_answered_then_drained_until_the_client_closes() {
+        let (mut server, addr) = server();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let t = Time::from_secs(100);
+        server.accept(t);
+        client
+            .write_all(b"BREW /coffee HTTP/1.1\r\nHost: pot\r\n\r\n")
+            .unwrap();
+        assert!(wait_until(|| {
+            server.ready(0, t);
+            matches!(server.slots[0].as_ref().unwrap().phase, Phase::Draining)
+        }));
+        let polled: Vec<i16> = server.interests().map(|(_, events, _)| events).collect();
+        assert_eq!(polled, [POLLIN, POLLIN], "the listener, and the drain");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+        drop(client);
+        assert!(wait_until(|| {
+            server.ready(0, t);
+            server.slots[0].is_none()
+        }));
+    }
+
+    /// Retries `done` (each try one non-blocking step of the server) until it holds: the
+    /// bytes a test client wrote reach the server's socket a moment later.
+    fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        let since = std::time::Instant::now();
+        while since.elapsed() < Duration::from_secs(5) {
+            if done() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+}
