@@ -51,7 +51,7 @@ fn a_crashed_daemons_leftovers_get_its_stop_signal_and_its_replacement_waits_for
     assert!(status.contains("leftovers 300,301"), "{status}");
     let json: serde_json::Value = serde_json::from_str(&sup.status_document(secs(1.0))).unwrap();
     assert_eq!(
-        json["daemons"][0]["leftovers"],
+        json["daemons"][1]["leftovers"],
         serde_json::json!([300, 301]),
         "{json}"
     );
