@@ -494,3 +494,27 @@ fn a_flood_of_bad_and_idle_connections_does_not_delay_a_restart() {
         "still serving after the flood"
     );
 }
+
+#[test]
+fn an_ipv6_address_in_brackets_is_served() {
+    let dir = TempDir::new("http-ipv6");
+    let port = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bundle = dir.write(
+        "h.bundle",
+        &format!("http = [::1]:{port}\n[web]\nrun = bundle-testd --name web\n"),
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("web's start", |l| {
+        l.starts_with("[web] web ") && l.ends_with(" started")
+    });
+    let out = Command::new("curl")
+        .args(["--silent", "--globoff", "--max-time", "10"])
+        .arg(format!("http://[::1]:{port}/healthz"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "healthy\n");
+}
