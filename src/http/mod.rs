@@ -433,6 +433,26 @@ mod tests {
         }));
     }
 
+    /// An answer larger than the socket's buffers, to a client that never reads: the
+    /// server writes what fits, polls for room, and closes at the deadline.
+    #[test]
+    fn a_client_that_does_not_read_its_answer_is_closed_at_the_deadline() {
+        let (mut server, addr) = server();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let t = Time::from_secs(100);
+        server.accept(t);
+        server.send(0, vec![b'x'; 64 << 20], t);
+        let Some(Phase::Writing { sent, out }) = server.slots[0].as_ref().map(|c| &c.phase) else {
+            panic!("the answer did not stay half sent");
+        };
+        assert!(*sent > 0 && *sent < out.len(), "{sent} of {}", out.len());
+        let polled: Vec<i16> = server.interests().map(|(_, events, _)| events).collect();
+        assert_eq!(polled, [POLLIN, POLLOUT], "polled for room to write");
+        server.expire(t + DEADLINE);
+        assert_eq!(open_slots(&server), 0);
+        assert!(closed(&mut client));
+    }
+
     /// Retries `done` (each try one non-blocking step of the server) until it holds: the
     /// bytes a test client wrote reach the server's socket a moment later.
     fn wait_until(mut done: impl FnMut() -> bool) -> bool {
