@@ -372,4 +372,71 @@ mod tests {
             Parsed::Refused(Refusal::Malformed(_))
         ));
     }
+
+    /// Valid requests, and the same with random edits (a piece of HTTP or junk inserted,
+    /// bytes cut): the parser never panics, and a prefix refused early (to free the slot)
+    /// is never a request once more bytes come.
+    #[test]
+    fn an_early_refusal_is_never_taken_back() {
+        const VALID: &[&[u8]] = &[
+            b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"HEAD /status HTTP/1.0\n\n",
+            b"GET /metrics?x HTTP/1.0\r\nAccept: */*\r\n\r\n",
+        ];
+        const PIECES: &[&[u8]] = &[
+            b"GET",
+            b"POST",
+            b" ",
+            b"/",
+            b"HTTP/2",
+            b"\r\n",
+            b"\n",
+            b"Host: h",
+            b"X:",
+            b"\t",
+            b"\x00",
+            b"\xff",
+            b"\xc3\xa9",
+            b":",
+            b"\r",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        let mut complete = 0;
+        for _ in 0..20_000 {
+            let mut bytes = VALID[next(VALID.len())].to_vec();
+            for _ in 0..next(3) {
+                let at = next(bytes.len() + 1);
+                if next(2) == 0 {
+                    let piece = PIECES[next(PIECES.len())];
+                    bytes.splice(at..at, piece.iter().copied());
+                } else {
+                    let end = (at + next(4)).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+            }
+            let whole = parse(&bytes, false);
+            complete += usize::from(matches!(whole, Parsed::Complete(_)));
+            for cut in 0..bytes.len() {
+                let early = parse(&bytes[..cut], false);
+                if matches!(early, Parsed::Refused(_)) {
+                    assert!(
+                        matches!(whole, Parsed::Refused(_)),
+                        "{:?} refused at {cut} ({early:?}) but {whole:?} in whole",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                let _ = parse(&bytes[..cut], true);
+            }
+        }
+        assert!(
+            complete > 5_000,
+            "only {complete} of the requests were whole"
+        );
+    }
 }
