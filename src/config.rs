@@ -43,6 +43,8 @@ pub struct Bundle {
     pub(crate) shutdown_grace: Duration,
     pub(crate) stop_order: StopOrder,
     pub(crate) log_style: LogStyle,
+    /// `http = ADDRESS:PORT`: the read-only HTTP endpoint, off when None.
+    pub(crate) http: Option<crate::plan::TcpAddress>,
 }
 
 /// A route as written: daemon names, resolved to indices when a selection is applied.
@@ -213,6 +215,7 @@ impl<'a> Parser<'a> {
                 shutdown_grace: Duration::from_secs(8),
                 stop_order: StopOrder::Dependencies,
                 log_style: LogStyle::default(),
+                http: None,
             },
             section_places: Vec::new(),
             route_places: Vec::new(),
@@ -371,6 +374,11 @@ impl<'a> Parser<'a> {
                     "json" => true,
                     other => return Err(self.error(Problem::LogFormat(other.to_string()))),
                 };
+            }
+            "http" => {
+                self.once(key)?;
+                let addr = crate::values::parse_http_address(value).map_err(|e| self.error(e))?;
+                self.bundle.http = Some(addr);
             }
             "log-time" => {
                 self.once(key)?;
@@ -680,6 +688,7 @@ pub fn select(bundle: &Bundle, selection: Option<&str>) -> Result<Plan, Selectio
         single_child: false,
         stop_order: bundle.stop_order,
         log_style: bundle.log_style,
+        http: bundle.http.clone(),
     })
 }
 
@@ -1671,5 +1680,38 @@ mod tests {
             "zero selected is valid"
         );
         assert_eq!(select(&bundle, None).unwrap().daemons.len(), 4);
+    }
+
+    #[test]
+    fn http_takes_a_numeric_address_or_localhost_and_a_port() {
+        let http = |value: &str| {
+            let bundle = parse_str(&format!("http = {value}\n[a]\nrun = x\n")).unwrap();
+            bundle.http.map(|h| h.addr.to_string())
+        };
+        assert_eq!(http("0.0.0.0:8080").as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(http("[::1]:9100").as_deref(), Some("[::1]:9100"));
+        assert_eq!(http("localhost:65535").as_deref(), Some("127.0.0.1:65535"));
+        let off = parse_str("[a]\nrun = x\n").unwrap();
+        assert!(off.http.is_none(), "off by default");
+        let refusal = "must be ADDRESS:PORT with a numeric address ([...] for IPv6) or localhost, and a port from 1 to 65535, e.g. 0.0.0.0:8080";
+        for bad in [
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "127.0.0.1",
+            "::1:80",
+            "example.com:80",
+            "127.0.0.1:80/x",
+            "",
+        ] {
+            assert_eq!(
+                error(&format!("\nhttp = {bad}\n[a]\nrun = x\n")),
+                format!("b.conf:2: http \"{bad}\" {refusal}"),
+            );
+        }
+        assert_eq!(
+            error("http = 127.0.0.1:1\nhttp = 127.0.0.1:2\n[a]\nrun = x\n"),
+            "b.conf:2: \"http\" is set twice"
+        );
+        assert!(error("[a]\nrun = x\nhttp = 127.0.0.1:1\n").contains("\"http\" is a bundle key"));
     }
 }

@@ -694,6 +694,7 @@ pub(crate) const BUNDLE_KEYS: &[&str] = &[
     "include",
     "log-format",
     "log-time",
+    "http",
 ];
 
 /// What `--check` prints: the plan after selection, in a form the parser reads back
@@ -713,6 +714,9 @@ pub fn describe_plan(path: &str, plan: &Plan) -> String {
     }
     if plan.log_style.time {
         let _ = writeln!(text, "log-time = yes");
+    }
+    if let Some(http) = &plan.http {
+        let _ = writeln!(text, "http = {http}");
     }
     for (sig, route) in plan.routes.changed_from(&Routes::forward_everything()) {
         let _ = writeln!(text, "on {sig} = {}", describe_route(plan, route));
@@ -805,11 +809,12 @@ mod tests {
     fn check_prints_a_plan_that_names_every_route_and_daemon() {
         let bundle = config::parse(
             "b",
-            b"on USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
+            b"http = localhost:9100\non USR1 = restart a\n[a]\nrun = /bin/a \"x y\"\nuser = 1:2\nready = tcp:localhost:80\n",
         )
         .unwrap();
         let plan = config::select(&bundle, None).unwrap();
         let text = describe_plan("b", &plan);
+        assert!(text.contains("\nhttp = localhost:9100\n"), "{text}");
         assert!(
             text.contains("ready = tcp:localhost:80\n"),
             "as written: {text}"
@@ -864,6 +869,7 @@ mod tests {
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
             log_style: Default::default(),
+            http: None,
         };
         let text = describe_plan("b", &plan);
         let daemons = &text[text.find("[d]").unwrap()..];

@@ -15,7 +15,9 @@ pub mod config;
 mod control;
 mod envfile;
 mod expand;
+mod http;
 mod id;
+mod json;
 pub mod keys;
 mod live;
 pub(crate) mod logline;
@@ -259,6 +261,7 @@ fn start(
         warn_orphans: options.warn_orphans,
     };
     let plan_is_bundle = !plan.single_child;
+    let http = plan.http.as_ref().and_then(open_http);
     let supervisor = Supervisor::new(plan);
     // Bundle mode serves the control socket; a second bundle-init in the same namespaces
     // (or a socket already taken) only loses that, with a warning.
@@ -279,7 +282,7 @@ fn start(
     } else {
         None
     };
-    match runtime::Runtime::new(supervisor, signals, settings, control) {
+    match runtime::Runtime::new(supervisor, signals, settings, control, http) {
         Ok(runtime) => runtime.run(),
         Err(e) => {
             say_in(
@@ -288,6 +291,20 @@ fn start(
                 format_args!("cannot create output pipes: {e}"),
             );
             EXIT_SETUP_FAILED
+        }
+    }
+}
+
+/// The HTTP endpoint `http =` asks for; one that cannot listen (the port is taken) costs
+/// only itself, with a warning, as the control socket does.
+fn open_http(at: &crate::plan::TcpAddress) -> Option<http::Server> {
+    match http::Server::open(at.addr) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            say(format_args!(
+                "warning: no HTTP endpoint (http = {at}: {e}): /healthz, /readyz, /status and /metrics will not answer"
+            ));
+            None
         }
     }
 }
@@ -321,6 +338,7 @@ fn single_child_plan(options: &Options) -> Plan {
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
         log_style: Default::default(),
+        http: None,
     }
 }
 

@@ -515,6 +515,8 @@ pub struct Plan {
     /// At shutdown: what waits for a daemon stops before it, or every daemon at once.
     pub(crate) stop_order: StopOrder,
     pub(crate) log_style: LogStyle,
+    /// Bundle mode: where the read-only HTTP endpoint listens (`http =`), if anywhere.
+    pub(crate) http: Option<TcpAddress>,
 }
 
 /// The order daemons get their stop signals in at shutdown.
@@ -541,6 +543,9 @@ impl StopOrder {
 /// read from /proc.
 pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 4 + 2 + 1;
 
+/// With `http =`: its listener, its connections, and one more being refused.
+pub(crate) const HTTP_DESCRIPTORS: usize = 1 + crate::http::MAX_CONNECTIONS + 1;
+
 impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its
     /// own, and per daemon 4 for prefixed output (a pipe for stdout and one for stderr,
@@ -556,7 +561,11 @@ impl Plan {
             };
             output + ready + usize::from(d.live.check.is_some())
         };
-        OWN_DESCRIPTORS + self.daemons.iter().map(per_daemon).sum::<usize>()
+        let http = match self.http {
+            Some(_) => HTTP_DESCRIPTORS,
+            None => 0,
+        };
+        OWN_DESCRIPTORS + http + self.daemons.iter().map(per_daemon).sum::<usize>()
     }
 }
 
@@ -582,6 +591,7 @@ mod tests {
             single_child: false,
             stop_order: crate::plan::StopOrder::Dependencies,
             log_style: Default::default(),
+            http: None,
         };
         assert_eq!(plan(vec![]).descriptors_needed(), OWN_DESCRIPTORS);
         let mixed = plan(vec![
@@ -595,5 +605,8 @@ mod tests {
         // 256 prefixed daemons do not fit under the 1024 the project's podman flags set.
         let many = plan((0..256).map(|_| daemon(true, None)).collect());
         assert_eq!(many.descriptors_needed(), OWN_DESCRIPTORS + 1024);
+        let mut served = plan(vec![]);
+        served.http = Some("127.0.0.1:8080".into());
+        assert_eq!(served.descriptors_needed(), OWN_DESCRIPTORS + 1 + 16 + 1);
     }
 }

@@ -56,6 +56,7 @@ pub enum ValueError {
     BelowAMillisecond(String),
     LogBuffer(String),
     Signal(SignalError),
+    HttpAddress(String),
 }
 
 impl fmt::Display for ValueError {
@@ -164,6 +165,10 @@ impl fmt::Display for ValueError {
                 "log-buffer \"{text}\" must be 0 (off) or a size from 4KiB to 1MiB (e.g. 8KiB, 65536)"
             ),
             E::Signal(e) => e.fmt(f),
+            E::HttpAddress(text) => write!(
+                f,
+                "http \"{text}\" must be ADDRESS:PORT with a numeric address ([...] for IPv6) or localhost, and a port from 1 to 65535, e.g. 0.0.0.0:8080"
+            ),
         }
     }
 }
@@ -278,6 +283,19 @@ fn tcp_address(text: &str) -> Option<SocketAddr> {
         return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
     }
     text.parse().ok()
+}
+
+/// `http = ADDRESS:PORT`: where the HTTP endpoint listens. A numeric address or
+/// `localhost`, as for a TCP check; port 0 (any free port) would be of no use to a probe
+/// that must know it.
+pub(crate) fn parse_http_address(text: &str) -> Result<TcpAddress, ValueError> {
+    match tcp_address(text) {
+        Some(addr) if addr.port() != 0 => Ok(TcpAddress {
+            addr,
+            written: text.to_string(),
+        }),
+        _ => Err(ValueError::HttpAddress(text.to_string())),
+    }
 }
 
 /// Tests write a check's address as text (the supervisor's tests among them).

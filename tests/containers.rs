@@ -727,3 +727,69 @@ fn a_daemon_that_stops_answering_is_restarted_alone_in_a_container() {
     assert_eq!(after["db"], before["db"]);
     assert_ne!(after["web"], before["web"]);
 }
+
+/// `curl http://127.0.0.1:PORT{path}` from the host: (status, body).
+fn curl_from_host(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "10",
+            "--write-out",
+            "\n%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn the_http_endpoint_answers_the_host_through_a_published_port() {
+    if !engine_ready() {
+        return;
+    }
+    let dir = TempDir::new("ctr-http");
+    let flags = with_bundle(
+        &dir,
+        "http = 0.0.0.0:8080\n[web]\nrun = bundle-testd --name web\n\
+         [worker]\nrun = bundle-testd --name worker\non-exit = keep-running\n",
+    );
+    // A host port nothing listens on now (released before podman binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let mut all = vec!["-p", publish.as_str()];
+    all.extend(strs(&flags));
+    let c = Container::run(&all, demo(), &[]);
+    c.wait_started(&["web", "worker"]);
+    assert_eq!(curl_from_host(port, "/healthz"), (200, "healthy\n".into()));
+    assert_eq!(curl_from_host(port, "/readyz").0, 200);
+    let (code, status) = curl_from_host(port, "/status");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(doc["daemons"][1]["name"], "worker", "{doc}");
+    let (code, metrics) = curl_from_host(port, "/metrics");
+    assert_eq!(code, 200);
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(&metrics)
+        .unwrap_or_else(|e| panic!("{e:?}\n{metrics}"));
+    assert!(parsed.families.contains_key("bundle_init_daemon_up"));
+    let out = podman(&["exec", &c.name, "/bundle-init", "signal", "worker", "KILL"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.stderr.wait_for_text("worker was killed by SIGKILL");
+    assert_eq!(
+        curl_from_host(port, "/healthz"),
+        (503, "worker is down: it was killed by SIGKILL\n".into())
+    );
+    let out = podman(&["stop", "-t", "10", &c.name]);
+    assert!(out.status.success());
+}

@@ -70,27 +70,25 @@ fn status_lists_every_daemon_in_text_and_json() {
     );
     let (code, json, _) = client(&init, &["status", "--json"]);
     assert_eq!(code, 0);
-    let (bundle, daemons) = json
-        .lines()
-        .collect::<Vec<_>>()
-        .split_last()
-        .map(|(b, d)| (b.to_string(), d.len()))
-        .unwrap();
-    assert_eq!(daemons, 3, "{json}");
-    assert!(
-        json.lines()
-            .take(3)
-            .all(|l| l.starts_with("{\"name\":") && l.ends_with('}')),
-        "{json}"
-    );
-    assert!(
-        bundle.starts_with("{\"bundle\":{\"generation\":1,\"loaded_s_ago\":"),
-        "{json}"
-    );
-    assert!(
-        json.contains("\"name\":\"worker\",\"state\":\"running\""),
-        "{json}"
-    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("one JSON document: {e}: {json}"));
+    assert_eq!(doc["version"], 1, "{json}");
+    assert_eq!(doc["bundle"]["generation"], 1, "{json}");
+    assert!(doc["bundle"]["loaded_ms_ago"].is_u64(), "{json}");
+    let daemons = doc["daemons"].as_array().expect("an array of daemons");
+    let names: Vec<&str> = daemons
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "worker", "job"], "{json}");
+    let worker = &daemons[1];
+    assert_eq!(worker["state"], "running", "{json}");
+    assert!(worker["pid"].as_i64().is_some_and(|p| p > 1), "{json}");
+    assert!(worker["uptime_ms"].is_u64(), "{json}");
+    assert_eq!(worker["restarts"], 0, "{json}");
+    assert_eq!(worker["ready"], serde_json::Value::Null, "no check: {json}");
+    assert_eq!(worker["last_exit"], serde_json::Value::Null, "{json}");
+    assert_eq!(worker["leftovers"], serde_json::json!([]), "{json}");
 }
 
 #[test]

@@ -60,6 +60,7 @@ enum Source {
     /// A datagram on a daemon's notify socket.
     Notify(DaemonId),
     LogClient(usize),
+    Http(crate::http::Interest),
 }
 
 pub(crate) struct Runtime {
@@ -76,6 +77,9 @@ pub(crate) struct Runtime {
     poll_fds: Vec<PollFd>,
     poll_sources: Vec<Source>,
     control: Option<crate::control::Server>,
+    http: Option<crate::http::Server>,
+    /// Daemons' lines shed at shutdown and reported already (the sinks count the rest).
+    shed_reported: u64,
     probes: crate::ready::Probes,
     live: crate::live::LiveChecks,
     notify: crate::notify::NotifySockets,
@@ -92,6 +96,7 @@ impl Runtime {
         signals: OwnedFd,
         settings: Settings,
         control: Option<crate::control::Server>,
+        http: Option<crate::http::Server>,
     ) -> io::Result<Runtime> {
         let stdout = Sink::new(1);
         let shared = stdout.same_file_as(2);
@@ -121,6 +126,8 @@ impl Runtime {
             poll_fds: Vec::new(),
             poll_sources: Vec::new(),
             control,
+            http,
+            shed_reported: 0,
             probes,
             live: crate::live::LiveChecks::default(),
             notify: crate::notify::NotifySockets::default(),
@@ -171,6 +178,7 @@ impl Runtime {
         let deadline = [
             self.sup.next_deadline(),
             self.control.as_ref().and_then(|c| c.next_deadline()),
+            self.http.as_ref().and_then(|h| h.next_deadline()),
             self.probes.next_deadline(),
             self.live.next_deadline(),
             self.log_clients.next_deadline(),
@@ -206,6 +214,7 @@ impl Runtime {
     fn dispatch(&mut self, actions: &mut Effects) {
         let mut reap = false;
         let mut control_ready = Vec::new();
+        let mut http_ready = Vec::new();
         let mut became_ready = Vec::new();
         let mut checked = Vec::new();
         let mut notified = Vec::new();
@@ -228,9 +237,11 @@ impl Runtime {
                 Source::Ready(interest) => became_ready.extend(self.probes.event(interest, now())),
                 Source::Live(id) => checked.extend(self.live.event(id)),
                 Source::Notify(id) => notified.push(id),
+                Source::Http(interest) => http_ready.push(interest),
             }
         }
         self.serve_control(&control_ready, actions);
+        self.serve_http(&http_ready, actions);
         // Read the clock only now: the signal read above may have blocked.
         let now = now();
         // The highest index first: a client that left is removed, shifting those after it.
@@ -257,6 +268,9 @@ impl Runtime {
         if let Some(server) = self.control.as_mut() {
             server.expire(now);
         }
+        if let Some(server) = self.http.as_mut() {
+            server.expire(now);
+        }
         self.watch_sinks(now, actions);
     }
 
@@ -273,6 +287,7 @@ impl Runtime {
             if sink.shedding && sink.has_room() {
                 sink.shedding = false;
                 let lines = std::mem::take(&mut sink.shed_lines);
+                self.shed_reported += lines;
                 let shed = Event::OutputShed {
                     lines,
                     at_exit: false,
@@ -308,6 +323,64 @@ impl Runtime {
                     }
                 }
             }
+        }
+    }
+
+    /// HTTP connections: new ones, requests read, responses written. A complete request
+    /// is answered from the supervisor's views at once; nothing it asks changes anything.
+    /// Connections are served after the listener here: they keep their slots, and an
+    /// eviction by an accept only closes one already served or still silent.
+    fn serve_http(&mut self, ready: &[crate::http::Interest], actions: &mut Effects) {
+        use crate::http::Interest;
+        if self.http.is_none() {
+            return;
+        }
+        let now = now();
+        for interest in ready {
+            let Interest::Connection(slot) = *interest else {
+                continue;
+            };
+            let asked = self.http.as_mut().and_then(|h| h.ready(slot, now));
+            if let Some(asked) = asked {
+                let response = self.answer_http(asked.request.endpoint, now);
+                if let Some(server) = self.http.as_mut() {
+                    server.respond(asked, &response, now);
+                }
+            }
+        }
+        if ready.iter().any(|i| matches!(i, Interest::Listener))
+            && let Some(server) = self.http.as_mut()
+        {
+            server.accept(now);
+            if let Some(error) = server.take_warning() {
+                let what = "accepting an HTTP client";
+                self.sup
+                    .handle(Event::DriverFailed { what, error }, now, actions);
+            }
+        }
+    }
+
+    /// What the supervisor's views say for `endpoint`, formatted.
+    fn answer_http(&self, endpoint: crate::http::Endpoint, now: Time) -> crate::http::Response {
+        use crate::http::{Endpoint, Response, response};
+        match endpoint {
+            Endpoint::Healthz => Response::verdict(self.sup.health(), "healthy"),
+            Endpoint::Readyz => Response::verdict(self.sup.readiness(), "ready"),
+            Endpoint::Status => Response::ok(response::JSON, self.sup.status_document(now) + "\n"),
+            Endpoint::Metrics => {
+                let metrics = self.sup.metrics(self.output_counts(), now);
+                Response::ok(response::METRICS, metrics)
+            }
+        }
+    }
+
+    /// The lines the sinks dropped so far, for `/metrics`.
+    fn output_counts(&self) -> crate::supervisor::OutputCounts {
+        let own = self.sinks.iter().map(|s| s.dropped).sum();
+        let shed: u64 = self.sinks.iter().map(|s| s.shed_lines).sum();
+        crate::supervisor::OutputCounts {
+            own_lines_dropped: own,
+            daemon_lines_dropped: self.shed_reported + shed,
         }
     }
 
@@ -347,6 +420,11 @@ impl Runtime {
         }
         for (fd, events, index) in self.log_clients.interests() {
             add(fd, events, Source::LogClient(index));
+        }
+        if let Some(server) = &self.http {
+            for (fd, events, interest) in server.interests() {
+                add(fd, events, Source::Http(interest));
+            }
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) use events::{
     ReadError, ReloadRequest, Reply, SpawnFailure,
 };
 use shutdown::{Progress, Shutdown};
+pub(crate) use views::OutputCounts;
 use waiting::WaitingClients;
 
 use crate::id::{DaemonId, IdMap};
@@ -62,6 +63,9 @@ pub(crate) struct Supervisor {
     stop_order: StopOrder,
     /// How the runtime writes lines: set at start; a reload does not change it.
     log_style: LogStyle,
+    /// Where the HTTP endpoint was asked to listen at start: it listens there (or nowhere)
+    /// until bundle-init restarts, whatever a reload says.
+    http: Option<String>,
 }
 
 impl Supervisor {
@@ -79,6 +83,7 @@ impl Supervisor {
             orphans_reaped: false,
             stop_order: plan.stop_order,
             log_style: plan.log_style,
+            http: plan.http.as_ref().map(ToString::to_string),
         };
         let ids: Vec<DaemonId> = plan
             .daemons
@@ -204,8 +209,25 @@ impl Supervisor {
         views::health(self.daemons())
     }
 
-    pub(crate) fn status_lines(&self, now: Time, json: bool) -> Vec<String> {
-        views::status_lines(self.daemons(), &self.reloads.generation, now, json)
+    /// The text table `status` prints, a line per daemon and one about the bundle file.
+    pub(crate) fn status_lines(&self, now: Time) -> Vec<String> {
+        views::status_lines(self.daemons(), &self.reloads.generation, now)
+    }
+
+    /// The `status --json` document (and `GET /status`'s).
+    pub(crate) fn status_document(&self, now: Time) -> String {
+        views::status_document(self.daemons(), &self.reloads.generation, now)
+    }
+
+    /// Ok when every daemon that has a readiness check is ready; otherwise who is not.
+    pub(crate) fn readiness(&self) -> Result<(), Vec<String>> {
+        views::readiness(self.daemons())
+    }
+
+    /// The metrics in Prometheus's text format; `outputs` are the runtime's counts.
+    pub(crate) fn metrics(&self, outputs: OutputCounts, now: Time) -> String {
+        let daemons: Vec<&Daemon> = self.daemons().collect();
+        views::metrics(&daemons, &self.reloads.generation, outputs, now)
     }
 
     fn new_id(&mut self) -> DaemonId {
@@ -504,7 +526,7 @@ impl Supervisor {
                 self.begin_shutdown(now, fx);
             }
             Route::Status => {
-                for line in self.status_lines(now, false) {
+                for line in self.status_lines(now) {
                     fx.log(Level::Notice, || line);
                 }
             }

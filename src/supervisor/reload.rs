@@ -178,6 +178,25 @@ impl Supervisor {
         reply_to(&request.clients, &reply, fx);
     }
 
+    /// A reload cannot move the HTTP endpoint (its socket is opened once, before the
+    /// daemons start): a changed `http` line is said to wait for the next start.
+    fn http_is_kept(&self, asked: Option<String>, fx: &mut Effects) {
+        if asked == self.http {
+            return;
+        }
+        let describe = |http: &Option<String>| match http {
+            Some(at) => format!("http = {at}"),
+            None => "no http line".to_string(),
+        };
+        fx.log(Level::Notice, || {
+            format!(
+                "the reloaded file has {}: the HTTP endpoint keeps {} until bundle-init restarts",
+                describe(&asked),
+                describe(&self.http)
+            )
+        });
+    }
+
     /// Replaces the daemons by the new plan's, in its order, keeping each continuing
     /// daemon's id, state and history; removed daemons still alive go last, to be stopped.
     pub(super) fn apply_reload(
@@ -236,6 +255,7 @@ impl Supervisor {
                 "log-format and log-time changes apply at the next start of bundle-init".to_string()
             });
         }
+        self.http_is_kept(plan.http.as_ref().map(ToString::to_string), fx);
         // Removals first: what the others start after is then resolved among the daemons
         // that stay, and one that waited only for a removed daemon waits no more.
         let (removals, others): (Vec<Step>, Vec<Step>) = steps

@@ -24,9 +24,10 @@ impl Supervisor {
         fx: &mut Effects,
     ) {
         let reply = match request {
-            ControlRequest::Status { json } => {
-                Reply::Ok(self.status_lines(now, json).join("\n") + "\n")
+            ControlRequest::Status { json: false } => {
+                Reply::Ok(self.status_lines(now).join("\n") + "\n")
             }
+            ControlRequest::Status { json: true } => Reply::Ok(self.status_document(now) + "\n"),
             ControlRequest::Health => match self.health() {
                 Ok(()) => Reply::Ok("healthy\n".to_string()),
                 Err(problems) => Reply::Err {

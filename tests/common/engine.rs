@@ -13,10 +13,15 @@ pub fn arch() -> &'static str {
     ARCH.get_or_init(|| std::env::var("BUNDLE_INIT_ARCH").unwrap_or_else(|_| "amd64".into()))
 }
 
-/// The demo image of that architecture (`just image` tags each one).
+/// The demo image of that architecture (`just image` tags each one), or the image
+/// BUNDLE_INIT_DEMO_IMAGE names: a change's container tests can then run against an image
+/// of its own, leaving the shared tags to the other test runs on the machine.
 pub fn demo() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| format!("localhost/bundle-init-demo:{}", arch()))
+    NAME.get_or_init(|| {
+        std::env::var("BUNDLE_INIT_DEMO_IMAGE")
+            .unwrap_or_else(|_| format!("localhost/bundle-init-demo:{}", arch()))
+    })
 }
 
 /// The one-file distribution image of that architecture.

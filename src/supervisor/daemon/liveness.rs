@@ -23,7 +23,7 @@ pub(crate) struct LiveState {
     watchdog_due: Option<Time>,
     pub(crate) failures_in_a_row: u32,
     /// Every failure, over every process: a counter for metrics.
-    pub(crate) failures: u64,
+    pub(crate) failures: u32,
     pub(crate) last_failure: Option<String>,
 }
 
@@ -142,7 +142,7 @@ impl Daemon {
     fn live_failed(&mut self, pid: i32, why: String, now: Time, fx: &mut Effects) -> Outcome {
         let live = &mut self.liveness;
         live.failures_in_a_row += 1;
-        live.failures += 1;
+        live.failures = live.failures.saturating_add(1);
         let (count, limit) = (live.failures_in_a_row, self.spec.live.failures);
         let name = &self.spec.name;
         if count < limit {

@@ -47,10 +47,14 @@ fn a_crashed_daemons_leftovers_get_its_stop_signal_and_its_replacement_waits_for
         logs(&out)
     );
     assert_eq!(state_of(&sup, 1).word(), "ending");
-    let status = sup.status_lines(secs(1.0), false).join("\n");
+    let status = sup.status_lines(secs(1.0)).join("\n");
     assert!(status.contains("leftovers 300,301"), "{status}");
-    let json = sup.status_lines(secs(1.0), true).join("\n");
-    assert!(json.contains("\"leftovers\":[300,301]"), "{json}");
+    let json: serde_json::Value = serde_json::from_str(&sup.status_document(secs(1.0))).unwrap();
+    assert_eq!(
+        json["daemons"][1]["leftovers"],
+        serde_json::json!([300, 301]),
+        "{json}"
+    );
     assert_eq!(
         sup.health(),
         Err(vec![

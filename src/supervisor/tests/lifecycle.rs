@@ -53,7 +53,7 @@ fn stay_down_leaves_it_down_and_its_siblings_running() {
     );
     assert!(!sup.is_shutting_down());
     assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
-    let status = sup.status_lines(secs(5.0), false).join("\n");
+    let status = sup.status_lines(secs(5.0)).join("\n");
     assert!(
         status.contains("gave up after 2 restarts (last: exited with code 1)"),
         "{status}"
@@ -145,7 +145,7 @@ fn a_daemon_stopped_by_request_stays_down_whatever_its_policy_and_routes_say() {
         logs(&out)
     );
     assert_eq!(sup.health(), Ok(()), "down as asked is healthy");
-    let status = sup.status_lines(secs(2.0), false).join("\n");
+    let status = sup.status_lines(secs(2.0)).join("\n");
     assert!(status.contains("(stopped by request)"), "{status}");
     assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
 
@@ -212,7 +212,7 @@ fn autostart_no_leaves_a_daemon_down_until_a_start() {
     let mut out = actions();
     sup.begin(secs(0.0), &mut out);
     assert_eq!(spawns(&out), [0, 1], "supervise is not started");
-    let status = sup.status_lines(secs(0.0), false).join("\n");
+    let status = sup.status_lines(secs(0.0)).join("\n");
     assert!(status.contains("(autostart = no)"), "{status}");
     start(&mut sup, 7, "supervise", 1.0, &mut out);
     assert_eq!(spawns(&out), [0, 1, 2]);
@@ -378,7 +378,7 @@ fn a_setup_task_runs_once_and_what_starts_after_it_waits_for_its_exit_0() {
         "{}",
         logs(&out)
     );
-    let status = sup.status_lines(secs(2.0), false).join("\n");
+    let status = sup.status_lines(secs(2.0)).join("\n");
     assert!(
         status.lines().any(|l| l.starts_with("migrate ")
             && l.contains(" done ")

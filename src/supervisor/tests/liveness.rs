@@ -83,7 +83,7 @@ fn a_daemon_that_fails_its_check_three_times_in_a_row_is_restarted_alone() {
     assert_eq!(nth(&sup, 1).restarts, 1, "counted as a restart");
     assert_eq!((pid_of(&sup, 0), pid_of(&sup, 2)), (Some(100), Some(102)));
     assert_eq!(sup.health(), Ok(()), "the new process has failed nothing");
-    let status = sup.status_lines(secs(3.2), false).join("\n");
+    let status = sup.status_lines(secs(3.2)).join("\n");
     assert!(
         status.contains(&format!("live ok (last failure: {CHECK})")),
         "{status}"
@@ -92,6 +92,32 @@ fn a_daemon_that_fails_its_check_three_times_in_a_row_is_restarted_alone() {
         sup.next_deadline(),
         Some(secs(4.1)),
         "the new process is checked one interval after it is ready"
+    );
+}
+
+#[test]
+fn a_failing_check_shows_in_the_status_document_and_the_metrics() {
+    let (mut sup, mut out) = checked_pipelock();
+    check_at(&mut sup, 1.0, Err(CHECK), &mut out);
+    let doc: serde_json::Value =
+        serde_json::from_str(&sup.status_document(secs(1.1))).expect("one JSON document");
+    assert_eq!(
+        doc["daemons"][1]["live"],
+        serde_json::json!({"failures_in_a_row": 1, "failures_total": 1, "last_failure": CHECK})
+    );
+    assert_eq!(
+        doc["daemons"][0]["live"],
+        serde_json::Value::Null,
+        "egress is not checked"
+    );
+    let metrics = sup.metrics(Default::default(), secs(1.1));
+    assert!(
+        metrics.contains("bundle_init_daemon_liveness_failing{daemon=\"pipelock\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("liveness_failing{daemon=\"egress\"}"),
+        "{metrics}"
     );
 }
 
@@ -223,7 +249,7 @@ fn ready_comes_from_ready_1_sent_by_the_daemons_own_process_only() {
     assert!(nth(&sup, 0).is_ready());
     assert!(out.contains(&Action::StopProbe(id(0))));
     assert_eq!(spawns(&out), [1], "app, which starts after db, starts now");
-    let status = sup.status_lines(secs(0.8), false).join("\n");
+    let status = sup.status_lines(secs(0.8)).join("\n");
     assert!(status.contains("status \"Ready\""), "{status}");
 }
 

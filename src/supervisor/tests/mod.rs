@@ -15,6 +15,7 @@ mod restart;
 mod review;
 mod shutdown;
 mod traces;
+mod views;
 
 use std::time::Duration;
 
@@ -189,6 +190,7 @@ pub(super) fn seed_plan(policy: ExitPolicy) -> Plan {
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
         log_style: Default::default(),
+        http: None,
     }
 }
 
@@ -316,6 +318,7 @@ pub(super) fn ordered_plan(check: bool, app_policy: ExitPolicy) -> Plan {
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
         log_style: Default::default(),
+        http: None,
     }
 }
 

@@ -250,6 +250,7 @@ fn first_plan() -> Plan {
         single_child: false,
         stop_order: crate::plan::StopOrder::Dependencies,
         log_style: Default::default(),
+        http: None,
     };
     set_routes(&mut plan);
     plan
@@ -574,6 +575,36 @@ impl World {
                     self.fx.iter().skip(queued).collect::<Vec<_>>()
                 ),
             );
+        }
+        Ok(())
+    }
+
+    /// `status --json` is one JSON document that says what the supervisor holds: each
+    /// daemon in order, with its state word, pid and readiness.
+    fn status_document_matches(&self) -> Checked {
+        let text = self.sup.status_document(self.now);
+        let doc: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(doc) => doc,
+            Err(e) => return broke("status --json is one JSON document", format!("{e}: {text}")),
+        };
+        let listed = doc["daemons"].as_array().map_or(0, Vec::len);
+        if listed != self.sup.daemons().count() {
+            return broke("status --json lists every daemon", text);
+        }
+        for (d, shown) in self
+            .sup
+            .daemons()
+            .zip(doc["daemons"].as_array().into_iter().flatten())
+        {
+            let ready = d.spec.ready.as_ref().map(|_| d.is_ready());
+            let same = shown["name"] == d.spec.name.as_str()
+                && shown["state"] == d.state().word()
+                && shown["pid"].as_i64() == d.pid().map(i64::from)
+                && shown["ready"].as_bool() == ready
+                && shown["restarts"].as_u64() == Some(u64::from(d.restarts));
+            if !same {
+                return broke("status --json says what the supervisor holds", text);
+            }
         }
         Ok(())
     }
@@ -986,6 +1017,7 @@ impl World {
                     single_child: true,
                     stop_order: crate::plan::StopOrder::Dependencies,
                     log_style: Default::default(),
+                    http: None,
                 };
             }
         }
@@ -1212,9 +1244,11 @@ impl World {
         self.next_client += 1;
         let name = |slot: &usize| self.daemon_in(*slot).map(|d| d.spec.name.clone());
         let request = match request {
-            Request::Status => ControlRequest::Status {
-                json: client.is_multiple_of(2),
-            },
+            Request::Status if client.is_multiple_of(2) => {
+                self.status_document_matches()?;
+                ControlRequest::Status { json: true }
+            }
+            Request::Status => ControlRequest::Status { json: false },
             Request::Health => ControlRequest::Health,
             Request::Restart(slots) => {
                 let names: Vec<String> = slots.iter().filter_map(name).collect();

@@ -167,7 +167,7 @@ fn readiness_ends_with_the_process() {
     sup.ready(0, secs(0.2), &mut out);
     sup.exited(100, ExitStatus::Code(0), secs(1.0), &mut out);
     assert!(!nth(&sup, 0).is_ready());
-    assert!(sup.status_lines(secs(1.0), false)[0].contains("ready no"));
+    assert!(sup.status_lines(secs(1.0))[0].contains("ready no"));
 }
 
 // ------------------------------------------------------------------ reload

@@ -92,7 +92,7 @@ fn a_changed_daemon_is_stopped_the_old_way_and_started_the_new_way() {
     // The new stop signal and grace from now on.
     sup.signal(USR1, secs(20.0), &mut out);
     assert_eq!(signals(&out).last(), Some(&(200, QUIT)));
-    let status = sup.status_lines(secs(20.0), false);
+    let status = sup.status_lines(secs(20.0));
     assert_eq!(
         status.last().unwrap(),
         "bundle file generation 2, loaded 10s ago"
@@ -123,8 +123,8 @@ fn added_daemons_start_and_removed_ones_are_stopped_and_forgotten() {
     assert_eq!(signals(&out), [(102, TERM)]);
     // metrics waits until supervise has stopped: a renamed daemon never runs beside
     // its old self.
-    assert_eq!(spawns(&out), []);
-    assert!(sup.status_lines(secs(10.0), false)[2].starts_with("metrics          waiting"));
+    assert_eq!(spawns(&out), [0u32; 0]);
+    assert!(sup.status_lines(secs(10.0))[2].starts_with("metrics          waiting"));
     let mut out = actions();
     sup.control(
         4,
@@ -187,7 +187,7 @@ fn a_reordered_file_restarts_nothing_and_bookkeeping_applies_at_once() {
         10.0,
     );
     assert_eq!(signals(&out), []);
-    assert_eq!(spawns(&out), []);
+    assert_eq!(spawns(&out), [0u32; 0]);
     assert_eq!(
         ids_in_order(&sup),
         [2, 1, 0],
@@ -398,7 +398,7 @@ fn changed_daemons_restart_in_after_order() {
     let mut out = actions();
     // app is reaped first: it waits for db, which is not ready.
     sup.exited(101, ExitStatus::Signal(15), secs(10.1), &mut out);
-    assert_eq!(spawns(&out), []);
+    assert_eq!(spawns(&out), [0u32; 0]);
     assert!(logs(&out).contains("app waits for db to be ready"));
     sup.exited(100, ExitStatus::Signal(15), secs(10.2), &mut out);
     assert_eq!(spawns(&out), [0]);
@@ -714,5 +714,40 @@ fn a_dry_run_during_a_reload_restart_compares_with_the_definition_on_its_way() {
     assert_eq!(
         replies(&out),
         [(3, Reply::Ok("would reload: 3 unchanged\n".into()))]
+    );
+}
+
+/// The HTTP socket is opened once, before the daemons: a reload says so rather than
+/// leaving the operator to think the endpoint moved.
+#[test]
+fn a_reload_that_changes_http_says_the_endpoint_stays_until_a_restart() {
+    let mut plan = seed_plan(ExitPolicy::KeepRunning);
+    plan.http = Some("127.0.0.1:8080".into());
+    let mut sup = started(plan);
+    let out = reload(
+        &mut sup,
+        Ok(edited(|p| p.http = Some("0.0.0.0:9090".into()))),
+        1.0,
+    );
+    assert!(
+        logs(&out).contains(
+            "the reloaded file has http = 0.0.0.0:9090: the HTTP endpoint keeps http = 127.0.0.1:8080 until bundle-init restarts"
+        ),
+        "{}",
+        logs(&out)
+    );
+    let out = reload(
+        &mut sup,
+        Ok(edited(|p| p.http = Some("127.0.0.1:8080".into()))),
+        2.0,
+    );
+    assert!(!logs(&out).contains("HTTP endpoint"), "{}", logs(&out));
+    let out = reload(&mut sup, Ok(edited(|_| {})), 3.0);
+    assert!(
+        logs(&out).contains(
+            "the reloaded file has no http line: the HTTP endpoint keeps http = 127.0.0.1:8080"
+        ),
+        "{}",
+        logs(&out)
     );
 }

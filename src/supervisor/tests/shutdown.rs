@@ -235,6 +235,7 @@ fn single_child_exits_with_the_childs_code_and_remaps_success_codes() {
         single_child: true,
         stop_order: crate::plan::StopOrder::Dependencies,
         log_style: Default::default(),
+        http: None,
     };
     let mut sup = started(plan(vec![]));
     let mut out = actions();
