@@ -765,32 +765,38 @@ fn bench_throughput(s: &Settings) {
     println!("| bundle-init prefixing (daemon -> bundle-init -> reader) | {b:.0} | {} |", ratio(b, p));
 }
 
-/// Idle cost of liveness checks: wakeups and RSS of bundle-init alone (its daemon's are not
-/// counted) over one window, with no check and with a check every second.
-fn bench_liveness(s: &Settings) {
+/// A bundle file of one daemon `args` with daemon keys `keys` and bundle keys `bundle`,
+/// and bundle-init's command line for it.
+fn one_daemon_bundle(s: &Settings, tag: &str, bundle: &str, keys: &str, args: &[&str]) -> Vec<String> {
+    let dir = s.work.join(format!("features-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("one.bundle");
+    std::fs::write(&path, format!("{bundle}[web]\nrun = {}\n{keys}", testd(s, args).join(" "))).unwrap();
+    vec![s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()]
+}
+
+/// The idle cost of this turn's features: bundle-init's own wakeups and RSS (its daemon's
+/// are not counted) over one window, with each feature on, side by side.
+fn bench_features_idle(s: &Settings) {
     let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(10) };
-    let cases: [(&str, &str, &[&str]); 3] = [
-        ("no liveness check", "", &["--name", "web", "--listen", "127.0.0.1:28701"]),
-        ("live = tcp:, every 1s", "live = tcp:127.0.0.1:28702\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28702"]),
-        ("live = http:, every 1s", "live = http:127.0.0.1:28703/\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28703", "--http"]),
+    let cases: [(&str, &str, &str, &[&str]); 5] = [
+        ("nothing on", "", "", &["--name", "web", "--listen", "127.0.0.1:28701"]),
+        ("live = tcp:, every 1s", "", "live = tcp:127.0.0.1:28702\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28702"]),
+        ("live = http:, every 1s", "", "live = http:127.0.0.1:28703/\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28703", "--http"]),
+        ("http = endpoint, no requests", "http = 127.0.0.1:28704\n", "", &["--name", "web"]),
+        ("log-format = json, log-buffer = 64KiB", "log-format = json\n", "log-buffer = 64KiB\n", &["--name", "web"]),
     ];
     let mut running = Vec::new();
-    for (i, (label, keys, args)) in cases.iter().enumerate() {
-        let dir = s.work.join(format!("liveness-{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("live.bundle");
-        let text = format!("[web]\nrun = {}\n{keys}", testd(s, args).join(" "));
-        std::fs::write(&path, text).unwrap();
-        let argv = vec![s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()];
-        let p = Pid1::start(&argv);
+    for (i, (label, bundle, keys, args)) in cases.iter().enumerate() {
+        let p = Pid1::start(&one_daemon_bundle(s, &format!("idle-{i}"), bundle, keys, args));
         let _ = wait_line(&p.out, "started", Duration::from_secs(10));
         running.push((*label, p));
     }
     std::thread::sleep(Duration::from_secs(2)); // past start-up, into the steady state
     let before: Vec<u64> = running.iter().map(|(_, p)| ctxt_switches(p.pid())).collect();
     std::thread::sleep(window);
-    println!("\n### Liveness checks: bundle-init's own wakeups and memory ({}s window, side by side)\n", window.as_secs());
-    println!("| bundle-init with one daemon | wakeups in window | wakeups per check | RSS KiB | ratio RSS to no check |");
+    println!("\n### This turn's features at rest: bundle-init's own wakeups and memory ({}s window, side by side)\n", window.as_secs());
+    println!("| bundle-init with one daemon | wakeups in window | wakeups per second | RSS KiB | ratio RSS to nothing on |");
     println!("|---|---:|---:|---:|---:|");
     let mut base = f64::NAN;
     for (i, (label, p)) in running.iter().enumerate() {
@@ -799,8 +805,154 @@ fn bench_liveness(s: &Settings) {
         if i == 0 {
             base = rss as f64;
         }
-        let per_check = if i == 0 { "-".to_string() } else { format!("{:.1}", woke as f64 / window.as_secs_f64()) };
-        println!("| {label} | {woke} | {per_check} | {rss} | {} |", ratio(rss as f64, base));
+        let rate = woke as f64 / window.as_secs_f64();
+        println!("| {label} | {woke} | {rate:.1} | {rss} | {} |", ratio(rss as f64, base));
+    }
+}
+
+/// One HTTP/1.1 GET on a new connection, as a kubelet's httpGet probe makes it; its status.
+fn http_get(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.get(9..12)?.parse().ok()
+}
+
+/// The HTTP health check against `health` run inside the namespace, as an exec probe
+/// runs it (nsenter, then podman exec when podman and the demo image are here).
+fn bench_http_health(s: &Settings) {
+    let rounds = if s.quick { 30 } else { 200 };
+    let argv = one_daemon_bundle(s, "http", "http = 127.0.0.1:28711\n", "", &["--name", "web"]);
+    let p = Pid1::start(&argv);
+    let _ = wait_line(&p.out, "started", Duration::from_secs(10));
+    let pid = p.pid().to_string();
+    let (mut get, mut nsenter) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        assert_eq!(http_get("127.0.0.1:28711", "/healthz"), Some(200), "GET /healthz");
+        get.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let ok = Command::new("nsenter")
+            .args(["--target", &pid, "--pid", "--mount", "--"])
+            .arg(&s.bundle_init)
+            .arg("health")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "bundle-init health");
+        nsenter.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let podman = podman_exec_health(if s.quick { 5 } else { 20 });
+    println!("\n### Health check: HTTP GET /healthz against `bundle-init health` run as an exec probe\n");
+    println!("| probe | count | median ms | p99 ms | ratio to HTTP |");
+    println!("|---|---:|---:|---:|---:|");
+    let base = median(&mut get.clone());
+    let mut rows = vec![("GET /healthz on a new connection (a kubelet's httpGet)", get), ("nsenter + bundle-init health (an exec, without an engine)", nsenter)];
+    if let Some(v) = podman {
+        rows.push(("podman exec CONTAINER /bundle-init health", v));
+    }
+    for (name, v) in rows {
+        let m = median(&mut v.clone());
+        println!("| {name} | {} | {m:.3} | {:.3} | {} |", v.len(), percentile(&mut v.clone(), 99.0), ratio(m, base));
+    }
+}
+
+/// `podman exec … /bundle-init health` in a container of the demo image, when there is one.
+fn podman_exec_health(rounds: usize) -> Option<Vec<f64>> {
+    let image = "localhost/bundle-init-demo:latest";
+    let present = Command::new("podman").args(["image", "exists", image]).status().is_ok_and(|st| st.success());
+    if !present {
+        println!("\n(podman or {image} is missing: no podman exec row)");
+        return None;
+    }
+    let name = format!("bundle-init-bench-{}", std::process::id());
+    let flags = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none"];
+    let run = Command::new("podman").args(["run", "-d", "--name", &name]).args(flags).arg(image).stdout(Stdio::null()).status();
+    if !run.is_ok_and(|st| st.success()) {
+        return None;
+    }
+    let exec = || Command::new("podman").args(["exec", &name, "/bundle-init", "health"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|st| st.success());
+    // The demo's daemons start within a second: wait for the first healthy answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exec() && Instant::now() < deadline {}
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        if exec() {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &name]).stdout(Stdio::null()).status();
+    Some(times)
+}
+
+/// Prefixed output in each log style: text (today's), `log-time = yes`, and
+/// `log-format = json`, through bundle-init to a reader that throws it away.
+fn bench_log_styles(s: &Settings) {
+    let bytes: u64 = if s.quick { 30_000_000 } else { 150_000_000 };
+    let rounds = if s.quick { 2 } else { 5 };
+    let count = bytes.to_string();
+    let args = ["--name", "flood", "--flood", count.as_str(), "--exit-after", "0s", "0"];
+    let styles = [("text", ""), ("log-time = yes", "log-time = yes\n"), ("log-format = json", "log-format = json\n")];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); styles.len()];
+    for round in 0..rounds {
+        for which in rotated(&[0, 1, 2], round) {
+            let argv = one_daemon_bundle(s, &format!("style-{which}"), styles[which].1, "on-exit = stop-bundle\n", &args);
+            let t = Instant::now();
+            let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = child.wait();
+            rates[which].push(bytes as f64 / t.elapsed().as_secs_f64() / 1e6);
+        }
+    }
+    println!("\n### Log styles: prefixed output throughput ({} MB of 94-byte lines, {rounds} runs each)\n", bytes / 1_000_000);
+    println!("| style | median MB/s (payload) | ratio to text |");
+    println!("|---|---:|---:|");
+    let base = median(&mut rates[0].clone());
+    for (i, (name, _)) in styles.iter().enumerate() {
+        let m = median(&mut rates[i].clone());
+        println!("| {name} | {m:.0} | {} |", ratio(m, base));
+    }
+}
+
+/// bundle-init's memory with 250 daemons, before and after each wrote enough to fill its
+/// log buffer, with the default buffer (8 KiB) and with none.
+fn bench_log_buffers(s: &Settings) {
+    let n = if s.quick { 50 } else { 250 };
+    let mut rows = Vec::new();
+    for (label, key) in [("log-buffer = 8KiB (default)", ""), ("log-buffer = 0", "log-buffer = 0\n")] {
+        let dir = s.work.join(format!("buffers-{}", rows.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("many.bundle");
+        let mut text = String::from("on SIGUSR1 = forward-all\n");
+        for i in 0..n {
+            // 400 lines of about 10 bytes: 4 KB each, written once the daemon is up.
+            text.push_str(&format!("[d{i}]\nrun = {}\n{key}", testd(s, &["--name", &format!("d{i}"), "--lines", "400"]).join(" ")));
+        }
+        std::fs::write(&path, text).unwrap();
+        let p = Pid1::start(&[s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()]);
+        for _ in 0..n {
+            let _ = wait_line(&p.out, " 400", Duration::from_secs(30));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let rss = proc_status(p.pid(), "VmRSS:");
+        let anon = proc_status(p.pid(), "RssAnon:");
+        rows.push((label, rss, anon));
+    }
+    println!("\n### {n} daemons, each after writing 400 lines (4 KB): bundle-init's memory\n");
+    println!("| log buffers | RSS KiB | anon RSS KiB | per daemon, anon KiB over no buffer |");
+    println!("|---|---:|---:|---:|");
+    let none = rows[1].2 as f64;
+    for (label, rss, anon) in &rows {
+        println!("| {label} | {rss} | {anon} | {:.1} |", (*anon as f64 - none) / n as f64);
     }
 }
 
@@ -831,7 +983,7 @@ fn main() {
         work: work.clone(),
     };
     let started = Instant::now();
-    let metrics: [(&str, fn(&Settings)); 11] = [
+    let metrics: [(&str, fn(&Settings)); 14] = [
         ("size", bench_size),
         ("startup", bench_startup),
         ("idle", bench_idle),
@@ -842,7 +994,10 @@ fn main() {
         ("reload", bench_reload),
         ("memory", bench_bundle_memory),
         ("throughput", bench_throughput),
-        ("liveness", bench_liveness),
+        ("features", bench_features_idle),
+        ("http", bench_http_health),
+        ("log-styles", bench_log_styles),
+        ("log-buffers", bench_log_buffers),
     ];
     for (name, run) in metrics {
         if only.as_deref().is_none_or(|o| o == name) {
