@@ -814,3 +814,93 @@ fn redis_worker_is_ready_by_sd_notify_keeps_a_redis_cli_connection_across_worker
  {
     redis_worker_story(Engine::Docker);
 }
+
+/// redis moved off its port at run time (`CONFIG SET port`): the process runs on, but its
+/// port refuses. The tcp liveness check fails three times in a row, 5 s apart, and
+/// bundle-init restarts redis alone; it saves at the TERM and comes back on its port,
+/// from its configuration, with its data. (A frozen redis, SIGSTOPped, is not caught this
+/// way: the kernel accepts connections for it. examples/README.md says so.)
+#[test]
+fn redis_that_stops_answering_on_its_port_is_restarted_by_its_liveness_check_with_its_data_on_podman()
+ {
+    let engine = Engine::Podman;
+    if !engine.ready() {
+        return;
+    }
+    let (image, _) = recipe_image(engine, "redis-worker");
+    let c = Instance::run(engine, &[], &image, &[]);
+    c.stdout.wait_for_text("[worker] worker: started");
+    let before = started_pid(&c.stderr, "redis");
+    redis(&c, &["SET", "kept", "across the restart"]);
+    assert!(status_lines(&c.status())["redis"].contains(" live ok"));
+    let moved = Instant::now();
+    assert_eq!(redis(&c, &["CONFIG", "SET", "port", "6380"]), "OK");
+    for n in 1..=2 {
+        c.stderr.wait_for_text(&format!(
+            "redis failed its liveness check (connect to 127.0.0.1:6379 refused; {n} of 3 in a row)"
+        ));
+    }
+    let (old, new, took) = restarted(&c, "redis");
+    assert_eq!(old, before);
+    let line = c.stderr.wait_for_text("] redis restarted (");
+    assert!(
+        line.contains("(liveness: connect to 127.0.0.1:6379 refused, 3 in a row)"),
+        "{line}"
+    );
+    c.stderr
+        .wait_for_n(2, "redis ready again", |l| l.contains("] redis is ready"));
+    let back = moved.elapsed();
+    assert_eq!(redis(&c, &["GET", "kept"]), "across the restart");
+    assert!(c.text().contains("DB saved on disk"));
+    assert_eq!(started_pid(&c.stderr, "redis"), new);
+    eprintln!(
+        "[podman] redis off its port: restarted by liveness {back:.3?} later ({old} -> {new} {took})"
+    );
+}
+
+/// The nginx recipe on a read-only root, and without root. A read-only root needs a tmpfs
+/// on /run, where the sockets and the pid file go, and on /tmp, where php's opcache keeps
+/// its lock file: podman's `--read-only` mounts both itself, Docker's does not (`--tmpfs`). `--user 33:33` runs bundle-init itself as
+/// www-data: `user = 33:33` then changes nothing, and the image's run directories serve.
+fn nginx_php_fpm_read_only_and_without_root(engine: Engine) {
+    if !engine.ready() {
+        return;
+    }
+    let (image, _) = recipe_image(engine, "nginx-php-fpm");
+    let read_only: &[&str] = match engine {
+        Engine::Podman => &["--read-only"],
+        Engine::Docker => &["--read-only", "--tmpfs", "/run", "--tmpfs", "/tmp"],
+    };
+    for flags in [read_only, &["--user", "33:33"]] {
+        let c = Instance::run(engine, flags, &image, &[]);
+        c.stderr.wait_for_text("] nginx is ready");
+        assert_eq!(uid_of(&c, 1), if flags[0] == "--user" { "33" } else { "0" });
+        let (code, body) = curl(&c, "/index.php");
+        assert_eq!(code, 0, "{flags:?}: {body}");
+        assert_eq!(fpm_pids(&body).1, started_pid(&c.stderr, "php-fpm"));
+        c.kill("USR1");
+        restarted(&c, "php-fpm");
+        c.stderr.wait_for_n(2, "php-fpm ready again", |l| {
+            l.contains("] php-fpm is ready")
+        });
+        let (code, body) = curl(&c, "/index.php");
+        assert_eq!(code, 0, "{flags:?}: {body}");
+        let (took, code) = c.stop(10);
+        assert_eq!(code, 0, "{flags:?}: {}", c.text());
+        assert_clean_stop(&c, &["nginx", "php-fpm"]);
+        eprintln!(
+            "[{}] nginx-php-fpm with {flags:?}: served, restarted php-fpm, stopped in {took:.3?}",
+            engine.name()
+        );
+    }
+}
+
+#[test]
+fn nginx_php_fpm_runs_on_a_read_only_root_and_without_root_on_podman() {
+    nginx_php_fpm_read_only_and_without_root(Engine::Podman);
+}
+
+#[test]
+fn nginx_php_fpm_runs_on_a_read_only_root_and_without_root_on_docker() {
+    nginx_php_fpm_read_only_and_without_root(Engine::Docker);
+}
