@@ -324,6 +324,11 @@ impl Instance {
         )
     }
 
+    /// The pid of each bundle-testd daemon, from its `[name] name PID started` lines.
+    pub fn testd_pids(&self) -> HashMap<String, i32> {
+        super::daemon_pids(&self.stdout)
+    }
+
     /// `/bundle-init status` through `exec`.
     pub fn status(&self) -> String {
         let (code, out, err) = self.exec(&["/bundle-init", "status"]);
