@@ -12,8 +12,8 @@ static := "--config 'target." + target + ".rustflags=[\"-C\",\"relocation-model=
 tiny_flags := "\"-C\",\"relocation-model=static\",\"-C\",\"force-unwind-tables=no\"," + remap
 podman_run := "podman run $(grep -v '^#' tests/containers/podman-run-flags | tr '\\n' ' ')"
 # The binaries that ship (images, release files): the smallest build that passes the whole
-# suite on each architecture, the nightly size-optimised one on both (README, "Which build
-# ships").
+# suite on each architecture, the nightly size-optimised one on both (docs/install.md, "Which
+# build ships").
 release_x86_64 := "target/tiny/" + target + "/release/bundle-init"
 release_aarch64 := "target/tiny/" + aarch64 + "/release/bundle-init"
 # This machine's architecture as podman names it (the images are tagged with it).

@@ -44,6 +44,9 @@ Environment:
 Exit codes: the child's code (128+N if signal N killed it); 2 bad usage or bundle file;
 126 program not executable; 127 program not found; 1 bundle-init could not set itself up.
 Subcommands: 0 done; 1 refused, failed or unhealthy; 2 bad usage; 3 no bundle-init reachable.
+
+Reference (in the source, docs/README.md lists every page): docs/bundle-file.md (every key
+and route), docs/command-line.md, docs/control.md, docs/containers.md.
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,7 +317,9 @@ fn parse_rewrite(text: &str) -> Result<(Sig, Option<Sig>), UsageError> {
 fn bundle_instead(flag: &str) -> &'static str {
     match flag {
         "-g" => "give a daemon signal-group = yes",
-        "-e" => "the exit code follows the shutdown rule (README, \"Shutdown and the exit code\")",
+        "-e" => {
+            "the exit code follows the shutdown rule (docs/bundle-file.md, \"Shutdown and the exit code\")"
+        }
         "--stop-others" => "leftovers are always swept within shutdown-grace",
         _ => "give a daemon its stop-signal or route a signal with \"forward NAME as SIGNAL\"",
     }
@@ -541,6 +546,25 @@ mod tests {
         assert!(parse_text(args(&["signal", "a"]), &|_| None).is_err());
         // After --, a program of that name runs.
         assert_eq!(run(&["--", "status"]).unwrap().program, args(&["status"]));
+    }
+
+    /// The help names the reference, and every docs/ page it names is there.
+    #[test]
+    fn the_help_names_the_reference_pages_that_exist() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let named: Vec<&str> = USAGE
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+            .filter(|w| w.starts_with("docs/"))
+            .map(|w| w.trim_end_matches('.'))
+            .collect();
+        assert!(named.contains(&"docs/bundle-file.md"), "{named:?}");
+        assert!(named.contains(&"docs/README.md"), "{named:?}");
+        for page in named {
+            assert!(
+                root.join(page).is_file(),
+                "--help names {page}, which is not there"
+            );
+        }
     }
 
     #[test]

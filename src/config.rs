@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Every error names the file and line: `PATH:LINE: what is wrong`. The format is
-//! documented in README.md; keep the two in step.
+//! documented in docs/bundle-file.md; its tables of keys are checked against `keys`.
 
 use std::fmt;
 use std::time::Duration;
@@ -341,6 +341,12 @@ impl<'a> Parser<'a> {
             self.route_places.push(self.here());
             return Ok(());
         }
+        if !keys::BUNDLE_KEYS.contains(&key) {
+            return Err(self.error(match keys::daemon_key(key) {
+                Some(_) => Problem::DaemonKeyInBundle(key.to_string()),
+                None => Problem::UnknownBundleKey(key.to_string()),
+            }));
+        }
         match key {
             "shutdown-grace" => {
                 self.once(key)?;
@@ -355,9 +361,7 @@ impl<'a> Parser<'a> {
                 };
             }
             "include" => self.include(value)?,
-            _ if keys::daemon_key(key).is_some() => {
-                return Err(self.error(Problem::DaemonKeyInBundle(key.to_string())));
-            }
+            // A key in BUNDLE_KEYS without its arm here: unknown until it is given one.
             _ => return Err(self.error(Problem::UnknownBundleKey(key.to_string()))),
         }
         Ok(())
@@ -440,7 +444,7 @@ impl<'a> Parser<'a> {
     }
 
     fn not_a_daemon_key(&self, key: &str) -> Problem {
-        if matches!(key, "shutdown-grace" | "stop-order" | "include") || key.starts_with("on ") {
+        if keys::BUNDLE_KEYS.contains(&key) || key.starts_with("on ") {
             return Problem::BundleKeyInDaemon(key.to_string());
         }
         let section = self.bundle.daemons.last().map_or("", |d| d.name.as_str());
@@ -678,6 +682,25 @@ mod tests {
     }
 
     const SEED: &str = include_str!("../tests/bundles/seed.bundle");
+
+    /// Each name in `keys::BUNDLE_KEYS` reaches a parser of its own: with a value no key
+    /// takes, the error is about the value (or there is none), never "unknown bundle key".
+    #[test]
+    fn every_listed_bundle_key_has_a_parser() {
+        for key in keys::BUNDLE_KEYS {
+            let result = parse_str(&format!("{key} = \u{1}\n[a]\nrun = x\n"));
+            if let Err(e) = result {
+                assert!(
+                    !matches!(e.problem, Problem::UnknownBundleKey(_)),
+                    "{key} is in keys::BUNDLE_KEYS but Parser::bundle_key has no arm for it: {e}"
+                );
+            }
+        }
+        assert_eq!(
+            error("frobnicate = 1\n[a]\nrun = x\n"),
+            "b.conf:1: unknown bundle key \"frobnicate\""
+        );
+    }
 
     #[test]
     fn the_seed_bundle_parses_to_its_contract() {
@@ -926,6 +949,82 @@ mod tests {
             .collect();
         let again = parse_with("b.conf", body.as_bytes(), &|_| Lookup::Unset).unwrap();
         assert_eq!(again.daemons, bundle.daemons);
+    }
+
+    #[test]
+    fn liveness_keys_parse_and_the_plan_reads_back_the_same() {
+        let text = "[web]\nrun = nginx\nlive = http:127.0.0.1:8080/healthz\nlive-every = 5s\n\
+                    live-timeout = 500ms\nlive-failures = 2\n\
+                    [redis]\nrun = redis-server\nready = sd-notify\nwatchdog = 30s\n\
+                    [db]\nrun = postgres\nlive = unix:/run/postgresql/.s.PGSQL.5432\n";
+        let bundle = parse_str(text).unwrap();
+        let web = &bundle.daemons[0].live;
+        assert_eq!(
+            web.check.as_ref().map(ToString::to_string).as_deref(),
+            Some("http:127.0.0.1:8080/healthz")
+        );
+        assert_eq!(
+            (web.every, web.timeout, web.failures),
+            (Duration::from_secs(5), Duration::from_millis(500), 2)
+        );
+        assert_eq!(bundle.daemons[1].ready, Some(ReadyCheck::SdNotify));
+        assert_eq!(
+            bundle.daemons[1].live.watchdog,
+            Some(Duration::from_secs(30))
+        );
+        let printed = keys::describe_plan("b.conf", &select(&bundle, None).unwrap());
+        for line in [
+            "live = http:127.0.0.1:8080/healthz",
+            "live-every = 5s",
+            "live-timeout = 500ms",
+            "live-failures = 2",
+            "ready = sd-notify",
+            "watchdog = 30s",
+            "live = unix:/run/postgresql/.s.PGSQL.5432",
+        ] {
+            assert!(printed.contains(&format!("{line}\n")), "{line}: {printed}");
+        }
+        // The daemons' sections (the lines above them describe the bundle's routes).
+        let body: String = printed
+            .lines()
+            .skip_while(|l| !l.starts_with('['))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let again = parse_str(&body).unwrap();
+        assert_eq!(again.daemons, bundle.daemons);
+    }
+
+    #[test]
+    fn liveness_keys_that_cannot_work_are_refused_naming_the_daemon() {
+        assert_eq!(
+            error("[a]\nrun = x\nwatchdog = 10s\n"),
+            "b.conf:1: [a] watchdog needs ready = sd-notify: the pings come on its notify socket"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlive-every = 1s\n"),
+            "b.conf:1: [a] live-every, live-timeout and live-failures need live = CHECK (or watchdog)"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\ntype = oneshot\nlive = tcp:127.0.0.1:1\n"),
+            "b.conf:1: [a] a oneshot runs to completion: live and watchdog do not apply (timeout does)"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlive = tcp:db:5432\n"),
+            "b.conf:3: live check \"tcp:db:5432\" needs a numeric address, e.g. tcp:127.0.0.1:8080"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlive = file:/run/up\n"),
+            "b.conf:3: bad live check \"file:/run/up\" (expected tcp:HOST:PORT, unix:/PATH or http:HOST:PORT/PATH)"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlive = tcp:127.0.0.1:1\nlive-every = 0s\n"),
+            "b.conf:4: \"0s\" is too short: at least 1ms"
+        );
+        assert_eq!(
+            error("[a]\nrun = x\nlive = tcp:127.0.0.1:1\nlive-failures = 0\n"),
+            "b.conf:4: live-failures must be a whole number from 1 to 1000, not \"0\""
+        );
     }
 
     /// A scratch directory with these files, removed when dropped.

@@ -674,6 +674,11 @@ pub(crate) fn route_action_names() -> String {
     format!("{} or {last}", rest.join(", "))
 }
 
+/// The keys before the first `[section]`, besides the `on SIGNAL` routes. The parser takes
+/// only these as bundle keys (a key missing here is unknown to it), and docs/bundle-file.md's
+/// table of bundle keys is checked against this list.
+pub(crate) const BUNDLE_KEYS: &[&str] = &["shutdown-grace", "stop-order", "include"];
+
 /// What `--check` prints: the plan after selection, in a form the parser reads back
 /// (besides the header and the trailing note on other signals).
 pub fn describe_plan(path: &str, plan: &Plan) -> String {
@@ -751,6 +756,9 @@ pub(crate) fn quote_word(word: &str) -> String {
 }
 
 #[cfg(test)]
+mod documented;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
@@ -815,7 +823,7 @@ mod tests {
         assert_eq!(again.routes, plan.routes, "{printed}");
     }
 
-    /// The defaults README's table of daemon keys gives are what `DaemonSpec::new` sets,
+    /// The defaults docs/bundle-file.md's table of daemon keys gives are what `DaemonSpec::new` sets,
     /// as `--check` prints them (backoff keys under `restart`, the timeout with `after`).
     #[test]
     fn check_prints_the_documented_defaults() {

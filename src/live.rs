@@ -142,8 +142,11 @@ enum Step {
 fn step(running: &mut Running) -> Step {
     match &mut running.phase {
         Phase::Connecting => {
-            if let Ok(Err(errno)) = rustix::net::sockopt::socket_error(&running.fd) {
-                return Step::Ended(Err(connect_failed(&running.check, errno)));
+            match rustix::net::sockopt::socket_error(&running.fd) {
+                Ok(Ok(())) => {}
+                Ok(Err(errno)) | Err(errno) => {
+                    return Step::Ended(Err(connect_failed(&running.check, errno)));
+                }
             }
             match &running.check {
                 LiveCheck::Tcp(_) | LiveCheck::Unix(_) => Step::Ended(Ok(())),
@@ -282,5 +285,130 @@ fn describe(errno: rustix::io::Errno) -> String {
     match text.rfind(" (os error") {
         Some(at) => text[..at].to_string(),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn http(port: u16, path: &str) -> LiveCheck {
+        LiveCheck::Http {
+            addr: format!("127.0.0.1:{port}").as_str().into(),
+            path: path.to_string(),
+        }
+    }
+
+    /// Runs one check to its end, polling as the loop does; its result.
+    fn run(check: &LiveCheck, timeout: Duration) -> Result<(), String> {
+        let mut checks = LiveChecks::default();
+        let id = DaemonId(0);
+        let now = crate::time::now();
+        if let Some((_, pid, result)) = checks.start(id, 7, check, timeout, now) {
+            assert_eq!(pid, 7);
+            return result;
+        }
+        loop {
+            let mut fds: Vec<crate::sys::PollFd> = checks
+                .interests()
+                .map(|(fd, events, _)| crate::sys::PollFd {
+                    fd,
+                    events,
+                    revents: 0,
+                })
+                .collect();
+            let _ = crate::sys::wait_for(&mut fds, 20);
+            if fds.iter().any(|f| f.revents != 0)
+                && let Some((_, _, result)) = checks.event(id)
+            {
+                return result;
+            }
+            if let Some((_, _, result)) = checks.expire(crate::time::now()).pop() {
+                return result;
+            }
+        }
+    }
+
+    /// A server thread that reads one request and answers `status`.
+    fn answer_once(listener: &TcpListener, status: &str) {
+        let listener = listener.try_clone().unwrap();
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ends with a blank line");
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert!(request.starts_with(b"GET /healthz HTTP/1.1\r\n"));
+            stream.write_all(answer.as_bytes()).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_tcp_check_passes_when_a_connection_is_accepted_and_fails_when_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = LiveCheck::Tcp(format!("127.0.0.1:{port}").as_str().into());
+        assert_eq!(run(&tcp, Duration::from_secs(2)), Ok(()));
+        drop(listener);
+        assert_eq!(
+            run(&tcp, Duration::from_secs(2)),
+            Err(format!("connect to 127.0.0.1:{port} refused"))
+        );
+    }
+
+    #[test]
+    fn an_http_check_passes_on_2xx_and_3xx_and_names_any_other_status() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let check = http(port, "/healthz");
+        for (status, expected) in [
+            ("200 OK", Ok(())),
+            ("302 Found", Ok(())),
+            (
+                "503 Service Unavailable",
+                Err(format!("GET http://127.0.0.1:{port}/healthz answered 503")),
+            ),
+        ] {
+            answer_once(&listener, status);
+            let result = run(&check, Duration::from_secs(2));
+            assert_eq!(result, expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn an_http_check_that_gets_no_answer_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // The kernel accepts the connection; nobody reads or answers.
+        let result = run(&http(port, "/healthz"), Duration::from_millis(100));
+        assert_eq!(
+            result,
+            Err(format!("GET http://127.0.0.1:{port}/healthz timed out"))
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn a_unix_check_names_a_missing_socket() {
+        let check = LiveCheck::Unix("/nonexistent/bundle-init.sock".into());
+        assert_eq!(
+            run(&check, Duration::from_secs(1)),
+            Err("connect to /nonexistent/bundle-init.sock: No such file or directory".to_string())
+        );
+    }
+
+    #[test]
+    fn only_an_http_1_status_line_counts() {
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.0 301 Moved\r\n"), Some(301));
+        assert_eq!(status_code(b"HTTP/2 200\r\n"), None);
+        assert_eq!(status_code(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_code(b"HTTP/1.1 2x0 OK\r\n"), None);
     }
 }

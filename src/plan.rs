@@ -318,8 +318,8 @@ impl GiveUp {
 
 impl DaemonSpec {
     /// A daemon with every key at its default: the one place a daemon's defaults are
-    /// written (the backoff's in `Backoff::default`). README's table of daemon keys lists
-    /// them; `--check` prints them.
+    /// written (the backoff's in `Backoff::default`). docs/bundle-file.md's table of daemon keys
+    /// lists them; `--check` prints them.
     pub(crate) fn new(name: &str, argv: Vec<OsString>) -> DaemonSpec {
         DaemonSpec {
             name: name.to_string(),

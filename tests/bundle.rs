@@ -600,63 +600,6 @@ fn wait_for_n_usr1(lines: &Lines) {
     lines.wait_for_n(2, "both noting USR1", |l| l.ends_with("got SIGUSR1"));
 }
 
-/// Every bundle file in docs/MIGRATING.md (the ```bundle blocks) passes `--check`, so the
-/// guide cannot drift from the parser. A block whose first line is
-/// `# check-with: NAME=VALUE` is checked with that variable set as well.
-#[test]
-fn every_bundle_file_in_the_migration_guide_passes_check() {
-    let guide =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/MIGRATING.md")).unwrap();
-    let dir = TempDir::new("migrating");
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in guide.lines() {
-        match (&mut current, line) {
-            (None, "```bundle") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    assert!(current.is_none(), "a ```bundle block is not closed");
-    assert!(
-        blocks.len() >= 3,
-        "the guide's bundle files: {}",
-        blocks.len()
-    );
-    for (n, block) in blocks.iter().enumerate() {
-        let path = dir.write(&format!("guide-{n}.bundle"), block);
-        let mut environments = vec![None];
-        if let Some(setting) = block
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# check-with: "))
-        {
-            environments.push(Some(setting.split_once('=').expect("NAME=VALUE")));
-        }
-        for setting in environments {
-            let mut check = std::process::Command::new(bundle_init_bin());
-            check.args(["--bundle", &path, "--check"]).env_clear();
-            if let Some((name, value)) = setting {
-                check.env(name, value);
-            }
-            let out = check.output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "block {n} of docs/MIGRATING.md with {setting:?}:\n{block}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 /// An env file is read at each start, in bundle-init: the daemon sees its variables, a
 /// restart after an edit sees the new value, a bad line is that start's failure naming
 /// PATH:LINE, and the secret's value is in no line of bundle-init's, in `status` or in

@@ -118,7 +118,7 @@ fn stop_with_a_daemon_ignoring_term_kills_it_at_the_grace_before_the_engine_woul
         took >= Duration::from_millis(1900) && took < Duration::from_secs(8),
         "stop took {took:?}"
     );
-    // README rule: a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
+    // The exit-code rule (docs/bundle-file.md): a daemon that had to be SIGKILLed did not stop cleanly: 128+9.
     assert_eq!(c.exit_code(), 137);
     c.stderr.wait_for_text("sending SIGKILL");
 }
@@ -495,7 +495,7 @@ fn a_leftover_tree_is_swept_to_the_last_process_in_a_container() {
 /// Under the project's `--ulimit nofile=1024:1024`: 256 prefixed daemons (4 descriptors
 /// each) cannot fit, and both --check and the start say so plainly, before anything
 /// starts (the start used to fail part-way with `cannot create output pipes`). 251, the
-/// most that fit as the README works out (3 + 16 + 4 x 251 = 1023), all start.
+/// most that fit as docs/bundle-file.md (Descriptors) works out (3 + 16 + 4 x 251 = 1023), all start.
 #[test]
 fn the_descriptor_limit_is_checked_before_anything_starts_in_a_container() {
     if !engine_ready() {
@@ -691,4 +691,39 @@ fn an_edited_bundle_file_is_reloaded_in_a_container_touching_only_what_changed()
     let out = podman(&["stop", "-t", "10", &c.name]);
     assert!(out.status.success());
     assert_eq!(c.exit_code(), 0);
+}
+
+/// A daemon whose port died is restarted by its liveness check, alone: a connection held
+/// from the host through a published port to its sibling answers before and after, and
+/// the sibling keeps its pid.
+#[test]
+fn a_daemon_that_stops_answering_is_restarted_alone_in_a_container() {
+    if !engine_ready() {
+        return;
+    }
+    let _ports = seed_ports();
+    let dir = TempDir::new("c-live");
+    let mut flags = with_bundle(
+        &dir,
+        "[web]\nrun = bundle-testd --name web --listen 0.0.0.0:18091 --close-on USR2\n\
+         live = tcp:127.0.0.1:18091\nlive-every = 100ms\n\
+         [db]\nrun = bundle-testd --name db --listen 0.0.0.0:18090\n",
+    );
+    flags.extend(["-p".into(), "127.0.0.1:28090:18090".into()]);
+    let c = Container::run(&strs(&flags), demo(), &[]);
+    c.wait_started(&["web", "db"]);
+    let before = c.pids();
+    let mut db = common::HeldConnection::open("127.0.0.1:28090");
+    assert_eq!(db.ask("one"), format!("db {}: one\n", before["db"]));
+    let out = podman(&["exec", &c.name, "/bundle-init", "signal", "web", "USR2"]);
+    assert!(out.status.success(), "{out:?}");
+    c.stderr
+        .wait_for_text("web restarted (liveness: connect to 127.0.0.1:18091 refused, 3 in a row)");
+    c.stdout.wait_for_n(2, "web starting again", |l| {
+        l.starts_with("[web] ") && l.ends_with(" started")
+    });
+    assert_eq!(db.ask("two"), format!("db {}: two\n", before["db"]));
+    let after = c.pids();
+    assert_eq!(after["db"], before["db"]);
+    assert_ne!(after["web"], before["web"]);
 }

@@ -261,3 +261,41 @@ fn postgres_restarted_past_its_grace_comes_back_up_without_its_old_backends() {
         "the sibling kept its pid: {status}"
     );
 }
+
+/// Debian's redis 7, built with systemd support and run with `--supervised systemd`: it
+/// sends `STATUS=` and `READY=1` on the socket bundle-init gave it in `NOTIFY_SOCKET`, once
+/// it accepts connections, and what starts after it finds it answering at once.
+#[test]
+fn redis_supervised_by_systemds_protocol_is_ready_when_it_says_so() {
+    if !image_ready() {
+        return;
+    }
+    let bundle = "BUNDLE_INIT_BUNDLE=/etc/bundle-init/redis.bundle";
+    let c = Container::run(&["--network", "none", "-e", bundle], IMAGE, &[]);
+    c.stderr.wait_for("redis to say it is ready", |l| {
+        l.contains("] redis is ready")
+    });
+    c.stdout
+        .wait_for("the worker's ping", |l| l == "[worker] PONG");
+    c.stderr
+        .wait_for("app to start", |l| l.contains("] app started"));
+    let log = c.stderr.all();
+    let at = |text: &str| {
+        log.iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no {text:?} in {log:#?}"))
+    };
+    assert!(at("] redis is ready") < at("] worker started"), "{log:#?}");
+    let redis_said = c.stdout.text();
+    assert!(
+        !redis_said.contains("NOTIFY_SOCKET not found"),
+        "redis found its socket: {redis_said}"
+    );
+    let redis = status_of(&status(&c), "redis");
+    assert!(redis.contains("ready yes"), "{redis}");
+    assert!(
+        redis.contains("status \"Ready to accept connections\""),
+        "redis's own STATUS= line is shown: {redis}"
+    );
+    assert!(redis.contains("live ok"), "{redis}");
+}

@@ -78,7 +78,7 @@ fn a_signal_storm_loses_no_request_and_shutdown_still_completes() {
         took < Duration::from_secs(3) + Duration::from_secs(2),
         "shutdown took {took:?}"
     );
-    // The README rule: stopped daemons count 0, except churn if TERM found it running: it
+    // The exit-code rule (docs/bundle-file.md): stopped daemons count 0, except churn if TERM found it running: it
     // then exits 1 on its own while being stopped, and that is reported honestly.
     let churn_failed = init
         .stderr
@@ -1453,7 +1453,8 @@ fn a_daemon_that_puts_itself_in_the_background_is_named_and_never_piles_up() {
     assert!(
         line[0].contains("redis (pid ")
             && line[0].contains("exited with code 0 but left 1 process (pid ")
-            && line[0].ends_with("run it in the foreground (README: Foreground flags)"),
+            && line[0]
+                .ends_with("run it in the foreground (docs/bundle-file.md: Foreground flags)"),
         "{line:?}"
     );
     init.stdout

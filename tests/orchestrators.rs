@@ -1,6 +1,6 @@
 //! bundle-init under the ways people start containers besides `podman run`: Kubernetes pod
 //! specs (run locally with `podman kube play`) and compose files (`podman-compose`). Every
-//! pod and compose file is in tests/orchestrators/, and is what the README points to.
+//! pod and compose file is in tests/orchestrators/, and is what docs/containers.md points to.
 //!
 //! Like the container suite, these fail instead of skipping when BUNDLE_INIT_REQUIRE_ENGINE
 //! is set (`just test`, CI). They run on this machine's architecture: the files name the
@@ -154,7 +154,7 @@ const PROBE: [&str; 2] = ["/bundle-init", "health"];
 
 /// The probe as the file gives it, run as a kubelet or docker compose runs an exec check:
 /// directly, no shell. podman 4.3's kube play and podman-compose 1.0.3 wrap it in
-/// `/bin/sh -c`, which a FROM scratch image does not have; the README says so.
+/// `/bin/sh -c`, which a FROM scratch image does not have; docs/containers.md says so.
 fn assert_probe_passes(c: &Logs) {
     let (code, out, err) = c.exec(&[], &PROBE);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -186,7 +186,7 @@ fn the_demo_pod_passes_its_exec_probes_and_stops_within_its_grace() {
         assert_probe_passes(&c);
     }
     let took = pod.stop();
-    // Every daemon stopped on TERM: the README's rule gives 0, and it came before the grace.
+    // Every daemon stopped on TERM: the exit-code rule (docs/bundle-file.md) gives 0, and it came before the grace.
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.stderr.text());
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for name in SEED {

@@ -765,6 +765,45 @@ fn bench_throughput(s: &Settings) {
     println!("| bundle-init prefixing (daemon -> bundle-init -> reader) | {b:.0} | {} |", ratio(b, p));
 }
 
+/// Idle cost of liveness checks: wakeups and RSS of bundle-init alone (its daemon's are not
+/// counted) over one window, with no check and with a check every second.
+fn bench_liveness(s: &Settings) {
+    let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(10) };
+    let cases: [(&str, &str, &[&str]); 3] = [
+        ("no liveness check", "", &["--name", "web", "--listen", "127.0.0.1:28701"]),
+        ("live = tcp:, every 1s", "live = tcp:127.0.0.1:28702\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28702"]),
+        ("live = http:, every 1s", "live = http:127.0.0.1:28703/\nlive-every = 1s\n", &["--name", "web", "--listen", "127.0.0.1:28703", "--http"]),
+    ];
+    let mut running = Vec::new();
+    for (i, (label, keys, args)) in cases.iter().enumerate() {
+        let dir = s.work.join(format!("liveness-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("live.bundle");
+        let text = format!("[web]\nrun = {}\n{keys}", testd(s, args).join(" "));
+        std::fs::write(&path, text).unwrap();
+        let argv = vec![s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()];
+        let p = Pid1::start(&argv);
+        let _ = wait_line(&p.out, "started", Duration::from_secs(10));
+        running.push((*label, p));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // past start-up, into the steady state
+    let before: Vec<u64> = running.iter().map(|(_, p)| ctxt_switches(p.pid())).collect();
+    std::thread::sleep(window);
+    println!("\n### Liveness checks: bundle-init's own wakeups and memory ({}s window, side by side)\n", window.as_secs());
+    println!("| bundle-init with one daemon | wakeups in window | wakeups per check | RSS KiB | ratio RSS to no check |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut base = f64::NAN;
+    for (i, (label, p)) in running.iter().enumerate() {
+        let woke = ctxt_switches(p.pid()) - before[i];
+        let rss = proc_status(p.pid(), "VmRSS:");
+        if i == 0 {
+            base = rss as f64;
+        }
+        let per_check = if i == 0 { "-".to_string() } else { format!("{:.1}", woke as f64 / window.as_secs_f64()) };
+        println!("| {label} | {woke} | {per_check} | {rss} | {} |", ratio(rss as f64, base));
+    }
+}
+
 fn main() {
     let mut quick = false;
     let mut bundle_init = None;
@@ -792,7 +831,7 @@ fn main() {
         work: work.clone(),
     };
     let started = Instant::now();
-    let metrics: [(&str, fn(&Settings)); 10] = [
+    let metrics: [(&str, fn(&Settings)); 11] = [
         ("size", bench_size),
         ("startup", bench_startup),
         ("idle", bench_idle),
@@ -803,6 +842,7 @@ fn main() {
         ("reload", bench_reload),
         ("memory", bench_bundle_memory),
         ("throughput", bench_throughput),
+        ("liveness", bench_liveness),
     ];
     for (name, run) in metrics {
         if only.as_deref().is_none_or(|o| o == name) {

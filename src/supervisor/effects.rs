@@ -86,6 +86,14 @@ impl Effects {
             .retain(|a| !matches!(a, Action::Spawn(queued) if *queued == id));
     }
 
+    /// Takes back a liveness check of `id` still queued: its process stops running (a
+    /// shutdown or a restart began in the same pass of the loop), and a check of it now
+    /// would only be thrown away.
+    pub(crate) fn withdraw_live_check(&mut self, id: DaemonId) {
+        self.queue
+            .retain(|a| !matches!(a, Action::CheckLive { id: queued, .. } if *queued == id));
+    }
+
     /// Takes back the signals still queued for `pid`, which was just reaped: the number is
     /// free, and may be a stranger's by the time they would be sent. A signal to its
     /// process group stays: the group lives on while its members do (and cannot be reused

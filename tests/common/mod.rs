@@ -143,8 +143,19 @@ impl Lines {
 
     /// Waits until `count` lines match `pred`; returns the matching lines.
     pub fn wait_for_n(&self, count: usize, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.wait_for_n_within(count, PATIENCE, what, pred)
+    }
+
+    /// `wait_for_n` for what takes longer than PATIENCE by its nature (a soak's count).
+    pub fn wait_for_n_within(
+        &self,
+        count: usize,
+        patience: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let (lock, cvar) = &*self.inner;
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + patience;
         let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut found = Vec::new();
         let mut seen = 0;

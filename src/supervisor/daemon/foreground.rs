@@ -1,6 +1,6 @@
 //! How common daemons are kept in the foreground: the fix named in the line that says a
-//! daemon put itself in the background. The README's table of foreground flags says the
-//! same for people.
+//! daemon put itself in the background. docs/bundle-file.md's table of foreground flags says
+//! the same for people.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -41,7 +41,7 @@ pub(super) fn hint(program: Option<&OsStr>) -> String {
     });
     match known {
         Some((program, flag)) => format!("run {program} in the foreground: {flag}"),
-        None => "run it in the foreground (README: Foreground flags)".to_string(),
+        None => "run it in the foreground (docs/bundle-file.md: Foreground flags)".to_string(),
     }
 }
 
@@ -63,11 +63,11 @@ mod tests {
         );
         assert_eq!(
             hint_for("/opt/mystery"),
-            "run it in the foreground (README: Foreground flags)"
+            "run it in the foreground (docs/bundle-file.md: Foreground flags)"
         );
         assert_eq!(
             hint(None),
-            "run it in the foreground (README: Foreground flags)"
+            "run it in the foreground (docs/bundle-file.md: Foreground flags)"
         );
     }
 }

@@ -116,20 +116,22 @@ impl Daemon {
         self.liveness.next_check = settings.check.as_ref().map(|_| now + settings.every);
         match result {
             Ok(()) => {
-                self.answers_again(fx);
+                self.answers_again("answered its liveness check", fx);
                 Outcome::Nothing
             }
             Err(why) => self.live_failed(pid, why, now, fx),
         }
     }
 
-    /// A check passed or a ping came: the failures in a row are over.
-    fn answers_again(&mut self, fx: &mut Effects) {
+    /// A check passed or a ping came (`what`): the failures in a row are over.
+    fn answers_again(&mut self, what: &str, fx: &mut Effects) {
+        let name = &self.spec.name;
         if self.liveness.failures_in_a_row > 0 {
-            let name = &self.spec.name;
             fx.log(Level::Notice, || {
                 format!("{name} answers its liveness check again")
             });
+        } else {
+            fx.log(Level::Debug, || format!("{name} {what}"));
         }
         self.liveness.failures_in_a_row = 0;
     }
@@ -178,7 +180,7 @@ impl Daemon {
         if message.watchdog && self.liveness.watchdog_due.is_some() {
             let every = self.spec.live.watchdog;
             self.liveness.watchdog_due = every.map(|every| now + every);
-            self.answers_again(fx);
+            self.answers_again("pinged its watchdog", fx);
         }
         if message.ready {
             self.notes.reloading = false;

@@ -180,8 +180,10 @@ impl Daemon {
         Outcome::BecameReady
     }
 
-    /// It stops running (stopped, or it died): a readiness check still looking at it stops.
+    /// It stops running (stopped, or it died): a readiness check still looking at it stops,
+    /// and a liveness check not carried out yet is not.
     pub(super) fn left_running(&mut self, fx: &mut Effects) {
+        fx.withdraw_live_check(self.id);
         if let State::Running { ready: false, .. } = self.state
             && self.spec.ready.is_some()
         {

@@ -425,9 +425,17 @@ impl World {
                     .daemons()
                     .any(|d| d.id == id && matches!(d.state(), State::Running { pid: p, ready: true, .. } if *p == pid));
                 if self.live_pid_of(id) != Some(pid) || !ready {
+                    let state = self
+                        .sup
+                        .daemons()
+                        .find(|d| d.id == id)
+                        .map(|d| d.state().clone());
                     return broke(
                         "a liveness check is about the daemon's running, ready process",
-                        format!("{id} {pid}"),
+                        format!(
+                            "{id} {pid}: {state:?}, live process {:?}",
+                            self.live_pid_of(id)
+                        ),
                     );
                 }
                 if self.live_checks.get(&id) == Some(&pid) {
@@ -1513,6 +1521,23 @@ impl Rng {
     }
 }
 
+/// A control request about the daemon in `slot` (or two).
+fn random_request(rng: &mut Rng, slot: usize) -> Request {
+    match rng.below(9) {
+        0 => Request::Status,
+        1 => Request::Health,
+        2 => Request::Restart(vec![slot]),
+        3 => Request::Restart(vec![slot, rng.below(8)]),
+        4 => Request::RestartUnknown,
+        5 => Request::SignalTo(slot),
+        6 => Request::Stop(slot),
+        7 => Request::Start(slot),
+        _ => Request::Reload {
+            dry_run: rng.below(4) == 0,
+        },
+    }
+}
+
 fn random_step(rng: &mut Rng) -> Step {
     let slot = rng.below(8);
     match rng.below(100) {
@@ -1535,19 +1560,7 @@ fn random_step(rng: &mut Rng) -> Step {
         },
         48..=55 => Step::Advance([50, 400, 1500, 6000][rng.below(4)]),
         56..=65 => Step::ToDeadline,
-        66..=81 => Step::Control(match rng.below(9) {
-            0 => Request::Status,
-            1 => Request::Health,
-            2 => Request::Restart(vec![slot]),
-            3 => Request::Restart(vec![slot, rng.below(8)]),
-            4 => Request::RestartUnknown,
-            5 => Request::SignalTo(slot),
-            6 => Request::Stop(slot),
-            7 => Request::Start(slot),
-            _ => Request::Reload {
-                dry_run: rng.below(4) == 0,
-            },
-        }),
+        66..=81 => Step::Control(random_request(rng, slot)),
         82..=95 => Step::Edit(match rng.below(13) {
             0 => Edit::Add,
             1 => Edit::Remove(slot),

@@ -30,7 +30,7 @@ fn task_plan(env: &str) -> Plan {
     plan
 }
 
-/// README (Reload): "a oneshot that already ran, changed: not run again". A oneshot
+/// docs/bundle-file.md (Reload): "a oneshot that already ran, changed: not run again". A oneshot
 /// whose process exited (code 3, a failure under on-failure = stop-bundle) while what
 /// it left is still being stopped is changed by a reload: it must not be run again,
 /// and its failure must still end the bundle with code 3.

@@ -321,3 +321,17 @@ fn a_start_of_a_renamed_daemon_with_autostart_no_waits_for_the_removed_ones() {
     ])
     .unwrap();
 }
+
+/// Found by the model: app's liveness check was due at the tick of the pass in which the
+/// shutdown began; the check was queued, then app got its stop signal, and the runtime
+/// would have checked a process that was stopping. A stop takes back a queued check.
+#[test]
+fn a_liveness_check_queued_before_a_stop_in_the_same_pass_is_taken_back() {
+    replay(&[
+        Step::Scene(Scene::Edit(Edit::ChangePolicy(3))),
+        Step::FailNextSpawn { transient: true },
+        Step::Batch(vec![Step::Ready(5)]),
+        Step::FailNextSpawn { transient: false },
+    ])
+    .unwrap();
+}
