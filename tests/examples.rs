@@ -904,3 +904,70 @@ fn nginx_php_fpm_runs_on_a_read_only_root_and_without_root_on_podman() {
 fn nginx_php_fpm_runs_on_a_read_only_root_and_without_root_on_docker() {
     nginx_php_fpm_read_only_and_without_root(Engine::Docker);
 }
+
+// ---------------------------------------------------------------------------------------
+// The files themselves
+
+const RECIPES: [(&str, &str); 3] = [
+    ("nginx-php-fpm", "web.bundle"),
+    ("postgres-app", "shop.bundle"),
+    ("redis-worker", "jobs.bundle"),
+];
+
+fn recipe_file(recipe: &str, file: &str) -> String {
+    let path = format!("{}/examples/{recipe}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Each recipe's bundle file passes `--check` as it is (the password the postgres recipe
+/// requires given, as `docker run -e` would).
+#[test]
+fn every_recipes_bundle_file_passes_check() {
+    for (recipe, file) in RECIPES {
+        let path = format!("{}/examples/{recipe}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(common::bundle_init_bin())
+            .args(["--bundle", &path, "--check"])
+            .env("APP_DB_PASSWORD", "checked")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{recipe}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// examples/README.md shows each bundle file as it is, without its comments and blank
+/// lines: the page cannot drift from the files the tests run.
+#[test]
+fn the_recipes_page_shows_each_bundle_file_as_it_is() {
+    let page = recipe_file("", "README.md");
+    let blocks: Vec<String> = page
+        .split("```ini\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_string())
+        .collect();
+    assert_eq!(blocks.len(), RECIPES.len(), "one block per recipe");
+    for ((recipe, file), block) in RECIPES.iter().zip(&blocks) {
+        let text = recipe_file(recipe, file);
+        let mut without_comments = String::new();
+        for line in text.lines() {
+            if !line.starts_with('#') {
+                without_comments.push_str(line);
+                without_comments.push('\n');
+            }
+        }
+        let squeeze = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            squeeze(block),
+            squeeze(&without_comments),
+            "examples/README.md's block for {recipe}/{file}"
+        );
+    }
+}

@@ -177,51 +177,8 @@ pub fn recipe_image(engine: Engine, recipe: &str) -> (String, Duration) {
     if built.iter().any(|(e, r)| *e == engine && r == recipe) {
         return (name, Duration::ZERO);
     }
-    let dir = format!("{}/examples/{recipe}", env!("CARGO_MANIFEST_DIR"));
-    let file = format!("{dir}/Containerfile");
-    let base = format!("BASE={BASE}");
-    let init = format!("BUNDLE_INIT={BUNDLE_INIT}");
     let started = Instant::now();
-    let out = match engine {
-        // --format docker: podman's own format drops HEALTHCHECK.
-        Engine::Podman => engine.cmd(&[
-            "build",
-            "--quiet",
-            "--runtime",
-            "runc",
-            "--format",
-            "docker",
-            "--build-arg",
-            &base,
-            "--build-arg",
-            &init,
-            "-f",
-            &file,
-            "-t",
-            &name,
-            &dir,
-        ]),
-        Engine::Docker => {
-            in_docker(BASE);
-            in_docker(BUNDLE_INIT);
-            // --network host: this dockerd has no bridge for the build's apt-get.
-            engine.cmd(&[
-                "build",
-                "--quiet",
-                "--network",
-                "host",
-                "--build-arg",
-                &base,
-                "--build-arg",
-                &init,
-                "-f",
-                &file,
-                "-t",
-                &name,
-                &dir,
-            ])
-        }
-    };
+    let out = build(engine, recipe, &name);
     assert!(
         out.status.success(),
         "{} build of {recipe}: {}",
@@ -232,6 +189,46 @@ pub fn recipe_image(engine: Engine, recipe: &str) -> (String, Duration) {
     let took = started.elapsed();
     eprintln!("built {name} with {} in {took:.1?}", engine.name());
     (name, took)
+}
+
+/// `build` of recipe `examples/RECIPE` as image `name`, with the engine's flags.
+fn build(engine: Engine, recipe: &str, name: &str) -> Output {
+    let dir = format!("{}/examples/{recipe}", env!("CARGO_MANIFEST_DIR"));
+    let file = format!("{dir}/Containerfile");
+    let base = format!("BASE={BASE}");
+    let init = format!("BUNDLE_INIT={BUNDLE_INIT}");
+    let args = [
+        "--build-arg",
+        &base,
+        "--build-arg",
+        &init,
+        "-f",
+        &file,
+        "-t",
+        name,
+        &dir,
+    ];
+    match engine {
+        // --format docker: podman's own format drops HEALTHCHECK.
+        Engine::Podman => {
+            let flags = [
+                "build",
+                "--quiet",
+                "--runtime",
+                "runc",
+                "--format",
+                "docker",
+            ];
+            engine.cmd(&[&flags[..], &args[..]].concat())
+        }
+        Engine::Docker => {
+            in_docker(BASE);
+            in_docker(BUNDLE_INIT);
+            // --network host: this dockerd has no bridge for the build's apt-get.
+            let flags = ["build", "--quiet", "--network", "host"];
+            engine.cmd(&[&flags[..], &args[..]].concat())
+        }
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
