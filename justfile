@@ -125,9 +125,30 @@ daemons-image: build-tiny
     cp {{release_x86_64}} target/image/daemons/bundle-init
     podman build --quiet --runtime runc -t localhost/bundle-init-daemons-test:latest target/image/daemons >/dev/null
 
-# Everything CI runs: unit tests, PID-1 tests under unshare, container tests in podman.
+# Without DOCKER_HOST a dockerd of its own runs for the tests' time (tests/docker/dockerd;
+# .ci/run starts one itself).
+# Everything CI runs: unit tests, PID-1 tests under unshare, container tests in podman and Docker.
 test: image daemons-image
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${DOCKER_HOST:-}" ]; then
+        eval "$(bash tests/docker/dockerd start target/dockerd)"
+        trap 'bash tests/docker/dockerd stop target/dockerd' EXIT
+        export DOCKER_HOST
+    fi
     BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release -- --test-threads 4
+
+# Without DOCKER_HOST a dockerd of its own runs for the tests' time.
+# The recipes in examples/ (tests/examples.rs) and the Docker suite (tests/docker.rs).
+test-examples: image daemons-image
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${DOCKER_HOST:-}" ]; then
+        eval "$(bash tests/docker/dockerd start target/dockerd)"
+        trap 'bash tests/docker/dockerd stop target/dockerd' EXIT
+        export DOCKER_HOST
+    fi
+    BUNDLE_INIT_REQUIRE_ENGINE=1 cargo test --release --test examples --test docker
 
 # Only the tests that need a container engine: containers, pods, compose.
 test-containers: image

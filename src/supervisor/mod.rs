@@ -708,11 +708,28 @@ impl Supervisor {
         let running = self
             .find(id)
             .is_some_and(|d| matches!(d.state(), daemon::State::Running { .. }));
-        running
-            && self
-                .daemons
-                .iter()
-                .any(|d| d.after.contains(&id) && d.is_live())
+        running && self.has_live_dependent(id)
+    }
+
+    /// Whether anything that starts after daemon `id` is alive: a direct dependent, or
+    /// what starts after a dependent that is not alive (a oneshot that is done, a daemon
+    /// that is down). In db, then migrate (a oneshot), then app, db waits for app. A
+    /// live dependent ends the search: it waits for its own dependents itself.
+    fn has_live_dependent(&self, id: DaemonId) -> bool {
+        let mut seen: IdMap<()> = IdMap::default();
+        let mut todo = vec![id];
+        while let Some(at) = todo.pop() {
+            for dependent in self.daemons.iter().filter(|d| d.after.contains(&at)) {
+                if dependent.is_live() {
+                    return true;
+                }
+                if seen.get(dependent.id).is_none() {
+                    seen.insert(dependent.id, ());
+                    todo.push(dependent.id);
+                }
+            }
+        }
+        false
     }
 
     /// During an ordered shutdown: the daemons nothing alive waits for any more get their

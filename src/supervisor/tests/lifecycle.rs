@@ -390,6 +390,29 @@ fn a_setup_task_runs_once_and_what_starts_after_it_waits_for_its_exit_0() {
     assert_eq!(sup.next_deadline(), None, "it is not run again");
 }
 
+/// The recipe in examples/postgres-app: app waits for db through migrate, a oneshot that is
+/// done by the time of the stop. db used to get its stop signal with app's, since nothing
+/// alive started after it directly, and app lost its database while it stopped.
+#[test]
+fn at_shutdown_a_daemon_waits_for_what_starts_after_it_through_a_finished_setup_task() {
+    let (mut sup, mut out) = migrating(None);
+    sup.exited(101, ExitStatus::Code(0), secs(1.0), &mut out);
+    sup.spawned(2, Ok(102), secs(1.0), &mut out);
+    out.clear();
+    sup.signal(TERM, secs(2.0), &mut out);
+    assert_eq!(
+        signals(&out),
+        [(102, TERM)],
+        "app first; db keeps serving it"
+    );
+    out.clear();
+    sup.exited(102, ExitStatus::Signal(libc_sig::TERM), secs(2.5), &mut out);
+    assert_eq!(signals(&out), [(100, TERM)], "then db");
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(2.6), &mut out);
+    nothing_left(&mut sup, &mut out);
+    assert_eq!(exit_code(&out), Some(0));
+}
+
 #[test]
 fn a_failed_setup_task_ends_the_bundle_with_its_code_and_nothing_after_it_starts() {
     let (mut sup, mut out) = migrating(None);
