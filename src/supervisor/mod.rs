@@ -666,6 +666,11 @@ impl Supervisor {
             return;
         }
         self.refuse_waiting_reload(fx);
+        // A daemon that waits for its turn to stop still runs: no liveness check or missed
+        // ping may restart it now.
+        for daemon in &mut self.daemons {
+            daemon.stop_checking_liveness(fx);
+        }
         for id in self.ids() {
             if self.must_wait_for_dependents(id) {
                 if let Some(daemon) = self.find(id) {

@@ -25,6 +25,8 @@ pub(crate) struct LiveState {
     /// Every failure, over every process: a counter for metrics.
     pub(crate) failures: u32,
     pub(crate) last_failure: Option<String>,
+    /// The shutdown began: it is not checked again, even if it becomes ready now.
+    ended: bool,
 }
 
 /// What the current process said on its notify socket.
@@ -53,6 +55,9 @@ impl Daemon {
 
     /// It became ready: its checks begin one interval from now, and so does its watchdog.
     pub(super) fn arm_liveness(&mut self, now: Time) {
+        if self.liveness.ended {
+            return;
+        }
         let settings = &self.spec.live;
         self.liveness.next_check = settings.check.as_ref().map(|_| now + settings.every);
         self.liveness.watchdog_due = settings.watchdog.map(|every| now + every);
@@ -67,6 +72,15 @@ impl Daemon {
             self.liveness.checking = None;
             self.arm_liveness(now);
         }
+    }
+
+    /// The shutdown began: nothing checks it any more (it stops, in its turn, as it is).
+    pub(crate) fn stop_checking_liveness(&mut self, fx: &mut Effects) {
+        self.liveness.ended = true;
+        self.liveness.next_check = None;
+        self.liveness.checking = None;
+        self.liveness.watchdog_due = None;
+        fx.withdraw_live_check(self.id);
     }
 
     /// The next time a check is due or a watchdog ping is missed.

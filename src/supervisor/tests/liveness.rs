@@ -331,3 +331,25 @@ fn a_reload_that_gives_a_running_daemon_a_check_checks_it_from_then() {
     );
     assert_eq!(sup.next_deadline(), Some(secs(6.0)));
 }
+
+#[test]
+fn a_daemon_waiting_for_its_turn_to_stop_is_checked_no_more() {
+    let (mut sup, mut out) = notifying_db();
+    // app starts after db, so at shutdown db stops only once app has exited.
+    notified(&mut sup, 0, 100, b"READY=1", 0.0, &mut out);
+    sup.spawned(1, Ok(101), secs(0.0), &mut out);
+    out.clear();
+    sup.signal(TERM, secs(0.5), &mut out);
+    assert_eq!(signals(&out), [(101, TERM)], "app first");
+    out.clear();
+    assert_eq!(
+        sup.next_deadline(),
+        Some(secs(2.5)),
+        "app's grace, no watchdog"
+    );
+    sup.tick(secs(2.0), &mut out);
+    notified(&mut sup, 0, 100, b"WATCHDOG=1", 2.1, &mut out);
+    sup.tick(secs(2.4), &mut out);
+    assert!(signals(&out).is_empty(), "db is not restarted: {out:?}");
+    assert_eq!(nth(&sup, 0).liveness.failures, 0);
+}

@@ -335,3 +335,56 @@ fn a_liveness_check_queued_before_a_stop_in_the_same_pass_is_taken_back() {
     ])
     .unwrap();
 }
+
+/// Found by the model: at shutdown, cache waited for what starts after it to stop first
+/// (ordered stop), still running; its watchdog ran out meanwhile, liveness restarted it,
+/// and the restart spawned it during the shutdown. Checks end when the shutdown begins.
+#[test]
+fn a_daemon_waiting_for_its_turn_to_stop_is_not_restarted_by_its_watchdog() {
+    replay(&[
+        Step::Edit(Edit::Add),
+        Step::Batch(vec![
+            Step::Control(Request::Restart(vec![5, 5])),
+            Step::Ready(6),
+        ]),
+        Step::Edit(Edit::ChangeAfter(5)),
+        Step::Batch(vec![
+            Step::DeliverExits,
+            Step::ReadyAfterExit { slot: 3, code: 0 },
+        ]),
+        Step::Crash {
+            slot: 7,
+            code: 0,
+            orphan: true,
+        },
+        Step::Edit(Edit::ChangeAfter(2)),
+        Step::Batch(vec![
+            Step::Crash {
+                slot: 1,
+                code: 0,
+                orphan: false,
+            },
+            Step::DeliverExits,
+        ]),
+        Step::Crash {
+            slot: 1,
+            code: 0,
+            orphan: false,
+        },
+        Step::Edit(Edit::ChangeReady(4)),
+        Step::Batch(vec![
+            Step::Control(Request::SignalTo(6)),
+            Step::Control(Request::Restart(vec![2])),
+        ]),
+        Step::Crash {
+            slot: 2,
+            code: 3,
+            orphan: true,
+        },
+        Step::DeliverExits,
+        Step::Advance(1500),
+        Step::Signal(1),
+        Step::Signal(3),
+    ])
+    .unwrap();
+}
