@@ -2,9 +2,10 @@
 //! the all-blocked mask it runs with), the environment and user its spec gives, and only
 //! the descriptors it is meant to have.
 //!
-//! fork and exec are done here rather than with std::process::Command: the child's steps
-//! are few and explicit (see `sys::child`), a failure says which step failed (a missing
-//! working directory is not reported as a missing program), and the binary is smaller.
+//! The child is started here (a vfork-style clone, then exec: `sys::start_child`) rather
+//! than with std::process::Command: the child's steps are few and explicit (see
+//! `sys::child`), a failure says which step failed (a missing working directory is not
+//! reported as a missing program), and the binary is smaller.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -14,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use crate::plan::{DaemonSpec, EnvPlan, Resource, Rlimit};
 use crate::supervisor::SpawnFailure;
 use crate::sys::{self, ChildStep, ExecPlan, SigSet};
+use rustix::process::Gid;
 
 /// What every child gets back from bundle-init's own start.
 #[derive(Clone, Copy)]
@@ -66,6 +68,12 @@ pub(crate) fn spawn(
         .collect();
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let process = ProcessStrings::new(spec);
+    let groups: Vec<_> = spec
+        .process
+        .groups
+        .iter()
+        .map(|&g| Gid::from_raw_unchecked(g))
+        .collect();
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
@@ -83,7 +91,7 @@ pub(crate) fn spawn(
         umask: spec.process.umask,
         nice: spec.process.nice,
         limits: &process.limits,
-        groups: &spec.process.groups,
+        groups: &groups,
         oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
@@ -95,10 +103,10 @@ pub(crate) fn spawn(
         mark: setup.marks.map(|marks| marks.limit_for(id)),
         report: report_write.as_raw_fd(),
     };
-    let pid = match sys::fork_process() {
-        Ok(0) => sys::child(&plan),
+    let pid = match sys::start_child(&plan) {
         Ok(pid) => pid,
-        Err(e) => return Err(fork_failure(program, e)),
+        Err(sys::StartError::Clone(e)) => return Err(fork_failure(program, e)),
+        Err(sys::StartError::Stack(e)) => return Err(stack_failure(program, e)),
     };
     drop(report_write);
     match read_exec_report(&report_read) {
@@ -124,7 +132,7 @@ fn user_to_switch_to(spec: &DaemonSpec) -> Option<(u32, u32)> {
         .then_some((uid, gid))
 }
 
-/// The process settings in the form the child's calls take, made before fork.
+/// The process settings in the form the child's calls take, made before the clone.
 struct ProcessStrings {
     limits: Vec<(
         ChildStep,
@@ -187,7 +195,7 @@ fn step_resource(step: ChildStep) -> Option<Resource> {
     Resource::ALL.into_iter().find(|&r| limit_step(r) == step)
 }
 
-/// The strings a child needs, made before fork: the child may not allocate.
+/// The strings a child needs, made before the clone: the child may not allocate.
 struct ExecStrings {
     argv: Vec<CString>,
     /// None: the child inherits bundle-init's environment unchanged.
@@ -342,6 +350,21 @@ fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
         transient: matches!(errno, libc::EMFILE | libc::ENFILE | ENOMEM),
         code: 126,
         message: format!("{}: {text}", program.to_string_lossy()),
+    }
+}
+
+/// The child's stack could not be mapped (out of memory, or an address-space limit):
+/// retried with backoff, as a fork failure is.
+fn stack_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
+    let errno = error.raw_os_error().unwrap_or(0);
+    SpawnFailure {
+        transient: matches!(errno, EAGAIN | ENOMEM),
+        code: 126,
+        message: format!(
+            "{}: cannot map a stack to start it: {}",
+            program.to_string_lossy(),
+            describe_errno(errno)
+        ),
     }
 }
 
