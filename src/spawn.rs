@@ -712,6 +712,19 @@ mod tests {
         }
     }
 
+    /// No memory for the child's stack is retried with backoff, as a failed fork is, and
+    /// says what could not be had.
+    #[test]
+    fn a_stack_that_cannot_be_mapped_is_a_transient_failure_that_says_so() {
+        let failure = stack_failure(OsStr::new("app"), io::Error::from_raw_os_error(ENOMEM));
+        assert!(failure.transient);
+        assert_eq!(failure.code, 126);
+        assert_eq!(
+            failure.message,
+            "app: cannot map a stack to start it: Cannot allocate memory"
+        );
+    }
+
     #[test]
     fn failures_say_which_step_failed_and_map_to_shell_codes() {
         let mut spec = DaemonSpec::new("d", vec!["/nope".into()]);

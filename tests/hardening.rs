@@ -810,13 +810,21 @@ fn restarts_are_stable(rounds: usize) {
     }
     wait_until_idle(pid);
     let rss_before = status_field(pid, "VmRSS:");
+    let size_before = status_field(pid, "VmSize:");
     let fds_before = open_fds(pid);
     for n in 101..=100 + rounds {
         restart(n);
     }
     wait_until_idle(pid);
     let rss_after = status_field(pid, "VmRSS:");
+    let size_after = status_field(pid, "VmSize:");
     let fds_after = open_fds(pid);
+    // Each start runs its child on a stack of 64 KiB and a guard page: one left mapped by a
+    // single start would show as 68 KiB more address space.
+    assert!(
+        size_after < size_before + 68,
+        "address space grew from {size_before} KiB to {size_after} KiB over {rounds} restarts"
+    );
     assert_eq!(
         fds_after, fds_before,
         "descriptor count changed over {rounds} restarts"

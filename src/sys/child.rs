@@ -474,3 +474,40 @@ unsafe extern "C" {
     /// The C runtime's environment (POSIX declares it; the `libc` crate does not).
     static environ: *const *const c_char;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions /proc/self/maps shows for the mapping that holds `address`.
+    fn permissions_at(address: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (start..end)
+                .contains(&address)
+                .then(|| rest.split(' ').next().unwrap_or("").to_string())
+        })
+    }
+
+    #[test]
+    fn the_child_stack_is_writable_with_a_guard_page_below_it() {
+        let bytes = CHILD_STACK_BYTES;
+        let top = map_stack(bytes).expect("a stack") as usize;
+        let bottom = top - bytes;
+        assert_eq!(permissions_at(top - 1).as_deref(), Some("rw-p"));
+        assert_eq!(permissions_at(bottom).as_deref(), Some("rw-p"));
+        assert_eq!(permissions_at(bottom - 1).as_deref(), Some("---p"));
+    }
+
+    #[test]
+    fn a_stack_that_cannot_be_mapped_is_an_error_not_a_crash() {
+        let error = map_stack(usize::MAX / 2).expect_err("no room for half the address space");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOMEM));
+        let error = map_stack(usize::MAX).expect_err("the guard page does not fit");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOMEM));
+    }
+}
