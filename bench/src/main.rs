@@ -666,20 +666,25 @@ fn bench_restart(s: &Settings) {
     }
     let mut samples: Vec<Vec<Restart>> = restarters.iter().map(|_| Vec::new()).collect();
     let mut sibling_touched = vec![false; restarters.len()];
+    // The supervisor's own CPU time over its restarts (schedstat: user and system).
+    let mut cpu_used = vec![0u64; restarters.len()];
     let rounds = n_slow;
     for round in 0..rounds {
         for i in rotated(&(0..restarters.len()).collect::<Vec<_>>(), round) {
             let (init, p) = &mut running[i];
             let times = if matches!(*init, Init::BundleInit | Init::Floor | Init::Baseline) { n_fast / rounds } else { 1 };
+            let cpu_of = |p: &Pid1| init_processes(*init, p.pid()).iter().map(|&q| cpu_ns(q)).sum::<u64>();
+            let cpu_before = cpu_of(p);
             for _ in 0..times {
                 samples[i].extend(restart_once(s, *init, p, &mut sibling_touched[i]));
             }
+            cpu_used[i] += cpu_of(p).saturating_sub(cpu_before);
         }
     }
     println!("\n### Restart one daemon: from the request to the new process running\n");
     println!("bundle-init: `kill -USR1` (route `restart pipelock`); the C floor (bench/floor.c, {}): `kill -USR1`, then SIGTERM, waitpid, posix_spawn; s6: `s6-svc -r`; supervisord: `supervisorctl restart`.\n", env!("FLOOR_BUILD"));
-    println!("| supervisor | restarts | median ms | p99 ms | old got TERM → new up, median ms | sibling untouched | ratio median to floor | ratio p99 to floor |");
-    println!("|---|---:|---:|---:|---:|---|---:|---:|");
+    println!("| supervisor | restarts | median ms | p99 ms | old got TERM → new up, median ms | supervisor CPU µs per restart | sibling untouched | ratio median to floor | ratio p99 to floor |");
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
     let request = |i: usize| samples[i].iter().map(|r| r.request_to_up).collect::<Vec<f64>>();
     let term = |i: usize| samples[i].iter().filter_map(|r| r.term_to_up).collect::<Vec<f64>>();
     let floor = restarters.iter().position(|&i| i == Init::Floor).unwrap();
@@ -689,10 +694,11 @@ fn bench_restart(s: &Settings) {
         let p99 = percentile(&mut request(i), 99.0);
         let still = std::fs::metadata(format!("/proc/{}", sibling_pid[i])).is_ok() || sibling_pid[i] > 0;
         println!(
-            "| {} | {} | {m:.3} | {p99:.3} | {:.3} | {} | {} | {} |",
+            "| {} | {} | {m:.3} | {p99:.3} | {:.3} | {:.0} | {} | {} | {} |",
             init.name(),
             samples[i].len(),
             median(&mut term(i)),
+            cpu_used[i] as f64 / 1e3 / samples[i].len().max(1) as f64,
             if !sibling_touched[i] && still { "yes" } else { "NO" },
             ratio(m, floor_median),
             ratio(p99, floor_p99)
