@@ -68,12 +68,6 @@ pub(crate) fn spawn(
         .collect();
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let process = ProcessStrings::new(spec);
-    let groups: Vec<_> = spec
-        .process
-        .groups
-        .iter()
-        .map(|&g| Gid::from_raw_unchecked(g))
-        .collect();
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
     let plan = ExecPlan {
@@ -91,7 +85,7 @@ pub(crate) fn spawn(
         umask: spec.process.umask,
         nice: spec.process.nice,
         limits: &process.limits,
-        groups: &groups,
+        groups: &process.groups,
         oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
@@ -103,24 +97,24 @@ pub(crate) fn spawn(
         mark: setup.marks.map(|marks| marks.limit_for(id)),
         report: report_write.as_raw_fd(),
     };
-    let pid = match sys::start_child(&plan) {
-        Ok(pid) => pid,
-        Err(sys::StartError::Clone(e)) => return Err(fork_failure(program, e)),
-        Err(sys::StartError::Stack(e)) => return Err(stack_failure(program, e)),
-    };
+    let pid = sys::start_child(&plan).map_err(|e| start_failure(program, e))?;
     drop(report_write);
     match read_exec_report(&report_read) {
         None => Ok(pid),
         Some((step, errno)) => {
-            // It failed and exited 127 right after writing: reap it here, before the
-            // loop's wait(-1) could mistake it for something else.
-            let _ = rustix::process::waitpid(
-                rustix::process::Pid::from_raw(pid),
-                rustix::process::WaitOptions::empty(),
-            );
+            reap_failed_child(pid);
             Err(classify(program, spec, step, errno))
         }
     }
+}
+
+/// A child that reported a failure exited 127 right after writing: it is reaped here,
+/// before the loop's wait(-1) could mistake it for something else.
+fn reap_failed_child(pid: i32) {
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    );
 }
 
 /// The `user =` the child must change to, if any: none when bundle-init already runs as
@@ -140,6 +134,8 @@ struct ProcessStrings {
         rustix::process::Rlimit,
     )>,
     oom_score_adj: Option<Vec<u8>>,
+    /// The supplementary groups as rustix's setgroups takes them.
+    groups: Vec<Gid>,
 }
 
 impl ProcessStrings {
@@ -155,6 +151,12 @@ impl ProcessStrings {
                 .process
                 .oom_score_adj
                 .map(|n| n.to_string().into_bytes()),
+            groups: spec
+                .process
+                .groups
+                .iter()
+                .map(|&g| Gid::from_raw_unchecked(g))
+                .collect(),
         }
     }
 }
@@ -350,6 +352,13 @@ fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
         transient: matches!(errno, libc::EMFILE | libc::ENFILE | ENOMEM),
         code: 126,
         message: format!("{}: {text}", program.to_string_lossy()),
+    }
+}
+
+fn start_failure(program: &OsStr, error: sys::StartError) -> SpawnFailure {
+    match error {
+        sys::StartError::Clone(e) => fork_failure(program, e),
+        sys::StartError::Stack(e) => stack_failure(program, e),
     }
 }
 

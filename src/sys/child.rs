@@ -279,7 +279,7 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
 
 /// A limit as rustix's setrlimit takes it (RLIM_INFINITY: None). Plain arithmetic.
 fn as_rlimit(limit: &libc::rlimit) -> rustix::process::Rlimit {
-    let value = |n: libc::rlim_t| (n != libc::RLIM_INFINITY).then_some(n as u64);
+    let value = |n: libc::rlim_t| (n != libc::RLIM_INFINITY).then_some(n);
     rustix::process::Rlimit {
         current: value(limit.rlim_cur),
         maximum: value(limit.rlim_max),
