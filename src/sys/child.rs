@@ -5,10 +5,13 @@
 //! # What the child may touch
 //!
 //! The child is made with `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`: it runs in
-//! bundle-init's own memory, on a stack of its own (`ChildStack`), while bundle-init's only
+//! bundle-init's own memory, on a stack of its own (`map_stack`), while bundle-init's only
 //! thread is suspended in `clone` until the child has called execve or exited (the kernel
-//! releases the parent at either, or at the child's death). So, between clone and exec the
-//! child
+//! releases the parent at either, or at the child's death). Only the memory is shared:
+//! without CLONE_FILES, CLONE_FS, CLONE_SIGHAND or CLONE_THREAD the child has its own
+//! descriptor table, cwd and umask, signal dispositions, credentials, limits and
+//! oom_score_adj, so what its steps change there is its own, as after fork. So, between
+//! clone and exec the child
 //! - reads `ExecPlan` and everything it points to (prepared and allocated before clone, in
 //!   the parent's suspended frame) and `environ`, and writes nothing of the parent's;
 //! - writes only its own stack, and errno (the parent's, through the shared thread
