@@ -2,9 +2,10 @@
 //! the all-blocked mask it runs with), the environment and user its spec gives, and only
 //! the descriptors it is meant to have.
 //!
-//! fork and exec are done here rather than with std::process::Command: the child's steps
-//! are few and explicit (see `sys::child`), a failure says which step failed (a missing
-//! working directory is not reported as a missing program), and the binary is smaller.
+//! The child is started here (a vfork-style clone, then exec: `sys::start_child`) rather
+//! than with std::process::Command: the child's steps are few and explicit (see
+//! `sys::child`), a failure says which step failed (a missing working directory is not
+//! reported as a missing program), and the binary is smaller.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -14,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use crate::plan::{DaemonSpec, EnvPlan, Resource, Rlimit};
 use crate::supervisor::SpawnFailure;
 use crate::sys::{self, ChildStep, ExecPlan, SigSet};
+use rustix::process::Gid;
 
 /// What every child gets back from bundle-init's own start.
 #[derive(Clone, Copy)]
@@ -83,7 +85,7 @@ pub(crate) fn spawn(
         umask: spec.process.umask,
         nice: spec.process.nice,
         limits: &process.limits,
-        groups: &spec.process.groups,
+        groups: &process.groups,
         oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
         parent: rustix::process::getpid().as_raw_nonzero().get(),
@@ -95,24 +97,24 @@ pub(crate) fn spawn(
         mark: setup.marks.map(|marks| marks.limit_for(id)),
         report: report_write.as_raw_fd(),
     };
-    let pid = match sys::fork_process() {
-        Ok(0) => sys::child(&plan),
-        Ok(pid) => pid,
-        Err(e) => return Err(fork_failure(program, e)),
-    };
+    let pid = sys::start_child(&plan).map_err(|e| start_failure(program, e))?;
     drop(report_write);
     match read_exec_report(&report_read) {
         None => Ok(pid),
         Some((step, errno)) => {
-            // It failed and exited 127 right after writing: reap it here, before the
-            // loop's wait(-1) could mistake it for something else.
-            let _ = rustix::process::waitpid(
-                rustix::process::Pid::from_raw(pid),
-                rustix::process::WaitOptions::empty(),
-            );
+            reap_failed_child(pid);
             Err(classify(program, spec, step, errno))
         }
     }
+}
+
+/// A child that reported a failure exited 127 right after writing: it is reaped here,
+/// before the loop's wait(-1) could mistake it for something else.
+fn reap_failed_child(pid: i32) {
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    );
 }
 
 /// The `user =` the child must change to, if any: none when bundle-init already runs as
@@ -124,7 +126,7 @@ fn user_to_switch_to(spec: &DaemonSpec) -> Option<(u32, u32)> {
         .then_some((uid, gid))
 }
 
-/// The process settings in the form the child's calls take, made before fork.
+/// The process settings in the form the child's calls take, made before the clone.
 struct ProcessStrings {
     limits: Vec<(
         ChildStep,
@@ -132,6 +134,8 @@ struct ProcessStrings {
         rustix::process::Rlimit,
     )>,
     oom_score_adj: Option<Vec<u8>>,
+    /// The supplementary groups as rustix's setgroups takes them.
+    groups: Vec<Gid>,
 }
 
 impl ProcessStrings {
@@ -147,6 +151,12 @@ impl ProcessStrings {
                 .process
                 .oom_score_adj
                 .map(|n| n.to_string().into_bytes()),
+            groups: spec
+                .process
+                .groups
+                .iter()
+                .map(|&g| Gid::from_raw_unchecked(g))
+                .collect(),
         }
     }
 }
@@ -187,7 +197,7 @@ fn step_resource(step: ChildStep) -> Option<Resource> {
     Resource::ALL.into_iter().find(|&r| limit_step(r) == step)
 }
 
-/// The strings a child needs, made before fork: the child may not allocate.
+/// The strings a child needs, made before the clone: the child may not allocate.
 struct ExecStrings {
     argv: Vec<CString>,
     /// None: the child inherits bundle-init's environment unchanged.
@@ -342,6 +352,28 @@ fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
         transient: matches!(errno, libc::EMFILE | libc::ENFILE | ENOMEM),
         code: 126,
         message: format!("{}: {text}", program.to_string_lossy()),
+    }
+}
+
+fn start_failure(program: &OsStr, error: sys::StartError) -> SpawnFailure {
+    match error {
+        sys::StartError::Clone(e) => fork_failure(program, e),
+        sys::StartError::Stack(e) => stack_failure(program, e),
+    }
+}
+
+/// The child's stack could not be mapped (out of memory, or an address-space limit):
+/// retried with backoff, as a fork failure is.
+fn stack_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
+    let errno = error.raw_os_error().unwrap_or(0);
+    SpawnFailure {
+        transient: matches!(errno, EAGAIN | ENOMEM),
+        code: 126,
+        message: format!(
+            "{}: cannot map a stack to start it: {}",
+            program.to_string_lossy(),
+            describe_errno(errno)
+        ),
     }
 }
 
@@ -687,6 +719,19 @@ mod tests {
         for code in 1..=18 {
             assert_eq!(ChildStep::from_code(code) as u32, code);
         }
+    }
+
+    /// No memory for the child's stack is retried with backoff, as a failed fork is, and
+    /// says what could not be had.
+    #[test]
+    fn a_stack_that_cannot_be_mapped_is_a_transient_failure_that_says_so() {
+        let failure = stack_failure(OsStr::new("app"), io::Error::from_raw_os_error(ENOMEM));
+        assert!(failure.transient);
+        assert_eq!(failure.code, 126);
+        assert_eq!(
+            failure.message,
+            "app: cannot map a stack to start it: Cannot allocate memory"
+        );
     }
 
     #[test]

@@ -258,6 +258,38 @@ fn the_child_inherits_the_original_signal_mask_and_ignored_signals() {
     assert_eq!(report_value(&init.stdout, "SigBlk"), "0000000000000000");
 }
 
+/// Until exec, a starting daemon runs in bundle-init's own memory (a vfork-style clone), so
+/// a signal handler of bundle-init's must never run there: bundle-init catches no signal at
+/// all, in either mode (every one it takes is blocked and read from a signalfd).
+#[test]
+fn bundle_init_catches_no_signal_so_none_can_run_a_handler_in_a_starting_child() {
+    if skip_when_emulated(
+        "core::bundle_init_catches_no_signal_*",
+        "qemu-user installs a handler for every signal, so /proc shows the emulator's own",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("no-handlers");
+    let bundle = dir.write("b.bundle", "[d]\nrun = bundle-testd --name d\n");
+    for launch in [
+        Launch::pid1(&["--", testd(), "--name", "d"]),
+        Launch::pid1(&["--bundle", &bundle]),
+        Launch::subreaper(&["--bundle", &bundle]),
+    ] {
+        let init = launch.start();
+        init.stdout.wait_for_text("started");
+        let caught = status_text(init.pid(), "SigCgt:");
+        assert_eq!(caught, "0000000000000000", "signals with a handler");
+    }
+}
+
+/// A field of /proc/PID/status as text.
+fn status_text(pid: i32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+    line.trim().to_string()
+}
+
 #[test]
 fn the_child_gets_only_its_standard_descriptors_and_its_own_group() {
     for launch in [

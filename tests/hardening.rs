@@ -285,6 +285,34 @@ fn exec_failures_are_logged_with_the_daemon_name_and_follow_the_exit_policy() {
     );
 }
 
+/// A step that fails in the starting child before exec (where it still runs in
+/// bundle-init's memory) is named with what it was given, start after start, while a
+/// sibling keeps running undisturbed.
+#[test]
+fn a_step_that_fails_before_exec_is_named_at_every_start() {
+    let dir = TempDir::new("pre-exec");
+    let bundle = dir.write(
+        "p.bundle",
+        "[nocwd]\nrun = bundle-testd --name nocwd\ncwd = /no/such/dir\non-exit = restart\n\
+         restart-delay = 10ms\nrestart-delay-max = 10ms\n\
+         [steady]\nrun = bundle-testd --name steady\n",
+    );
+    let mut init = Launch::pid1(&["--bundle", &bundle]).start();
+    let failures = init.stderr.wait_for_n(20, "failed starts", |l| {
+        l.contains("cannot start nocwd: cwd /no/such/dir: No such file or directory")
+    });
+    assert_eq!(failures.len(), 20);
+    init.stdout.wait_for_text("steady");
+    let out = init.stdout.text();
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("steady") && l.contains("got SIG")),
+        "the sibling was signalled: {out}"
+    );
+    init.signal(TERM);
+    init.wait_exit();
+}
+
 /// fork() failing with EAGAIN under RLIMIT_NPROC: bundle-init survives, logs, retries.
 #[test]
 fn fork_failure_under_a_process_limit_is_survived_and_retried() {
@@ -810,13 +838,21 @@ fn restarts_are_stable(rounds: usize) {
     }
     wait_until_idle(pid);
     let rss_before = status_field(pid, "VmRSS:");
+    let size_before = status_field(pid, "VmSize:");
     let fds_before = open_fds(pid);
     for n in 101..=100 + rounds {
         restart(n);
     }
     wait_until_idle(pid);
     let rss_after = status_field(pid, "VmRSS:");
+    let size_after = status_field(pid, "VmSize:");
     let fds_after = open_fds(pid);
+    // Each start runs its child on a stack of 64 KiB and a guard page: one left mapped by a
+    // single start would show as 68 KiB more address space.
+    assert!(
+        size_after < size_before + 68,
+        "address space grew from {size_before} KiB to {size_after} KiB over {rounds} restarts"
+    );
     assert_eq!(
         fds_after, fds_before,
         "descriptor count changed over {rounds} restarts"

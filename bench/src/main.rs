@@ -6,7 +6,9 @@
 //! Runs are interleaved (each round visits the inits in a rotated order) so that drift hits
 //! all of them alike, and every loop is bounded in count and in time.
 //!
-//! Usage: bundle-init-bench --bundle-init PATH --testd PATH [--quick]
+//! Usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--quick]
+//! [--only METRIC]. `--baseline` adds another bundle-init build (an older one) to the
+//! restart and 250-daemon start tables, measured in the same run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,9 @@ fn signal(pid: i32, sig: i32) {
 struct Settings {
     quick: bool,
     bundle_init: PathBuf,
+    /// Another bundle-init to measure beside it (`--baseline PATH`), in the metrics that
+    /// compare builds: restart and the 250-daemon start.
+    baseline: Option<PathBuf>,
     testd: PathBuf,
     work: PathBuf,
 }
@@ -52,10 +57,16 @@ enum Init {
     DumbInit,
     S6,
     Supervisord,
+    /// bench/floor.c: signalfd, posix_spawn, kill and waitpid, nothing else.
+    Floor,
+    /// The `--baseline` bundle-init.
+    Baseline,
 }
 
 const SINGLE: [Init; 4] = [Init::Tini, Init::Catatonit, Init::DumbInit, Init::BundleInit];
 const SUPERVISORS: [Init; 3] = [Init::BundleInit, Init::S6, Init::Supervisord];
+/// The restart benchmark's supervisors: bundle-init first, then its floor.
+const RESTARTERS: [Init; 4] = [Init::BundleInit, Init::Floor, Init::S6, Init::Supervisord];
 const ALL: [Init; 6] = [Init::Tini, Init::Catatonit, Init::DumbInit, Init::BundleInit, Init::S6, Init::Supervisord];
 
 impl Init {
@@ -67,6 +78,8 @@ impl Init {
             Init::DumbInit => "dumb-init",
             Init::S6 => "s6-svscan",
             Init::Supervisord => "supervisord",
+            Init::Floor => "C floor (posix_spawn)",
+            Init::Baseline => "bundle-init (--baseline)",
         }
     }
 }
@@ -112,16 +125,30 @@ struct Pid1 {
 
 impl Pid1 {
     fn start(argv: &[String]) -> Pid1 {
+        Pid1::start_logged(argv).0
+    }
+
+    /// `start`, with the init's stderr (bundle-init's log) as lines too, each with the
+    /// time it was read.
+    fn start_logged(argv: &[String]) -> (Pid1, Receiver<(u128, String)>) {
         let mut outer = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
             .args(argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("unshare");
         let out = lines_of(outer.stdout.take().unwrap());
-        Pid1 { outer, out }
+        let err = outer.stderr.take().unwrap();
+        let (tx, log) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send((mono_ns(), line));
+            }
+        });
+        (Pid1 { outer, out }, log)
     }
 
     /// Host pid of the init (unshare's only child).
@@ -168,7 +195,7 @@ fn single(s: &Settings, init: Init, child: &[String]) -> Vec<String> {
         Init::Tini => vec!["tini-static".into(), "--".into()],
         Init::Catatonit => vec!["catatonit".into(), "--".into()],
         Init::DumbInit => vec!["dumb-init".into(), "--".into()],
-        Init::S6 | Init::Supervisord => unreachable!("not a single-child init"),
+        Init::S6 | Init::Supervisord | Init::Floor | Init::Baseline => unreachable!("not a single-child init"),
     };
     argv.extend(child.iter().cloned());
     argv
@@ -183,14 +210,15 @@ fn supervisor(s: &Settings, init: Init, tag: &str, daemons: &[Daemon], extra_bun
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     match init {
-        Init::BundleInit => {
+        Init::BundleInit | Init::Baseline => {
+            let program = if init == Init::Baseline { s.baseline.as_ref().unwrap() } else { &s.bundle_init };
             let mut text = extra_bundle.to_string();
             for (name, argv) in daemons {
                 text.push_str(&format!("[{name}]\nrun = {}\n", argv.join(" ")));
             }
             let path = dir.join("bench.bundle");
             std::fs::write(&path, text).unwrap();
-            vec![s.bundle_init.display().to_string(), "--bundle".into(), path.display().to_string()]
+            vec![program.display().to_string(), "--bundle".into(), path.display().to_string()]
         }
         Init::S6 => {
             for (name, argv) in daemons {
@@ -223,6 +251,16 @@ fn supervisor(s: &Settings, init: Init, tag: &str, daemons: &[Daemon], extra_bun
             let path = dir.join("supervisord.conf");
             std::fs::write(&path, conf).unwrap();
             vec!["supervisord".into(), "-c".into(), path.display().to_string()]
+        }
+        Init::Floor => {
+            let mut argv = vec![env!("FLOOR_PATH").to_string()];
+            for (i, (_, command)) in daemons.iter().enumerate() {
+                if i > 0 {
+                    argv.push("---".into());
+                }
+                argv.extend(command.iter().cloned());
+            }
+            argv
         }
         _ => unreachable!("not a supervisor"),
     }
@@ -548,13 +586,65 @@ fn bench_shutdown(s: &Settings) {
     }
 }
 
+/// One restart as the bench sees it, in ms: from the request to the new process's
+/// "started", and from the old process's "got SIGTERM" to the new one's "started" (the
+/// supervisor's own part: reaping the old process and spawning the new).
+struct Restart {
+    request_to_up: f64,
+    term_to_up: Option<f64>,
+}
+
+/// Sends the restart request `init` takes for pipelock and waits for the new pipelock.
+fn restart_once(s: &Settings, init: Init, p: &Pid1, sibling_touched: &mut bool) -> Option<Restart> {
+    if init == Init::S6 {
+        // s6-supervise waits out the rest of a second after a quick start.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let t0 = mono_ns();
+    match init {
+        Init::BundleInit | Init::Floor | Init::Baseline => signal(p.pid(), SIGUSR1),
+        Init::S6 => {
+            let dir = s.work.join("s6-svscan-restart/pipelock");
+            let _ = Command::new("s6-svc").arg("-r").arg(dir).status();
+        }
+        Init::Supervisord => {
+            let _ = Command::new("supervisorctl")
+                .args(["-c", &supervisorctl_conf(s, "restart"), "restart", "pipelock"])
+                .stdout(Stdio::null())
+                .status();
+        }
+        _ => {}
+    }
+    let deadline = Duration::from_secs(15);
+    let start = Instant::now();
+    let mut term = None;
+    while start.elapsed() < deadline {
+        let Ok(line) = p.out.recv_timeout(deadline) else { break };
+        if line.contains("sibling") && line.contains("got") {
+            *sibling_touched = true;
+        }
+        if line.contains("pipelock") && line.contains("got SIGTERM") {
+            term = Some(stamp(&line));
+        }
+        if line.contains("pipelock") && line.contains(" started") {
+            let up = stamp(&line);
+            return Some(Restart {
+                request_to_up: up.saturating_sub(t0) as f64 / 1e6,
+                term_to_up: term.map(|t| up.saturating_sub(t) as f64 / 1e6),
+            });
+        }
+    }
+    None
+}
+
 fn bench_restart(s: &Settings) {
     let n_fast = if s.quick { 50 } else { 300 };
     let n_slow = if s.quick { 3 } else { 10 };
     let target = testd(s, &["--name", "pipelock", "--timestamps"]);
     let sibling = testd(s, &["--name", "sibling", "--timestamps"]);
     let daemons = [("pipelock", target), ("sibling", sibling)];
-    let mut running: Vec<(Init, Pid1)> = SUPERVISORS
+    let restarters = with_baseline(s, &RESTARTERS);
+    let mut running: Vec<(Init, Pid1)> = restarters
         .iter()
         .map(|&i| (i, Pid1::start(&supervisor(s, i, "restart", &daemons, "on SIGUSR1 = restart pipelock\n"))))
         .collect();
@@ -574,66 +664,102 @@ fn bench_restart(s: &Settings) {
         }
         sibling_pid.push(seen.1);
     }
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); SUPERVISORS.len()];
-    let mut sibling_touched = vec![false; SUPERVISORS.len()];
+    let mut samples: Vec<Vec<Restart>> = restarters.iter().map(|_| Vec::new()).collect();
+    let mut sibling_touched = vec![false; restarters.len()];
+    // The supervisor's own CPU time over its restarts (schedstat: user and system).
+    let mut cpu_used = vec![0u64; restarters.len()];
     let rounds = n_slow;
     for round in 0..rounds {
-        for i in rotated(&(0..SUPERVISORS.len()).collect::<Vec<_>>(), round) {
+        for i in rotated(&(0..restarters.len()).collect::<Vec<_>>(), round) {
             let (init, p) = &mut running[i];
-            let times = if *init == Init::BundleInit { n_fast / rounds } else { 1 };
+            let times = if matches!(*init, Init::BundleInit | Init::Floor | Init::Baseline) { n_fast / rounds } else { 1 };
+            let cpu_of = |p: &Pid1| init_processes(*init, p.pid()).iter().map(|&q| cpu_ns(q)).sum::<u64>();
+            let cpu_before = cpu_of(p);
             for _ in 0..times {
-                if *init == Init::S6 {
-                    // s6-supervise waits out the rest of a second after a quick start.
-                    std::thread::sleep(Duration::from_millis(1100));
-                }
-                let t0 = mono_ns();
-                match init {
-                    Init::BundleInit => signal(p.pid(), SIGUSR1),
-                    Init::S6 => {
-                        let dir = s.work.join("s6-svscan-restart/pipelock");
-                        let _ = Command::new("s6-svc").arg("-r").arg(dir).status();
-                    }
-                    Init::Supervisord => {
-                        let _ = Command::new("supervisorctl")
-                            .args(["-c", &supervisorctl_conf(s, "restart"), "restart", "pipelock"])
-                            .stdout(Stdio::null())
-                            .status();
-                    }
-                    _ => {}
-                }
-                let deadline = Duration::from_secs(15);
-                let mut got = None;
-                let start = Instant::now();
-                while start.elapsed() < deadline {
-                    let Ok(line) = p.out.recv_timeout(deadline) else { break };
-                    if line.contains("sibling") && line.contains("got") {
-                        sibling_touched[i] = true;
-                    }
-                    if line.contains("pipelock") && line.contains(" started") {
-                        got = Some(stamp(&line));
-                        break;
-                    }
-                }
-                if let Some(t) = got {
-                    samples[i].push(t.saturating_sub(t0) as f64 / 1e6);
+                samples[i].extend(restart_once(s, *init, p, &mut sibling_touched[i]));
+            }
+            cpu_used[i] += cpu_of(p).saturating_sub(cpu_before);
+        }
+    }
+    println!("\n### Restart one daemon: from the request to the new process running\n");
+    println!("bundle-init: `kill -USR1` (route `restart pipelock`); the C floor (bench/floor.c, {}): `kill -USR1`, then SIGTERM, waitpid, posix_spawn; s6: `s6-svc -r`; supervisord: `supervisorctl restart`.\n", env!("FLOOR_BUILD"));
+    println!("| supervisor | restarts | median ms | p99 ms | old got TERM → new up, median ms | supervisor CPU µs per restart | sibling untouched | ratio median to floor | ratio p99 to floor |");
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    let request = |i: usize| samples[i].iter().map(|r| r.request_to_up).collect::<Vec<f64>>();
+    let term = |i: usize| samples[i].iter().filter_map(|r| r.term_to_up).collect::<Vec<f64>>();
+    let floor = restarters.iter().position(|&i| i == Init::Floor).unwrap();
+    let (floor_median, floor_p99) = (median(&mut request(floor)), percentile(&mut request(floor), 99.0));
+    for (i, init) in restarters.iter().enumerate() {
+        let m = median(&mut request(i));
+        let p99 = percentile(&mut request(i), 99.0);
+        let still = std::fs::metadata(format!("/proc/{}", sibling_pid[i])).is_ok() || sibling_pid[i] > 0;
+        println!(
+            "| {} | {} | {m:.3} | {p99:.3} | {:.3} | {:.0} | {} | {} | {} |",
+            init.name(),
+            samples[i].len(),
+            median(&mut term(i)),
+            cpu_used[i] as f64 / 1e3 / samples[i].len().max(1) as f64,
+            if !sibling_touched[i] && still { "yes" } else { "NO" },
+            ratio(m, floor_median),
+            ratio(p99, floor_p99)
+        );
+    }
+}
+
+/// `inits` with the `--baseline` bundle-init after bundle-init, when there is one.
+fn with_baseline(s: &Settings, inits: &[Init]) -> Vec<Init> {
+    let mut all = inits.to_vec();
+    if s.baseline.is_some() {
+        all.insert(1, Init::Baseline);
+    }
+    all
+}
+
+/// A bundle of `count` daemons started from nothing: from launching the init to the last
+/// daemon's "started" (each stamps its own line), and the CPU time PID 1 used by then.
+fn bench_start_many(s: &Settings) {
+    let count = 250;
+    let rounds = if s.quick { 2 } else { 7 };
+    let names: Vec<&'static str> = (0..count).map(|i| &*Box::leak(format!("d{i:03}").into_boxed_str())).collect();
+    let daemons: Vec<Daemon> = names.iter().map(|&n| (n, testd(s, &["--name", n, "--timestamps"]))).collect();
+    let inits = with_baseline(s, &[Init::BundleInit]);
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); inits.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); inits.len()];
+    let mut spawned: Vec<Vec<f64>> = vec![Vec::new(); inits.len()];
+    for round in 0..rounds {
+        for i in rotated(&(0..inits.len()).collect::<Vec<_>>(), round) {
+            let argv = supervisor(s, inits[i], "start-many", &daemons, "");
+            let t0 = mono_ns();
+            let (p, log) = Pid1::start_logged(&argv);
+            let (mut seen, mut last) = (0, 0);
+            while seen < count {
+                let Some(line) = wait_line(&p.out, " started", Duration::from_secs(30)) else { break };
+                seen += 1;
+                last = last.max(stamp(&line));
+            }
+            if seen == count {
+                wall[i].push(last.saturating_sub(t0) as f64 / 1e6);
+                cpu[i].push(cpu_ns(p.pid()) as f64 / 1e6);
+                let logged: Vec<u128> = log.try_iter().filter(|(_, l)| l.contains(" started: pid ")).map(|(t, _)| t).collect();
+                if logged.len() == count {
+                    spawned[i].push(logged[count - 1].saturating_sub(t0) as f64 / 1e6);
                 }
             }
         }
     }
-    println!("\n### Restart one daemon: from the request to the new process running\n");
-    println!("bundle-init: `kill -USR1` (route `restart pipelock`); s6: `s6-svc -r`; supervisord: `supervisorctl restart`.\n");
-    println!("| supervisor | restarts | median ms | p99 ms | sibling untouched | ratio median to bundle-init |");
-    println!("|---|---:|---:|---:|---|---:|");
-    let base = median(&mut samples[0].clone());
-    for (i, init) in SUPERVISORS.iter().enumerate() {
-        let m = median(&mut samples[i].clone());
-        let still = std::fs::metadata(format!("/proc/{}", sibling_pid[i])).is_ok() || sibling_pid[i] > 0;
+    println!("\n### Start a bundle of {count} daemons: from launching the init to the last one's \"started\" ({rounds} runs each)\n");
+    println!("| init | runs | all up, median ms | all up, min ms | last \"started: pid\" logged, median ms | PID 1 CPU, median ms | ratio all up to bundle-init |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let base = median(&mut wall[0].clone());
+    for (i, init) in inits.iter().enumerate() {
+        let m = median(&mut wall[i].clone());
+        let least = wall[i].iter().copied().fold(f64::INFINITY, f64::min);
         println!(
-            "| {} | {} | {m:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {m:.1} | {least:.1} | {:.1} | {:.1} | {} |",
             init.name(),
-            samples[i].len(),
-            percentile(&mut samples[i].clone(), 99.0),
-            if !sibling_touched[i] && still { "yes" } else { "NO" },
+            wall[i].len(),
+            median(&mut spawned[i].clone()),
+            median(&mut cpu[i].clone()),
             ratio(m, base)
         );
     }
@@ -959,6 +1085,7 @@ fn bench_log_buffers(s: &Settings) {
 fn main() {
     let mut quick = false;
     let mut bundle_init = None;
+    let mut baseline = None;
     let mut testd_path = None;
     let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -966,10 +1093,11 @@ fn main() {
         match a.as_str() {
             "--quick" => quick = true,
             "--bundle-init" => bundle_init = args.next().map(PathBuf::from),
+            "--baseline" => baseline = args.next().map(PathBuf::from),
             "--testd" => testd_path = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
             _ => {
-                let _ = writeln!(std::io::stderr(), "usage: bundle-init-bench --bundle-init PATH --testd PATH [--quick] [--only METRIC]");
+                let _ = writeln!(std::io::stderr(), "usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--quick] [--only METRIC]");
                 std::process::exit(2);
             }
         }
@@ -979,11 +1107,12 @@ fn main() {
     let s = Settings {
         quick,
         bundle_init: std::fs::canonicalize(bundle_init.expect("--bundle-init PATH")).unwrap(),
+        baseline: baseline.map(|p: PathBuf| std::fs::canonicalize(p).expect("--baseline PATH")),
         testd: std::fs::canonicalize(testd_path.expect("--testd PATH")).unwrap(),
         work: work.clone(),
     };
     let started = Instant::now();
-    let metrics: [(&str, fn(&Settings)); 14] = [
+    let metrics: [(&str, fn(&Settings)); 15] = [
         ("size", bench_size),
         ("startup", bench_startup),
         ("idle", bench_idle),
@@ -991,6 +1120,7 @@ fn main() {
         ("reaping", bench_reaping),
         ("shutdown", bench_shutdown),
         ("restart", bench_restart),
+        ("start-many", bench_start_many),
         ("reload", bench_reload),
         ("memory", bench_bundle_memory),
         ("throughput", bench_throughput),

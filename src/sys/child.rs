@@ -1,23 +1,131 @@
-//! The child's side of fork/exec: between the two, only async-signal-safe calls, each
-//! failure reported over the close-on-exec pipe as the step that failed.
+//! The child's side of starting a daemon: a vfork-style clone, then, until exec, only
+//! async-signal-safe calls, each failure reported over the close-on-exec pipe as the step
+//! that failed.
+//!
+//! # What the child may touch
+//!
+//! The child is made with `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`: it runs in
+//! bundle-init's own memory, on a stack of its own (`map_stack`), while bundle-init's only
+//! thread is suspended in `clone` until the child has called execve or exited (the kernel
+//! releases the parent at either, or at the child's death). Only the memory is shared:
+//! without CLONE_FILES, CLONE_FS, CLONE_SIGHAND or CLONE_THREAD the child has its own
+//! descriptor table, cwd and umask, signal dispositions, credentials, limits and
+//! oom_score_adj, so what its steps change there is its own, as after fork. So, between
+//! clone and exec the child
+//! - reads `ExecPlan` and everything it points to (prepared and allocated before clone, in
+//!   the parent's suspended frame) and `environ`, and writes nothing of the parent's;
+//! - writes only its own stack, and errno (the parent's, through the shared thread
+//!   pointer: harmless, the parent reads errno only right after a call that failed, and
+//!   `clone` set it last if clone failed);
+//! - allocates nothing, takes no lock, never panics or unwinds and never returns: every way
+//!   out is execve or `_exit`, so it cannot run on into the parent's frames;
+//! - makes raw system calls (rustix, or libc wrappers that are a bare syscall), never a C
+//!   library call that keeps process-wide state: the user change and the limits go through
+//!   rustix's per-thread calls, which for a one-thread child are the process's, rather
+//!   than musl's setuid or setrlimit, which synchronise all threads through libc state;
+//! - runs no signal handler: bundle-init installs none (`no_main`, so std's runtime does
+//!   not set its stack-overflow handler; signals arrive through a signalfd), so a signal
+//!   that reaches the child between its mask restore and execve meets only SIG_DFL or
+//!   SIG_IGN, as it would after exec.
+//!
+//! The failure report stays on the pipe rather than in shared memory: under qemu-user a
+//! CLONE_VM | CLONE_VFORK clone is carried out as a plain fork (the child gets a copy of the
+//! memory and the parent is not held), and a pipe reads the same in both cases.
 
 use std::io;
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use rustix::process::Gid;
 
 use super::*;
 
-/// fork(2). Ok(0) in the child, Ok(pid) in the parent.
-pub(crate) fn fork_process() -> io::Result<i32> {
-    // SAFETY: bundle-init is single-threaded, so the child may go on running Rust code
-    // until exec; `child` below only makes async-signal-safe calls.
-    let pid = unsafe { libc::fork() };
+/// Room for the child's frames until exec: it neither recurses nor keeps large buffers,
+/// and a few KiB would do in a release build; 64 KiB leaves a debug build's frames room.
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// The top of the child's stack, or null until the first start maps it. One stack serves
+/// every start: bundle-init starts one child at a time, and with CLONE_VFORK that child has
+/// left the stack (exec replaced its memory, or it exited) before `clone` returns.
+static CHILD_STACK_TOP: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Starts a child that runs `child(plan)` and returns its pid once it has exec'd or
+/// exited (see the module's comment for what it may touch meanwhile).
+pub(crate) fn start_child(plan: &ExecPlan<'_>) -> Result<i32, StartError> {
+    let top = child_stack().map_err(StartError::Stack)?;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let arg = std::ptr::from_ref(plan).cast_mut().cast::<c_void>();
+    // SAFETY: `top` is the upper end of a mapped, writable stack that nothing else uses
+    // while this start lasts; `run_child` keeps to what the module's comment allows, and
+    // `plan` stays alive in this frame, which clone does not leave until the child has
+    // exec'd or exited.
+    let pid = unsafe { libc::clone(run_child, top.cast(), flags, arg) };
     if pid < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(StartError::Clone(io::Error::last_os_error()));
     }
     Ok(pid)
 }
 
-/// Everything a child needs between fork and exec, prepared (and allocated) beforehand.
+/// Why no child could be made.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The child's stack could not be mapped.
+    Stack(io::Error),
+    /// clone itself failed (EAGAIN at a process limit, ENOMEM).
+    Clone(io::Error),
+}
+
+/// The child's entry: the clone wrapper calls it on the new stack.
+extern "C" fn run_child(plan: *mut c_void) -> c_int {
+    // SAFETY: `plan` is the ExecPlan `start_child` passed, alive in the parent's suspended
+    // frame; the child only reads it.
+    let plan = unsafe { &*plan.cast_const().cast::<ExecPlan<'_>>() };
+    child(plan)
+}
+
+/// The child's stack, mapped on first use.
+fn child_stack() -> io::Result<*mut u8> {
+    let top = CHILD_STACK_TOP.load(Ordering::Relaxed);
+    if !top.is_null() {
+        return Ok(top);
+    }
+    let top = map_stack(CHILD_STACK_BYTES)?;
+    CHILD_STACK_TOP.store(top, Ordering::Relaxed);
+    Ok(top)
+}
+
+/// Maps `bytes` of stack with an inaccessible guard page below it, so that a child that
+/// overran it would fault rather than write over bundle-init's memory. Returns the top.
+pub(crate) fn map_stack(bytes: usize) -> io::Result<*mut u8> {
+    let page = page_size();
+    let total = bytes
+        .checked_add(page)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK;
+    // SAFETY: a new anonymous mapping where the kernel chooses; nothing existing is touched.
+    let base = unsafe { libc::mmap(std::ptr::null_mut(), total, libc::PROT_NONE, flags, -1, 0) };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let usable = base.cast::<u8>().wrapping_add(page);
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: the range lies inside the mapping just made, above its guard page.
+    if unsafe { libc::mprotect(usable.cast(), bytes, rw) } != 0 {
+        let error = io::Error::last_os_error();
+        // SAFETY: the mapping was made above and nothing refers to it.
+        unsafe { libc::munmap(base, total) };
+        return Err(error);
+    }
+    Ok(usable.wrapping_add(bytes))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory arguments.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+/// Everything a child needs between clone and exec, prepared (and allocated) beforehand.
 pub(crate) struct ExecPlan<'a> {
     /// Paths to try in order (one, or one per PATH entry), NUL-terminated.
     pub(crate) candidates: &'a [std::ffi::CString],
@@ -45,7 +153,7 @@ pub(crate) struct ExecPlan<'a> {
         rustix::process::Rlimit,
     )],
     /// Supplementary groups for the user change (empty: none).
-    pub(crate) groups: &'a [libc::gid_t],
+    pub(crate) groups: &'a [Gid],
     /// The decimal text to write to /proc/self/oom_score_adj.
     pub(crate) oom_score_adj: Option<&'a [u8]>,
     pub(crate) mask: SigSet,
@@ -110,7 +218,7 @@ impl ChildStep {
 
 /// The child's side: set up and exec, or report (step, errno) on the report pipe and exit
 /// 127. Makes only async-signal-safe system calls and allocates nothing: every pointer
-/// comes from `plan`, which the parent prepared (the child has its own copy of it).
+/// comes from `plan`, which the parent prepared and the child only reads.
 pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
     let report = plan.report;
     // SAFETY: setpgid has no memory arguments.
@@ -156,20 +264,29 @@ pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
         fail(report, ChildStep::NoNewPrivs);
     }
     if let Some(limit) = &plan.open_file_limit {
-        // SAFETY: `limit` is a valid rlimit the parent keeps alive. Lowering a soft limit
-        // cannot fail; if it did, the child would only keep the raised one.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+        // Lowering a soft limit cannot fail; if it did, the child would only keep the
+        // raised one.
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, as_rlimit(limit));
     }
     if let Some(mark) = &plan.mark {
-        // SAFETY: `mark` is a valid rlimit the parent keeps alive. Raising a soft limit up
-        // to the hard one, which stays, is allowed to anyone; if it failed, the daemon
-        // would only go unmarked (its leftovers untracked), not fail to start.
-        unsafe { libc::setrlimit(libc::RLIMIT_RTTIME, mark) };
+        // Raising a soft limit up to the hard one, which stays, is allowed to anyone; if it
+        // failed, the daemon would only go unmarked (its leftovers untracked), not fail to
+        // start.
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Rttime, as_rlimit(mark));
     }
     if set_signal_mask(&plan.mask).is_err() {
         fail(report, ChildStep::Signals);
     }
     exec_first_candidate(plan, report)
+}
+
+/// A limit as rustix's setrlimit takes it (RLIM_INFINITY: None). Plain arithmetic.
+fn as_rlimit(limit: &libc::rlimit) -> rustix::process::Rlimit {
+    let value = |n: libc::rlim_t| (n != libc::RLIM_INFINITY).then_some(n);
+    rustix::process::Rlimit {
+        current: value(limit.rlim_cur),
+        maximum: value(limit.rlim_max),
+    }
 }
 
 /// dup2(2): `fd` also becomes `target`, without close-on-exec.
@@ -259,29 +376,30 @@ fn write_oom_score_adj(text: &[u8], report: c_int) {
     unsafe { libc::close(fd) };
 }
 
-fn set_groups(groups: &[libc::gid_t], step: ChildStep, report: c_int) {
-    // SAFETY: `groups` is a list the parent keeps alive, of this length (0 with a dangling
-    // but never-read pointer clears the groups).
-    if unsafe { libc::setgroups(groups.len() as _, groups.as_ptr()) } != 0 {
-        fail(report, step);
+/// The credential calls are the kernel's per-thread ones (rustix's `set_thread_*`): the
+/// child is a single thread, so they change the whole process, as C's setgroups, setgid
+/// and setuid would, without the C library's signalling of other threads through state it
+/// shares with the parent.
+fn set_groups(groups: &[Gid], step: ChildStep, report: c_int) {
+    if let Err(e) = rustix::thread::set_thread_groups(groups) {
+        fail_with(report, step, e.raw_os_error());
     }
 }
 
 /// Sets the supplementary groups (`groups`, often none), then the gid, then the uid: the
 /// order in which each step is still allowed.
-fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t], report: c_int) {
+fn become_user(uid: u32, gid: u32, groups: &[Gid], report: c_int) {
     let step = match groups.is_empty() {
         true => ChildStep::User,
         false => ChildStep::Groups,
     };
     set_groups(groups, step, report);
-    // SAFETY: no memory arguments.
-    if unsafe { libc::setgid(gid) } != 0 {
-        fail(report, ChildStep::User);
+    if let Err(e) = rustix::thread::set_thread_gid(Gid::from_raw_unchecked(gid)) {
+        fail_with(report, ChildStep::User, e.raw_os_error());
     }
-    // SAFETY: no memory arguments.
-    if unsafe { libc::setuid(uid) } != 0 {
-        fail(report, ChildStep::User);
+    let uid = rustix::process::Uid::from_raw_unchecked(uid);
+    if let Err(e) = rustix::thread::set_thread_uid(uid) {
+        fail_with(report, ChildStep::User, e.raw_os_error());
     }
 }
 
@@ -295,7 +413,7 @@ fn die_with_parent(parent: i32, report: c_int) {
     }
     // SAFETY: getppid has no arguments and cannot fail.
     if unsafe { libc::getppid() } != parent {
-        // SAFETY: _exit ends this process at once; nothing of the parent's is shared.
+        // SAFETY: _exit ends the child at once, running none of the parent's exit handlers.
         unsafe { libc::_exit(127) };
     }
 }
@@ -328,9 +446,10 @@ fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
 /// A file the kernel will not run (a script without `#!`): run it with /bin/sh, as
 /// glibc's execvp and so tini do. Without /bin/sh it stays ENOEXEC.
 fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, report: c_int) -> ! {
+    let shell = crate::spawn::SHELL.as_ptr();
     // SAFETY: shell_argv is a NULL-terminated array of strings the parent keeps alive
-    // (its first entry is the static "/bin/sh"); execve returns only on failure.
-    unsafe { libc::execve(shell_argv[0], shell_argv.as_ptr(), envp) };
+    // (its first entry is `shell`, a static string); execve returns only on failure.
+    unsafe { libc::execve(shell, shell_argv.as_ptr(), envp) };
     if matches!(errno(), libc::ENOENT | libc::ENOTDIR) {
         // No shell: the program's own failure is the one to report.
         // SAFETY: errno is this thread's, always valid to write.
@@ -357,4 +476,41 @@ fn fail_with(report: c_int, step: ChildStep, errno: i32) -> ! {
 unsafe extern "C" {
     /// The C runtime's environment (POSIX declares it; the `libc` crate does not).
     static environ: *const *const c_char;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions /proc/self/maps shows for the mapping that holds `address`.
+    fn permissions_at(address: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (start..end)
+                .contains(&address)
+                .then(|| rest.split(' ').next().unwrap_or("").to_string())
+        })
+    }
+
+    #[test]
+    fn the_child_stack_is_writable_with_a_guard_page_below_it() {
+        let bytes = CHILD_STACK_BYTES;
+        let top = map_stack(bytes).expect("a stack") as usize;
+        let bottom = top - bytes;
+        assert_eq!(permissions_at(top - 1).as_deref(), Some("rw-p"));
+        assert_eq!(permissions_at(bottom).as_deref(), Some("rw-p"));
+        assert_eq!(permissions_at(bottom - 1).as_deref(), Some("---p"));
+    }
+
+    #[test]
+    fn a_stack_that_cannot_be_mapped_is_an_error_not_a_crash() {
+        let error = map_stack(usize::MAX / 2).expect_err("no room for half the address space");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOMEM));
+        let error = map_stack(usize::MAX).expect_err("the guard page does not fit");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOMEM));
+    }
 }
