@@ -543,8 +543,12 @@ impl StopOrder {
 /// read from /proc.
 pub(crate) const OWN_DESCRIPTORS: usize = 1 + 2 + (1 + 8 + 1) + 4 + 2 + 1;
 
+/// How many connections the HTTP endpoint serves at once (`http::MAX_CONNECTIONS`),
+/// defined here because the descriptor budget counts them.
+pub(crate) const HTTP_CONNECTIONS: usize = 16;
+
 /// With `http =`: its listener, its connections, and one more being refused.
-pub(crate) const HTTP_DESCRIPTORS: usize = 1 + crate::http::MAX_CONNECTIONS + 1;
+pub(crate) const HTTP_DESCRIPTORS: usize = 1 + HTTP_CONNECTIONS + 1;
 
 impl Plan {
     /// Descriptors the running bundle may need at once, on top of those already open: its

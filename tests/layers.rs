@@ -23,8 +23,8 @@ const LAYERS: &[(&[&str], &str)] = &[
         "system calls and kernel constants: knows nothing of bundles",
     ),
     (
-        &["signal", "time", "id"],
-        "signal names, the clock and durations, daemon ids: words every layer uses",
+        &["signal", "time", "id", "json"],
+        "signal names, the clock and durations, daemon ids, the JSON writer: words every layer uses",
     ),
     (
         &["plan"],
@@ -51,7 +51,10 @@ const LAYERS: &[(&[&str], &str)] = &[
         "the sans-IO core: plan and time in, actions out; no parser, no probes",
     ),
     (
-        &["members", "envfile", "spawn", "output", "ready", "control"],
+        &[
+            "members", "envfile", "spawn", "output", "ready", "control", "live", "notify", "http",
+            "logline",
+        ],
         "adapters: carry out actions, turn I/O into events",
     ),
     (

@@ -28,7 +28,7 @@ mod request;
 pub(crate) mod response;
 
 /// Connections served at once.
-pub(crate) const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = crate::plan::HTTP_CONNECTIONS;
 /// The request line and headers, with the empty line that ends them.
 pub(crate) const MAX_REQUEST: usize = 4096;
 /// From accept to close: the request, the response, and the client's close.

@@ -446,9 +446,10 @@ fn exec_first_candidate(plan: &ExecPlan<'_>, report: c_int) -> ! {
 /// A file the kernel will not run (a script without `#!`): run it with /bin/sh, as
 /// glibc's execvp and so tini do. Without /bin/sh it stays ENOEXEC.
 fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, report: c_int) -> ! {
-    let shell = crate::spawn::SHELL.as_ptr();
-    // SAFETY: shell_argv is a NULL-terminated array of strings the parent keeps alive
-    // (its first entry is `shell`, a static string); execve returns only on failure.
+    // Its first entry is the shell's path (`spawn::SHELL`, a static string).
+    let shell = shell_argv[0];
+    // SAFETY: shell_argv is a NULL-terminated array of strings the parent keeps alive;
+    // execve returns only on failure.
     unsafe { libc::execve(shell, shell_argv.as_ptr(), envp) };
     if matches!(errno(), libc::ENOENT | libc::ENOTDIR) {
         // No shell: the program's own failure is the one to report.
