@@ -104,7 +104,7 @@ fn daemon_object(out: &mut String, d: &Daemon, now: Time) {
 fn live_object(out: &mut String, d: &Daemon) {
     let live = &d.liveness;
     let mut o = json::Object::begin(out);
-    o.number("failures_in_a_row", live.failures_in_a_row);
+    o.number("failures_in_a_row", live.failures_in_a_row());
     o.number("failures_total", live.failures);
     match &live.last_failure {
         Some(why) => o.string("last_failure", why),
@@ -183,7 +183,7 @@ fn liveness(d: &Daemon) -> Option<String> {
         return None;
     }
     let live = &d.liveness;
-    Some(match (&live.last_failure, live.failures_in_a_row) {
+    Some(match (&live.last_failure, live.failures_in_a_row()) {
         (None, _) => "ok".to_string(),
         (Some(why), 0) => format!("ok (last failure: {why})"),
         (Some(why), n) => format!("failing {n} in a row ({why})"),
@@ -221,9 +221,9 @@ fn problem(d: &Daemon) -> Option<String> {
     let name = &d.spec.name;
     match d.state() {
         State::Running { ready: false, .. } => Some(format!("{name} is running but not ready")),
-        State::Running { ready: true, .. } if d.liveness.failures_in_a_row > 0 => {
+        State::Running { ready: true, .. } if d.liveness.failures_in_a_row() > 0 => {
             let why = d.liveness.last_failure.as_deref().unwrap_or("?");
-            let n = d.liveness.failures_in_a_row;
+            let n = d.liveness.failures_in_a_row();
             Some(format!(
                 "{name} is not answering (liveness: {why}, {n} in a row)"
             ))
@@ -360,7 +360,7 @@ const DAEMON_METRICS: &[DaemonMetric] = &[
             d.spec
                 .live
                 .is_checked()
-                .then(|| d.liveness.failures_in_a_row.to_string())
+                .then(|| d.liveness.failures_in_a_row().to_string())
         },
     },
 ];

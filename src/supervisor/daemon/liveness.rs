@@ -21,7 +21,10 @@ pub(crate) struct LiveState {
     checking: Option<i32>,
     /// When the next `WATCHDOG=1` must have come.
     watchdog_due: Option<Time>,
-    pub(crate) failures_in_a_row: u32,
+    /// Failures in a row, of the `live` check and of the watchdog, each its own row: a
+    /// check that passes says nothing of a process that stopped pinging (a hung one keeps
+    /// the socket the kernel accepts connections on), nor a ping of a dead port.
+    in_a_row: [u32; 2],
     /// Every failure, over every process: a counter for metrics.
     pub(crate) failures: u32,
     pub(crate) last_failure: Option<String>,
@@ -42,6 +45,20 @@ pub(crate) struct Notes {
     main_pid_said: bool,
 }
 
+/// What failed or answered: the `live` check, or the watchdog.
+#[derive(Clone, Copy)]
+enum Probe {
+    Check = 0,
+    Watchdog = 1,
+}
+
+impl LiveState {
+    /// The longer of the two rows: what `status`, `health` and the metrics show.
+    pub(crate) fn failures_in_a_row(&self) -> u32 {
+        self.in_a_row[0].max(self.in_a_row[1])
+    }
+}
+
 impl Daemon {
     /// A new process runs: what the last one failed or said is not held against it.
     pub(super) fn new_process(&mut self) {
@@ -49,7 +66,7 @@ impl Daemon {
         live.next_check = None;
         live.checking = None;
         live.watchdog_due = None;
-        live.failures_in_a_row = 0;
+        live.in_a_row = [0; 2];
         self.notes = Notes::default();
     }
 
@@ -108,7 +125,7 @@ impl Daemon {
             (Some(due), Some(every)) if now >= due => {
                 self.liveness.watchdog_due = Some(now + every);
                 let why = format!("no WATCHDOG=1 within {}", human(every));
-                self.live_failed(pid, why, now, fx)
+                self.live_failed(Probe::Watchdog, pid, why, now, fx)
             }
             _ => Outcome::Nothing,
         }
@@ -132,32 +149,40 @@ impl Daemon {
         self.liveness.next_check = settings.check.as_ref().map(|_| now + settings.every);
         match result {
             Ok(()) => {
-                self.answers_again("answered its liveness check", fx);
+                self.answers_again(Probe::Check, "answered its liveness check", fx);
                 Outcome::Nothing
             }
-            Err(why) => self.live_failed(pid, why, now, fx),
+            Err(why) => self.live_failed(Probe::Check, pid, why, now, fx),
         }
     }
 
-    /// A check passed or a ping came (`what`): the failures in a row are over.
-    fn answers_again(&mut self, what: &str, fx: &mut Effects) {
+    /// A check passed or a ping came (`what`): that probe's failures in a row are over.
+    fn answers_again(&mut self, probe: Probe, what: &str, fx: &mut Effects) {
         let name = &self.spec.name;
-        if self.liveness.failures_in_a_row > 0 {
+        if self.liveness.in_a_row[probe as usize] > 0 {
             fx.log(Level::Notice, || {
                 format!("{name} answers its liveness check again")
             });
         } else {
             fx.log(Level::Debug, || format!("{name} {what}"));
         }
-        self.liveness.failures_in_a_row = 0;
+        self.liveness.in_a_row[probe as usize] = 0;
     }
 
-    /// One more failure in a row; at `live-failures` of them, it is restarted.
-    fn live_failed(&mut self, pid: i32, why: String, now: Time, fx: &mut Effects) -> Outcome {
+    /// One more failure of `probe` in a row; at `live-failures` of them, it is restarted.
+    fn live_failed(
+        &mut self,
+        probe: Probe,
+        pid: i32,
+        why: String,
+        now: Time,
+        fx: &mut Effects,
+    ) -> Outcome {
         let live = &mut self.liveness;
-        live.failures_in_a_row += 1;
+        let row = &mut live.in_a_row[probe as usize];
+        *row += 1;
         live.failures = live.failures.saturating_add(1);
-        let (count, limit) = (live.failures_in_a_row, self.spec.live.failures);
+        let (count, limit) = (*row, self.spec.live.failures);
         let name = &self.spec.name;
         if count < limit {
             fx.log(Level::Notice, || {
@@ -196,7 +221,7 @@ impl Daemon {
         if message.watchdog && self.liveness.watchdog_due.is_some() {
             let every = self.spec.live.watchdog;
             self.liveness.watchdog_due = every.map(|every| now + every);
-            self.answers_again("pinged its watchdog", fx);
+            self.answers_again(Probe::Watchdog, "pinged its watchdog", fx);
         }
         if message.ready {
             self.notes.reloading = false;

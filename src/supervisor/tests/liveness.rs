@@ -285,10 +285,10 @@ fn a_ping_after_a_miss_ends_the_failures_in_a_row() {
     sup.tick(secs(1.0), &mut out);
     notified(&mut sup, 0, 100, b"WATCHDOG=1", 1.5, &mut out);
     sup.tick(secs(2.4), &mut out);
-    assert_eq!(nth(&sup, 0).liveness.failures_in_a_row, 0);
+    assert_eq!(nth(&sup, 0).liveness.failures_in_a_row(), 0);
     assert_eq!(sup.health(), Ok(()));
     sup.tick(secs(2.5), &mut out);
-    assert_eq!(nth(&sup, 0).liveness.failures_in_a_row, 1);
+    assert_eq!(nth(&sup, 0).liveness.failures_in_a_row(), 1);
     assert!(signals(&out).is_empty());
 }
 
@@ -352,4 +352,94 @@ fn a_daemon_waiting_for_its_turn_to_stop_is_checked_no_more() {
     sup.tick(secs(2.4), &mut out);
     assert!(signals(&out).is_empty(), "db is not restarted: {out:?}");
     assert_eq!(nth(&sup, 0).liveness.failures, 0);
+}
+
+/// db (checked every second, one failure restarts it) waits at shutdown for app, which
+/// starts after it, to exit: its failing check must not stop it before app is gone, nor
+/// start a new db while the bundle shuts down.
+#[test]
+fn a_daemon_waiting_at_shutdown_for_its_dependents_is_not_restarted_by_its_liveness_check() {
+    let mut plan = ordered_plan(false, ExitPolicy::KeepRunning);
+    plan.daemons[0].live.check = Some(LiveCheck::Tcp("127.0.0.1:5432".into()));
+    plan.daemons[0].live.every = secs(1.0);
+    plan.daemons[0].live.failures = 1;
+    let mut sup = Supervisor::new(plan);
+    let mut out = actions();
+    sup.begin(secs(0.0), &mut out);
+    sup.spawned(0, Ok(100), secs(0.0), &mut out);
+    sup.spawned(1, Ok(101), secs(0.0), &mut out);
+    sup.signal(TERM, secs(0.5), &mut out);
+    assert_eq!(
+        signals(&out),
+        [(101, TERM)],
+        "app first; db keeps serving it"
+    );
+    out.clear();
+    sup.tick(secs(1.0), &mut out);
+    let asked = out.iter().find_map(|a| match a {
+        Action::CheckLive { id, pid } => Some((*id, *pid)),
+        _ => None,
+    });
+    if let Some((id, pid)) = asked {
+        let result = Err("connect to 127.0.0.1:5432 refused".to_string());
+        sup.handle(Event::LiveChecked { id, pid, result }, secs(1.01), &mut out);
+    }
+    assert_eq!(
+        signals(&out),
+        [],
+        "db is not stopped while app, which starts after it, still runs"
+    );
+    sup.exited(100, ExitStatus::Signal(libc_sig::TERM), secs(1.1), &mut out);
+    assert_eq!(
+        spawns(&out),
+        [] as [u32; 0],
+        "nothing starts during a shutdown"
+    );
+}
+
+/// db pings a 1 s watchdog (two missed periods in a row restart it) and has a TCP check
+/// every 0.5 s. A hung process keeps its listening socket, whose backlog the kernel fills
+/// for it, so each connect passes while no ping comes: ten periods without a ping must
+/// restart it all the same.
+#[test]
+fn a_daemon_that_stops_pinging_its_watchdog_is_restarted_while_its_port_still_accepts() {
+    let mut plan = ordered_plan(false, ExitPolicy::KeepRunning);
+    let db = &mut plan.daemons[0];
+    db.ready = Some(ReadyCheck::SdNotify);
+    db.live.watchdog = Some(secs(1.0));
+    db.live.failures = 2;
+    db.live.check = Some(LiveCheck::Tcp("127.0.0.1:5432".into()));
+    db.live.every = secs(0.5);
+    let mut sup = Supervisor::new(plan);
+    let mut out = actions();
+    sup.begin(secs(0.0), &mut out);
+    sup.spawned(0, Ok(100), secs(0.0), &mut out);
+    notified(&mut sup, 0, 100, b"READY=1", 0.0, &mut out);
+    sup.spawned(1, Ok(101), secs(0.0), &mut out);
+    out.clear();
+    while let Some(at) = sup.next_deadline().filter(|&at| at <= secs(10.0)) {
+        sup.tick(at, &mut out);
+        let asked = out.iter().find_map(|a| match a {
+            Action::CheckLive { id, pid } => Some((*id, *pid)),
+            _ => None,
+        });
+        if let Some((id, pid)) = asked {
+            let passed = Event::LiveChecked {
+                id,
+                pid,
+                result: Ok(()),
+            };
+            sup.handle(passed, at, &mut out);
+        }
+        if !signals(&out).is_empty() {
+            break;
+        }
+        out.clear();
+    }
+    assert_eq!(
+        signals(&out),
+        [(100, TERM)],
+        "no ping for 10 s, watchdog 1 s, live-failures = 2; missed periods counted: {}",
+        nth(&sup, 0).liveness.failures
+    );
 }
