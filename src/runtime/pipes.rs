@@ -78,8 +78,8 @@ impl Stream {
     /// The process writing to this pipe was reaped: the bytes still in the pipe are the rest
     /// of its output (FIONREAD counts them), and its last line ends after them. A queue too
     /// full to read them now keeps that boundary, so a restarted process's first line,
-    /// written behind them, still starts a line of its own.
-    fn writer_reaped(&mut self, lines: &mut LineOut, sink: &mut Sink) {
+    /// written behind them, still starts a line of its own. Returns whether any are left.
+    fn writer_reaped(&mut self, lines: &mut LineOut, sink: &mut Sink) -> bool {
         let left = rustix::io::ioctl_fionread(&self.read).unwrap_or(0);
         if left == 0 {
             let splitter = &mut self.splitter;
@@ -87,6 +87,7 @@ impl Stream {
         } else if self.run_ends.back() != Some(&(self.taken + left)) {
             self.run_ends.push_back(self.taken + left);
         }
+        left > 0
     }
 
     /// Reads while `more` says the sink may take more, at most a pipe's worth of reads, so a
@@ -347,9 +348,11 @@ impl OutputPipes {
     pub(super) fn reaped(&mut self, id: DaemonId, lend: &mut Lend) {
         for stream in 0..2 {
             self.with_stream(id, stream, lend, |s, lines, buf, sink| {
-                s.writer_reaped(lines, sink);
-                let room = |sink: &Sink| sink.has_room() || sink.shedding;
-                s.read_while(lines, buf, sink, room);
+                // An empty pipe needs no read: what an orphan writes later, poll reports.
+                if s.writer_reaped(lines, sink) {
+                    let room = |sink: &Sink| sink.has_room() || sink.shedding;
+                    s.read_while(lines, buf, sink, room);
+                }
             });
         }
     }
