@@ -78,14 +78,18 @@ impl Probes {
 
     /// Before spawning daemon `id`: the pipe its notify check reads, if it has one. A
     /// fresh pipe per start, so a new process never inherits an old one's notification.
-    pub(crate) fn notify_pipe(&mut self, id: DaemonId) -> Option<NotifyPipe> {
-        let entry = self.daemons.get_mut(id)?;
-        let Some(ReadyCheck::Notify(target)) = entry.check else {
-            return None;
+    /// A pipe that cannot be made is an error, never a start without the descriptor the
+    /// daemon was promised (it would wait in vain to be ready).
+    pub(crate) fn notify_pipe(&mut self, id: DaemonId) -> std::io::Result<Option<NotifyPipe>> {
+        let Some(entry) = self.daemons.get_mut(id) else {
+            return Ok(None);
         };
-        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ok()?;
+        let Some(ReadyCheck::Notify(target)) = entry.check else {
+            return Ok(None);
+        };
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         entry.pending_notify = Some(read);
-        Some(NotifyPipe { write, target })
+        Ok(Some(NotifyPipe { write, target }))
     }
 
     /// Starts daemon `id`'s check; the first attempt runs at the next `run_due`.

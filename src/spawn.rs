@@ -68,8 +68,13 @@ pub(crate) fn spawn(
         .collect();
     let envp = strings.envp.as_ref().map(|e| null_terminated(e));
     let process = ProcessStrings::new(spec);
-    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| pipe_failure(program, io::Error::from(e)))?;
+    let report_pipe = match sys::report_needs_pipe() {
+        true => Some(
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| pipe_failure(program, io::Error::from(e)))?,
+        ),
+        false => None,
+    };
     let plan = ExecPlan {
         candidates: &strings.candidates,
         argv: &argv,
@@ -88,23 +93,50 @@ pub(crate) fn spawn(
         groups: &process.groups,
         oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
-        parent: rustix::process::getpid().as_raw_nonzero().get(),
+        parent: own_pid(),
         // A daemon's own limit-nofile replaces the limit bundle-init inherited.
         open_file_limit: match spec.process.limit(Resource::Nofile) {
             Some(_) => None,
             None => setup.open_file_limit,
         },
         mark: setup.marks.map(|marks| marks.limit_for(id)),
-        report: report_write.as_raw_fd(),
+        report: report_pipe
+            .as_ref()
+            .map_or(-1, |(_, write)| write.as_raw_fd()),
     };
     let pid = sys::start_child(&plan).map_err(|e| start_failure(program, e))?;
-    drop(report_write);
-    match read_exec_report(&report_read) {
+    match child_report(report_pipe) {
         None => Ok(pid),
         Some((step, errno)) => {
             reap_failed_child(pid);
             Err(classify(program, spec, step, errno))
         }
+    }
+}
+
+/// What the child that just started reported: from its pipe, when this start made one
+/// (and what that shows of the memory the child shares), else from memory.
+fn child_report(pipe: Option<(OwnedFd, OwnedFd)>) -> Option<(ChildStep, i32)> {
+    let Some((read, write)) = pipe else {
+        return sys::reported_in_memory();
+    };
+    drop(write);
+    let report = read_exec_report(&read);
+    sys::note_memory_sharing();
+    report
+}
+
+/// bundle-init's pid, which the child checks its parent against: asked once, as it never
+/// changes (bundle-init does not fork itself).
+fn own_pid() -> i32 {
+    static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    match PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            let pid = rustix::process::getpid().as_raw_nonzero().get();
+            PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
     }
 }
 
@@ -336,9 +368,10 @@ fn search_path(program: &OsStr, path: Option<&OsStr>) -> Option<Vec<CString>> {
         .collect()
 }
 
-/// The pipe a start reports on could not be made. Out of descriptors (EMFILE, ENFILE) can
-/// pass, as a process limit can: retried with backoff, like a fork failure.
-fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
+/// A pipe a start needs (the report pipe, a readiness pipe) could not be made. Out of
+/// descriptors (EMFILE, ENFILE) can pass, as a process limit can: retried with backoff,
+/// like a fork failure.
+pub(crate) fn pipe_failure(program: &OsStr, error: io::Error) -> SpawnFailure {
     let errno = error.raw_os_error().unwrap_or(0);
     let text = if matches!(errno, libc::EMFILE | libc::ENFILE) {
         "cannot create a pipe to start it: too many open descriptors (RLIMIT_NOFILE?)".to_string()

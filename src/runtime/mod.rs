@@ -631,7 +631,7 @@ impl Runtime {
             None => ChildOutput::default(),
         };
         // The write end of a notify pipe becomes the child's FD; ours closes after the spawn.
-        let notify = self.probes.notify_pipe(id);
+        let notify = (self.probes.notify_pipe(id)).map_err(|e| self.pipe_failure(id, e))?;
         output.notify = notify.as_ref().map(|n| (n.write.as_raw_fd(), n.target));
         let extra_env = self.notify_environment(id)?;
         let Some(spec) = self.sup.spec(id) else {
@@ -642,6 +642,13 @@ impl Runtime {
             });
         };
         spawn::spawn(id, spec, self.settings.setup, output, extra_env)
+    }
+
+    /// A pipe for daemon `id`'s start could not be made: the failure names its program.
+    fn pipe_failure(&self, id: DaemonId, error: std::io::Error) -> SpawnFailure {
+        let spec = self.sup.spec(id);
+        let program = spec.and_then(|s| s.argv.first()).map(OsString::as_os_str);
+        spawn::pipe_failure(program.unwrap_or_default(), error)
     }
 
     /// For a daemon with `ready = sd-notify`: a fresh notify socket, named in the

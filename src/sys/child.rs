@@ -13,7 +13,8 @@
 //! oom_score_adj, so what its steps change there is its own, as after fork. So, between
 //! clone and exec the child
 //! - reads `ExecPlan` and everything it points to (prepared and allocated before clone, in
-//!   the parent's suspended frame) and `environ`, and writes nothing of the parent's;
+//!   the parent's suspended frame) and `environ`, and writes nothing of the parent's but
+//!   `REPORT`, which the parent reads only once `clone` has returned;
 //! - writes only its own stack, and errno (the parent's, through the shared thread
 //!   pointer: harmless, the parent reads errno only right after a call that failed, and
 //!   `clone` set it last if clone failed);
@@ -28,13 +29,20 @@
 //!   that reaches the child between its mask restore and execve meets only SIG_DFL or
 //!   SIG_IGN, as it would after exec.
 //!
-//! The failure report stays on the pipe rather than in shared memory: under qemu-user a
-//! CLONE_VM | CLONE_VFORK clone is carried out as a plain fork (the child gets a copy of the
-//! memory and the parent is not held), and a pipe reads the same in both cases.
+//! # How a failure is reported
+//!
+//! The child stores (step, errno) in `REPORT`, in the memory it shares with the parent,
+//! before it exits, and the parent reads it once `clone` has returned: no descriptors, no
+//! system calls. That needs CLONE_VM | CLONE_VFORK to be what it promises, and under
+//! qemu-user (the aarch64 test run) it is not: qemu carries the clone out as a plain fork,
+//! so the child writes to a copy and the parent is not held. So the first start also
+//! reports on a close-on-exec pipe, read to its end, and the child marks `REPORT` as soon
+//! as it runs: if the parent then sees the mark, it shares the child's memory and every
+//! later start reports through memory alone; if not, every start keeps the pipe.
 
 use std::io;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU32, Ordering};
 
 use rustix::process::Gid;
 
@@ -49,10 +57,61 @@ const CHILD_STACK_BYTES: usize = 64 * 1024;
 /// left the stack (exec replaced its memory, or it exited) before `clone` returns.
 static CHILD_STACK_TOP: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 
+/// What the child of the current start reported, in the memory it shares with the parent
+/// (see "How a failure is reported"). The child writes it, the parent reads it only after
+/// `clone` returned, when the child has exec'd or exited.
+struct MemoryReport {
+    /// `CHILD_RAN` once the child runs, then the failed step's code, if one failed.
+    step: AtomicU32,
+    errno: AtomicI32,
+}
+
+/// The child has started running (not a step: a step's code is 1 to 18).
+const CHILD_RAN: u32 = u32::MAX;
+
+static REPORT: MemoryReport = MemoryReport {
+    step: AtomicU32::new(0),
+    errno: AtomicI32::new(0),
+};
+
+/// Whether children share bundle-init's memory until they exec: unknown until the first
+/// start has shown it.
+static MEMORY_SHARED: AtomicU8 = AtomicU8::new(SHARING_UNKNOWN);
+const SHARING_UNKNOWN: u8 = 0;
+const SHARING_SEEN: u8 = 1;
+const SHARING_ABSENT: u8 = 2;
+
+/// Whether this start needs the report pipe: until a start has shown that the child's
+/// writes reach the parent's memory, and always where they do not.
+pub(crate) fn report_needs_pipe() -> bool {
+    MEMORY_SHARED.load(Ordering::Relaxed) != SHARING_SEEN
+}
+
+/// After a start whose report was read from its pipe: remembers whether the child's mark
+/// reached this memory, which decides whether later starts need the pipe.
+pub(crate) fn note_memory_sharing() {
+    let seen = REPORT.step.load(Ordering::Acquire) != 0;
+    let sharing = if seen { SHARING_SEEN } else { SHARING_ABSENT };
+    MEMORY_SHARED.store(sharing, Ordering::Relaxed);
+}
+
+/// What the child of the start that just returned stored before it exited: (step, errno),
+/// or None when it exec'd (or died before a step failed).
+pub(crate) fn reported_in_memory() -> Option<(ChildStep, i32)> {
+    match REPORT.step.load(Ordering::Acquire) {
+        0 | CHILD_RAN => None,
+        code => Some((
+            ChildStep::from_code(code),
+            REPORT.errno.load(Ordering::Relaxed),
+        )),
+    }
+}
+
 /// Starts a child that runs `child(plan)` and returns its pid once it has exec'd or
 /// exited (see the module's comment for what it may touch meanwhile).
 pub(crate) fn start_child(plan: &ExecPlan<'_>) -> Result<i32, StartError> {
     let top = child_stack().map_err(StartError::Stack)?;
+    REPORT.step.store(0, Ordering::Relaxed);
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     let arg = std::ptr::from_ref(plan).cast_mut().cast::<c_void>();
     // SAFETY: `top` is the upper end of a mapped, writable stack that nothing else uses
@@ -164,7 +223,8 @@ pub(crate) struct ExecPlan<'a> {
     pub(crate) open_file_limit: Option<libc::rlimit>,
     /// The daemon's mark, as an RLIMIT_RTTIME its every process inherits (`members`).
     pub(crate) mark: Option<libc::rlimit>,
-    /// Write end of the CLOEXEC pipe the child reports a failure on.
+    /// Write end of the CLOEXEC pipe the child also reports a failure on, or -1 for none
+    /// (the report in memory is enough: see "How a failure is reported").
     pub(crate) report: c_int,
 }
 
@@ -216,10 +276,11 @@ impl ChildStep {
     }
 }
 
-/// The child's side: set up and exec, or report (step, errno) on the report pipe and exit
+/// The child's side: set up and exec, or report (step, errno) and exit
 /// 127. Makes only async-signal-safe system calls and allocates nothing: every pointer
 /// comes from `plan`, which the parent prepared and the child only reads.
 pub(crate) fn child(plan: &ExecPlan<'_>) -> ! {
+    REPORT.step.store(CHILD_RAN, Ordering::Release);
     let report = plan.report;
     // SAFETY: setpgid has no memory arguments.
     if unsafe { libc::setpgid(0, 0) } != 0 {
@@ -460,16 +521,20 @@ fn run_with_shell(shell_argv: &[*const c_char], envp: *const *const c_char, repo
     fail(report, ChildStep::Shell)
 }
 
-/// Reports (step, errno) on the report pipe and exits 127.
+/// Reports (step, errno) in memory and on the report pipe, if there is one, and exits 127.
 fn fail(report: c_int, step: ChildStep) -> ! {
     fail_with(report, step, errno())
 }
 
 /// `fail` for a call that returns its error instead of setting errno (rustix's).
 fn fail_with(report: c_int, step: ChildStep, errno: i32) -> ! {
-    let words = [step as u32, errno as u32];
-    // SAFETY: the buffer lives on this stack for the call.
-    unsafe { libc::write(report, words.as_ptr().cast(), std::mem::size_of_val(&words)) };
+    REPORT.errno.store(errno, Ordering::Relaxed);
+    REPORT.step.store(step as u32, Ordering::Release);
+    if report >= 0 {
+        let words = [step as u32, errno as u32];
+        // SAFETY: the buffer lives on this stack for the call.
+        unsafe { libc::write(report, words.as_ptr().cast(), std::mem::size_of_val(&words)) };
+    }
     // SAFETY: _exit ends the child at once, running none of the parent's exit handlers.
     unsafe { libc::_exit(127) }
 }

@@ -11,7 +11,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::raw::c_int;
 
 mod child;
-pub(crate) use child::{ChildStep, ExecPlan, StartError, start_child};
+pub(crate) use child::{
+    ChildStep, ExecPlan, StartError, note_memory_sharing, report_needs_pipe, reported_in_memory,
+    start_child,
+};
 
 /// Synchronous fault signals stay unblocked: blocking them would turn a crash of
 /// bundle-init into a hang instead of a visible death.
