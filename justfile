@@ -206,14 +206,14 @@ fuzz SECONDS="60":
 
 # Benchmarks against tini, catatonit, dumb-init, s6 and supervisord (installs them).
 # `just bench --quick` runs in under a minute. Results: docs/BENCHMARKS.md.
-bench *ARGS: build
+bench *ARGS: build build-tiny
     #!/usr/bin/env bash
     set -euo pipefail
     missing=()
     for p in tini catatonit dumb-init s6 supervisor file; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
     cargo build --quiet --release --manifest-path bench/Cargo.toml
-    bench/target/release/bundle-init-bench --bundle-init {{release}}/bundle-init --testd {{release}}/bundle-testd {{ARGS}}
+    bench/target/release/bundle-init-bench --bundle-init {{release}}/bundle-init --shipped {{release_x86_64}} --testd {{release}}/bundle-testd {{ARGS}}
 
 # The tiny build: nightly, std rebuilt with an immediate-abort panic strategy.
 build-tiny:

@@ -6,7 +6,7 @@
 //! Runs are interleaved (each round visits the inits in a rotated order) so that drift hits
 //! all of them alike, and every loop is bounded in count and in time.
 //!
-//! Usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--quick]
+//! Usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--shipped PATH] [--quick]
 //! [--only METRIC]. `--baseline` adds another bundle-init build (an older one) to the
 //! restart and 250-daemon start tables, measured in the same run.
 
@@ -45,6 +45,8 @@ struct Settings {
     /// Another bundle-init to measure beside it (`--baseline PATH`), in the metrics that
     /// compare builds: restart and the 250-daemon start.
     baseline: Option<PathBuf>,
+    /// The file that ships (`--shipped PATH`: the size-optimised build), for the size table.
+    shipped: Option<PathBuf>,
     testd: PathBuf,
     work: PathBuf,
 }
@@ -382,8 +384,10 @@ fn bench_size(s: &Settings) {
     println!("| init | bytes | KiB | linking | ratio to tini |");
     println!("|---|---:|---:|---|---:|");
     let bundle = s.bundle_init.display().to_string();
+    let shipped = s.shipped.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     let rows = [
-        ("bundle-init", bundle.as_str()),
+        ("bundle-init (the build measured below)", bundle.as_str()),
+        ("bundle-init (shipped: the size-optimised build)", shipped.as_str()),
         ("tini-static", "tini-static"),
         ("catatonit", "catatonit"),
         ("dumb-init", "dumb-init"),
@@ -392,7 +396,7 @@ fn bench_size(s: &Settings) {
     ];
     let tini = path_of("tini-static").and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len() as f64).unwrap_or(f64::NAN);
     for (name, program) in rows {
-        let Some(path) = path_of(program) else { continue };
+        let Some(path) = path_of(program).filter(|_| !program.is_empty()) else { continue };
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         println!(
             "| {name} | {bytes} | {:.0} | {} | {} |",
@@ -1086,6 +1090,7 @@ fn main() {
     let mut quick = false;
     let mut bundle_init = None;
     let mut baseline = None;
+    let mut shipped = None;
     let mut testd_path = None;
     let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -1094,10 +1099,11 @@ fn main() {
             "--quick" => quick = true,
             "--bundle-init" => bundle_init = args.next().map(PathBuf::from),
             "--baseline" => baseline = args.next().map(PathBuf::from),
+            "--shipped" => shipped = args.next().map(PathBuf::from),
             "--testd" => testd_path = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
             _ => {
-                let _ = writeln!(std::io::stderr(), "usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--quick] [--only METRIC]");
+                let _ = writeln!(std::io::stderr(), "usage: bundle-init-bench --bundle-init PATH --testd PATH [--baseline PATH] [--shipped PATH] [--quick] [--only METRIC]");
                 std::process::exit(2);
             }
         }
@@ -1108,6 +1114,7 @@ fn main() {
         quick,
         bundle_init: std::fs::canonicalize(bundle_init.expect("--bundle-init PATH")).unwrap(),
         baseline: baseline.map(|p: PathBuf| std::fs::canonicalize(p).expect("--baseline PATH")),
+        shipped: shipped.map(|p: PathBuf| std::fs::canonicalize(p).expect("--shipped PATH")),
         testd: std::fs::canonicalize(testd_path.expect("--testd PATH")).unwrap(),
         work: work.clone(),
     };
