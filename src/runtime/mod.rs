@@ -631,7 +631,8 @@ impl Runtime {
             None => ChildOutput::default(),
         };
         // The write end of a notify pipe becomes the child's FD; ours closes after the spawn.
-        let notify = (self.probes.notify_pipe(id)).map_err(|e| self.pipe_failure(id, e))?;
+        let notify = self.probes.notify_pipe(id);
+        let notify = notify.map_err(|e| self.pipe_failure(id, e))?;
         output.notify = notify.as_ref().map(|n| (n.write.as_raw_fd(), n.target));
         let extra_env = self.notify_environment(id)?;
         let Some(spec) = self.sup.spec(id) else {
