@@ -476,7 +476,9 @@ fn classify(program: &OsStr, spec: &DaemonSpec, step: ChildStep, errno: i32) -> 
         limit => (126, limit_failure(spec, limit, errno, &reason)),
     };
     SpawnFailure {
-        transient: false,
+        // Out of descriptors (a step that opens one: the child's table is a copy of
+        // bundle-init's) passes, as at the pipes a start needs: retried with backoff.
+        transient: matches!(errno, libc::EMFILE | libc::ENFILE),
         code,
         message,
     }
@@ -744,6 +746,18 @@ mod tests {
             classify(OsStr::new("/x"), &spec, ChildStep::LimitAs, libc::EINVAL).code,
             126
         );
+    }
+
+    /// Out of descriptors in a step of the child (its table is a copy of bundle-init's) can
+    /// pass: retried, as a pipe failure is. Any other step failure is the daemon's own.
+    #[test]
+    fn a_step_out_of_descriptors_is_transient_and_nothing_else_is() {
+        let spec = DaemonSpec::new("d", vec!["/x".into()]);
+        let failure = |step, errno| classify(OsStr::new("/x"), &spec, step, errno);
+        assert!(failure(ChildStep::OomScoreAdj, libc::EMFILE).transient);
+        assert!(failure(ChildStep::Exec, libc::ENFILE).transient);
+        assert!(!failure(ChildStep::OomScoreAdj, libc::EACCES).transient);
+        assert!(!failure(ChildStep::Exec, ENOENT).transient);
     }
 
     /// Every step the child reports comes back as itself.

@@ -805,6 +805,40 @@ fn a_daemon_gets_the_umask_nice_limits_groups_and_oom_score_its_file_gives() {
     assert_ne!(value("plain", "limit-nofile"), "512:1024");
 }
 
+/// oom_score_adj is written before the limits are set: writing it opens a descriptor in the
+/// child, whose table is a copy of bundle-init's (about twenty here, all closed at exec),
+/// so a daemon's low limit-nofile set first would make that open fail.
+#[test]
+fn oom_score_adj_is_set_whatever_limit_nofile_the_daemon_has() {
+    let dir = TempDir::new("process-oom-nofile");
+    let bundle = dir.write(
+        "p.bundle",
+        "[b]\nrun = bundle-testd --name b\n[c]\nrun = bundle-testd --name c\n\
+         [d]\nrun = bundle-testd --name d\n\
+         [app]\nrun = bundle-testd --name app --report\nlimit-nofile = 8\noom-score-adj = 300\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("app's report", |l| {
+        l.starts_with("[app] report oom_score_adj=")
+    });
+    // Started last, app was started by a bundle-init with every other daemon's pipes.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", init.pid()))
+        .unwrap()
+        .count();
+    assert!(
+        open > 8,
+        "bundle-init holds more descriptors than the limit: {open}"
+    );
+    assert!(
+        init.stdout
+            .all()
+            .contains(&"[app] report oom_score_adj=300".to_string()),
+        "{:?}\n{}",
+        init.stdout.all(),
+        init.stderr.text()
+    );
+}
+
 /// A limit that cannot be set (a hard limit raised without privilege) fails that start,
 /// named, under the daemon's policy; bundle-init and the sibling carry on.
 #[test]

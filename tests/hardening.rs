@@ -663,6 +663,25 @@ fn leave_no_descriptor_free(init: &Init) -> rustix::process::Rlimit {
     rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, tight).unwrap()
 }
 
+/// Lowers bundle-init's soft RLIMIT_NOFILE to its lowest unused descriptor number, so
+/// that no descriptor can be had at all (`leave_no_descriptor_free` counts them, and a
+/// hole below the count still takes one). Returns the limit to put back.
+fn leave_no_descriptor_number_free(init: &Init) -> rustix::process::Rlimit {
+    let pid = rustix::process::Pid::from_raw(init.pid()).unwrap();
+    let open: std::collections::BTreeSet<u64> =
+        std::fs::read_dir(format!("/proc/{}/fd", init.pid()))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    let hard = max_open_files(init.pid()).1.parse().ok();
+    let tight = rustix::process::Rlimit {
+        current: Some(lowest_free),
+        maximum: hard,
+    };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, tight).unwrap()
+}
+
 /// Out of descriptors at a later start that needs one (the limit lowered from outside; a
 /// `notify:` daemon gets a new readiness pipe at every start): the failure is a pipe
 /// failure, retried with backoff like a failed fork, not "fork failed" (126) and given up,
@@ -723,6 +742,49 @@ fn a_restart_at_the_descriptor_limit_needs_no_new_descriptor() {
     assert!(
         !init.stderr.text().contains("cannot start"),
         "{}",
+        init.stderr.text()
+    );
+}
+
+/// From the hostile review: a restart at the descriptor limit of a daemon with
+/// `oom-score-adj` does need a descriptor, in the child (it opens
+/// /proc/self/oom_score_adj in the child's copy of bundle-init's full table). Before the
+/// memory report, the parent's report pipe failed first: a transient pipe failure,
+/// retried. Now the child's open fails with EMFILE and is reported as a permanent
+/// `oom-score-adj 100: Too many open files`, so the daemon is given up instead of being
+/// restarted once descriptors are free again.
+#[test]
+fn a_restart_at_the_descriptor_limit_with_oom_score_adj_is_retried_not_given_up() {
+    if skip_when_emulated(
+        "hardening::a_restart_at_the_descriptor_limit_with_oom_score_adj_is_retried_not_given_up",
+        "qemu-user carries out a CLONE_VM | CLONE_VFORK clone as a fork, so each start there reports on a pipe",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("emfile-oom");
+    let bundle = dir.write(
+        "e.bundle",
+        "on SIGUSR1 = restart a\n[a]\nrun = bundle-testd --name a\noom-score-adj = 100\nrestart-delay = 200ms\n",
+    );
+    let init = Launch::pid1(&["--bundle", &bundle]).start();
+    init.stdout.wait_for("a started", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    let pid = rustix::process::Pid::from_raw(init.pid()).unwrap();
+    let old = leave_no_descriptor_number_free(&init);
+    init.signal(USR1);
+    // Either it restarts at the limit, or it fails and is retried: never given up.
+    init.stderr.wait_for("a's restart at the limit", |l| {
+        l.contains("cannot start a") || l.contains("a restarted")
+    });
+    // (bundle-init may have exited already: every daemon given up.)
+    let _ = rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, old);
+    init.stdout.wait_for_n(2, "a started again", |l| {
+        l.starts_with("[a] ") && l.ends_with(" started")
+    });
+    assert!(
+        !init.stderr.text().contains("not restarted"),
+        "a descriptor shortage is not the daemon's permanent failure:\n{}",
         init.stderr.text()
     );
 }

@@ -410,13 +410,15 @@ fn set_up_process(plan: &ExecPlan<'_>, report: c_int) {
     {
         fail_with(report, ChildStep::Nice, e.raw_os_error());
     }
+    // Before the limits: writing it opens a descriptor, which the daemon's own
+    // limit-nofile, below the child's copy of bundle-init's descriptors, would refuse.
+    if let Some(text) = plan.oom_score_adj {
+        write_oom_score_adj(text, report);
+    }
     for &(step, resource, limit) in plan.limits {
         if let Err(e) = process::setrlimit(resource, limit) {
             fail_with(report, step, e.raw_os_error());
         }
-    }
-    if let Some(text) = plan.oom_score_adj {
-        write_oom_score_adj(text, report);
     }
 }
 
