@@ -955,15 +955,19 @@ fn restarts_are_stable(rounds: usize) {
     let rss_after = status_field(pid, "VmRSS:");
     let size_after = status_field(pid, "VmSize:");
     let fds_after = open_fds(pid);
+    assert_eq!(
+        fds_after, fds_before,
+        "descriptor count changed over {rounds} restarts"
+    );
+    let why = "under qemu-user VmSize and VmRSS are the emulator's, whose translation cache and heap grow on their own";
+    if skip_when_emulated("address space and RSS after many restarts", why) {
+        return;
+    }
     // Each start runs its child on a stack of 64 KiB and a guard page: one left mapped by a
     // single start would show as 68 KiB more address space.
     assert!(
         size_after < size_before + 68,
         "address space grew from {size_before} KiB to {size_after} KiB over {rounds} restarts"
-    );
-    assert_eq!(
-        fds_after, fds_before,
-        "descriptor count changed over {rounds} restarts"
     );
     assert!(
         rss_after <= rss_before + 8,
