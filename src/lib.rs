@@ -167,6 +167,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         marks: members::proc_is_ours()
             .then(|| members::Marks::new(instance_seed()))
             .flatten(),
+        parent: rustix::process::getpid().as_raw_nonzero().get(),
     };
     if !plan.single_child {
         // Descriptors bundle-init inherited are its own business, not every daemon's.

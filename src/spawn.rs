@@ -28,6 +28,8 @@ pub(crate) struct ChildSetup {
     /// The marks that tell which processes are whose (`members`); None when the limit
     /// they live in has no room.
     pub(crate) marks: Option<crate::members::Marks>,
+    /// bundle-init's pid, which the child checks its parent against (parent-death signal).
+    pub(crate) parent: i32,
 }
 
 /// Where a child's stdout and stderr go: inherited (None), or onto this descriptor.
@@ -93,7 +95,7 @@ pub(crate) fn spawn(
         groups: &process.groups,
         oom_score_adj: process.oom_score_adj.as_deref(),
         mask: setup.inherited_mask,
-        parent: own_pid(),
+        parent: setup.parent,
         // A daemon's own limit-nofile replaces the limit bundle-init inherited.
         open_file_limit: match spec.process.limit(Resource::Nofile) {
             Some(_) => None,
@@ -124,20 +126,6 @@ fn child_report(pipe: Option<(OwnedFd, OwnedFd)>) -> Option<(ChildStep, i32)> {
     let report = read_exec_report(&read);
     sys::note_memory_sharing();
     report
-}
-
-/// bundle-init's pid, which the child checks its parent against: asked once, as it never
-/// changes (bundle-init does not fork itself).
-fn own_pid() -> i32 {
-    static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-    match PID.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => {
-            let pid = rustix::process::getpid().as_raw_nonzero().get();
-            PID.store(pid, std::sync::atomic::Ordering::Relaxed);
-            pid
-        }
-        pid => pid,
-    }
 }
 
 /// A child that reported a failure exited 127 right after writing: it is reaped here,

@@ -42,7 +42,7 @@
 
 use std::io;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use rustix::process::Gid;
 
@@ -74,25 +74,20 @@ static REPORT: MemoryReport = MemoryReport {
     errno: AtomicI32::new(0),
 };
 
-/// Whether children share bundle-init's memory until they exec: unknown until the first
-/// start has shown it.
-static MEMORY_SHARED: AtomicU8 = AtomicU8::new(SHARING_UNKNOWN);
-const SHARING_UNKNOWN: u8 = 0;
-const SHARING_SEEN: u8 = 1;
-const SHARING_ABSENT: u8 = 2;
+/// Whether a start has shown that children share bundle-init's memory until they exec.
+static MEMORY_SHARED: AtomicBool = AtomicBool::new(false);
 
 /// Whether this start needs the report pipe: until a start has shown that the child's
 /// writes reach the parent's memory, and always where they do not.
 pub(crate) fn report_needs_pipe() -> bool {
-    MEMORY_SHARED.load(Ordering::Relaxed) != SHARING_SEEN
+    !MEMORY_SHARED.load(Ordering::Relaxed)
 }
 
 /// After a start whose report was read from its pipe: remembers whether the child's mark
 /// reached this memory, which decides whether later starts need the pipe.
 pub(crate) fn note_memory_sharing() {
     let seen = REPORT.step.load(Ordering::Acquire) != 0;
-    let sharing = if seen { SHARING_SEEN } else { SHARING_ABSENT };
-    MEMORY_SHARED.store(sharing, Ordering::Relaxed);
+    MEMORY_SHARED.store(seen, Ordering::Relaxed);
 }
 
 /// What the child of the start that just returned stored before it exited: (step, errno),
